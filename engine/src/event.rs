@@ -1,0 +1,203 @@
+//! CloudEvents as the engine sees them, and the canonical string form of attribute values that
+//! filters and correlation keys compare against.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use chrono::{DateTime, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The names of the CloudEvents context attributes; an extension must not use one of them.
+pub const CONTEXT_ATTRIBUTES: [&str; 8] =
+    ["id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema"];
+
+/// A value of one of the CloudEvents attribute types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "snake_case")]
+pub enum AttrValue {
+    Boolean(bool),
+    Integer(i32),
+    String(String),
+    Bytes(#[serde(with = "base64_bytes")] Vec<u8>),
+    Uri(String),
+    UriRef(String),
+    Timestamp(DateTime<Utc>),
+}
+
+impl AttrValue {
+    /// Returns the canonical string form: booleans `true`/`false`, integers in decimal,
+    /// timestamps in RFC 3339 UTC (see [`canonical_time`]), bytes in standard base64.
+    pub fn canonical(&self) -> Cow<'_, str> {
+        match self {
+            Self::Boolean(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Self::Integer(i) => Cow::Owned(i.to_string()),
+            Self::String(s) | Self::Uri(s) | Self::UriRef(s) => Cow::Borrowed(s),
+            Self::Bytes(b) => Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b)),
+            Self::Timestamp(t) => Cow::Owned(canonical_time(t)),
+        }
+    }
+}
+
+/// Formats a timestamp as RFC 3339 in UTC with `Z`, with fractional seconds only when they are
+/// not zero and without trailing zeros: `2026-11-22T10:00:00Z`, `2026-11-22T10:00:00.25Z`.
+pub fn canonical_time(t: &DateTime<Utc>) -> String {
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.nanosecond() % 1_000_000_000;
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// The payload of an event, as in the CloudEvents protobuf format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "snake_case")]
+pub enum Data {
+    Binary(#[serde(with = "base64_bytes")] Vec<u8>),
+    Text(String),
+    Proto {
+        type_url: String,
+        #[serde(with = "base64_bytes")]
+        value: Vec<u8>,
+    },
+}
+
+/// A W3C trace context carried through the engine untouched: the engine never interprets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TraceContext {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub traceparent: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tracestate: String,
+}
+
+impl TraceContext {
+    pub fn is_empty(&self) -> bool {
+        self.traceparent.is_empty()
+    }
+}
+
+/// A CloudEvent in a namespace, as stored and evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub namespace: String,
+    /// Per-namespace sequence, assigned by the store when the event is accepted (0 before).
+    pub sequence: u64,
+    pub id: String,
+    pub source: String,
+    pub specversion: String,
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub time: Option<DateTime<Utc>>,
+    pub datacontenttype: Option<String>,
+    pub dataschema: Option<String>,
+    /// Extension attributes by (lowercase) name.
+    pub extensions: BTreeMap<String, AttrValue>,
+    pub data: Option<Data>,
+    pub received_at: DateTime<Utc>,
+    pub trace: TraceContext,
+}
+
+impl Event {
+    /// Returns the canonical string value of a context attribute or extension, looked up by
+    /// name case-insensitively, or `None` when the event does not have it.
+    pub fn attribute(&self, name: &str) -> Option<Cow<'_, str>> {
+        let context = |s: &str| name.eq_ignore_ascii_case(s);
+        if context("id") {
+            Some(Cow::Borrowed(&self.id))
+        } else if context("source") {
+            Some(Cow::Borrowed(&self.source))
+        } else if context("specversion") {
+            Some(Cow::Borrowed(&self.specversion))
+        } else if context("type") {
+            Some(Cow::Borrowed(&self.event_type))
+        } else if context("subject") {
+            self.subject.as_deref().map(Cow::Borrowed)
+        } else if context("time") {
+            self.time.as_ref().map(|t| Cow::Owned(canonical_time(t)))
+        } else if context("datacontenttype") {
+            self.datacontenttype.as_deref().map(Cow::Borrowed)
+        } else if context("dataschema") {
+            self.dataschema.as_deref().map(Cow::Borrowed)
+        } else if let Some(v) = self.extensions.get(name) {
+            Some(v.canonical())
+        } else {
+            self.extensions.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.canonical())
+        }
+    }
+
+    /// Returns the reference a listener keeps when it collects this event.
+    pub fn to_ref(&self) -> EventRef {
+        EventRef {
+            sequence: self.sequence,
+            source: self.source.clone(),
+            id: self.id.clone(),
+            event_type: self.event_type.clone(),
+            received_at: self.received_at,
+            trace: self.trace.clone(),
+        }
+    }
+}
+
+/// What a listener remembers of an event it collected, and what an action names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRef {
+    pub sequence: u64,
+    pub source: String,
+    pub id: String,
+    pub event_type: String,
+    pub received_at: DateTime<Utc>,
+    #[serde(default)]
+    pub trace: TraceContext,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn canonical_forms() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let cases = [
+            (AttrValue::Boolean(true), "true"),
+            (AttrValue::Boolean(false), "false"),
+            (AttrValue::Integer(-42), "-42"),
+            (AttrValue::String("x/y".into()), "x/y"),
+            (AttrValue::Bytes(vec![0, 1, 2, 255]), "AAEC/w=="),
+            (AttrValue::Uri("https://acme.io/a".into()), "https://acme.io/a"),
+            (AttrValue::UriRef("/a/b".into()), "/a/b"),
+            (AttrValue::Timestamp(t), "2026-11-22T10:00:00Z"),
+            (AttrValue::Timestamp(t + chrono::Duration::milliseconds(250)), "2026-11-22T10:00:00.25Z"),
+            (AttrValue::Timestamp(t + chrono::Duration::nanoseconds(1)), "2026-11-22T10:00:00.000000001Z"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(value.canonical(), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_time_converts_offsets_to_utc() {
+        let t = DateTime::parse_from_rfc3339("2026-11-22T12:00:00.500+02:00").unwrap();
+        assert_eq!(canonical_time(&t.with_timezone(&Utc)), "2026-11-22T10:00:00.5Z");
+    }
+}

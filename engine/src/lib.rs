@@ -1,0 +1,22 @@
+//! eventbus-engine: the domain of eventbus.
+//!
+//! [`trigger`] decides, for each published CloudEvent, which listeners fire: pure, synchronous,
+//! no IO and no clock reads (callers pass `now`). [`store`] persists events, listeners,
+//! their state and the resulting notifications with sqlx, on SQLite or Postgres, one
+//! transaction per publish.
+//!
+//! This crate depends on no other workspace crate and knows nothing of gRPC, protobuf or
+//! OpenTelemetry: trace contexts pass through it as opaque strings. It emits `tracing` spans
+//! but never installs a subscriber, and it never reads the environment.
+
+pub mod error;
+pub mod event;
+pub mod listener;
+pub mod trigger;
+
+pub use error::{Error, ErrorKind, FieldViolation, Result};
+pub use event::{AttrValue, Data, Event, EventRef, TraceContext};
+pub use listener::{
+    CompiledListener, Condition, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus, Policy,
+};
+pub use trigger::{Action, ActionKind, Engine, Outcome};

@@ -1,0 +1,284 @@
+//! Listeners: what a workflow engine registers to be told when events arrive, their validation
+//! and their compiled (ready to match) form.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use globset::{Glob, GlobMatcher};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, FieldViolation, Result};
+use crate::event::{Event, TraceContext};
+
+/// At most this many types per listener.
+pub const MAX_TYPES: usize = 64;
+/// At most this many filter sets per listed type.
+pub const MAX_FILTER_SETS_PER_TYPE: usize = 32;
+/// At most this many bytes in a workflow or instance id.
+pub const MAX_TARGET_BYTES: usize = 256;
+/// At most this many attributes in `correlate_by`.
+pub const MAX_CORRELATE_BY: usize = 16;
+
+/// Whether a listener starts a workflow (repeatedly) or wakes one instance (once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerKind {
+    Start,
+    Wait,
+}
+
+/// How many of a listener's types must arrive before it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Exactly one type.
+    One,
+    /// Any one of the types.
+    Any,
+    /// Every type (collected over time).
+    All,
+}
+
+/// What an ALL listener does with a later event of a type it already collected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Keep the first event; ignore later ones.
+    #[default]
+    First,
+    /// Replace it with the later event, which counts as collected when it arrived.
+    Latest,
+}
+
+/// One filter set for one of a listener's types: attribute name -> glob pattern. An event
+/// passes the set if every clause matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterSet {
+    pub event_type: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// What a client asks for when registering a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerSpec {
+    pub kind: ListenerKind,
+    /// The workflow id (START) or instance id (WAIT).
+    pub target: String,
+    pub condition: Condition,
+    pub types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterSet>,
+    /// ALL only: collected events older than this are dropped; zero means forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifespan: Option<Duration>,
+    /// ALL only: attributes whose values key the partial state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub correlate_by: Vec<String>,
+    /// ALL only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// WAIT only: when it passes the listener times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl ListenerSpec {
+    /// Checks every rule and returns all violations at once, with field paths relative to the
+    /// spec (`types[1]`, `filters[0].attributes.source`).
+    pub fn validate(&self) -> Result<()> {
+        let mut v = Vec::new();
+        if self.target.is_empty() {
+            v.push(FieldViolation::new(self.target_field(), "must not be empty"));
+        } else if self.target.len() > MAX_TARGET_BYTES {
+            v.push(FieldViolation::new(self.target_field(), format!("must be at most {MAX_TARGET_BYTES} bytes")));
+        }
+        if self.types.is_empty() {
+            v.push(FieldViolation::new("types", "must name at least one event type"));
+        } else if self.types.len() > MAX_TYPES {
+            v.push(FieldViolation::new("types", format!("must name at most {MAX_TYPES} event types")));
+        } else if self.condition == Condition::One && self.types.len() != 1 {
+            v.push(FieldViolation::new("types", "condition ONE takes exactly one event type"));
+        }
+        let mut seen = HashSet::new();
+        for (i, t) in self.types.iter().enumerate() {
+            if t.is_empty() {
+                v.push(FieldViolation::new(format!("types[{i}]"), "must not be empty"));
+            } else if !seen.insert(t.as_str()) {
+                v.push(FieldViolation::new(format!("types[{i}]"), format!("duplicate event type {t:?}")));
+            }
+        }
+        let mut sets_per_type: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, set) in self.filters.iter().enumerate() {
+            let field = format!("filters[{i}]");
+            if !self.types.contains(&set.event_type) {
+                v.push(FieldViolation::new(
+                    format!("{field}.type"),
+                    format!("{:?} is not one of the listener's types", set.event_type),
+                ));
+            }
+            let n = sets_per_type.entry(&set.event_type).or_default();
+            *n += 1;
+            if *n == MAX_FILTER_SETS_PER_TYPE + 1 {
+                v.push(FieldViolation::new(
+                    field.clone(),
+                    format!("at most {MAX_FILTER_SETS_PER_TYPE} filter sets per type"),
+                ));
+            }
+            if set.attributes.is_empty() {
+                v.push(FieldViolation::new(format!("{field}.attributes"), "a filter set needs at least one clause"));
+            }
+            let mut names = HashSet::new();
+            for (name, pattern) in &set.attributes {
+                let clause = format!("{field}.attributes.{name}");
+                if name.is_empty() {
+                    v.push(FieldViolation::new(clause.clone(), "attribute name must not be empty"));
+                }
+                if !names.insert(name.to_ascii_lowercase()) {
+                    v.push(FieldViolation::new(clause.clone(), "attribute named twice (names are case-insensitive)"));
+                }
+                if let Err(e) = compile_glob(pattern) {
+                    v.push(FieldViolation::new(clause, format!("invalid glob pattern: {e}")));
+                }
+            }
+        }
+        if self.condition != Condition::All {
+            if self.lifespan.is_some() {
+                v.push(FieldViolation::new("lifespan", "only allowed with condition ALL"));
+            }
+            if !self.correlate_by.is_empty() {
+                v.push(FieldViolation::new("correlate_by", "only allowed with condition ALL"));
+            }
+            if self.policy.is_some() {
+                v.push(FieldViolation::new("policy", "only allowed with condition ALL"));
+            }
+        }
+        if self.correlate_by.len() > MAX_CORRELATE_BY {
+            v.push(FieldViolation::new("correlate_by", format!("at most {MAX_CORRELATE_BY} attributes")));
+        }
+        let mut names = HashSet::new();
+        for (i, name) in self.correlate_by.iter().enumerate() {
+            if name.is_empty() {
+                v.push(FieldViolation::new(format!("correlate_by[{i}]"), "must not be empty"));
+            } else if !names.insert(name.to_ascii_lowercase()) {
+                v.push(FieldViolation::new(format!("correlate_by[{i}]"), format!("duplicate attribute {name:?}")));
+            }
+        }
+        if self.deadline.is_some() && self.kind != ListenerKind::Wait {
+            v.push(FieldViolation::new("deadline", "only allowed with kind WAIT"));
+        }
+        if v.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(v)) }
+    }
+
+    fn target_field(&self) -> &'static str {
+        match self.kind {
+            ListenerKind::Start => "workflow_id",
+            ListenerKind::Wait => "instance_id",
+        }
+    }
+}
+
+/// Why a listener no longer listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ListenerStatus {
+    Active,
+    /// A WAIT listener that woke its instance.
+    Fired {
+        fire_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// A WAIT listener whose deadline passed first.
+    TimedOut {
+        fire_id: Uuid,
+        at: DateTime<Utc>,
+    },
+}
+
+impl ListenerStatus {
+    pub fn is_active(&self) -> bool {
+        matches!(self, Self::Active)
+    }
+}
+
+/// A registered listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub id: Uuid,
+    pub namespace: String,
+    /// Creation order within the store: listeners are evaluated in this order.
+    pub order: i64,
+    pub spec: ListenerSpec,
+    pub created_at: DateTime<Utc>,
+    /// The registering call's trace context; a TIMEOUT continues it.
+    pub trace: TraceContext,
+    pub status: ListenerStatus,
+}
+
+/// A listener with its patterns compiled, ready to match events.
+#[derive(Debug, Clone)]
+pub struct CompiledListener {
+    pub listener: Listener,
+    /// Filter sets per type, in the order of `listener.spec.types`.
+    filters: Vec<Vec<CompiledFilterSet>>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledFilterSet {
+    /// (attribute name, pattern) pairs.
+    clauses: Vec<(String, GlobMatcher)>,
+}
+
+impl CompiledListener {
+    /// Validates the listener's spec and compiles its patterns.
+    pub fn compile(listener: Listener) -> Result<Self> {
+        listener.spec.validate()?;
+        let mut filters = vec![Vec::new(); listener.spec.types.len()];
+        for set in &listener.spec.filters {
+            let Some(i) = listener.spec.types.iter().position(|t| *t == set.event_type) else {
+                continue;
+            };
+            let mut clauses = Vec::with_capacity(set.attributes.len());
+            for (name, pattern) in &set.attributes {
+                let glob = compile_glob(pattern)
+                    .map_err(|e| Error::Internal(format!("validated pattern failed to compile: {e}")))?;
+                clauses.push((name.clone(), glob));
+            }
+            filters[i].push(CompiledFilterSet { clauses });
+        }
+        Ok(Self { listener, filters })
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.listener.id
+    }
+
+    pub fn spec(&self) -> &ListenerSpec {
+        &self.listener.spec
+    }
+
+    /// Returns whether the event passes the filters of its type: true when the type has no
+    /// filter set or any set matches. The caller has checked that the type is listed.
+    pub fn passes(&self, event: &Event) -> bool {
+        let Some(i) = self.listener.spec.types.iter().position(|t| *t == event.event_type) else {
+            return false;
+        };
+        let sets = &self.filters[i];
+        sets.is_empty()
+            || sets.iter().any(|set| {
+                set.clauses.iter().all(|(name, glob)| event.attribute(name).is_some_and(|v| glob.is_match(&*v)))
+            })
+    }
+
+    /// Returns the correlation values of the event, or `None` if it lacks one of the
+    /// attributes (and so does not match). Uncorrelated listeners get an empty key.
+    pub fn correlation_key(&self, event: &Event) -> Option<Vec<String>> {
+        self.listener.spec.correlate_by.iter().map(|name| event.attribute(name).map(|v| v.into_owned())).collect()
+    }
+}
+
+/// Compiles a pattern with globset's semantics: `*` crosses `/`, case-sensitive.
+fn compile_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
+    Ok(Glob::new(pattern)?.compile_matcher())
+}
