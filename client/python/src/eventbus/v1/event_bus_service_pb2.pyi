@@ -1,0 +1,288 @@
+import datetime
+
+from eventbus.v1 import cloudevent_pb2 as _cloudevent_pb2
+from eventbus.v1 import listener_pb2 as _listener_pb2
+from eventbus.v1 import notification_pb2 as _notification_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StartPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    START_POSITION_UNSPECIFIED: _ClassVar[StartPosition]
+    START_POSITION_EARLIEST: _ClassVar[StartPosition]
+    START_POSITION_LATEST: _ClassVar[StartPosition]
+    START_POSITION_SEQUENCE: _ClassVar[StartPosition]
+START_POSITION_UNSPECIFIED: StartPosition
+START_POSITION_EARLIEST: StartPosition
+START_POSITION_LATEST: StartPosition
+START_POSITION_SEQUENCE: StartPosition
+
+class PublishRequest(_message.Message):
+    __slots__ = ("namespace", "events")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    events: _containers.RepeatedCompositeFieldContainer[_cloudevent_pb2.CloudEvent]
+    def __init__(self, namespace: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_cloudevent_pb2.CloudEvent, _Mapping]]] = ...) -> None: ...
+
+class PublishResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PublishResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PublishResult, _Mapping]]] = ...) -> None: ...
+
+class PublishResult(_message.Message):
+    __slots__ = ("sequence", "duplicate")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    duplicate: bool
+    def __init__(self, sequence: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class RegisterListenerRequest(_message.Message):
+    __slots__ = ("namespace", "listener", "request_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    listener: _listener_pb2.ListenerSpec
+    request_id: str
+    def __init__(self, namespace: _Optional[str] = ..., listener: _Optional[_Union[_listener_pb2.ListenerSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RegisterListenerResponse(_message.Message):
+    __slots__ = ("listener", "created")
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    listener: _listener_pb2.Listener
+    created: bool
+    def __init__(self, listener: _Optional[_Union[_listener_pb2.Listener, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetListenerRequest(_message.Message):
+    __slots__ = ("namespace", "id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    id: str
+    def __init__(self, namespace: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class GetListenerResponse(_message.Message):
+    __slots__ = ("listener",)
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
+    listener: _listener_pb2.Listener
+    def __init__(self, listener: _Optional[_Union[_listener_pb2.Listener, _Mapping]] = ...) -> None: ...
+
+class ListListenersRequest(_message.Message):
+    __slots__ = ("namespace", "kind", "workflow_id", "instance_id", "include_finished", "page_size", "page_token")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    kind: _listener_pb2.ListenerKind
+    workflow_id: str
+    instance_id: str
+    include_finished: bool
+    page_size: int
+    page_token: str
+    def __init__(self, namespace: _Optional[str] = ..., kind: _Optional[_Union[_listener_pb2.ListenerKind, str]] = ..., workflow_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., include_finished: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListListenersResponse(_message.Message):
+    __slots__ = ("listeners", "next_page_token")
+    LISTENERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    listeners: _containers.RepeatedCompositeFieldContainer[_listener_pb2.Listener]
+    next_page_token: str
+    def __init__(self, listeners: _Optional[_Iterable[_Union[_listener_pb2.Listener, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteListenerRequest(_message.Message):
+    __slots__ = ("namespace", "id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    id: str
+    def __init__(self, namespace: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class DeleteListenerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeleteListenersRequest(_message.Message):
+    __slots__ = ("namespace", "workflow_id", "instance_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    workflow_id: str
+    instance_id: str
+    def __init__(self, namespace: _Optional[str] = ..., workflow_id: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class DeleteListenersResponse(_message.Message):
+    __slots__ = ("deleted_count",)
+    DELETED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    deleted_count: int
+    def __init__(self, deleted_count: _Optional[int] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("namespace", "consumer_group", "kinds", "workflow_ids", "max_in_flight", "lease_duration", "start", "start_sequence", "max_attempts")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    START_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    consumer_group: str
+    kinds: _containers.RepeatedScalarFieldContainer[_notification_pb2.NotificationKind]
+    workflow_ids: _containers.RepeatedScalarFieldContainer[str]
+    max_in_flight: int
+    lease_duration: _duration_pb2.Duration
+    start: StartPosition
+    start_sequence: int
+    max_attempts: int
+    def __init__(self, namespace: _Optional[str] = ..., consumer_group: _Optional[str] = ..., kinds: _Optional[_Iterable[_Union[_notification_pb2.NotificationKind, str]]] = ..., workflow_ids: _Optional[_Iterable[str]] = ..., max_in_flight: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., start: _Optional[_Union[StartPosition, str]] = ..., start_sequence: _Optional[int] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("notification", "keepalive")
+    NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    KEEPALIVE_FIELD_NUMBER: _ClassVar[int]
+    notification: _notification_pb2.Notification
+    keepalive: Keepalive
+    def __init__(self, notification: _Optional[_Union[_notification_pb2.Notification, _Mapping]] = ..., keepalive: _Optional[_Union[Keepalive, _Mapping]] = ...) -> None: ...
+
+class Keepalive(_message.Message):
+    __slots__ = ("server_time",)
+    SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    server_time: _timestamp_pb2.Timestamp
+    def __init__(self, server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AckRequest(_message.Message):
+    __slots__ = ("namespace", "consumer_group", "sequences")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    consumer_group: str
+    sequences: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, namespace: _Optional[str] = ..., consumer_group: _Optional[str] = ..., sequences: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class AckResponse(_message.Message):
+    __slots__ = ("acked_count",)
+    ACKED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    acked_count: int
+    def __init__(self, acked_count: _Optional[int] = ...) -> None: ...
+
+class NackRequest(_message.Message):
+    __slots__ = ("namespace", "consumer_group", "sequence", "retry_after", "reason")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    consumer_group: str
+    sequence: int
+    retry_after: _duration_pb2.Duration
+    reason: str
+    def __init__(self, namespace: _Optional[str] = ..., consumer_group: _Optional[str] = ..., sequence: _Optional[int] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class NackResponse(_message.Message):
+    __slots__ = ("dead_lettered",)
+    DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
+    dead_lettered: bool
+    def __init__(self, dead_lettered: _Optional[bool] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("namespace", "consumer_group", "page_size", "page_token")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    consumer_group: str
+    page_size: int
+    page_token: str
+    def __init__(self, namespace: _Optional[str] = ..., consumer_group: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters", "next_page_token")
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[_notification_pb2.DeadLetter]
+    next_page_token: str
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[_notification_pb2.DeadLetter, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RedriveDeadLettersRequest(_message.Message):
+    __slots__ = ("namespace", "consumer_group", "sequences")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    consumer_group: str
+    sequences: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, namespace: _Optional[str] = ..., consumer_group: _Optional[str] = ..., sequences: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RedriveDeadLettersResponse(_message.Message):
+    __slots__ = ("redriven_count",)
+    REDRIVEN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    redriven_count: int
+    def __init__(self, redriven_count: _Optional[int] = ...) -> None: ...
+
+class GetEventRequest(_message.Message):
+    __slots__ = ("namespace", "sequence", "source_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    sequence: int
+    source_id: _cloudevent_pb2.EventKey
+    def __init__(self, namespace: _Optional[str] = ..., sequence: _Optional[int] = ..., source_id: _Optional[_Union[_cloudevent_pb2.EventKey, _Mapping]] = ...) -> None: ...
+
+class GetEventResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: _cloudevent_pb2.StoredEvent
+    def __init__(self, event: _Optional[_Union[_cloudevent_pb2.StoredEvent, _Mapping]] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("namespace", "type", "source", "subject", "start_time", "end_time", "after_sequence", "page_size", "page_token")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    type: str
+    source: str
+    subject: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    after_sequence: int
+    page_size: int
+    page_token: str
+    def __init__(self, namespace: _Optional[str] = ..., type: _Optional[str] = ..., source: _Optional[str] = ..., subject: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after_sequence: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_cloudevent_pb2.StoredEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[_cloudevent_pb2.StoredEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
