@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The one test entry point (README, CI). Installs what a fresh machine lacks, then runs every
-# check and suite; exits non-zero on the first failure. Idempotent: tools are cached in .tools/
-# and .venv/, throwaway services are stopped on exit.
+# The one test entry point (README, CI). Installs what a fresh machine lacks (Rust components,
+# PostgreSQL from Debian, buf, the Go protoc plugins, a Python venv), then runs every check and
+# suite; exits non-zero on the first failure. Idempotent: tools are cached in .tools/ and .venv/,
+# throwaway services (Postgres) are stopped on exit. Nothing is skipped: a missing Postgres
+# fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/common.sh
+source tests/lib/postgres.sh
+source tests/lib/codegen.sh
 
 trap run_cleanup EXIT
 trap 'exit 130' INT
@@ -18,9 +22,20 @@ rust_toolchain() {
     cargo --version
 }
 
+tools() {
+    ensure_buf
+    ensure_go_plugins
+    ensure_venv
+}
+
 step "rust toolchain" rust_toolchain
+step "tools: buf, Go plugins, Python venv" tools
+step "postgres (throwaway cluster)" postgres_start
+step "proto: buf lint, format, breaking" proto_check
+step "generated Go and Python code is up to date" codegen_check
+step "clients: go build/vet, python imports" clients_check
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --locked -- -D warnings
-step "cargo test" cargo test --workspace --locked
+step "cargo test (SQLite and Postgres)" cargo test --workspace --locked
 
 printf '\nall checks passed\n'

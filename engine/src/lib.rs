@@ -12,6 +12,7 @@
 pub mod error;
 pub mod event;
 pub mod listener;
+pub mod store;
 pub mod trigger;
 
 pub use error::{Error, ErrorKind, FieldViolation, Result};

@@ -182,8 +182,23 @@ impl Engine {
     /// Times out every WAIT listener whose deadline is at or before `now`, once: each yields a
     /// TIMEOUT action and leaves the engine.
     pub fn expire(&mut self, now: DateTime<Utc>) -> Outcome {
+        self.expire_where(now, |_| true)
+    }
+
+    /// Like [`Engine::expire`], for the listeners of one namespace only.
+    pub fn expire_namespace(&mut self, namespace: &str, now: DateTime<Utc>) -> Outcome {
+        self.expire_where(now, |l| l.namespace == namespace)
+    }
+
+    fn expire_where(&mut self, now: DateTime<Utc>, select: impl Fn(&crate::listener::Listener) -> bool) -> Outcome {
         let mut out = Outcome::default();
-        let due: Vec<Uuid> = self.deadlines.iter().take_while(|(d, _)| *d <= now).map(|(_, id)| *id).collect();
+        let due: Vec<Uuid> = self
+            .deadlines
+            .iter()
+            .take_while(|(d, _)| *d <= now)
+            .map(|(_, id)| *id)
+            .filter(|id| self.slots.get(id).is_some_and(|s| select(&s.listener.listener)))
+            .collect();
         for id in due {
             self.time_out(id, now, &mut out);
         }
@@ -198,7 +213,7 @@ impl Engine {
             let Some(lifespan) = lifespan(&slot.listener) else { continue };
             slot.partials.retain(|key, partial| {
                 let before = partial.len();
-                partial.retain(|e| e.received_at + lifespan > now);
+                partial.retain(|e| alive(e, lifespan, now));
                 if partial.len() != before {
                     out.partials.insert((*id, key.clone()), partial.clone());
                 }
@@ -309,7 +324,7 @@ fn collect(
     let mut changed = false;
     if let Some(lifespan) = lifespan {
         let before = partial.len();
-        partial.retain(|e| e.received_at + lifespan > now);
+        partial.retain(|e| alive(e, lifespan, now));
         changed = partial.len() != before;
     }
     let duplicate = partial.iter().any(|e| e.source == event.source && e.id == event.id);
@@ -338,6 +353,12 @@ fn collect(
         out.partials.insert((listener_id, key), remaining);
     }
     fired
+}
+
+/// Returns whether a collected event is still alive at `now`. A lifespan that reaches past the
+/// last representable time keeps the event forever (rather than overflowing).
+fn alive(event: &EventRef, lifespan: chrono::Duration, now: DateTime<Utc>) -> bool {
+    event.received_at.checked_add_signed(lifespan).is_none_or(|end| end > now)
 }
 
 fn lifespan(listener: &CompiledListener) -> Option<chrono::Duration> {

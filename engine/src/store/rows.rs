@@ -1,0 +1,196 @@
+//! Rows as stored and their mapping to domain types. Times are microseconds since the Unix
+//! epoch, ids UUID text, structured values JSON text: the same on both backends.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Notification, NotificationKind};
+use crate::error::{Error, Result};
+use crate::event::{AttrValue, Data, Event, TraceContext};
+use crate::listener::{Listener, ListenerKind, ListenerSpec, ListenerStatus};
+
+/// Returns microseconds since the Unix epoch.
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Returns the time `us` microseconds after the Unix epoch.
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("encoding json: {e}")))
+}
+
+pub(crate) fn from_json<'a, T: Deserialize<'a>>(s: &'a str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Internal(format!("decoding stored json: {e}")))
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| Error::Internal(format!("stored id {s:?}: {e}")))
+}
+
+/// The part of an event kept as JSON; the columns hold what queries filter on.
+#[derive(Debug, Serialize, Deserialize)]
+struct EventBody {
+    specversion: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    datacontenttype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dataschema: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: BTreeMap<String, AttrValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<Data>,
+    #[serde(default, skip_serializing_if = "TraceContext::is_empty")]
+    trace: TraceContext,
+}
+
+pub(crate) fn event_body(e: &Event) -> Result<String> {
+    to_json(&EventBody {
+        specversion: e.specversion.clone(),
+        time: e.time,
+        datacontenttype: e.datacontenttype.clone(),
+        dataschema: e.dataschema.clone(),
+        extensions: e.extensions.clone(),
+        data: e.data.clone(),
+        trace: e.trace.clone(),
+    })
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pub namespace: String,
+    pub seq: i64,
+    pub source: String,
+    pub id: String,
+    #[sqlx(rename = "type")]
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub received_us: i64,
+    pub body: String,
+}
+
+pub(crate) const EVENT_COLUMNS: &str = "namespace, seq, source, id, type, subject, received_us, body";
+
+impl EventRow {
+    pub fn into_event(self) -> Result<Event> {
+        let body: EventBody = from_json(&self.body)?;
+        Ok(Event {
+            namespace: self.namespace,
+            sequence: self.seq as u64,
+            id: self.id,
+            source: self.source,
+            specversion: body.specversion,
+            event_type: self.event_type,
+            subject: self.subject,
+            time: body.time,
+            datacontenttype: body.datacontenttype,
+            dataschema: body.dataschema,
+            extensions: body.extensions,
+            data: body.data,
+            received_at: from_micros(self.received_us),
+            trace: body.trace,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ListenerRow {
+    pub id: String,
+    pub namespace: String,
+    pub ord: i64,
+    pub spec: String,
+    pub status: String,
+    pub fire_id: Option<String>,
+    pub finished_us: Option<i64>,
+    pub created_us: i64,
+    pub trace: String,
+}
+
+pub(crate) const LISTENER_COLUMNS: &str = "id, namespace, ord, spec, status, fire_id, finished_us, created_us, trace";
+
+pub(crate) const STATUS_ACTIVE: &str = "active";
+pub(crate) const STATUS_FIRED: &str = "fired";
+pub(crate) const STATUS_TIMED_OUT: &str = "timed_out";
+pub(crate) const STATUS_DELETED: &str = "deleted";
+
+pub(crate) fn kind_str(kind: ListenerKind) -> &'static str {
+    match kind {
+        ListenerKind::Start => "start",
+        ListenerKind::Wait => "wait",
+    }
+}
+
+pub(crate) fn status_columns(status: &ListenerStatus) -> (&'static str, Option<String>, Option<i64>) {
+    match status {
+        ListenerStatus::Active => (STATUS_ACTIVE, None, None),
+        ListenerStatus::Fired { fire_id, at } => (STATUS_FIRED, Some(fire_id.to_string()), Some(micros(*at))),
+        ListenerStatus::TimedOut { fire_id, at } => (STATUS_TIMED_OUT, Some(fire_id.to_string()), Some(micros(*at))),
+    }
+}
+
+impl ListenerRow {
+    pub fn into_listener(self) -> Result<Listener> {
+        let spec: ListenerSpec = from_json(&self.spec)?;
+        let at = || from_micros(self.finished_us.unwrap_or_default());
+        let fire_id = || self.fire_id.as_deref().map(parse_uuid).transpose().map(Option::unwrap_or_default);
+        let status = match self.status.as_str() {
+            STATUS_ACTIVE => ListenerStatus::Active,
+            STATUS_FIRED => ListenerStatus::Fired { fire_id: fire_id()?, at: at() },
+            STATUS_TIMED_OUT => ListenerStatus::TimedOut { fire_id: fire_id()?, at: at() },
+            other => return Err(Error::Internal(format!("listener status {other:?} is not readable"))),
+        };
+        Ok(Listener {
+            id: parse_uuid(&self.id)?,
+            namespace: self.namespace,
+            order: self.ord,
+            spec,
+            created_at: from_micros(self.created_us),
+            trace: from_json(&self.trace)?,
+            status,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct NotificationRow {
+    pub namespace: String,
+    pub seq: i64,
+    pub fire_id: String,
+    pub kind: String,
+    pub listener_id: String,
+    pub target: String,
+    pub correlation: String,
+    pub event_seqs: String,
+    pub created_us: i64,
+    pub trace: String,
+}
+
+pub(crate) const NOTIFICATION_COLUMNS: &str =
+    "namespace, seq, fire_id, kind, listener_id, target, correlation, event_seqs, created_us, trace";
+
+impl NotificationRow {
+    /// Maps the row; the events are loaded separately.
+    pub fn into_notification(self) -> Result<Notification> {
+        Ok(Notification {
+            namespace: self.namespace,
+            sequence: self.seq as u64,
+            fire_id: parse_uuid(&self.fire_id)?,
+            kind: self.kind.parse::<NotificationKind>()?,
+            listener_id: parse_uuid(&self.listener_id)?,
+            target: self.target,
+            correlation: from_json(&self.correlation)?,
+            event_sequences: from_json(&self.event_seqs)?,
+            events: Vec::new(),
+            created_at: from_micros(self.created_us),
+            trace: from_json(&self.trace)?,
+        })
+    }
+}

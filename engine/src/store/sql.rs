@@ -1,0 +1,73 @@
+//! The few places where SQLite and Postgres differ, and helpers for statements with a
+//! variable number of rows.
+
+use super::Backend;
+
+impl Backend {
+    /// Suffix that locks selected rows until commit (Postgres); SQLite's single writer
+    /// transaction already excludes every other writer.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Like [`Self::for_update`], but skipping rows another transaction holds.
+    pub(crate) fn for_update_skip_locked(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// The statement that opens a writer transaction.
+    pub(crate) fn begin(self) -> &'static str {
+        match self {
+            // Take the write lock up front rather than on the first write.
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// Returns `(p, p+1, .., p+cols-1), ...` for `rows` rows of `cols` placeholders, numbered from
+/// `first`.
+pub(crate) fn placeholders(rows: usize, cols: usize, first: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&(first + r * cols + c).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Returns `$first, $first+1, ...` (n placeholders) for an `IN (...)` list.
+pub(crate) fn list(n: usize, first: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Rows per multi-row statement: few distinct statements to prepare, few round trips.
+pub(crate) const CHUNK: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_rows() {
+        assert_eq!(placeholders(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 2, 3), "($3, $4)");
+        assert_eq!(list(3, 2), "$2, $3, $4");
+    }
+}

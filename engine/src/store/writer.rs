@@ -1,0 +1,1180 @@
+//! The writer task: the only place that changes the database. It owns the trigger engine and
+//! the cache of which listeners are loaded, and runs queued commands in batches, one
+//! transaction per batch (group commit). A batch that fails is rolled back, the caches of its
+//! namespaces are dropped, and its commands are run again one by one, so one bad command
+//! cannot fail another's publish.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::rows::{
+    EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
+    event_body, from_json, kind_str, micros, status_columns, to_json,
+};
+use super::sql::{CHUNK, list, placeholders};
+use super::{
+    Backend, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
+    StoreConfig, SweepReport,
+};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventRef, TraceContext};
+use crate::listener::{CompiledListener, Listener, ListenerKind, ListenerSpec, ListenerStatus};
+use crate::trigger::{ActionKind, CorrelationKey, Engine, Outcome};
+
+pub(crate) struct Command {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Output>>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Op {
+    Publish { namespace: String, events: Vec<Event> },
+    Register { namespace: String, spec: ListenerSpec, request_id: Option<String>, trace: TraceContext },
+    DeleteListener { namespace: String, id: Uuid },
+    DeleteListeners { namespace: String, selector: ListenerSelector },
+    EnsureGroup { namespace: String, group: GroupSpec },
+    Claim { namespace: String, group: String, consumer: String, max: u32, lease: Duration },
+    Ack { namespace: String, group: String, sequences: Vec<u64> },
+    Nack { namespace: String, group: String, sequence: u64, retry_after: Duration, reason: String },
+    Release { namespace: String, group: String, consumer: String },
+    Redrive { namespace: String, group: String, sequences: Vec<u64> },
+    Sweep { now: DateTime<Utc> },
+}
+
+impl Op {
+    /// The namespace whose row the op locks (ops that evaluate or change listeners).
+    fn locked_namespace(&self) -> Option<&str> {
+        match self {
+            Self::Publish { namespace, .. }
+            | Self::Register { namespace, .. }
+            | Self::DeleteListener { namespace, .. }
+            | Self::DeleteListeners { namespace, .. } => Some(namespace),
+            _ => None,
+        }
+    }
+
+    fn weight(&self) -> usize {
+        match self {
+            Self::Publish { events, .. } => events.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Output {
+    Published(Vec<Published>),
+    Registered(Box<Listener>, bool),
+    Count(u64),
+    Unit,
+    Claimed(Vec<(Notification, u32)>),
+    DeadLettered(bool),
+    Swept(SweepReport),
+}
+
+/// A consumer group's fixed settings, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct GroupSettings {
+    kinds: Vec<NotificationKind>,
+    workflow_ids: Vec<String>,
+    max_attempts: u32,
+}
+
+impl GroupSettings {
+    fn matches(&self, kind: NotificationKind, target: &str) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&kind))
+            && (self.workflow_ids.is_empty()
+                || (kind == NotificationKind::Start && self.workflow_ids.iter().any(|w| w == target)))
+    }
+}
+
+/// Which listeners of a namespace this process has loaded, as of which generation.
+#[derive(Debug, Default)]
+struct Loaded {
+    generation: i64,
+    epoch: i64,
+    listeners: HashSet<Uuid>,
+}
+
+/// A locked namespace's counters within one transaction.
+#[derive(Debug)]
+struct NsState {
+    next_event_seq: i64,
+    next_notification_seq: i64,
+    next_listener_ord: i64,
+    generation: i64,
+    /// Listeners whose row or state changed: they get the new generation.
+    changed: BTreeSet<Uuid>,
+    /// (source, id) -> sequence of events stored earlier in this transaction.
+    stored: HashMap<(String, String), i64>,
+}
+
+impl NsState {
+    fn new_gen(&self) -> i64 {
+        self.generation + 1
+    }
+}
+
+/// Rows staged by publishes, written in bulk.
+#[derive(Debug, Default)]
+struct Staged {
+    events: Vec<Event>,
+    notifications: Vec<NotificationRecord>,
+    partials: BTreeMap<(Uuid, CorrelationKey), Vec<EventRef>>,
+    finished: Vec<(Uuid, ListenerStatus)>,
+}
+
+impl Staged {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.notifications.is_empty() && self.partials.is_empty() && self.finished.is_empty()
+    }
+}
+
+#[derive(Debug)]
+struct NotificationRecord {
+    namespace: String,
+    seq: i64,
+    fire_id: Uuid,
+    kind: NotificationKind,
+    listener_id: Uuid,
+    target: String,
+    correlation: Vec<(String, String)>,
+    event_seqs: Vec<u64>,
+    trace: TraceContext,
+}
+
+/// The state of one transaction.
+struct Batch {
+    now: DateTime<Utc>,
+    ns: BTreeMap<String, NsState>,
+    staged: Staged,
+    /// Namespaces whose subscribers to wake after commit.
+    signal: BTreeSet<String>,
+}
+
+pub(crate) struct Writer {
+    backend: Backend,
+    pool: AnyPool,
+    signals: Signals,
+    config: StoreConfig,
+    engine: Engine,
+    loaded: HashMap<String, Loaded>,
+}
+
+pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
+    tokio::spawn(async move {
+        let mut batch: Vec<Command> = Vec::new();
+        let mut held: Option<Command> = None;
+        loop {
+            let first = match held.take() {
+                Some(c) => c,
+                None => match rx.recv().await {
+                    Some(c) => c,
+                    None => return,
+                },
+            };
+            let alone = matches!(first.op, Op::Sweep { .. });
+            let mut weight = first.op.weight();
+            batch.push(first);
+            while !alone && weight < writer.config.max_batch_events {
+                match rx.try_recv() {
+                    // A sweep locks namespaces of its own choosing: it runs in a transaction alone.
+                    Ok(c) if matches!(c.op, Op::Sweep { .. }) => {
+                        held = Some(c);
+                        break;
+                    }
+                    Ok(c) => {
+                        weight += c.op.weight();
+                        batch.push(c);
+                    }
+                    Err(_) => break,
+                }
+            }
+            writer.run(&mut batch).await;
+        }
+    });
+}
+
+impl Writer {
+    pub(crate) fn new(backend: Backend, pool: AnyPool, signals: Signals, config: StoreConfig) -> Self {
+        Self { backend, pool, signals, config, engine: Engine::new(), loaded: HashMap::new() }
+    }
+
+    async fn run(&mut self, batch: &mut Vec<Command>) {
+        let ops: Vec<&Op> = batch.iter().map(|c| &c.op).collect();
+        match self.transact(&ops).await {
+            Ok((outputs, signal)) => {
+                for (cmd, out) in batch.drain(..).zip(outputs) {
+                    let _ = cmd.reply.send(out);
+                }
+                for ns in signal {
+                    self.signals.notify(&ns);
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                tracing::warn!(error = %e, "store transaction failed");
+                if let Some(cmd) = batch.pop() {
+                    let _ = cmd.reply.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, commands = batch.len(), "batch failed, retrying its commands one by one");
+                for cmd in batch.drain(..) {
+                    let result = self.transact(&[&cmd.op]).await;
+                    let out = match result {
+                        Ok((mut outputs, signal)) => {
+                            for ns in signal {
+                                self.signals.notify(&ns);
+                            }
+                            outputs.pop().unwrap_or_else(|| Err(Error::Internal("no output".into())))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = cmd.reply.send(out);
+                }
+            }
+        }
+    }
+
+    /// Runs ops in one transaction. The outer error aborts the whole transaction; the inner
+    /// results are each op's own (an op that fails on its own changes nothing).
+    async fn transact(&mut self, ops: &[&Op]) -> Result<(Vec<Result<Output>>, BTreeSet<String>)> {
+        let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+        let now = super::from_micros(micros(Utc::now()));
+        let mut b = Batch { now, ns: BTreeMap::new(), staged: Staged::default(), signal: BTreeSet::new() };
+        let result = self.execute(&mut tx, &mut b, ops).await;
+        let result = match result {
+            Ok(outputs) => match tx.commit().await {
+                Ok(()) => Ok(outputs),
+                Err(e) => Err(Error::from(e)),
+            },
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        };
+        match result {
+            Ok(outputs) => {
+                for (name, st) in &b.ns {
+                    if let Some(l) = self.loaded.get_mut(name) {
+                        l.generation = if st.changed.is_empty() { st.generation } else { st.new_gen() };
+                    }
+                }
+                Ok((outputs, b.signal))
+            }
+            Err(e) => {
+                // The engine ran ahead of what was stored: forget these namespaces.
+                for name in b.ns.keys() {
+                    self.unload(name);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        b: &mut Batch,
+        ops: &[&Op],
+    ) -> Result<Vec<Result<Output>>> {
+        let namespaces: BTreeSet<&str> = ops.iter().filter_map(|op| op.locked_namespace()).collect();
+        for ns in namespaces {
+            self.lock_namespace(tx, b, ns).await?;
+        }
+        let mut outputs = Vec::with_capacity(ops.len());
+        for op in ops {
+            if !matches!(op, Op::Publish { .. }) {
+                self.flush(tx, b).await?;
+            }
+            let out = match op {
+                Op::Publish { namespace, events } => self.publish(tx, b, namespace, events).await?,
+                Op::Register { namespace, spec, request_id, trace } => {
+                    self.register(tx, b, namespace, spec, request_id.as_deref(), trace).await?
+                }
+                Op::DeleteListener { namespace, id } => self.delete(tx, b, namespace, Err(*id)).await?,
+                Op::DeleteListeners { namespace, selector } => self.delete(tx, b, namespace, Ok(selector)).await?,
+                Op::EnsureGroup { namespace, group } => self.ensure_group(tx, b, namespace, group).await?,
+                Op::Claim { namespace, group, consumer, max, lease } => {
+                    self.claim(tx, b, namespace, group, consumer, *max, *lease).await?
+                }
+                Op::Ack { namespace, group, sequences } => self.ack(tx, namespace, group, sequences).await?,
+                Op::Nack { namespace, group, sequence, retry_after, reason } => {
+                    self.nack(tx, b, namespace, group, *sequence, *retry_after, reason).await?
+                }
+                Op::Release { namespace, group, consumer } => self.release(tx, b, namespace, group, consumer).await?,
+                Op::Redrive { namespace, group, sequences } => self.redrive(tx, b, namespace, group, sequences).await?,
+                Op::Sweep { now } => self.sweep(tx, b, *now).await?,
+            };
+            outputs.push(out);
+        }
+        self.flush(tx, b).await?;
+        self.write_namespaces(tx, b).await?;
+        Ok(outputs)
+    }
+
+    fn unload(&mut self, namespace: &str) {
+        if let Some(l) = self.loaded.remove(namespace) {
+            for id in l.listeners {
+                self.engine.remove(id);
+            }
+        }
+    }
+
+    /// Locks the namespace row (creating it) and brings the engine's listeners of the
+    /// namespace up to the stored generation.
+    async fn lock_namespace(&mut self, tx: &mut AnyConnection, b: &mut Batch, ns: &str) -> Result<()> {
+        if b.ns.contains_key(ns) {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT next_event_seq, next_notification_seq, next_listener_ord, listener_gen, listener_epoch \
+             FROM namespaces WHERE name = $1{}",
+            self.backend.for_update()
+        );
+        let mut row = sqlx::query(AssertSqlSafe(sql.clone())).bind(ns).fetch_optional(&mut *tx).await?;
+        if row.is_none() {
+            sqlx::query("INSERT INTO namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+                .bind(ns)
+                .execute(&mut *tx)
+                .await?;
+            row = sqlx::query(AssertSqlSafe(sql)).bind(ns).fetch_optional(&mut *tx).await?;
+        }
+        let row = row.ok_or_else(|| Error::Internal(format!("namespace {ns} vanished")))?;
+        let st = NsState {
+            next_event_seq: row.try_get(0)?,
+            next_notification_seq: row.try_get(1)?,
+            next_listener_ord: row.try_get(2)?,
+            generation: row.try_get(3)?,
+            changed: BTreeSet::new(),
+            stored: HashMap::new(),
+        };
+        let epoch: i64 = row.try_get(4)?;
+        self.sync(tx, ns, st.generation, epoch).await?;
+        b.ns.insert(ns.to_owned(), st);
+        Ok(())
+    }
+
+    async fn sync(&mut self, tx: &mut AnyConnection, ns: &str, generation: i64, epoch: i64) -> Result<()> {
+        let since = match self.loaded.get(ns) {
+            Some(l) if l.generation == generation && l.epoch == epoch => return Ok(()),
+            Some(l) if l.epoch == epoch => Some(l.generation),
+            _ => None,
+        };
+        if since.is_none() {
+            self.unload(ns);
+        }
+        let (filter, partial_filter) = match since {
+            Some(_) => ("l.gen > $2", "l.gen > $2 AND l.status = 'active'"),
+            None => ("l.status = 'active' AND $2 = $2", "l.status = 'active' AND $2 = $2"),
+        };
+        let since = since.unwrap_or(0);
+        let columns = LISTENER_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT {columns} FROM listeners l WHERE l.namespace = $1 AND {filter} ORDER BY l.ord");
+        let rows: Vec<ListenerRow> =
+            sqlx::query_as(AssertSqlSafe(sql)).bind(ns).bind(since).fetch_all(&mut *tx).await?;
+        let sql = format!(
+            "SELECT p.listener_id, p.corr_key, p.events FROM partials p JOIN listeners l ON l.id = p.listener_id \
+             WHERE l.namespace = $1 AND {partial_filter}"
+        );
+        let partial_rows = sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(since).fetch_all(&mut *tx).await?;
+        let mut partials: HashMap<String, Vec<(CorrelationKey, Vec<EventRef>)>> = HashMap::new();
+        for r in partial_rows {
+            let id: String = r.try_get(0)?;
+            let key: String = r.try_get(1)?;
+            let events: String = r.try_get(2)?;
+            partials.entry(id).or_default().push((from_json(&key)?, from_json(&events)?));
+        }
+        let loaded = self.loaded.entry(ns.to_owned()).or_default();
+        for row in rows {
+            let id_text = row.id.clone();
+            let active = row.status == STATUS_ACTIVE;
+            let listener = match row.into_listener() {
+                Ok(l) => l,
+                Err(_) if !active => {
+                    // A deleted listener's tombstone: only its id matters.
+                    if let Ok(id) = Uuid::parse_str(&id_text) {
+                        self.engine.remove(id);
+                        loaded.listeners.remove(&id);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.engine.remove(listener.id);
+            loaded.listeners.remove(&listener.id);
+            if !active {
+                continue;
+            }
+            let id = listener.id;
+            match CompiledListener::compile(listener) {
+                Ok(compiled) => {
+                    self.engine.insert(compiled, partials.remove(&id_text).unwrap_or_default());
+                    loaded.listeners.insert(id);
+                }
+                Err(e) => tracing::error!(listener = %id, error = %e, "stored listener does not compile; skipped"),
+            }
+        }
+        loaded.generation = generation;
+        loaded.epoch = epoch;
+        Ok(())
+    }
+
+    async fn publish(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        events: &[Event],
+    ) -> Result<Result<Output>> {
+        if let Err(e) = validate_events(events) {
+            return Ok(Err(e));
+        }
+        let existing = self.lookup_existing(tx, b, ns, events).await?;
+        let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
+        let mut results = Vec::with_capacity(events.len());
+        let mut fresh = Vec::new();
+        for e in events {
+            let key = (e.source.clone(), e.id.clone());
+            if let Some(&seq) = st.stored.get(&key).or_else(|| existing.get(&key)) {
+                results.push(Published { sequence: seq as u64, duplicate: true });
+                continue;
+            }
+            let seq = st.next_event_seq;
+            st.next_event_seq += 1;
+            st.stored.insert(key, seq);
+            let mut event = e.clone();
+            event.namespace = ns.to_owned();
+            event.sequence = seq as u64;
+            event.received_at = b.now;
+            results.push(Published { sequence: seq as u64, duplicate: false });
+            fresh.push(event);
+        }
+        let outcome = self.engine.evaluate(&fresh, b.now);
+        b.staged.events.extend(fresh);
+        self.stage(b, ns, outcome)?;
+        Ok(Ok(Output::Published(results)))
+    }
+
+    /// Returns the sequences of already stored events with the batch's (source, id) keys.
+    async fn lookup_existing(
+        &self,
+        tx: &mut AnyConnection,
+        b: &Batch,
+        ns: &str,
+        events: &[Event],
+    ) -> Result<HashMap<(String, String), i64>> {
+        let stored = b.ns.get(ns).map(|s| &s.stored);
+        let keys: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|e| !stored.is_some_and(|s| s.contains_key(&(e.source.clone(), e.id.clone()))))
+            .map(|e| (e.source.as_str(), e.id.as_str()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT source, id, seq FROM events WHERE namespace = $1 AND (source, id) IN (VALUES {})",
+                placeholders(chunk.len(), 2, 2)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ns);
+            for (source, id) in chunk {
+                q = q.bind(*source).bind(*id);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                found.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stages what an evaluation decided: notifications, partial state, finished listeners.
+    fn stage(&mut self, b: &mut Batch, ns: &str, outcome: Outcome) -> Result<()> {
+        let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
+        if !outcome.actions.is_empty() {
+            b.signal.insert(ns.to_owned());
+        }
+        for action in outcome.actions {
+            let seq = st.next_notification_seq;
+            st.next_notification_seq += 1;
+            let (kind, target) = match action.kind {
+                ActionKind::Start { workflow_id } => (NotificationKind::Start, workflow_id),
+                ActionKind::Wake { instance_id } => (NotificationKind::Wake, instance_id),
+                ActionKind::Timeout { instance_id } => (NotificationKind::Timeout, instance_id),
+            };
+            b.staged.notifications.push(NotificationRecord {
+                namespace: ns.to_owned(),
+                seq,
+                fire_id: action.fire_id,
+                kind,
+                listener_id: action.listener_id,
+                target,
+                correlation: action.correlation,
+                event_seqs: action.events.iter().map(|e| e.sequence).collect(),
+                trace: action.trace,
+            });
+        }
+        for ((id, key), partial) in outcome.partials {
+            st.changed.insert(id);
+            b.staged.partials.insert((id, key), partial);
+        }
+        let loaded = self.loaded.entry(ns.to_owned()).or_default();
+        for (id, status) in outcome.finished {
+            st.changed.insert(id);
+            loaded.listeners.remove(&id);
+            b.staged.finished.push((id, status));
+        }
+        Ok(())
+    }
+
+    /// Writes staged rows in bulk.
+    async fn flush(&mut self, tx: &mut AnyConnection, b: &mut Batch) -> Result<()> {
+        if b.staged.is_empty() {
+            return Ok(());
+        }
+        let staged = std::mem::take(&mut b.staged);
+        for chunk in staged.events.chunks(CHUNK) {
+            let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", placeholders(chunk.len(), 8, 1));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(e.namespace.as_str())
+                    .bind(e.sequence as i64)
+                    .bind(e.source.as_str())
+                    .bind(e.id.as_str())
+                    .bind(e.event_type.as_str())
+                    .bind(e.subject.as_deref())
+                    .bind(micros(e.received_at))
+                    .bind(event_body(e)?);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in staged.notifications.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES {}",
+                placeholders(chunk.len(), 10, 1)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for n in chunk {
+                q = q
+                    .bind(n.namespace.as_str())
+                    .bind(n.seq)
+                    .bind(n.fire_id.to_string())
+                    .bind(n.kind.as_str())
+                    .bind(n.listener_id.to_string())
+                    .bind(n.target.as_str())
+                    .bind(to_json(&n.correlation)?)
+                    .bind(to_json(&n.event_seqs)?)
+                    .bind(micros(b.now))
+                    .bind(to_json(&n.trace)?);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let (kept, emptied): (Vec<_>, Vec<_>) = staged.partials.into_iter().partition(|(_, p)| !p.is_empty());
+        for chunk in kept.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO partials (listener_id, corr_key, events) VALUES {} \
+                 ON CONFLICT (listener_id, corr_key) DO UPDATE SET events = excluded.events",
+                placeholders(chunk.len(), 3, 1)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((id, key), events) in chunk {
+                q = q.bind(id.to_string()).bind(to_json(key)?).bind(to_json(events)?);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in emptied.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM partials WHERE (listener_id, corr_key) IN (VALUES {})",
+                placeholders(chunk.len(), 2, 1)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((id, key), _) in chunk {
+                q = q.bind(id.to_string()).bind(to_json(key)?);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (id, status) in &staged.finished {
+            let (status, fire_id, at) = status_columns(status);
+            sqlx::query("UPDATE listeners SET status = $1, fire_id = $2, finished_us = $3 WHERE id = $4")
+                .bind(status)
+                .bind(fire_id)
+                .bind(at)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the counters of every locked namespace and the new generation of changed
+    /// listeners.
+    async fn write_namespaces(&mut self, tx: &mut AnyConnection, b: &mut Batch) -> Result<()> {
+        for (name, st) in &b.ns {
+            let generation = if st.changed.is_empty() { st.generation } else { st.new_gen() };
+            sqlx::query(
+                "UPDATE namespaces SET next_event_seq = $1, next_notification_seq = $2, next_listener_ord = $3, \
+                 listener_gen = $4 WHERE name = $5",
+            )
+            .bind(st.next_event_seq)
+            .bind(st.next_notification_seq)
+            .bind(st.next_listener_ord)
+            .bind(generation)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let changed: Vec<String> = st.changed.iter().map(Uuid::to_string).collect();
+            for chunk in changed.chunks(CHUNK) {
+                let sql = format!("UPDATE listeners SET gen = $1 WHERE id IN ({})", list(chunk.len(), 2));
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(generation);
+                for id in chunk {
+                    q = q.bind(id.as_str());
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn register(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        spec: &ListenerSpec,
+        request_id: Option<&str>,
+        trace: &TraceContext,
+    ) -> Result<Result<Output>> {
+        if let Err(e) = spec.validate() {
+            return Ok(Err(e));
+        }
+        if let Some(request_id) = request_id {
+            let sql = format!(
+                "SELECT {LISTENER_COLUMNS} FROM listeners WHERE namespace = $1 AND request_id = $2 AND status <> '{STATUS_DELETED}'"
+            );
+            let row: Option<ListenerRow> =
+                sqlx::query_as(AssertSqlSafe(sql)).bind(ns).bind(request_id).fetch_optional(&mut *tx).await?;
+            if let Some(row) = row {
+                let existing = row.into_listener()?;
+                return Ok(if existing.spec == *spec {
+                    Ok(Output::Registered(Box::new(existing), false))
+                } else {
+                    Err(Error::AlreadyExists(format!(
+                        "request_id {request_id:?} was already used to register listener {} with another spec",
+                        existing.id
+                    )))
+                });
+            }
+        }
+        let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
+        let listener = Listener {
+            id: Uuid::now_v7(),
+            namespace: ns.to_owned(),
+            order: st.next_listener_ord,
+            spec: spec.clone(),
+            created_at: b.now,
+            trace: trace.clone(),
+            status: ListenerStatus::Active,
+        };
+        let compiled = match CompiledListener::compile(listener.clone()) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        st.next_listener_ord += 1;
+        st.changed.insert(listener.id);
+        sqlx::query(
+            "INSERT INTO listeners (id, namespace, ord, kind, target, spec, status, deadline_us, created_us, trace, \
+             request_id, gen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(listener.id.to_string())
+        .bind(ns)
+        .bind(listener.order)
+        .bind(kind_str(spec.kind))
+        .bind(spec.target.as_str())
+        .bind(to_json(spec)?)
+        .bind(STATUS_ACTIVE)
+        .bind(spec.deadline.map(micros))
+        .bind(micros(b.now))
+        .bind(to_json(trace)?)
+        .bind(request_id)
+        .bind(st.new_gen())
+        .execute(&mut *tx)
+        .await?;
+        self.engine.insert(compiled, []);
+        self.loaded.entry(ns.to_owned()).or_default().listeners.insert(listener.id);
+        // A deadline that already passed times out at once.
+        if spec.deadline.is_some_and(|d| d <= b.now) {
+            let outcome = self.engine.expire_namespace(ns, b.now);
+            self.stage(b, ns, outcome)?;
+            self.flush(tx, b).await?;
+        }
+        Ok(Ok(Output::Registered(Box::new(listener), true)))
+    }
+
+    async fn delete(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        which: std::result::Result<&ListenerSelector, Uuid>,
+    ) -> Result<Result<Output>> {
+        let live = format!("namespace = $1 AND status <> '{STATUS_DELETED}'");
+        let ids: Vec<String> = match which {
+            Err(id) => {
+                let sql = format!("SELECT id FROM listeners WHERE {live} AND id = $2");
+                sqlx::query_scalar(AssertSqlSafe(sql)).bind(ns).bind(id.to_string()).fetch_all(&mut *tx).await?
+            }
+            Ok(selector) => {
+                let (kind, target) = match selector {
+                    ListenerSelector::Workflow(w) => (ListenerKind::Start, w),
+                    ListenerSelector::Instance(i) => (ListenerKind::Wait, i),
+                };
+                let sql = format!("SELECT id FROM listeners WHERE {live} AND kind = $2 AND target = $3");
+                sqlx::query_scalar(AssertSqlSafe(sql))
+                    .bind(ns)
+                    .bind(kind_str(kind))
+                    .bind(target.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
+        if let Err(id) = which
+            && ids.is_empty()
+        {
+            return Ok(Err(Error::NotFound(format!("listener {id}"))));
+        }
+        let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
+        let generation = st.new_gen();
+        let loaded = self.loaded.entry(ns.to_owned()).or_default();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE listeners SET status = '{STATUS_DELETED}', finished_us = $1, gen = $2 WHERE id IN ({})",
+                list(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(micros(b.now)).bind(generation);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&mut *tx).await?;
+            let sql = format!("DELETE FROM partials WHERE listener_id IN ({})", list(chunk.len(), 1));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for id in &ids {
+            let id = Uuid::parse_str(id).map_err(|e| Error::Internal(e.to_string()))?;
+            self.engine.remove(id);
+            loaded.listeners.remove(&id);
+            st.changed.insert(id);
+        }
+        Ok(Ok(Output::Count(ids.len() as u64)))
+    }
+
+    async fn group_settings(
+        &self,
+        tx: &mut AnyConnection,
+        ns: &str,
+        group: &str,
+        lock: bool,
+    ) -> Result<Option<(GroupSettings, i64)>> {
+        let sql = format!(
+            "SELECT settings, read_seq FROM consumer_groups WHERE namespace = $1 AND name = $2{}",
+            if lock { self.backend.for_update() } else { "" }
+        );
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(group).fetch_optional(&mut *tx).await?;
+        row.map(|r| Ok((from_json(&r.try_get::<String, _>(0)?)?, r.try_get(1)?))).transpose()
+    }
+
+    async fn ensure_group(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        group: &GroupSpec,
+    ) -> Result<Result<Output>> {
+        let mut kinds = group.kinds.clone();
+        kinds.sort();
+        kinds.dedup();
+        let mut workflow_ids = group.workflow_ids.clone();
+        workflow_ids.sort();
+        workflow_ids.dedup();
+        let settings = GroupSettings { kinds, workflow_ids, max_attempts: group.max_attempts.max(1) };
+        if let Some((existing, _)) = self.group_settings(tx, ns, &group.name, false).await? {
+            return Ok(if existing == settings {
+                Ok(Output::Unit)
+            } else {
+                Err(Error::FailedPrecondition(format!(
+                    "consumer group {:?} exists with other filters or max attempts ({:?})",
+                    group.name, existing
+                )))
+            });
+        }
+        let next = match b.ns.get(ns) {
+            Some(st) => st.next_notification_seq,
+            None => sqlx::query_scalar::<_, i64>("SELECT next_notification_seq FROM namespaces WHERE name = $1")
+                .bind(ns)
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(1),
+        };
+        let read_seq = match group.start {
+            StartPosition::Earliest => 0,
+            StartPosition::Latest => next - 1,
+            StartPosition::Sequence(s) => (s as i64).saturating_sub(1).max(0),
+        };
+        sqlx::query(
+            "INSERT INTO consumer_groups (namespace, name, settings, read_seq, created_us) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (namespace, name) DO NOTHING",
+        )
+        .bind(ns)
+        .bind(group.name.as_str())
+        .bind(to_json(&settings)?)
+        .bind(read_seq)
+        .bind(micros(b.now))
+        .execute(&mut *tx)
+        .await?;
+        Ok(Ok(Output::Unit))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn claim(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        group: &str,
+        consumer: &str,
+        max: u32,
+        lease: Duration,
+    ) -> Result<Result<Output>> {
+        let Some((settings, read_seq)) = self.group_settings(tx, ns, group, true).await? else {
+            return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
+        };
+        let now = micros(b.now);
+        let until = now.saturating_add(lease.as_micros() as i64);
+        let mut claimed: Vec<(i64, u32)> = Vec::new();
+        // Due: leases that expired and retries whose time came.
+        let sql = format!(
+            "SELECT seq, state, attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> 'dead' \
+             AND available_us <= $3 ORDER BY available_us, seq LIMIT $4{}",
+            self.backend.for_update_skip_locked()
+        );
+        let due =
+            sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(group).bind(now).bind(max as i64).fetch_all(&mut *tx).await?;
+        for row in due {
+            let seq: i64 = row.try_get(0)?;
+            let state: String = row.try_get(1)?;
+            let attempt: i64 = row.try_get(2)?;
+            if attempt >= settings.max_attempts as i64 {
+                sqlx::query(
+                    "UPDATE deliveries SET state = 'dead', dead_us = $1, consumer = NULL, \
+                     last_error = CASE WHEN $2 = 'leased' THEN 'lease expired' ELSE last_error END \
+                     WHERE namespace = $3 AND group_name = $4 AND seq = $5",
+                )
+                .bind(now)
+                .bind(state.as_str())
+                .bind(ns)
+                .bind(group)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+                continue;
+            }
+            sqlx::query(
+                "UPDATE deliveries SET state = 'leased', attempt = attempt + 1, available_us = $1, consumer = $2 \
+                 WHERE namespace = $3 AND group_name = $4 AND seq = $5",
+            )
+            .bind(until)
+            .bind(consumer)
+            .bind(ns)
+            .bind(group)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            claimed.push((seq, attempt as u32 + 1));
+        }
+        // New: notifications past the group's read position.
+        let mut position = read_seq;
+        const SCAN: i64 = 256;
+        'scan: while claimed.len() < max as usize {
+            let rows = sqlx::query(
+                "SELECT seq, kind, target FROM notifications WHERE namespace = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(ns)
+            .bind(position)
+            .bind(SCAN)
+            .fetch_all(&mut *tx)
+            .await?;
+            let n = rows.len() as i64;
+            for row in rows {
+                let seq: i64 = row.try_get(0)?;
+                let kind: String = row.try_get(1)?;
+                let target: String = row.try_get(2)?;
+                position = seq;
+                if !settings.matches(kind.parse()?, &target) {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO deliveries (namespace, group_name, seq, state, attempt, available_us, consumer) \
+                     VALUES ($1, $2, $3, 'leased', 1, $4, $5)",
+                )
+                .bind(ns)
+                .bind(group)
+                .bind(seq)
+                .bind(until)
+                .bind(consumer)
+                .execute(&mut *tx)
+                .await?;
+                claimed.push((seq, 1));
+                if claimed.len() >= max as usize {
+                    break 'scan;
+                }
+            }
+            if n < SCAN {
+                break;
+            }
+        }
+        if position != read_seq {
+            sqlx::query("UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3")
+                .bind(position)
+                .bind(ns)
+                .bind(group)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut by_seq: HashMap<i64, Notification> = HashMap::with_capacity(claimed.len());
+        let seqs: Vec<i64> = claimed.iter().map(|(s, _)| *s).collect();
+        for chunk in seqs.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE namespace = $1 AND seq IN ({})",
+                list(chunk.len(), 2)
+            );
+            let mut q = sqlx::query_as::<_, NotificationRow>(AssertSqlSafe(sql)).bind(ns);
+            for s in chunk {
+                q = q.bind(*s);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                by_seq.insert(row.seq, row.into_notification()?);
+            }
+        }
+        let mut out = Vec::with_capacity(claimed.len());
+        for (seq, attempt) in claimed {
+            // A notification removed by retention while its delivery was pending is skipped.
+            if let Some(n) = by_seq.remove(&seq) {
+                out.push((n, attempt));
+            }
+        }
+        let _ = b;
+        Ok(Ok(Output::Claimed(out)))
+    }
+
+    async fn ack(&mut self, tx: &mut AnyConnection, ns: &str, group: &str, seqs: &[u64]) -> Result<Result<Output>> {
+        let mut acked = 0;
+        for chunk in seqs.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state = 'leased' AND seq IN ({})",
+                list(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(group);
+            for s in chunk {
+                q = q.bind(*s as i64);
+            }
+            acked += q.execute(&mut *tx).await?.rows_affected();
+        }
+        Ok(Ok(Output::Count(acked)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn nack(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        group: &str,
+        seq: u64,
+        retry_after: Duration,
+        reason: &str,
+    ) -> Result<Result<Output>> {
+        let Some((settings, _)) = self.group_settings(tx, ns, group, false).await? else {
+            return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
+        };
+        let attempt: Option<i64> = sqlx::query_scalar(
+            "SELECT attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3 AND state = 'leased'",
+        )
+        .bind(ns)
+        .bind(group)
+        .bind(seq as i64)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(attempt) = attempt else {
+            return Ok(Err(Error::NotFound(format!("leased notification {seq} in group {group:?}"))));
+        };
+        let now = micros(b.now);
+        let dead = attempt >= settings.max_attempts as i64;
+        let (state, available, dead_us) = if dead {
+            ("dead", now, Some(now))
+        } else {
+            ("ready", now.saturating_add(retry_after.as_micros() as i64), None)
+        };
+        sqlx::query(
+            "UPDATE deliveries SET state = $1, available_us = $2, dead_us = $3, last_error = $4, consumer = NULL \
+             WHERE namespace = $5 AND group_name = $6 AND seq = $7",
+        )
+        .bind(state)
+        .bind(available)
+        .bind(dead_us)
+        .bind(reason)
+        .bind(ns)
+        .bind(group)
+        .bind(seq as i64)
+        .execute(&mut *tx)
+        .await?;
+        b.signal.insert(ns.to_owned());
+        Ok(Ok(Output::DeadLettered(dead)))
+    }
+
+    async fn release(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<Result<Output>> {
+        let n = sqlx::query(
+            "UPDATE deliveries SET state = 'ready', available_us = $1, consumer = NULL \
+             WHERE namespace = $2 AND group_name = $3 AND consumer = $4 AND state = 'leased'",
+        )
+        .bind(micros(b.now))
+        .bind(ns)
+        .bind(group)
+        .bind(consumer)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            b.signal.insert(ns.to_owned());
+        }
+        Ok(Ok(Output::Count(n)))
+    }
+
+    async fn redrive(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        group: &str,
+        seqs: &[u64],
+    ) -> Result<Result<Output>> {
+        let base = "UPDATE deliveries SET state = 'ready', attempt = 0, available_us = $1, dead_us = NULL \
+                    WHERE namespace = $2 AND group_name = $3 AND state = 'dead'";
+        let mut n = 0;
+        if seqs.is_empty() {
+            n = sqlx::query(base).bind(micros(b.now)).bind(ns).bind(group).execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in seqs.chunks(CHUNK) {
+            let sql = format!("{base} AND seq IN ({})", list(chunk.len(), 4));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(micros(b.now)).bind(ns).bind(group);
+            for s in chunk {
+                q = q.bind(*s as i64);
+            }
+            n += q.execute(&mut *tx).await?.rows_affected();
+        }
+        if n > 0 {
+            b.signal.insert(ns.to_owned());
+        }
+        Ok(Ok(Output::Count(n)))
+    }
+
+    async fn sweep(&mut self, tx: &mut AnyConnection, b: &mut Batch, now: DateTime<Utc>) -> Result<Result<Output>> {
+        let mut report = SweepReport::default();
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT namespace FROM listeners WHERE status = 'active' AND deadline_us IS NOT NULL \
+             AND deadline_us <= $1 ORDER BY namespace",
+        )
+        .bind(micros(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        for ns in &due {
+            self.lock_namespace(tx, b, ns).await?;
+            let outcome = self.engine.expire_namespace(ns, now);
+            report.timed_out += outcome.actions.len() as u64;
+            self.stage(b, ns, outcome)?;
+        }
+        self.flush(tx, b).await?;
+        if let Some(retention) = self.config.retention {
+            let cutoff = micros(now) - retention.as_micros() as i64;
+            let limit = i64::from(self.config.retention_batch);
+            report.events_deleted = sqlx::query(
+                "DELETE FROM events WHERE (namespace, seq) IN \
+                 (SELECT namespace, seq FROM events WHERE received_us < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            report.notifications_deleted = sqlx::query(
+                "DELETE FROM notifications WHERE (namespace, seq) IN (SELECT n.namespace, n.seq FROM notifications n \
+                 WHERE n.created_us < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.namespace = n.namespace AND d.seq = n.seq) \
+                 AND n.seq <= COALESCE((SELECT MIN(g.read_seq) FROM consumer_groups g \
+                     WHERE g.namespace = n.namespace), n.seq) \
+                 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let purge = sqlx::query(
+                "SELECT id, namespace FROM listeners WHERE status <> 'active' AND finished_us < $1 LIMIT $2",
+            )
+            .bind(cutoff)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut namespaces = BTreeSet::new();
+            for row in &purge {
+                let id: String = row.try_get(0)?;
+                namespaces.insert(row.try_get::<String, _>(1)?);
+                sqlx::query("DELETE FROM listeners WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            }
+            for ns in namespaces {
+                sqlx::query("UPDATE namespaces SET listener_epoch = listener_epoch + 1 WHERE name = $1")
+                    .bind(ns.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if !b.ns.contains_key(&ns) {
+                    self.unload(&ns);
+                }
+            }
+            report.listeners_deleted = purge.len() as u64;
+        }
+        Ok(Ok(Output::Swept(report)))
+    }
+}
+
+/// Checks what the store relies on; the server validates the full CloudEvents rules first.
+fn validate_events(events: &[Event]) -> Result<()> {
+    let mut violations = Vec::new();
+    if events.is_empty() {
+        violations.push(crate::error::FieldViolation::new("events", "must hold at least one event"));
+    }
+    for (i, e) in events.iter().enumerate() {
+        for (field, value) in [("id", &e.id), ("source", &e.source), ("type", &e.event_type)] {
+            if value.is_empty() {
+                violations.push(crate::error::FieldViolation::new(format!("events[{i}].{field}"), "must not be empty"));
+            }
+        }
+    }
+    if violations.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(violations)) }
+}

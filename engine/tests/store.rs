@@ -1,0 +1,691 @@
+//! The store suite: every case is written once and runs on SQLite and on a real Postgres
+//! (`EVENTBUS_TEST_DATABASE_URL`, provided by tests/run.sh; its absence fails the Postgres
+//! half rather than skipping it). Each case gets a fresh database (a temp file, or a fresh
+//! schema).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::Utc;
+use eventbus_engine::store::{
+    Backend, EventKey, EventQuery, GroupSpec, ListenerQuery, ListenerSelector, NotificationKind, StartPosition, Store,
+    StoreConfig,
+};
+use eventbus_engine::{
+    AttrValue, Condition, Data, ErrorKind, Event, FilterSet, ListenerKind, ListenerSpec, ListenerStatus, TraceContext,
+};
+use sqlx::Executor;
+
+struct Db {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn fresh(backend: Backend) -> Db {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("eventbus.db").display());
+            Db { url, _dir: Some(dir) }
+        }
+        Backend::Postgres => {
+            let base = std::env::var("EVENTBUS_TEST_DATABASE_URL").expect(
+                "EVENTBUS_TEST_DATABASE_URL is not set: the Postgres half of the store suite needs a server \
+                 (./tests/run.sh starts one)",
+            );
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::AnyPool::connect(&base).await.expect("connecting to EVENTBUS_TEST_DATABASE_URL");
+            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+            admin.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.unwrap();
+            admin.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            Db { url: format!("{base}{sep}options=-c%20search_path%3D{schema}"), _dir: None }
+        }
+    }
+}
+
+async fn open(db: &Db) -> Store {
+    let mut config = StoreConfig::new(&db.url);
+    config.sweep_interval = Duration::from_secs(3600);
+    Store::open(config).await.unwrap()
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = super::fresh(super::Backend::Sqlite).await;
+                super::$name(&db).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = super::fresh(super::Backend::Postgres).await;
+                super::$name(&db).await;
+            })*
+        }
+    };
+}
+
+cases!(
+    sequences_and_duplicates,
+    rejected_batch_changes_nothing,
+    event_round_trip_and_history,
+    listener_lifecycle,
+    request_id_makes_registration_idempotent,
+    start_notification_reaches_every_group_once,
+    lease_expiry_nack_dead_letter_and_redrive,
+    one_group_shares_the_load,
+    released_leases_go_to_another_consumer,
+    group_filters_and_start_positions,
+    all_state_survives_restart_and_second_process,
+    wait_wakes_once_and_stays_readable,
+    deadlines_time_out_exactly_once,
+    retention_deletes_old_rows,
+    concurrent_publishes_fire_exactly_once,
+);
+
+fn ev(event_type: &str, id: &str) -> Event {
+    Event {
+        namespace: String::new(),
+        sequence: 0,
+        id: id.into(),
+        source: "/test".into(),
+        specversion: "1.0".into(),
+        event_type: event_type.into(),
+        subject: None,
+        time: None,
+        datacontenttype: None,
+        dataschema: None,
+        extensions: BTreeMap::new(),
+        data: None,
+        received_at: Utc::now(),
+        trace: TraceContext::default(),
+    }
+}
+
+fn with_ext(mut e: Event, k: &str, v: &str) -> Event {
+    e.extensions.insert(k.into(), AttrValue::String(v.into()));
+    e
+}
+
+fn spec(kind: ListenerKind, condition: Condition, types: &[&str], target: &str) -> ListenerSpec {
+    ListenerSpec {
+        kind,
+        target: target.into(),
+        condition,
+        types: types.iter().map(|t| t.to_string()).collect(),
+        filters: Vec::new(),
+        lifespan: None,
+        correlate_by: Vec::new(),
+        policy: None,
+        deadline: None,
+    }
+}
+
+fn group(name: &str) -> GroupSpec {
+    GroupSpec { name: name.into(), max_attempts: 10, ..GroupSpec::default() }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn sequences_and_duplicates(db: &Db) {
+    let store = open(db).await;
+    let p = store.publish("ns", vec![ev("a", "1"), ev("a", "2"), ev("a", "1")]).await.unwrap();
+    let got: Vec<(u64, bool)> = p.iter().map(|p| (p.sequence, p.duplicate)).collect();
+    assert_eq!(got, vec![(1, false), (2, false), (1, true)]);
+    let p = store.publish("ns", vec![ev("a", "2"), ev("a", "3")]).await.unwrap();
+    let got: Vec<(u64, bool)> = p.iter().map(|p| (p.sequence, p.duplicate)).collect();
+    assert_eq!(got, vec![(2, true), (3, false)]);
+    // Another namespace has its own sequence and its own keys.
+    let p = store.publish("other", vec![ev("a", "1")]).await.unwrap();
+    assert_eq!((p[0].sequence, p[0].duplicate), (1, false));
+    // A duplicate is not evaluated again.
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.publish("ns", vec![ev("a", "1")]).await.unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    assert!(store.claim("ns", "g", "c", 10, LEASE).await.unwrap().is_empty());
+}
+
+async fn rejected_batch_changes_nothing(db: &Db) {
+    let store = open(db).await;
+    let mut bad = ev("a", "2");
+    bad.source.clear();
+    let err = store.publish("ns", vec![ev("a", "1"), bad]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    match err {
+        eventbus_engine::Error::InvalidArgument(v) => assert_eq!(v[0].field, "events[1].source"),
+        other => panic!("{other:?}"),
+    }
+    let page = store.list_events("ns", EventQuery::default()).await.unwrap();
+    assert!(page.items.is_empty());
+    let p = store.publish("ns", vec![ev("a", "1")]).await.unwrap();
+    assert_eq!(p[0].sequence, 1, "a rejected batch consumes no sequence");
+}
+
+async fn event_round_trip_and_history(db: &Db) {
+    let store = open(db).await;
+    let mut e = ev("order.created", "e1");
+    e.subject = Some("orders/42".into());
+    e.time = Some(Utc::now());
+    e.datacontenttype = Some("application/json".into());
+    e.dataschema = Some("https://acme.io/schema".into());
+    e.data = Some(Data::Text("{\"a\":1}".into()));
+    e.trace = TraceContext {
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        tracestate: "k=v".into(),
+    };
+    for (k, v) in [
+        ("flag", AttrValue::Boolean(true)),
+        ("count", AttrValue::Integer(-7)),
+        ("blob", AttrValue::Bytes(vec![0, 1, 2])),
+        ("link", AttrValue::Uri("https://acme.io/x".into())),
+        ("rel", AttrValue::UriRef("/x".into())),
+        ("when", AttrValue::Timestamp(Utc::now())),
+        ("name", AttrValue::String("n".into())),
+    ] {
+        e.extensions.insert(k.into(), v);
+    }
+    let mut binary = ev("order.created", "e2");
+    binary.data = Some(Data::Binary(vec![9, 8, 7]));
+    let mut proto = ev("order.paid", "e3");
+    proto.data = Some(Data::Proto { type_url: "type.googleapis.com/x.Y".into(), value: vec![1] });
+    proto.source = "/other".into();
+    store.publish("ns", vec![e.clone(), binary, proto]).await.unwrap();
+
+    let got = store.get_event("ns", EventKey::Sequence(1)).await.unwrap();
+    assert_eq!(got.sequence, 1);
+    assert_eq!(got.namespace, "ns");
+    let mut want = e.clone();
+    want.namespace = "ns".into();
+    want.sequence = 1;
+    want.received_at = got.received_at;
+    assert_eq!(got, want);
+    let by_key = store.get_event("ns", EventKey::SourceId { source: "/test".into(), id: "e1".into() }).await.unwrap();
+    assert_eq!(by_key, got);
+    let missing = store.get_event("other", EventKey::Sequence(1)).await.unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "another namespace's event is not found");
+
+    let q = |f: fn(&mut EventQuery)| {
+        let mut q = EventQuery::default();
+        f(&mut q);
+        q
+    };
+    let seqs = |p: eventbus_engine::store::Page<Event>| p.items.iter().map(|e| e.sequence).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(store.list_events("ns", q(|q| q.event_type = Some("order.created".into()))).await.unwrap()),
+        vec![1, 2]
+    );
+    assert_eq!(seqs(store.list_events("ns", q(|q| q.source = Some("/other".into()))).await.unwrap()), vec![3]);
+    assert_eq!(seqs(store.list_events("ns", q(|q| q.subject = Some("orders/42".into()))).await.unwrap()), vec![1]);
+    assert_eq!(seqs(store.list_events("ns", q(|q| q.after_sequence = Some(1))).await.unwrap()), vec![2, 3]);
+    assert_eq!(
+        seqs(store.list_events("ns", q(|q| q.end = Some(Utc::now() - chrono::Duration::hours(1)))).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    // Pagination is stable.
+    let first = store.list_events("ns", q(|q| q.page_size = 2)).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let token = first.next_page_token.clone().expect("a next page");
+    let mut next = EventQuery { page_size: 2, page_token: Some(token), ..EventQuery::default() };
+    let second = store.list_events("ns", next.clone()).await.unwrap();
+    assert_eq!(seqs(second.clone()), vec![3]);
+    assert_eq!(second.next_page_token, None);
+    next.page_token = Some("garbage".into());
+    assert_eq!(store.list_events("ns", next).await.unwrap_err().kind(), ErrorKind::InvalidArgument);
+}
+
+async fn listener_lifecycle(db: &Db) {
+    let store = open(db).await;
+    let t = TraceContext::default();
+    let (a, created) = store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf1"), None, t.clone())
+        .await
+        .unwrap();
+    assert!(created);
+    let (b, _) = store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::Any, &["a", "b"], "wf2"), None, t.clone())
+        .await
+        .unwrap();
+    let (c, _) = store
+        .register_listener("ns", spec(ListenerKind::Wait, Condition::One, &["a"], "i1"), None, t.clone())
+        .await
+        .unwrap();
+    let (d, _) = store
+        .register_listener("ns", spec(ListenerKind::Wait, Condition::One, &["b"], "i1"), None, t.clone())
+        .await
+        .unwrap();
+    let (other, _) = store
+        .register_listener("other", spec(ListenerKind::Start, Condition::One, &["a"], "wf1"), None, t.clone())
+        .await
+        .unwrap();
+    assert!(a.order < b.order && b.order < c.order);
+    assert_eq!(store.get_listener("ns", a.id).await.unwrap(), a);
+    assert_eq!(store.get_listener("ns", other.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    let ids =
+        |p: eventbus_engine::store::Page<eventbus_engine::Listener>| p.items.iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_listeners("ns", ListenerQuery::default()).await.unwrap()), vec![a.id, b.id, c.id, d.id]);
+    let q = ListenerQuery { kind: Some(ListenerKind::Wait), ..Default::default() };
+    assert_eq!(ids(store.list_listeners("ns", q).await.unwrap()), vec![c.id, d.id]);
+    let q = ListenerQuery { workflow_id: Some("wf2".into()), ..Default::default() };
+    assert_eq!(ids(store.list_listeners("ns", q).await.unwrap()), vec![b.id]);
+    let page = store.list_listeners("ns", ListenerQuery { page_size: 3, ..Default::default() }).await.unwrap();
+    assert_eq!(page.items.len(), 3);
+    let rest = store
+        .list_listeners("ns", ListenerQuery { page_size: 3, page_token: page.next_page_token, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(ids(rest), vec![d.id]);
+
+    assert_eq!(store.delete_listener("other", a.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    store.delete_listener("ns", a.id).await.unwrap();
+    assert_eq!(store.get_listener("ns", a.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(store.delete_listener("ns", a.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(store.delete_listeners("ns", ListenerSelector::Instance("i1".into())).await.unwrap(), 2);
+    assert_eq!(store.delete_listeners("ns", ListenerSelector::Workflow("wf1".into())).await.unwrap(), 0);
+    assert_eq!(ids(store.list_listeners("ns", ListenerQuery::default()).await.unwrap()), vec![b.id]);
+    assert_eq!(store.get_listener("other", other.id).await.unwrap(), other, "other namespace untouched");
+
+    // Deleted listeners no longer fire.
+    store.ensure_group("ns", group("g")).await.unwrap();
+    store.publish("ns", vec![ev("a", "1")]).await.unwrap();
+    let got = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
+    assert_eq!(got.iter().map(|d| d.notification.listener_id).collect::<Vec<_>>(), vec![b.id]);
+
+    let mut bad = spec(ListenerKind::Start, Condition::One, &["a", "b"], "wf");
+    bad.filters.push(FilterSet { event_type: "zzz".into(), attributes: [("x".to_string(), "y".to_string())].into() });
+    let err = store.register_listener("ns", bad, None, t).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
+
+async fn request_id_makes_registration_idempotent(db: &Db) {
+    let store = open(db).await;
+    let s = spec(ListenerKind::Start, Condition::One, &["a"], "wf");
+    let (first, created) =
+        store.register_listener("ns", s.clone(), Some("r1".into()), Default::default()).await.unwrap();
+    assert!(created);
+    let (again, created) =
+        store.register_listener("ns", s.clone(), Some("r1".into()), Default::default()).await.unwrap();
+    assert!(!created);
+    assert_eq!(again, first);
+    let other = spec(ListenerKind::Start, Condition::One, &["b"], "wf");
+    let err = store.register_listener("ns", other, Some("r1".into()), Default::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    let (elsewhere, created) = store.register_listener("ns2", s, Some("r1".into()), Default::default()).await.unwrap();
+    assert!(created && elsewhere.id != first.id, "request ids are per namespace");
+    assert_eq!(store.list_listeners("ns", ListenerQuery::default()).await.unwrap().items.len(), 1);
+}
+
+async fn start_notification_reaches_every_group_once(db: &Db) {
+    let store = open(db).await;
+    let trace = TraceContext {
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        tracestate: String::new(),
+    };
+    let (l, _) = store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g1")).await.unwrap();
+    let mut e = ev("a", "1");
+    e.trace = trace.clone();
+    store.publish("ns", vec![e, ev("b", "2")]).await.unwrap();
+    store.ensure_group("ns", group("g2")).await.unwrap();
+    for g in ["g1", "g2"] {
+        let got = store.claim("ns", g, "c", 10, LEASE).await.unwrap();
+        assert_eq!(got.len(), 1, "{g}");
+        let d = &got[0];
+        assert_eq!(d.attempt, 1);
+        assert_eq!(d.notification.sequence, 1);
+        assert_eq!(d.notification.kind, NotificationKind::Start);
+        assert_eq!(d.notification.target, "wf");
+        assert_eq!(d.notification.listener_id, l.id);
+        assert_eq!(d.notification.event_sequences, vec![1]);
+        assert_eq!(d.notification.events.len(), 1);
+        assert_eq!(d.notification.events[0].id, "1");
+        assert_eq!(d.notification.trace, trace);
+        assert!(store.claim("ns", g, "c", 10, LEASE).await.unwrap().is_empty(), "{g}: leased to one consumer");
+        assert_eq!(store.ack("ns", g, vec![1]).await.unwrap(), 1);
+        assert_eq!(store.ack("ns", g, vec![1]).await.unwrap(), 0, "acking twice is harmless");
+    }
+    assert!(store.claim("other", "g1", "c", 10, LEASE).await.unwrap_err().kind() == ErrorKind::NotFound);
+}
+
+async fn lease_expiry_nack_dead_letter_and_redrive(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", GroupSpec { name: "g".into(), max_attempts: 3, ..Default::default() }).await.unwrap();
+    store.publish("ns", vec![ev("a", "1")]).await.unwrap();
+    // A zero lease expires at once: the next claim gets attempt 2.
+    let d = store.claim("ns", "g", "c1", 1, Duration::ZERO).await.unwrap();
+    assert_eq!(d[0].attempt, 1);
+    let d = store.claim("ns", "g", "c2", 1, LEASE).await.unwrap();
+    assert_eq!(d[0].attempt, 2);
+    // A nack with a retry time in the future keeps it back; with none it is claimable.
+    assert!(!store.nack("ns", "g", 1, Duration::from_secs(3600), "later".into()).await.unwrap());
+    assert!(store.claim("ns", "g", "c1", 1, LEASE).await.unwrap().is_empty());
+    assert_eq!(
+        store.nack("ns", "g", 1, Duration::ZERO, "x".into()).await.unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "not leased"
+    );
+    // Redrive only touches dead letters.
+    assert_eq!(store.redrive("ns", "g", vec![]).await.unwrap(), 0);
+    assert!(store.list_dead_letters("ns", "g", 10, None).await.unwrap().items.is_empty());
+    // Every nack counts an attempt; the one after the last attempt makes a dead letter.
+    store.publish("ns", vec![ev("a", "2")]).await.unwrap();
+    let d = store.claim("ns", "g", "c1", 1, LEASE).await.unwrap();
+    assert_eq!((d[0].notification.sequence, d[0].attempt), (2, 1));
+    assert!(!store.nack("ns", "g", 2, Duration::ZERO, "boom 1".into()).await.unwrap());
+    let d = store.claim("ns", "g", "c1", 1, LEASE).await.unwrap();
+    assert_eq!((d[0].notification.sequence, d[0].attempt), (2, 2));
+    assert!(!store.nack("ns", "g", 2, Duration::ZERO, "boom 2".into()).await.unwrap());
+    let d = store.claim("ns", "g", "c1", 1, LEASE).await.unwrap();
+    assert_eq!((d[0].notification.sequence, d[0].attempt), (2, 3));
+    assert!(store.nack("ns", "g", 2, Duration::ZERO, "boom 3".into()).await.unwrap(), "third failure is the last");
+    assert!(store.claim("ns", "g", "c1", 1, LEASE).await.unwrap().is_empty());
+    let dead = store.list_dead_letters("ns", "g", 10, None).await.unwrap();
+    assert_eq!(dead.items.len(), 1);
+    assert_eq!(dead.items[0].notification.sequence, 2);
+    assert_eq!(dead.items[0].attempt, 3);
+    assert_eq!(dead.items[0].last_error, "boom 3");
+    assert_eq!(dead.items[0].notification.events.len(), 1);
+    assert_eq!(store.redrive("ns", "g", vec![2]).await.unwrap(), 1);
+    let d = store.claim("ns", "g", "c1", 1, LEASE).await.unwrap();
+    assert_eq!((d[0].notification.sequence, d[0].attempt), (2, 1), "redrive restarts attempts");
+    assert_eq!(store.ack("ns", "g", vec![2]).await.unwrap(), 1);
+    // An expired lease with no attempts left becomes a dead letter on the next claim.
+    store.publish("ns", vec![ev("a", "3")]).await.unwrap();
+    for attempt in 1..=3 {
+        let d = store.claim("ns", "g", "c1", 1, Duration::ZERO).await.unwrap();
+        assert_eq!((d[0].notification.sequence, d[0].attempt), (3, attempt));
+    }
+    assert!(store.claim("ns", "g", "c1", 1, LEASE).await.unwrap().is_empty());
+    let dead = store.list_dead_letters("ns", "g", 10, None).await.unwrap();
+    assert_eq!(
+        dead.items.iter().map(|d| (d.notification.sequence, d.last_error.as_str())).collect::<Vec<_>>(),
+        vec![(3, "lease expired")]
+    );
+}
+
+async fn one_group_shares_the_load(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    let events: Vec<Event> = (0..10).map(|i| ev("a", &i.to_string())).collect();
+    store.publish("ns", events).await.unwrap();
+    let mut seen = BTreeSet::new();
+    for round in 0..5 {
+        for consumer in ["c1", "c2"] {
+            let d = store.claim("ns", "g", consumer, 1, LEASE).await.unwrap();
+            assert_eq!(d.len(), 1, "round {round}");
+            assert!(seen.insert(d[0].notification.sequence), "no notification twice");
+        }
+    }
+    assert_eq!(seen, (1..=10).collect());
+    assert!(store.claim("ns", "g", "c3", 10, LEASE).await.unwrap().is_empty());
+}
+
+async fn released_leases_go_to_another_consumer(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    store.publish("ns", vec![ev("a", "1"), ev("a", "2")]).await.unwrap();
+    assert_eq!(store.claim("ns", "g", "c1", 10, LEASE).await.unwrap().len(), 2);
+    assert_eq!(store.ack("ns", "g", vec![1]).await.unwrap(), 1);
+    assert_eq!(store.release("ns", "g", "c1").await.unwrap(), 1);
+    let d = store.claim("ns", "g", "c2", 10, LEASE).await.unwrap();
+    assert_eq!(d.iter().map(|d| (d.notification.sequence, d.attempt)).collect::<Vec<_>>(), vec![(2, 2)]);
+}
+
+async fn group_filters_and_start_positions(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf1"), None, Default::default())
+        .await
+        .unwrap();
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf2"), None, Default::default())
+        .await
+        .unwrap();
+    store
+        .register_listener("ns", spec(ListenerKind::Wait, Condition::One, &["a"], "i1"), None, Default::default())
+        .await
+        .unwrap();
+    store.publish("ns", vec![ev("a", "1")]).await.unwrap(); // notifications 1 (wf1), 2 (wf2), 3 (i1)
+    let only_wf2 =
+        GroupSpec { name: "w".into(), workflow_ids: vec!["wf2".into()], max_attempts: 10, ..Default::default() };
+    store.ensure_group("ns", only_wf2.clone()).await.unwrap();
+    store.ensure_group("ns", only_wf2).await.unwrap();
+    let changed = GroupSpec { name: "w".into(), max_attempts: 10, ..Default::default() };
+    assert_eq!(store.ensure_group("ns", changed).await.unwrap_err().kind(), ErrorKind::FailedPrecondition);
+    let wakes =
+        GroupSpec { name: "k".into(), kinds: vec![NotificationKind::Wake], max_attempts: 10, ..Default::default() };
+    store.ensure_group("ns", wakes).await.unwrap();
+    let latest = GroupSpec { name: "l".into(), start: StartPosition::Latest, max_attempts: 10, ..Default::default() };
+    store.ensure_group("ns", latest).await.unwrap();
+    let from2 =
+        GroupSpec { name: "s".into(), start: StartPosition::Sequence(2), max_attempts: 10, ..Default::default() };
+    store.ensure_group("ns", from2).await.unwrap();
+    let seqs = |d: Vec<eventbus_engine::store::Delivery>| d.iter().map(|d| d.notification.sequence).collect::<Vec<_>>();
+    assert_eq!(seqs(store.claim("ns", "w", "c", 10, LEASE).await.unwrap()), vec![2]);
+    assert_eq!(seqs(store.claim("ns", "k", "c", 10, LEASE).await.unwrap()), vec![3]);
+    assert_eq!(seqs(store.claim("ns", "l", "c", 10, LEASE).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(seqs(store.claim("ns", "s", "c", 10, LEASE).await.unwrap()), vec![2, 3]);
+    store.publish("ns", vec![ev("a", "2")]).await.unwrap(); // 4 (wf1), 5 (wf2); i1 is consumed
+    assert_eq!(seqs(store.claim("ns", "l", "c", 10, LEASE).await.unwrap()), vec![4, 5]);
+    assert_eq!(seqs(store.claim("ns", "w", "c", 10, LEASE).await.unwrap()), vec![5]);
+}
+
+async fn all_state_survives_restart_and_second_process(db: &Db) {
+    let mut s = spec(ListenerKind::Start, Condition::All, &["payment.received", "shipment.sent"], "fulfil");
+    s.correlate_by = vec!["orderid".into()];
+    {
+        let store = open(db).await;
+        store.register_listener("ns", s, None, Default::default()).await.unwrap();
+        store.publish("ns", vec![with_ext(ev("payment.received", "p1"), "orderid", "1")]).await.unwrap();
+        store.publish("ns", vec![with_ext(ev("payment.received", "p2"), "orderid", "2")]).await.unwrap();
+    }
+    // A restarted process loads the partial state.
+    let store = open(db).await;
+    store.ensure_group("ns", group("g")).await.unwrap();
+    store.publish("ns", vec![with_ext(ev("shipment.sent", "s1"), "orderid", "1")]).await.unwrap();
+    // A second process on the same database sees what the first one collected and changed.
+    let second = open(db).await;
+    second.publish("ns", vec![with_ext(ev("shipment.sent", "s2"), "orderid", "2")]).await.unwrap();
+    store.publish("ns", vec![with_ext(ev("shipment.sent", "s2b"), "orderid", "2")]).await.unwrap();
+    let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
+    let got: Vec<(Vec<(String, String)>, Vec<String>)> = d
+        .iter()
+        .map(|d| (d.notification.correlation.clone(), d.notification.events.iter().map(|e| e.id.clone()).collect()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (vec![("orderid".into(), "1".into())], vec!["p1".to_string(), "s1".into()]),
+            (vec![("orderid".into(), "2".into())], vec!["p2".to_string(), "s2".into()]),
+        ]
+    );
+    assert_eq!(store.partial_count("ns", None).await.unwrap(), 1, "only s2b waits for a payment");
+}
+
+async fn wait_wakes_once_and_stays_readable(db: &Db) {
+    let store = open(db).await;
+    let (l, _) = store
+        .register_listener("ns", spec(ListenerKind::Wait, Condition::Any, &["a", "b"], "i1"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    store.publish("ns", vec![ev("a", "1"), ev("b", "2")]).await.unwrap();
+    store.publish("ns", vec![ev("b", "3")]).await.unwrap();
+    let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].notification.kind, NotificationKind::Wake);
+    assert_eq!(d[0].notification.target, "i1");
+    let got = store.get_listener("ns", l.id).await.unwrap();
+    assert!(matches!(got.status, ListenerStatus::Fired { fire_id, .. } if fire_id == d[0].notification.fire_id));
+    assert!(store.list_listeners("ns", ListenerQuery::default()).await.unwrap().items.is_empty());
+    let q = ListenerQuery { include_finished: true, ..Default::default() };
+    assert_eq!(store.list_listeners("ns", q).await.unwrap().items.len(), 1);
+    // After a restart it is still consumed.
+    let store = open(db).await;
+    store.publish("ns", vec![ev("a", "4")]).await.unwrap();
+    assert!(store.claim("ns", "g", "c", 10, LEASE).await.unwrap().is_empty());
+}
+
+async fn deadlines_time_out_exactly_once(db: &Db) {
+    let store = open(db).await;
+    let trace = TraceContext {
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01".into(),
+        tracestate: String::new(),
+    };
+    let mut s = spec(ListenerKind::Wait, Condition::One, &["a"], "i1");
+    s.deadline = Some(Utc::now() + chrono::Duration::hours(1));
+    let (l, _) = store.register_listener("ns", s.clone(), None, trace.clone()).await.unwrap();
+    let mut past = s.clone();
+    past.target = "i2".into();
+    past.deadline = Some(Utc::now() - chrono::Duration::seconds(1));
+    store.register_listener("ns", past, None, Default::default()).await.unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
+    assert_eq!(
+        d.iter().map(|d| (d.notification.kind, d.notification.target.as_str())).collect::<Vec<_>>(),
+        vec![(NotificationKind::Timeout, "i2")],
+        "a passed deadline times out at once"
+    );
+    let later = Utc::now() + chrono::Duration::hours(2);
+    let second = open(db).await;
+    let (r1, r2) = tokio::join!(store.sweep(later), second.sweep(later));
+    assert_eq!(r1.unwrap().timed_out + r2.unwrap().timed_out, 1, "two processes sweep, one timeout");
+    let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].notification.kind, NotificationKind::Timeout);
+    assert_eq!(d[0].notification.trace, trace, "a timeout continues the registration's trace");
+    assert!(matches!(store.get_listener("ns", l.id).await.unwrap().status, ListenerStatus::TimedOut { .. }));
+    assert_eq!(store.sweep(later).await.unwrap().timed_out, 0);
+}
+
+async fn retention_deletes_old_rows(db: &Db) {
+    let mut config = StoreConfig::new(&db.url);
+    config.sweep_interval = Duration::from_secs(3600);
+    config.retention = Some(Duration::from_secs(3600));
+    config.retention_batch = 2;
+    let store = Store::open(config).await.unwrap();
+    store
+        .register_listener("ns", spec(ListenerKind::Wait, Condition::One, &["a"], "i1"), None, Default::default())
+        .await
+        .unwrap();
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    store.publish("ns", vec![ev("a", "1"), ev("b", "2"), ev("b", "3")]).await.unwrap();
+    let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
+    assert_eq!(d.len(), 2);
+    store.ack("ns", "g", vec![1]).await.unwrap();
+    assert_eq!(store.sweep(Utc::now()).await.unwrap(), Default::default(), "nothing is old yet");
+    let later = Utc::now() + chrono::Duration::hours(2);
+    let r = store.sweep(later).await.unwrap();
+    assert_eq!((r.events_deleted, r.notifications_deleted, r.listeners_deleted), (2, 1, 1), "bounded batches");
+    let r = store.sweep(later).await.unwrap();
+    assert_eq!((r.events_deleted, r.notifications_deleted), (1, 0), "notification 2 is still leased");
+    assert!(store.list_events("ns", EventQuery::default()).await.unwrap().items.is_empty());
+    assert_eq!(
+        store
+            .list_listeners("ns", ListenerQuery { include_finished: true, ..Default::default() })
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    // The active START listener still fires.
+    store.publish("ns", vec![ev("a", "4")]).await.unwrap();
+    assert_eq!(store.ack("ns", "g", vec![2]).await.unwrap(), 1);
+    let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
+    assert_eq!(d.iter().map(|d| d.notification.sequence).collect::<Vec<_>>(), vec![3]);
+}
+
+/// Many tasks on two stores (standing in for two server processes) publish the parts of
+/// ALL sets interleaved, and race WAIT wake-ups: every set starts exactly once, every WAIT
+/// wakes exactly once, and no partial state is left.
+async fn concurrent_publishes_fire_exactly_once(db: &Db) {
+    const ORDERS: usize = 1000;
+    const WAITS: usize = 100;
+    const TASKS: usize = 8;
+    let a = open(db).await;
+    let b = open(db).await;
+    let mut s = spec(ListenerKind::Start, Condition::All, &["payment.received", "shipment.sent"], "fulfil");
+    s.correlate_by = vec!["orderid".into()];
+    a.register_listener("ns", s, None, Default::default()).await.unwrap();
+    for i in 0..WAITS {
+        let mut w = spec(ListenerKind::Wait, Condition::One, &["approved"], &format!("i{i}"));
+        w.filters.push(FilterSet {
+            event_type: "approved".into(),
+            attributes: [("subject".to_string(), format!("i{i}"))].into(),
+        });
+        b.register_listener("ns", w, None, Default::default()).await.unwrap();
+    }
+    a.ensure_group("ns", group("g")).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        for (k, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                for order in (t..ORDERS).step_by(TASKS) {
+                    // Store a publishes payments, store b shipments; the order of the two races.
+                    let ty = if k == 0 { "payment.received" } else { "shipment.sent" };
+                    let e = with_ext(ev(ty, &format!("{ty}-{order}")), "orderid", &order.to_string());
+                    store.publish("ns", vec![e]).await.unwrap();
+                }
+                for i in (t..WAITS).step_by(TASKS) {
+                    let mut e = ev("approved", &format!("approved-{k}-{i}"));
+                    e.subject = Some(format!("i{i}"));
+                    store.publish("ns", vec![e]).await.unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut starts = BTreeMap::new();
+    let mut wakes = BTreeMap::new();
+    loop {
+        let d = a.claim("ns", "g", "c", 500, LEASE).await.unwrap();
+        if d.is_empty() {
+            break;
+        }
+        for d in &d {
+            let n = &d.notification;
+            match n.kind {
+                NotificationKind::Start => *starts.entry(n.correlation[0].1.clone()).or_insert(0) += 1,
+                NotificationKind::Wake => *wakes.entry(n.target.clone()).or_insert(0) += 1,
+                NotificationKind::Timeout => panic!("unexpected timeout"),
+            }
+        }
+        a.ack("ns", "g", d.iter().map(|d| d.notification.sequence).collect()).await.unwrap();
+    }
+    assert_eq!(starts.len(), ORDERS);
+    assert!(starts.values().all(|n| *n == 1), "every set starts exactly once");
+    assert_eq!(wakes.len(), WAITS);
+    assert!(wakes.values().all(|n| *n == 1), "every wait wakes exactly once");
+    assert_eq!(a.partial_count("ns", None).await.unwrap(), 0, "no partial state left");
+}
