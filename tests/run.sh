@@ -35,7 +35,7 @@ step "proto: buf lint, format, breaking" proto_check
 step "generated Go and Python code is up to date" codegen_check
 step "clients: go build/vet, python imports" clients_check
 step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --locked -- -D warnings
-step "cargo test (SQLite and Postgres)" cargo test --workspace --locked
+step "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "cargo test (SQLite and Postgres)" cargo test --workspace --all-features --locked
 
 printf '\nall checks passed\n'

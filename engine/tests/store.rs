@@ -512,7 +512,8 @@ async fn all_state_survives_restart_and_second_process(db: &Db) {
     second.publish("ns", vec![with_ext(ev("shipment.sent", "s2"), "orderid", "2")]).await.unwrap();
     store.publish("ns", vec![with_ext(ev("shipment.sent", "s2b"), "orderid", "2")]).await.unwrap();
     let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
-    let got: Vec<(Vec<(String, String)>, Vec<String>)> = d
+    type Fired = (Vec<(String, String)>, Vec<String>);
+    let got: Vec<Fired> = d
         .iter()
         .map(|d| (d.notification.correlation.clone(), d.notification.events.iter().map(|e| e.id.clone()).collect()))
         .collect();

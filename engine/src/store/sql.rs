@@ -52,6 +52,17 @@ pub(crate) fn placeholders(rows: usize, cols: usize, first: usize) -> String {
     s
 }
 
+/// Returns `(k = $1 AND a = $p AND b = $p+1) OR ...` for `rows` pairs numbered from `first`,
+/// with `$1` bound to the shared key `k`. Every term names a whole index prefix, so SQLite and
+/// Postgres answer each from the index (a row-value `IN (VALUES ...)`, or the shared key outside
+/// the `OR`, lets SQLite scan instead).
+pub(crate) fn keyed_pairs(k: &str, a: &str, b: &str, rows: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({k} = $1 AND {a} = ${} AND {b} = ${})", first + 2 * r, first + 2 * r + 1))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
 /// Returns `$first, $first+1, ...` (n placeholders) for an `IN (...)` list.
 pub(crate) fn list(n: usize, first: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -69,5 +80,9 @@ mod tests {
         assert_eq!(placeholders(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(placeholders(1, 2, 3), "($3, $4)");
         assert_eq!(list(3, 2), "$2, $3, $4");
+        assert_eq!(
+            keyed_pairs("k", "a", "b", 2, 2),
+            "(k = $1 AND a = $2 AND b = $3) OR (k = $1 AND a = $4 AND b = $5)"
+        );
     }
 }

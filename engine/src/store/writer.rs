@@ -16,7 +16,7 @@ use super::rows::{
     EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
     event_body, from_json, kind_str, micros, status_columns, to_json,
 };
-use super::sql::{CHUNK, list, placeholders};
+use super::sql::{CHUNK, keyed_pairs, list, placeholders};
 use super::{
     Backend, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
     StoreConfig, SweepReport,
@@ -287,13 +287,16 @@ impl Writer {
         for ns in namespaces {
             self.lock_namespace(tx, b, ns).await?;
         }
+        let mut existing = self.lookup_existing(tx, ops).await?;
         let mut outputs = Vec::with_capacity(ops.len());
         for op in ops {
             if !matches!(op, Op::Publish { .. }) {
                 self.flush(tx, b).await?;
             }
             let out = match op {
-                Op::Publish { namespace, events } => self.publish(tx, b, namespace, events).await?,
+                Op::Publish { namespace, events } => {
+                    self.publish(b, namespace, events, existing.remove(namespace.as_str()).unwrap_or_default())?
+                }
                 Op::Register { namespace, spec, request_id, trace } => {
                     self.register(tx, b, namespace, spec, request_id.as_deref(), trace).await?
                 }
@@ -425,17 +428,16 @@ impl Writer {
         Ok(())
     }
 
-    async fn publish(
+    fn publish(
         &mut self,
-        tx: &mut AnyConnection,
         b: &mut Batch,
         ns: &str,
         events: &[Event],
+        existing: HashMap<(String, String), i64>,
     ) -> Result<Result<Output>> {
         if let Err(e) = validate_events(events) {
             return Ok(Err(e));
         }
-        let existing = self.lookup_existing(tx, b, ns, events).await?;
         let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
         let mut results = Vec::with_capacity(events.len());
         let mut fresh = Vec::new();
@@ -461,34 +463,36 @@ impl Writer {
         Ok(Ok(Output::Published(results)))
     }
 
-    /// Returns the sequences of already stored events with the batch's (source, id) keys.
+    /// Returns, per namespace, the sequences of already stored events that have the (source,
+    /// id) of an event the batch publishes: one query per [`CHUNK`] keys, not per publish.
     async fn lookup_existing(
         &self,
         tx: &mut AnyConnection,
-        b: &Batch,
-        ns: &str,
-        events: &[Event],
-    ) -> Result<HashMap<(String, String), i64>> {
-        let stored = b.ns.get(ns).map(|s| &s.stored);
-        let keys: Vec<(&str, &str)> = events
-            .iter()
-            .filter(|e| !stored.is_some_and(|s| s.contains_key(&(e.source.clone(), e.id.clone()))))
-            .map(|e| (e.source.as_str(), e.id.as_str()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut found = HashMap::new();
-        for chunk in keys.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT source, id, seq FROM events WHERE namespace = $1 AND (source, id) IN (VALUES {})",
-                placeholders(chunk.len(), 2, 2)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ns);
-            for (source, id) in chunk {
-                q = q.bind(*source).bind(*id);
+        ops: &[&Op],
+    ) -> Result<HashMap<String, HashMap<(String, String), i64>>> {
+        let mut keys: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
+        for op in ops {
+            if let Op::Publish { namespace, events } = op {
+                let set = keys.entry(namespace).or_default();
+                set.extend(events.iter().map(|e| (e.source.as_str(), e.id.as_str())));
             }
-            for row in q.fetch_all(&mut *tx).await? {
-                found.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+        }
+        let mut found: HashMap<String, HashMap<(String, String), i64>> = HashMap::new();
+        for (ns, keys) in keys {
+            let keys: Vec<_> = keys.into_iter().collect();
+            let found = found.entry(ns.to_owned()).or_default();
+            for chunk in keys.chunks(CHUNK) {
+                let sql = format!(
+                    "SELECT source, id, seq FROM events WHERE {}",
+                    keyed_pairs("namespace", "source", "id", chunk.len(), 2)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ns);
+                for (source, id) in chunk {
+                    q = q.bind(*source).bind(*id);
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    found.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+                }
             }
         }
         Ok(found)
@@ -591,8 +595,11 @@ impl Writer {
         }
         for chunk in emptied.chunks(CHUNK) {
             let sql = format!(
-                "DELETE FROM partials WHERE (listener_id, corr_key) IN (VALUES {})",
-                placeholders(chunk.len(), 2, 1)
+                "DELETE FROM partials WHERE {}",
+                (0..chunk.len())
+                    .map(|r| format!("(listener_id = ${} AND corr_key = ${})", 2 * r + 1, 2 * r + 2))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for ((id, key), _) in chunk {
