@@ -226,8 +226,58 @@ pub struct CompiledListener {
 
 #[derive(Debug, Clone)]
 struct CompiledFilterSet {
-    /// (attribute name, pattern) pairs.
-    clauses: Vec<(String, GlobMatcher)>,
+    clauses: Vec<(Attribute, Pattern)>,
+}
+
+/// An attribute name resolved once, when the listener is compiled.
+#[derive(Debug, Clone)]
+enum Attribute {
+    Context(&'static str),
+    Extension(String),
+}
+
+impl Attribute {
+    fn new(name: &str) -> Self {
+        match crate::event::CONTEXT_ATTRIBUTES.iter().find(|c| c.eq_ignore_ascii_case(name)) {
+            Some(c) => Self::Context(c),
+            None => Self::Extension(name.to_ascii_lowercase()),
+        }
+    }
+
+    fn value<'e>(&self, event: &'e Event) -> Option<std::borrow::Cow<'e, str>> {
+        match self {
+            Self::Context(name) => event.attribute(name),
+            Self::Extension(name) => match event.extensions.get(name) {
+                Some(v) => Some(v.canonical()),
+                None => event.attribute(name),
+            },
+        }
+    }
+}
+
+/// A glob, or a plain string when the pattern has no glob syntax (compared directly: faster,
+/// same result).
+#[derive(Debug, Clone)]
+enum Pattern {
+    Exact(String),
+    Glob(GlobMatcher),
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Result<Self, globset::Error> {
+        if pattern.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+            compile_glob(pattern).map(Self::Glob)
+        } else {
+            Ok(Self::Exact(pattern.to_owned()))
+        }
+    }
+
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            Self::Exact(s) => s == value,
+            Self::Glob(g) => g.is_match(value),
+        }
+    }
 }
 
 impl CompiledListener {
@@ -241,9 +291,9 @@ impl CompiledListener {
             };
             let mut clauses = Vec::with_capacity(set.attributes.len());
             for (name, pattern) in &set.attributes {
-                let glob = compile_glob(pattern)
+                let pattern = Pattern::new(pattern)
                     .map_err(|e| Error::Internal(format!("validated pattern failed to compile: {e}")))?;
-                clauses.push((name.clone(), glob));
+                clauses.push((Attribute::new(name), pattern));
             }
             filters[i].push(CompiledFilterSet { clauses });
         }
@@ -267,7 +317,7 @@ impl CompiledListener {
         let sets = &self.filters[i];
         sets.is_empty()
             || sets.iter().any(|set| {
-                set.clauses.iter().all(|(name, glob)| event.attribute(name).is_some_and(|v| glob.is_match(&*v)))
+                set.clauses.iter().all(|(name, pattern)| name.value(event).is_some_and(|v| pattern.is_match(&v)))
             })
     }
 

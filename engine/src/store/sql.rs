@@ -68,8 +68,13 @@ pub(crate) fn list(n: usize, first: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Rows per multi-row statement: few distinct statements to prepare, few round trips.
+/// Keys per lookup and rows per narrow statement: few distinct statements to prepare, few
+/// round trips.
 pub(crate) const CHUNK: usize = 64;
+
+/// Rows per wide multi-row INSERT. SQLite looks bound parameters up by name linearly, so the
+/// cost of a statement grows with the square of its parameters: wide rows go in smaller chunks.
+pub(crate) const INSERT_CHUNK: usize = 16;
 
 #[cfg(test)]
 mod tests {

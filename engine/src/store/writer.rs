@@ -16,7 +16,7 @@ use super::rows::{
     EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
     event_body, from_json, kind_str, micros, status_columns, to_json,
 };
-use super::sql::{CHUNK, keyed_pairs, list, placeholders};
+use super::sql::{CHUNK, INSERT_CHUNK, keyed_pairs, list, placeholders};
 use super::{
     Backend, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
     StoreConfig, SweepReport,
@@ -543,7 +543,7 @@ impl Writer {
             return Ok(());
         }
         let staged = std::mem::take(&mut b.staged);
-        for chunk in staged.events.chunks(CHUNK) {
+        for chunk in staged.events.chunks(INSERT_CHUNK) {
             let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", placeholders(chunk.len(), 8, 1));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for e in chunk {
@@ -559,7 +559,7 @@ impl Writer {
             }
             q.execute(&mut *tx).await?;
         }
-        for chunk in staged.notifications.chunks(CHUNK) {
+        for chunk in staged.notifications.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES {}",
                 placeholders(chunk.len(), 10, 1)
