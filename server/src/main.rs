@@ -1,74 +1,47 @@
-//! The `eventbus` binary.
-
-use std::path::PathBuf;
+//! The `eventbus` binary: the server and a CLI for it.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use eventbus_engine::store::{Durability, Store, StoreConfig};
+use eventbus_server::telemetry::{self, LogFormat};
+use eventbus_server::{ServeArgs, serve, shutdown_signal};
 
 /// An event bus for workflow engines: producers publish CloudEvents, listeners decide which
 /// workflows to start and which instances to wake, runners receive notifications.
 #[derive(Debug, Parser)]
-#[command(name = "eventbus", version, about)]
+#[command(name = "eventbus", version, about, long_about = None)]
 struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, env = "EVENTBUS_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Opens the store (applying migrations) and runs its background sweeper until SIGINT or
-    /// SIGTERM. The gRPC service is not served yet.
+    /// Runs the server until SIGINT or SIGTERM.
     Serve(ServeArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Database URL: `sqlite://FILE` (embedded, the default) or `postgres://USER@HOST/DB` to
-    /// share the work between several servers.
-    #[arg(long, env = "EVENTBUS_DATABASE_URL")]
-    database_url: Option<String>,
-    /// SQLite file used when no database URL is given.
-    #[arg(long, env = "EVENTBUS_DATA_FILE", default_value = "eventbus.db")]
-    data_file: PathBuf,
-    /// Acknowledge publishes once committed, before they are flushed to disk (faster; a machine
-    /// crash may lose the last writes).
-    #[arg(long, env = "EVENTBUS_RELAXED_DURABILITY")]
-    relaxed_durability: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
-    }
-}
-
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let url = args.database_url.unwrap_or_else(|| format!("sqlite://{}", args.data_file.display()));
-    let mut config = StoreConfig::new(url);
-    if args.relaxed_durability {
-        config.durability = Durability::Relaxed;
-    }
-    let store = Store::open(config).await.context("opening the store")?;
-    eprintln!("eventbus: store ready ({:?}); the gRPC service is not built yet, stop with Ctrl-C", store.backend());
-    shutdown_signal().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or_default(),
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => {
+            let (config, addr_file) = args.resolve()?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("binding the gRPC listener on {}", config.listen))?;
+            let addr = listener.local_addr().context("reading the bound address")?;
+            let server = tokio::spawn(serve(listener, config, shutdown_signal()));
+            if let Some(path) = addr_file {
+                // Written once the socket is bound, so a reader that sees it can connect.
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, addr.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+                std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+            }
+            server.await.context("server task")?
         }
     }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or_default();
 }

@@ -1,1 +1,97 @@
-//! eventbus-tests
+//! eventbus-tests: end-to-end suites over real sockets against the real server, on SQLite and
+//! on Postgres. This library holds the harness: [`TestServer`] binds `127.0.0.1:0` first, hands
+//! the listener to `serve`, then connects (no sleeps, no port races); dropping it shuts the
+//! server down gracefully.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use eventbus_client::Client;
+use eventbus_engine::store::{Backend, StoreConfig};
+use eventbus_server::ServerConfig;
+use sqlx::Executor;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A fresh database: a temp SQLite file, or a fresh schema on `EVENTBUS_TEST_DATABASE_URL`.
+#[derive(Debug)]
+pub struct Database {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Database {
+    pub async fn fresh(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("eventbus.db").display());
+                Self { url, _dir: Some(dir) }
+            }
+            Backend::Postgres => {
+                let base = std::env::var("EVENTBUS_TEST_DATABASE_URL").expect(
+                    "EVENTBUS_TEST_DATABASE_URL is not set: the Postgres suites need a server (./tests/run.sh starts one)",
+                );
+                sqlx::any::install_default_drivers();
+                let admin = sqlx::AnyPool::connect(&base).await.expect("connecting to EVENTBUS_TEST_DATABASE_URL");
+                let schema = format!("e2e_{}", uuid::Uuid::now_v7().simple());
+                admin.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.unwrap();
+                admin.close().await;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                Self { url: format!("{base}{sep}options=-c%20search_path%3D{schema}"), _dir: None }
+            }
+        }
+    }
+}
+
+/// A server running in this process on an ephemeral port.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub client: Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server on the database with test-friendly settings (short poll and keepalive).
+    pub async fn start(db: &Database) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: &Database, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut store = StoreConfig::new(&db.url);
+        store.sweep_interval = Duration::from_millis(200);
+        let mut config = ServerConfig::new(store);
+        config.poll_interval = Duration::from_millis(100);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(eventbus_server::serve(listener, config, async move {
+            let _ = rx.await;
+        }));
+        let client = Client::connect(format!("http://{addr}")).await.unwrap();
+        Self { addr, client, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// Shuts down gracefully and waits until the server has stopped.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

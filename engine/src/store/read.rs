@@ -250,6 +250,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Counts the notifications leased to `consumer` whose lease has not expired.
+    pub async fn leased_count(&self, namespace: &str, group: &str, consumer: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE namespace = $1 AND group_name = $2 AND consumer = $3 \
+             AND state = 'leased' AND available_us > $4",
+        )
+        .bind(namespace)
+        .bind(group)
+        .bind(consumer)
+        .bind(micros(chrono::Utc::now()))
+        .fetch_one(&self.inner.read)
+        .await?;
+        Ok(n as u64)
+    }
+
     /// Counts the listeners with partial state for `kind` listeners of the namespace (for
     /// tests and diagnostics).
     pub async fn partial_count(&self, namespace: &str, kind: Option<ListenerKind>) -> Result<u64> {

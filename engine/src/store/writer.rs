@@ -306,7 +306,7 @@ impl Writer {
                 Op::Claim { namespace, group, consumer, max, lease } => {
                     self.claim(tx, b, namespace, group, consumer, *max, *lease).await?
                 }
-                Op::Ack { namespace, group, sequences } => self.ack(tx, namespace, group, sequences).await?,
+                Op::Ack { namespace, group, sequences } => self.ack(tx, b, namespace, group, sequences).await?,
                 Op::Nack { namespace, group, sequence, retry_after, reason } => {
                     self.nack(tx, b, namespace, group, *sequence, *retry_after, reason).await?
                 }
@@ -983,7 +983,14 @@ impl Writer {
         Ok(Ok(Output::Claimed(out)))
     }
 
-    async fn ack(&mut self, tx: &mut AnyConnection, ns: &str, group: &str, seqs: &[u64]) -> Result<Result<Output>> {
+    async fn ack(
+        &mut self,
+        tx: &mut AnyConnection,
+        b: &mut Batch,
+        ns: &str,
+        group: &str,
+        seqs: &[u64],
+    ) -> Result<Result<Output>> {
         let mut acked = 0;
         for chunk in seqs.chunks(CHUNK) {
             let sql = format!(
@@ -995,6 +1002,10 @@ impl Writer {
                 q = q.bind(*s as i64);
             }
             acked += q.execute(&mut *tx).await?.rows_affected();
+        }
+        if acked > 0 {
+            // Freed in-flight room: the group's streams may claim more.
+            b.signal.insert(ns.to_owned());
         }
         Ok(Ok(Output::Count(acked)))
     }

@@ -43,8 +43,9 @@ const (
 // on attribute values as strings. A value's canonical string is the CloudEvents string
 // encoding of its type: `ce_boolean` "true" or "false"; `ce_integer` decimal with an optional
 // leading "-"; `ce_string`, `ce_uri` and `ce_uri_ref` unchanged; `ce_bytes` standard base64
-// with padding (RFC 4648 section 4); `ce_timestamp` RFC 3339 in UTC with a "Z" suffix and 0, 3,
-// 6 or 9 fractional digits (the protobuf JSON mapping of Timestamp). The required attributes
+// with padding (RFC 4648 section 4); `ce_timestamp` RFC 3339 in UTC with a "Z" suffix and
+// fractional seconds only when not zero, without trailing zeros ("2026-11-22T10:00:00Z",
+// "2026-11-22T10:00:00.25Z"). The required attributes
 // `id`, `source`, `specversion` and `type` are strings as they are.
 type CloudEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`

@@ -86,7 +86,7 @@ type PublishRequest struct {
 	// Required. Namespace to publish into: 1 to 128 bytes of ASCII letters, digits, '-', '_' and
 	// '.'.
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	// Required. The events, 1 to 1000 (more is RESOURCE_EXHAUSTED). They are stored in this
+	// Required. The events, 1 to 1000 (0 or more is INVALID_ARGUMENT). They are stored in this
 	// order. See CloudEvent for what makes an event valid.
 	Events        []*CloudEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -572,7 +572,7 @@ func (x *ListListenersRequest) GetPageToken() string {
 // ListListenersResponse is the response of EventBusService.ListListeners.
 type ListListenersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The listeners of this page, in ascending id order.
+	// The listeners of this page, in registration order.
 	Listeners []*Listener `protobuf:"bytes,1,rep,name=listeners,proto3" json:"listeners,omitempty"`
 	// Token for the next page; empty when there are no more listeners.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`

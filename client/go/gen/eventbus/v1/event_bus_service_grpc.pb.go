@@ -73,10 +73,12 @@ type EventBusServiceClient interface {
 	// extension), which then wins for that event.
 	//
 	// Errors:
-	//   - INVALID_ARGUMENT: bad namespace, no events, or an invalid event (field violations such as
-	//     `events[3].source` or `events[0].attributes[time]`);
-	//   - RESOURCE_EXHAUSTED: more than 1000 events, or the request is larger than the server's
-	//     maximum message size (4 MiB unless configured otherwise);
+	//   - INVALID_ARGUMENT: bad namespace, no events or more than 1000 (field `events`), or an
+	//     invalid event (field violations such as `events[3].source` or
+	//     `events[0].attributes[time]`);
+	//   - RESOURCE_EXHAUSTED: the request is larger than the server's maximum message size (4 MiB
+	//     unless configured otherwise), or an event exceeds the server's limits on attributes or data
+	//     size;
 	//   - UNAVAILABLE: the database cannot be reached; nothing was stored.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
@@ -98,8 +100,8 @@ type EventBusServiceClient interface {
 	// * NOT_FOUND: no listener with that id in that namespace;
 	// * UNAVAILABLE: the database cannot be reached.
 	GetListener(ctx context.Context, in *GetListenerRequest, opts ...grpc.CallOption) (*GetListenerResponse, error)
-	// ListListeners pages through a namespace's listeners in ascending id order (which is
-	// registration order), optionally filtered. Only ACTIVE listeners unless `include_finished`.
+	// ListListeners pages through a namespace's listeners in registration order, optionally
+	// filtered. Only ACTIVE listeners unless `include_finished`.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT: bad namespace, negative page_size, or a page_token that this server did
@@ -391,10 +393,12 @@ type EventBusServiceServer interface {
 	// extension), which then wins for that event.
 	//
 	// Errors:
-	//   - INVALID_ARGUMENT: bad namespace, no events, or an invalid event (field violations such as
-	//     `events[3].source` or `events[0].attributes[time]`);
-	//   - RESOURCE_EXHAUSTED: more than 1000 events, or the request is larger than the server's
-	//     maximum message size (4 MiB unless configured otherwise);
+	//   - INVALID_ARGUMENT: bad namespace, no events or more than 1000 (field `events`), or an
+	//     invalid event (field violations such as `events[3].source` or
+	//     `events[0].attributes[time]`);
+	//   - RESOURCE_EXHAUSTED: the request is larger than the server's maximum message size (4 MiB
+	//     unless configured otherwise), or an event exceeds the server's limits on attributes or data
+	//     size;
 	//   - UNAVAILABLE: the database cannot be reached; nothing was stored.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
@@ -416,8 +420,8 @@ type EventBusServiceServer interface {
 	// * NOT_FOUND: no listener with that id in that namespace;
 	// * UNAVAILABLE: the database cannot be reached.
 	GetListener(context.Context, *GetListenerRequest) (*GetListenerResponse, error)
-	// ListListeners pages through a namespace's listeners in ascending id order (which is
-	// registration order), optionally filtered. Only ACTIVE listeners unless `include_finished`.
+	// ListListeners pages through a namespace's listeners in registration order, optionally
+	// filtered. Only ACTIVE listeners unless `include_finished`.
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT: bad namespace, negative page_size, or a page_token that this server did

@@ -157,10 +157,12 @@ class EventBusServiceServicer:
         extension), which then wins for that event.
 
         Errors:
-        * INVALID_ARGUMENT: bad namespace, no events, or an invalid event (field violations such as
-        `events[3].source` or `events[0].attributes[time]`);
-        * RESOURCE_EXHAUSTED: more than 1000 events, or the request is larger than the server's
-        maximum message size (4 MiB unless configured otherwise);
+        * INVALID_ARGUMENT: bad namespace, no events or more than 1000 (field `events`), or an
+        invalid event (field violations such as `events[3].source` or
+        `events[0].attributes[time]`);
+        * RESOURCE_EXHAUSTED: the request is larger than the server's maximum message size (4 MiB
+        unless configured otherwise), or an event exceeds the server's limits on attributes or data
+        size;
         * UNAVAILABLE: the database cannot be reached; nothing was stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -197,8 +199,8 @@ class EventBusServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListListeners(self, request, context):
-        """ListListeners pages through a namespace's listeners in ascending id order (which is
-        registration order), optionally filtered. Only ACTIVE listeners unless `include_finished`.
+        """ListListeners pages through a namespace's listeners in registration order, optionally
+        filtered. Only ACTIVE listeners unless `include_finished`.
 
         Errors:
         * INVALID_ARGUMENT: bad namespace, negative page_size, or a page_token that this server did

@@ -1,0 +1,100 @@
+//! eventbus-server: the process. It serves the `eventbus.v1.EventBusService` contract over gRPC
+//! (with health checks and reflection) on top of the engine's store, and owns everything a
+//! process owns: sockets, configuration, signals, telemetry. Conversions between the wire and
+//! the engine live in [`convert`]; the mapping of errors to status codes in [`status`].
+
+use std::future::Future;
+
+use anyhow::Context;
+use eventbus_client::FILE_DESCRIPTOR_SET;
+use eventbus_client::pb::event_bus_service_server::EventBusServiceServer;
+use eventbus_engine::store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub mod config;
+pub mod convert;
+pub mod service;
+pub mod status;
+pub mod subscribe;
+pub mod telemetry;
+
+pub use config::{Limits, ServeArgs, ServerConfig};
+pub use service::EventBus;
+
+/// Serves on an already bound listener until `shutdown` completes, then shuts down gracefully:
+/// stops accepting, lets unary calls in flight finish, and ends Subscribe streams with
+/// UNAVAILABLE (clients reconnect elsewhere or later).
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::open(config.store.clone()).await.context("opening the store")?;
+    serve_store(listener, store, config, shutdown).await
+}
+
+/// Like [`serve`], with a store the caller opened.
+pub async fn serve_store(
+    listener: TcpListener,
+    store: Store,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<EventBusServiceServer<EventBus>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limits = config.limits.clone();
+    let bus = EventBus::new(store, config, stop_rx);
+    let service = EventBusServiceServer::new(bus)
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes.max(64 << 20));
+    let addr = listener.local_addr().ok();
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
+    tracing::info!(addr = ?addr, "serving gRPC");
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new calls, streams end with UNAVAILABLE");
+        health.set_not_serving::<EventBusServiceServer<EventBus>>().await;
+        let _ = stop_tx.send(true);
+    };
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await
+        .context("serving gRPC")
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or_default(),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or_default();
+}

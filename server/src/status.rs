@@ -1,0 +1,46 @@
+//! The one place that turns engine errors into gRPC statuses. Invalid input becomes
+//! INVALID_ARGUMENT with `google.rpc.BadRequest` field violations; internal errors are logged in
+//! full and answered as "internal error".
+
+use eventbus_engine::{Error, FieldViolation};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Returns the status a client sees for an engine or store error.
+pub fn to_status(e: Error) -> Status {
+    match e {
+        Error::InvalidArgument(violations) => invalid(violations),
+        Error::NotFound(what) => Status::not_found(format!("{what} not found")),
+        Error::AlreadyExists(msg) => Status::already_exists(msg),
+        Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
+        Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
+        Error::Unavailable(e) => {
+            tracing::warn!(error = %e, "database unavailable");
+            Status::unavailable("database unavailable, retry later")
+        }
+        other => {
+            tracing::error!(error = ?other, "internal error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+/// Returns INVALID_ARGUMENT naming every violated field.
+pub fn invalid(violations: Vec<FieldViolation>) -> Status {
+    let message = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    let mut details = ErrorDetails::new();
+    for v in &violations {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// Returns RESOURCE_EXHAUSTED for a limit.
+pub fn exhausted(message: impl Into<String>) -> Status {
+    Status::resource_exhausted(message)
+}
+
+/// Returns UNAVAILABLE telling stream clients to reconnect (shutdown, overload).
+pub fn unavailable(message: impl Into<String>) -> Status {
+    Status::unavailable(message)
+}

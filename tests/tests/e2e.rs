@@ -1,0 +1,353 @@
+//! End to end over real sockets: every RPC against the in-process server, on SQLite and on
+//! Postgres.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use eventbus_client::pb;
+use eventbus_client::{CloudEventBuilder, ListenerSpecBuilder, StartPosition, SubscribeOptions};
+use eventbus_engine::store::Backend;
+use eventbus_tests::{Database, TestServer};
+use futures::StreamExt;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Database::fresh(super::Backend::Sqlite).await).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Database::fresh(super::Backend::Postgres).await).await; })*
+        }
+    };
+}
+
+cases!(
+    publish_and_history,
+    invalid_input_names_the_field_and_changes_nothing,
+    listeners_over_grpc,
+    subscribe_ack_and_broadcast_across_groups,
+    redelivery_after_a_subscriber_dies,
+    one_group_shares_the_load_between_streams,
+    notification_survives_restart,
+    nack_dead_letters_and_redrive,
+    graceful_shutdown_ends_streams_with_unavailable,
+);
+
+fn event(ty: &str, id: &str) -> pb::CloudEvent {
+    CloudEventBuilder::new("/e2e", ty).id(id).build()
+}
+
+fn field_violations(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+async fn next_notification(sub: &mut eventbus_client::Subscription) -> eventbus_client::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), sub.next()).await.expect("a notification in time").unwrap().unwrap()
+}
+
+async fn publish_and_history(db: Database) {
+    let s = TestServer::start(&db).await;
+    let r = s.client.publish("ns", [event("a", "1"), event("b", "2"), event("a", "1")]).await.unwrap();
+    assert_eq!(
+        r.iter().map(|r| (r.sequence, r.duplicate)).collect::<Vec<_>>(),
+        vec![(1, false), (2, false), (1, true)]
+    );
+    let mut raw = s.client.raw();
+    let got = raw
+        .get_event(pb::GetEventRequest { namespace: "ns".into(), key: Some(pb::get_event_request::Key::Sequence(2)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .event
+        .unwrap();
+    assert_eq!(got.sequence, 2);
+    assert_eq!(got.event.unwrap().id, "2");
+    let key = pb::EventKey { source: "/e2e".into(), id: "1".into() };
+    let got = raw
+        .get_event(pb::GetEventRequest { namespace: "ns".into(), key: Some(pb::get_event_request::Key::SourceId(key)) })
+        .await
+        .unwrap();
+    assert_eq!(got.into_inner().event.unwrap().sequence, 1);
+    let missing = raw
+        .get_event(pb::GetEventRequest {
+            namespace: "other".into(),
+            key: Some(pb::get_event_request::Key::Sequence(1)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "another namespace's event is not revealed");
+    let list = raw
+        .list_events(pb::ListEventsRequest { namespace: "ns".into(), r#type: "a".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.events.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![1]);
+    let page = raw
+        .list_events(pb::ListEventsRequest { namespace: "ns".into(), page_size: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.events.len(), 1);
+    let rest = raw
+        .list_events(pb::ListEventsRequest {
+            namespace: "ns".into(),
+            page_size: 1,
+            page_token: page.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.events.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![2]);
+}
+
+async fn invalid_input_names_the_field_and_changes_nothing(db: Database) {
+    let s = TestServer::start(&db).await;
+    let mut bad = event("a", "2");
+    bad.source.clear();
+    let mut bad_ext = event("a", "3");
+    bad_ext.attributes.insert(
+        "Bad-Name".into(),
+        pb::cloud_event::CloudEventAttributeValue {
+            attr: Some(pb::cloud_event::cloud_event_attribute_value::Attr::CeString("x".into())),
+        },
+    );
+    let mut shadow = event("a", "4");
+    shadow.attributes.insert(
+        "type".into(),
+        pb::cloud_event::CloudEventAttributeValue {
+            attr: Some(pb::cloud_event::cloud_event_attribute_value::Attr::CeString("x".into())),
+        },
+    );
+    let mut version = event("a", "5");
+    version.spec_version = "0.3".into();
+    let err = s.client.publish("ns", [event("a", "1"), bad, bad_ext, shadow, version]).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        field_violations(err.status().unwrap()),
+        vec![
+            "events[1].source",
+            "events[2].attributes[Bad-Name]",
+            "events[3].attributes[type]",
+            "events[4].spec_version"
+        ]
+    );
+    let mut raw = s.client.raw();
+    let list = raw.list_events(pb::ListEventsRequest { namespace: "ns".into(), ..Default::default() }).await.unwrap();
+    assert!(list.into_inner().events.is_empty(), "a rejected publish stores nothing");
+    let too_many: Vec<_> = (0..1001).map(|i| event("a", &i.to_string())).collect();
+    let err = s.client.publish("ns", too_many).await.unwrap_err();
+    assert_eq!(
+        (err.code(), field_violations(err.status().unwrap())),
+        (Code::InvalidArgument, vec!["events".to_string()])
+    );
+    let err = s.client.publish("bad namespace!", [event("a", "1")]).await.unwrap_err();
+    assert_eq!(field_violations(err.status().unwrap()), vec!["namespace"]);
+    let err =
+        s.client.register_listener("ns", ListenerSpecBuilder::start("wf").one("a").any(["b", "b"])).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = s
+        .client
+        .register_listener(
+            "ns",
+            pb::ListenerSpec {
+                kind: pb::ListenerKind::Wait as i32,
+                condition: pb::ListenerCondition::One as i32,
+                types: vec!["a".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        field_violations(err.status().unwrap()),
+        vec!["listener.instance_id"],
+        "a WAIT without a target is rejected"
+    );
+    let err = s.client.get_listener("ns", "not-a-uuid").await.unwrap_err();
+    assert_eq!(field_violations(err.status().unwrap()), vec!["id"]);
+    let err = s.client.get_listener("ns", uuid::Uuid::now_v7().to_string()).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+async fn listeners_over_grpc(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    let a = c.register_listener("ns", ListenerSpecBuilder::start("wf1").one("a")).await.unwrap();
+    let b = c
+        .register_listener("ns", ListenerSpecBuilder::wait("i1").all(["a", "b"]).correlate_by(["orderid"]))
+        .await
+        .unwrap();
+    let r1 =
+        c.register_listener_with_request_id("ns", ListenerSpecBuilder::start("wf2").one("c"), "req-1").await.unwrap();
+    let r2 =
+        c.register_listener_with_request_id("ns", ListenerSpecBuilder::start("wf2").one("c"), "req-1").await.unwrap();
+    assert!(r1.created && !r2.created);
+    assert_eq!(r1.listener.id, r2.listener.id);
+    let err = c
+        .register_listener_with_request_id("ns", ListenerSpecBuilder::start("wf2").one("d"), "req-1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert_eq!(c.get_listener("ns", &a.id).await.unwrap().id, a.id);
+    assert_eq!(c.get_listener("other", &a.id).await.unwrap_err().code(), Code::NotFound);
+    let all = c.list_listeners("ns", &Default::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(c.delete_listeners_for_instance("ns", "i1").await.unwrap(), 1);
+    assert_eq!(c.get_listener("ns", &b.id).await.unwrap_err().code(), Code::NotFound);
+    c.delete_listener("ns", &a.id).await.unwrap();
+    assert_eq!(c.delete_listener("ns", &a.id).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(c.delete_listeners_for_workflow("ns", "wf2").await.unwrap(), 1);
+    assert!(c.list_listeners("ns", &Default::default()).await.unwrap().is_empty());
+}
+
+async fn subscribe_ack_and_broadcast_across_groups(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    c.register_listener("ns", ListenerSpecBuilder::start("wf").one("order.created")).await.unwrap();
+    let mut g1 = c.subscribe(SubscribeOptions::new("ns", "g1")).await.unwrap();
+    let mut g2 = c.subscribe(SubscribeOptions::new("ns", "g2")).await.unwrap();
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let e = CloudEventBuilder::new("/shop", "order.created").id("o1").trace(traceparent, "").build();
+    c.publish("ns", [e]).await.unwrap();
+    for sub in [&mut g1, &mut g2] {
+        let d = next_notification(sub).await;
+        let n = d.notification();
+        assert_eq!(n.kind, pb::NotificationKind::Start as i32);
+        assert_eq!(n.workflow_id, "wf");
+        assert_eq!(n.attempt, 1);
+        assert_eq!(n.events.len(), 1);
+        assert_eq!(n.events[0].id, "o1");
+        assert_eq!(n.traceparent, traceparent);
+        d.ack().await.unwrap();
+    }
+    assert_eq!(c.ack("ns", "g1", [1]).await.unwrap(), 0, "acking twice is harmless");
+}
+
+async fn redelivery_after_a_subscriber_dies(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
+    c.publish("ns", [event("a", "1")]).await.unwrap();
+    let mut first = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
+    let d = next_notification(&mut first).await;
+    assert_eq!(d.notification().attempt, 1);
+    drop(d);
+    drop(first); // dies without acking
+    let mut second = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
+    let d = next_notification(&mut second).await;
+    assert_eq!((d.notification().sequence, d.notification().attempt), (1, 2));
+    d.ack().await.unwrap();
+}
+
+async fn one_group_shares_the_load_between_streams(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
+    let mut o = SubscribeOptions::new("ns", "g");
+    o.max_in_flight = 5;
+    let mut s1 = c.subscribe(o.clone()).await.unwrap();
+    let mut s2 = c.subscribe(o).await.unwrap();
+    let events: Vec<_> = (0..10).map(|i| event("a", &i.to_string())).collect();
+    c.publish("ns", events).await.unwrap();
+    let mut seen = BTreeSet::new();
+    for _ in 0..5 {
+        for sub in [&mut s1, &mut s2] {
+            let d = next_notification(sub).await;
+            assert!(seen.insert(d.notification().sequence), "no notification twice");
+        }
+    }
+    assert_eq!(seen, (1..=10).collect(), "each stream holds 5 (its max in flight), together all 10");
+}
+
+async fn notification_survives_restart(db: Database) {
+    let s = TestServer::start(&db).await;
+    s.client.register_listener("ns", ListenerSpecBuilder::start("wf").all(["a", "b"])).await.unwrap();
+    s.client.publish("ns", [event("a", "1")]).await.unwrap();
+    s.stop().await;
+    let s = TestServer::start(&db).await;
+    s.client.publish("ns", [event("b", "2")]).await.unwrap();
+    s.stop().await;
+    let s = TestServer::start(&db).await;
+    let mut sub = s.client.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
+    let d = next_notification(&mut sub).await;
+    assert_eq!(d.notification().events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["1", "2"]);
+}
+
+async fn nack_dead_letters_and_redrive(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
+    c.publish("ns", [event("a", "1")]).await.unwrap();
+    let mut o = SubscribeOptions::new("ns", "g");
+    o.max_attempts = 2;
+    o.start = StartPosition::Earliest;
+    let mut sub = c.subscribe(o).await.unwrap();
+    let d = next_notification(&mut sub).await;
+    assert!(!d.nack(Duration::ZERO, "boom 1").await.unwrap());
+    let d = next_notification(&mut sub).await;
+    assert_eq!(d.notification().attempt, 2);
+    assert!(d.nack(Duration::ZERO, "boom 2").await.unwrap(), "attempts used up");
+    let mut raw = c.raw();
+    let dead = raw
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            namespace: "ns".into(),
+            consumer_group: "g".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dead.dead_letters.len(), 1);
+    assert_eq!(dead.dead_letters[0].last_error, "boom 2");
+    let n = raw
+        .redrive_dead_letters(pb::RedriveDeadLettersRequest {
+            namespace: "ns".into(),
+            consumer_group: "g".into(),
+            sequences: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(n.redriven_count, 1);
+    let d = next_notification(&mut sub).await;
+    assert_eq!((d.notification().sequence, d.notification().attempt), (1, 1));
+    d.ack().await.unwrap();
+    let err = c.nack("ns", "g", 1, Duration::ZERO, "late").await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "only a leased notification can be nacked");
+}
+
+async fn graceful_shutdown_ends_streams_with_unavailable(db: Database) {
+    let s = TestServer::start(&db).await;
+    let mut raw = s.client.raw();
+    let mut stream = raw
+        .subscribe(pb::SubscribeRequest { namespace: "ns".into(), consumer_group: "g".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let publish = s.client.publish("ns", [event("a", "1")]);
+    publish.await.unwrap();
+    let stopping = tokio::spawn(s.stop());
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.code()),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    assert_eq!(end, Some(Code::Unavailable));
+    tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("the server stops").unwrap();
+}
