@@ -1,0 +1,54 @@
+//! The built `eventbus` binary: starts on an ephemeral port, serves a publish and a subscribe
+//! over real sockets, and exits 0 on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use eventbus_client::{Client, CloudEventBuilder, ListenerSpecBuilder, SubscribeOptions};
+use futures::StreamExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr_file = dir.path().join("addr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--listen-addr-file"])
+        .arg(&addr_file)
+        .arg("--data-file")
+        .arg(dir.path().join("eventbus.db"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The address file is the readiness signal: written (atomically) once the socket is bound.
+    let started = Instant::now();
+    let addr = loop {
+        if let Ok(a) = std::fs::read_to_string(&addr_file) {
+            break a;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "server exited early");
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let client = Client::connect(format!("http://{addr}")).await.unwrap();
+    client.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
+    let results = client.publish("ns", [CloudEventBuilder::new("/bin", "a").id("1").build()]).await.unwrap();
+    assert_eq!(results[0].sequence, 1);
+    let mut sub = client.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(d.notification().workflow_id, "wf");
+    d.ack().await.unwrap();
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "server did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+}
