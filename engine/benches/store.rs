@@ -92,8 +92,8 @@ fn listener(i: usize, types: usize) -> ListenerSpec {
             condition: Condition::Any,
             types: vec![t(i), t(i + 7)],
             filters: vec![
-                filter(t(i), "subject", format!("orders/{i}")),
-                filter(t(i + 7), "subject", format!("orders/{i}")),
+                filter(t(i), "subject", format!("instances/{i}")),
+                filter(t(i + 7), "subject", format!("instances/{i}")),
             ],
             lifespan: None,
             correlate_by: Vec::new(),

@@ -229,6 +229,15 @@ struct CompiledFilterSet {
     clauses: Vec<(Attribute, Pattern)>,
 }
 
+impl CompiledFilterSet {
+    fn exact_value(&self, attr: &Attribute) -> Option<&str> {
+        self.clauses.iter().find_map(|(a, p)| match p {
+            Pattern::Exact(v) if a.key() == attr.key() => Some(v.as_str()),
+            _ => None,
+        })
+    }
+}
+
 /// An attribute name resolved once, when the listener is compiled.
 #[derive(Debug, Clone)]
 enum Attribute {
@@ -241,6 +250,14 @@ impl Attribute {
         match crate::event::CONTEXT_ATTRIBUTES.iter().find(|c| c.eq_ignore_ascii_case(name)) {
             Some(c) => Self::Context(c),
             None => Self::Extension(name.to_ascii_lowercase()),
+        }
+    }
+
+    /// Returns the canonical name: the context attribute's, or the lower-cased extension name.
+    fn key(&self) -> &str {
+        match self {
+            Self::Context(name) => name,
+            Self::Extension(name) => name,
         }
     }
 
@@ -319,6 +336,21 @@ impl CompiledListener {
             || sets.iter().any(|set| {
                 set.clauses.iter().all(|(name, pattern)| name.value(event).is_some_and(|v| pattern.is_match(&v)))
             })
+    }
+
+    /// Returns, for one of the listener's types, an attribute that every filter set of that type
+    /// pins to an exact value, with those values: an event of the type can only pass if its
+    /// attribute has one of them. `None` when the type has no filter set or no such attribute
+    /// (then every event of the type must be checked).
+    pub fn exact_key(&self, event_type: &str) -> Option<(&str, Vec<&str>)> {
+        let i = self.listener.spec.types.iter().position(|t| t == event_type)?;
+        let sets = &self.filters[i];
+        let first = sets.first()?;
+        first.clauses.iter().find_map(|(attr, pattern)| {
+            let Pattern::Exact(_) = pattern else { return None };
+            let values: Option<Vec<&str>> = sets.iter().map(|set| set.exact_value(attr)).collect();
+            values.map(|v| (attr.key(), v))
+        })
     }
 
     /// Returns the correlation values of the event, or `None` if it lacks one of the

@@ -77,12 +77,44 @@ struct Slot {
     partials: HashMap<CorrelationKey, Partial>,
 }
 
+/// The listeners of one (namespace, event type).
+#[derive(Debug, Default)]
+struct TypeIndex {
+    /// Listeners every event of the type must be checked against, by creation order.
+    scan: BTreeMap<i64, Uuid>,
+    /// Listeners whose filters pin an attribute to exact values: attribute -> value -> listeners.
+    /// Only those under the event's value can match, so the others cost nothing.
+    exact: HashMap<String, HashMap<String, BTreeMap<i64, Uuid>>>,
+}
+
+impl TypeIndex {
+    fn is_empty(&self) -> bool {
+        self.scan.is_empty() && self.exact.is_empty()
+    }
+
+    /// Returns the listeners that may match the event, in creation order.
+    fn candidates(&self, event: &Event) -> Vec<Uuid> {
+        if self.exact.is_empty() {
+            return self.scan.values().copied().collect();
+        }
+        let mut found: Vec<(i64, Uuid)> = self.scan.iter().map(|(o, id)| (*o, *id)).collect();
+        for (attr, by_value) in &self.exact {
+            if let Some(listeners) = event.attribute(attr).and_then(|v| by_value.get(&*v)) {
+                found.extend(listeners.iter().map(|(o, id)| (*o, *id)));
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
 /// Active listeners with their state, indexed for matching.
 #[derive(Debug, Default)]
 pub struct Engine {
     slots: HashMap<Uuid, Slot>,
-    /// namespace -> event type -> creation order -> listener.
-    index: HashMap<String, HashMap<String, BTreeMap<i64, Uuid>>>,
+    /// namespace -> event type -> listeners.
+    index: HashMap<String, HashMap<String, TypeIndex>>,
     deadlines: BTreeSet<(DateTime<Utc>, Uuid)>,
 }
 
@@ -119,7 +151,18 @@ impl Engine {
         let l = &listener.listener;
         let by_type = self.index.entry(l.namespace.clone()).or_default();
         for t in &l.spec.types {
-            by_type.entry(t.clone()).or_default().insert(l.order, id);
+            let ti = by_type.entry(t.clone()).or_default();
+            match listener.exact_key(t) {
+                Some((attr, values)) => {
+                    let by_value = ti.exact.entry(attr.to_owned()).or_default();
+                    for v in values {
+                        by_value.entry(v.to_owned()).or_default().insert(l.order, id);
+                    }
+                }
+                None => {
+                    ti.scan.insert(l.order, id);
+                }
+            }
         }
         if let Some(deadline) = l.spec.deadline {
             self.deadlines.insert((deadline, id));
@@ -136,11 +179,29 @@ impl Engine {
         let l = &slot.listener.listener;
         if let Some(by_type) = self.index.get_mut(&l.namespace) {
             for t in &l.spec.types {
-                if let Some(orders) = by_type.get_mut(t) {
-                    orders.remove(&l.order);
-                    if orders.is_empty() {
-                        by_type.remove(t);
+                let Some(ti) = by_type.get_mut(t) else { continue };
+                match slot.listener.exact_key(t) {
+                    Some((attr, values)) => {
+                        if let Some(by_value) = ti.exact.get_mut(attr) {
+                            for v in values {
+                                if let Some(orders) = by_value.get_mut(v) {
+                                    orders.remove(&l.order);
+                                    if orders.is_empty() {
+                                        by_value.remove(v);
+                                    }
+                                }
+                            }
+                            if by_value.is_empty() {
+                                ti.exact.remove(attr);
+                            }
+                        }
                     }
+                    None => {
+                        ti.scan.remove(&l.order);
+                    }
+                }
+                if ti.is_empty() {
+                    by_type.remove(t);
                 }
             }
             if by_type.is_empty() {
@@ -168,10 +229,10 @@ impl Engine {
             if !seen.insert((event.namespace.as_str(), event.source.as_str(), event.id.as_str())) {
                 continue;
             }
-            let Some(orders) = self.index.get(&event.namespace).and_then(|t| t.get(&event.event_type)) else {
+            let Some(ti) = self.index.get(&event.namespace).and_then(|t| t.get(&event.event_type)) else {
                 continue;
             };
-            let candidates: Vec<Uuid> = orders.values().copied().collect();
+            let candidates = ti.candidates(event);
             for id in candidates {
                 self.apply(id, event, now, &mut out);
             }
@@ -225,25 +286,30 @@ impl Engine {
 
     fn apply(&mut self, id: Uuid, event: &Event, now: DateTime<Utc>, out: &mut Outcome) {
         let Some(slot) = self.slots.get_mut(&id) else { return };
-        let spec = slot.listener.spec();
-        if let Some(deadline) = spec.deadline
+        if !slot.listener.passes(event) {
+            return;
+        }
+        let key = match slot.listener.spec().condition {
+            Condition::One | Condition::Any => Vec::new(),
+            Condition::All => match slot.listener.correlation_key(event) {
+                Some(key) => key,
+                None => return,
+            },
+        };
+        // An event that would match, but arrived at or after the deadline, times the listener
+        // out instead of waking it, even before the sweeper gets to it.
+        if let Some(deadline) = slot.listener.spec().deadline
             && event.received_at >= deadline
         {
             self.time_out(id, now, out);
             return;
         }
-        if !slot.listener.passes(event) {
-            return;
-        }
-        let (key, events) = match spec.condition {
-            Condition::One | Condition::Any => (Vec::new(), vec![event.to_ref()]),
-            Condition::All => {
-                let Some(key) = slot.listener.correlation_key(event) else { return };
-                match collect(slot, key.clone(), event, now, out) {
-                    Some(events) => (key, events),
-                    None => return,
-                }
-            }
+        let (key, events) = match slot.listener.spec().condition {
+            Condition::One | Condition::Any => (key, vec![event.to_ref()]),
+            Condition::All => match collect(slot, key.clone(), event, now, out) {
+                Some(events) => (key, events),
+                None => return,
+            },
         };
         self.fire(id, key, events, now, out);
     }

@@ -430,14 +430,17 @@ impl Model {
                 if !l.reaches(e) {
                     continue;
                 }
-                // Rule 7: an event that reaches a WAIT listener at or after its deadline times it
-                // out, at this point of the evaluation order.
-                if l.spec.deadline.is_some_and(|d| e.received_at >= d) {
-                    l.time_out(&mut out);
-                    continue;
-                }
                 // Rule 2.
                 if !l.passes(e) {
+                    continue;
+                }
+                // Rule 7: an event that would match a WAIT listener (filters, and for ALL the
+                // correlation attributes) but arrives at or after its deadline times it out, at
+                // this point of the evaluation order.
+                let correlated =
+                    l.spec.condition != Condition::All || l.spec.correlate_by.iter().all(|n| e.attribute(n).is_some());
+                if correlated && l.spec.deadline.is_some_and(|d| e.received_at >= d) {
+                    l.time_out(&mut out);
                     continue;
                 }
                 match l.spec.condition {

@@ -16,7 +16,7 @@ use super::rows::{
     EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
     event_body, from_json, kind_str, micros, status_columns, to_json,
 };
-use super::sql::{CHUNK, INSERT_CHUNK, keyed_pairs, list, placeholders};
+use super::sql::{CHUNK, INSERT_CHUNK, events_by_keys, list, placeholders};
 use super::{
     Backend, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
     StoreConfig, SweepReport,
@@ -482,11 +482,7 @@ impl Writer {
             let keys: Vec<_> = keys.into_iter().collect();
             let found = found.entry(ns.to_owned()).or_default();
             for chunk in keys.chunks(CHUNK) {
-                let sql = format!(
-                    "SELECT source, id, seq FROM events WHERE {}",
-                    keyed_pairs("namespace", "source", "id", chunk.len(), 2)
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ns);
+                let mut q = sqlx::query(AssertSqlSafe(events_by_keys(chunk.len()))).bind(ns);
                 for (source, id) in chunk {
                     q = q.bind(*source).bind(*id);
                 }

@@ -479,6 +479,41 @@ fn event_at_or_after_deadline_times_out_instead_of_waking() {
     }
 }
 
+#[test]
+fn late_event_that_would_not_match_leaves_the_deadline_to_the_sweeper() {
+    let mut h = Harness::new();
+    let mut s = spec(ListenerKind::Wait, Condition::One, &["a"]);
+    s.deadline = Some(secs(30));
+    s.filters = vec![filter("a", &[("subject", "mine")])];
+    let l = h.add(s);
+    assert!(h.eval(&[ev("a").subject("other").at(secs(31))]).is_empty());
+    assert!(h.engine.contains(l));
+    let actions = h.eval(&[ev("a").subject("mine").at(secs(32))]);
+    assert_eq!(actions.len(), 1);
+    assert!(matches!(actions[0].kind, ActionKind::Timeout { .. }));
+}
+
+#[test]
+fn exact_filters_are_indexed_without_changing_order() {
+    let mut h = Harness::new();
+    let exact = |value: &str| {
+        let mut s = spec(ListenerKind::Start, Condition::One, &["a"]);
+        s.filters = vec![filter("a", &[("customer", value)]), filter("a", &[("customer", "vip"), ("tier", "gold")])];
+        s
+    };
+    let l1 = h.add(exact("c1"));
+    let scan = h.add(spec(ListenerKind::Start, Condition::One, &["a"]));
+    let l3 = h.add(exact("c2"));
+    let l4 = h.add(exact("c1"));
+    let actions = h.eval(&[ev("a").ext("customer", "c1")]);
+    assert_eq!(fired_listeners(&actions), vec![l1, scan, l4]);
+    let actions = h.eval(&[ev("a").ext("customer", "vip").ext("tier", "gold")]);
+    assert_eq!(fired_listeners(&actions), vec![l1, scan, l3, l4]);
+    assert!(h.engine.remove(l1));
+    let actions = h.eval(&[ev("a").ext("customer", "c1")]);
+    assert_eq!(fired_listeners(&actions), vec![scan, l4]);
+}
+
 // Rule 8.
 #[test]
 fn same_event_is_never_collected_twice() {
