@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 source tests/lib/common.sh
 source tests/lib/postgres.sh
 source tests/lib/codegen.sh
+source tests/lib/server.sh
+source tests/lib/go_client.sh
 
 trap run_cleanup EXIT
 trap 'exit 130' INT
@@ -37,5 +39,9 @@ step "clients: go build/vet, python imports" clients_check
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "cargo test (SQLite and Postgres)" cargo test --workspace --all-features --locked
+step "build the eventbus binary" build_server
+step "Go client: vet, unit and integration tests" go_client_tests
+step "eventbus server for the examples" server_start
+step "Go example: thousands of orders started and woken" go_example
 
 printf '\nall checks passed\n'
