@@ -11,6 +11,7 @@ source tests/lib/postgres.sh
 source tests/lib/codegen.sh
 source tests/lib/server.sh
 source tests/lib/go_client.sh
+source tests/lib/python_client.sh
 
 trap run_cleanup EXIT
 trap 'exit 130' INT
@@ -41,7 +42,9 @@ step "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --a
 step "cargo test (SQLite and Postgres)" cargo test --workspace --all-features --locked
 step "build the eventbus binary" build_server
 step "Go client: vet, unit and integration tests" go_client_tests
+step "Python client: mypy, unit and integration tests" python_client_tests
 step "eventbus server for the examples" server_start
 step "Go example: thousands of orders started and woken" go_example
+step "Python example: thousands of orders started and woken" python_example
 
 printf '\nall checks passed\n'
