@@ -28,6 +28,17 @@ fn page_size(requested: u32) -> i64 {
     i64::from(if requested == 0 { DEFAULT_PAGE_SIZE } else { requested.min(MAX_PAGE_SIZE) })
 }
 
+/// Cuts a listing fetched with `size + 1` rows to `size` and returns the next page's token: the
+/// key of the last row kept, when more rows follow.
+fn split_page<T>(mut rows: Vec<T>, size: i64, key: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
+    if rows.len() as i64 <= size {
+        return (rows, None);
+    }
+    rows.truncate(size as usize);
+    let next = rows.last().map(|r| key(r).to_string());
+    (rows, next)
+}
+
 fn parse_token(token: Option<&str>) -> Result<i64> {
     match token {
         None | Some("") => Ok(0),
@@ -78,20 +89,10 @@ impl Store {
         };
         let size = page_size(query.page_size);
         sql.push_str(&format!(" AND status IN ({statuses}) ORDER BY ord LIMIT {}", size + 1));
-        let mut q = sqlx::query_as::<_, ListenerRow>(AssertSqlSafe(sql));
-        for b in binds {
-            q = match b {
-                Bind::Int(i) => q.bind(i),
-                Bind::Text(t) => q.bind(t),
-            };
-        }
-        let mut rows = q.fetch_all(&self.inner.read).await?;
-        let next = (rows.len() as i64 > size).then(|| {
-            rows.truncate(size as usize);
-            rows.last().map(|r| r.ord.to_string())
-        });
+        let rows: Vec<ListenerRow> = self.fetch(sql, binds).await?;
+        let (rows, next) = split_page(rows, size, |r| r.ord);
         let items = rows.into_iter().map(ListenerRow::into_listener).collect::<Result<_>>()?;
-        Ok(Page { items, next_page_token: next.flatten() })
+        Ok(Page { items, next_page_token: next })
     }
 
     /// Returns a stored event of the namespace.
@@ -149,20 +150,25 @@ impl Store {
         }
         let size = page_size(query.page_size);
         sql.push_str(&format!(" ORDER BY seq LIMIT {}", size + 1));
-        let mut q = sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql));
+        let rows: Vec<EventRow> = self.fetch(sql, binds).await?;
+        let (rows, next) = split_page(rows, size, |r| r.seq);
+        let items = rows.into_iter().map(EventRow::into_event).collect::<Result<_>>()?;
+        Ok(Page { items, next_page_token: next })
+    }
+
+    /// Runs a listing query built at run time with its bound values.
+    async fn fetch<O>(&self, sql: String, binds: Vec<Bind>) -> Result<Vec<O>>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let mut q = sqlx::query_as::<_, O>(AssertSqlSafe(sql));
         for b in binds {
             q = match b {
                 Bind::Int(i) => q.bind(i),
                 Bind::Text(t) => q.bind(t),
             };
         }
-        let mut rows = q.fetch_all(&self.inner.read).await?;
-        let next = (rows.len() as i64 > size).then(|| {
-            rows.truncate(size as usize);
-            rows.last().map(|r| r.seq.to_string())
-        });
-        let items = rows.into_iter().map(EventRow::into_event).collect::<Result<_>>()?;
-        Ok(Page { items, next_page_token: next.flatten() })
+        Ok(q.fetch_all(&self.inner.read).await?)
     }
 
     /// Lists a group's dead letters in sequence order.
