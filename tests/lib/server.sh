@@ -11,7 +11,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 build_server() {
     cargo build --locked --release --bin eventbus
-    export EVENTBUS_BIN="$EVENTBUS_ROOT/target/release/eventbus"
+    local target=${CARGO_TARGET_DIR:-target}
+    [[ "$target" == /* ]] || target="$EVENTBUS_ROOT/$target"
+    export EVENTBUS_BIN="$target/release/eventbus"
     "$EVENTBUS_BIN" --version
 }
 
