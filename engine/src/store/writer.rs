@@ -815,8 +815,9 @@ impl Writer {
                 Ok(Output::Unit)
             } else {
                 Err(Error::FailedPrecondition(format!(
-                    "consumer group {:?} exists with other filters or max attempts ({:?})",
-                    group.name, existing
+                    "consumer group {:?} exists with other kinds, workflow_ids or max_attempts; \
+                     they are fixed when a group is created: use another group name",
+                    group.name
                 )))
             });
         }
