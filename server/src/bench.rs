@@ -1,0 +1,280 @@
+//! `eventbus bench`: a load generator and the measurements it makes.
+//!
+//! By default it starts a server in this process (on its own runtime and threads, on
+//! `127.0.0.1:0`, over a temp SQLite file) and runs four workloads, each in a fresh namespace:
+//!
+//! * `sequential`: one Publish of one ~512-byte event at a time: the latency of one publish;
+//! * `pipelined`: C connections x M calls in flight: publish throughput;
+//! * `notify`: publish-to-notification latency at fixed rates, open loop (see [`notify`]);
+//! * `listeners`: pipelined throughput with 0 to 100k registered listeners (see [`scale`]).
+//!
+//! Latencies go into HDR histograms (microseconds). Server CPU time and RSS come from `/proc`
+//! (see [`target`] for what exactly is counted). A progress line goes to stderr every second;
+//! results go to stdout as text when each workload ends, or as one JSON object with `--json`.
+//!
+//! Hazards: the load generator shares the machine (and, in-process, the process) with the
+//! server, so on a small machine the numbers are those of both competing for the cores. The
+//! workloads leave their data behind: later workloads run on a database the earlier ones grew.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::ValueEnum;
+use prost::Message;
+
+mod load;
+mod notify;
+mod progress;
+mod report;
+mod scale;
+mod target;
+
+use self::progress::Progress;
+use self::report::{PublishResult, Report, Resources, WorkloadResult};
+use self::target::Target;
+use crate::cli::parse;
+
+/// The workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Workload {
+    /// Publish latency, one call in flight.
+    Sequential,
+    /// Publish throughput, many calls in flight over several connections.
+    Pipelined,
+    /// Publish-to-notification latency at fixed rates, open loop.
+    Notify,
+    /// Pipelined throughput with 0 to 100k registered listeners.
+    Listeners,
+}
+
+/// Flags of `eventbus bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Benches the running server at this address instead of starting one in this process.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["database_url", "relaxed"])]
+    pub target: Option<String>,
+    /// With --target: the server's pid on this machine, to read its CPU time and RSS from /proc.
+    #[arg(long, requires = "target")]
+    pub server_pid: Option<u32>,
+    /// Database of the in-process server [default: a SQLite file in a temp dir, removed after].
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Relaxed durability for the in-process server (acknowledged before flushed to disk).
+    #[arg(long)]
+    pub relaxed: bool,
+    /// Workloads to run, comma-separated [default: all].
+    #[arg(long, short = 'w', value_enum, value_delimiter = ',')]
+    pub workloads: Vec<Workload>,
+    /// Size of each event's JSON payload, bytes.
+    #[arg(long, default_value_t = 512)]
+    pub event_bytes: usize,
+    /// sequential: events to publish.
+    #[arg(long, default_value_t = 5000)]
+    pub sequential_events: u64,
+    /// pipelined, listeners, notify senders: connections.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// pipelined, listeners: calls in flight per connection.
+    #[arg(long, default_value_t = 64)]
+    pub in_flight: usize,
+    /// pipelined: events to publish.
+    #[arg(long, default_value_t = 100_000)]
+    pub pipelined_events: u64,
+    /// notify: target publish rates, events per second, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub rates: Vec<u64>,
+    /// notify: how long to publish at each rate.
+    #[arg(long, default_value = "10s", value_parser = parse::duration)]
+    pub rate_duration: Duration,
+    /// notify: subscribers (one consumer group, each on its own connection).
+    #[arg(long, default_value_t = 2)]
+    pub subscribers: usize,
+    /// notify: notifications each subscriber may hold unacked.
+    #[arg(long, default_value_t = 256)]
+    pub subscriber_in_flight: u32,
+    /// notify: how long to wait for outstanding notifications after the last send.
+    #[arg(long, default_value = "30s", value_parser = parse::duration)]
+    pub drain_timeout: Duration,
+    /// listeners: listener counts to measure, comma-separated (0 is the baseline).
+    #[arg(long, value_delimiter = ',', default_value = "0,1000,10000,100000")]
+    pub listener_counts: Vec<u64>,
+    /// listeners: events to publish at each count.
+    #[arg(long, default_value_t = 50_000)]
+    pub scale_events: u64,
+    /// listeners: event types the listeners spread over.
+    #[arg(long, default_value_t = 500)]
+    pub scale_types: u64,
+}
+
+/// Runs the bench and prints its results.
+pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+    let target = match &args.target {
+        Some(addr) => {
+            let addr = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
+            Target::remote(addr, args.server_pid)
+        }
+        None => Target::start(args.database_url.clone(), args.relaxed).await.context("starting the server")?,
+    };
+    let outcome = run_workloads(&args, &target, json).await;
+    let stopped = target.stop().await;
+    let report = outcome?;
+    stopped?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).context("encoding the report")?);
+    } else {
+        println!();
+        println!("total {:.1}s", report.total_seconds);
+    }
+    Ok(())
+}
+
+async fn run_workloads(args: &BenchArgs, target: &Target, json: bool) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let mut workloads = args.workloads.clone();
+    if workloads.is_empty() {
+        workloads = vec![Workload::Sequential, Workload::Pipelined, Workload::Notify, Workload::Listeners];
+    }
+    workloads.sort();
+    workloads.dedup();
+    let payload: Arc<str> = load::payload(args.event_bytes).into();
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let run_id = &run_id[run_id.len() - 8..];
+    let namespace = |what: &str| format!("bench-{run_id}-{what}");
+    let mut report = Report {
+        version: env!("CARGO_PKG_VERSION"),
+        target: target.description.clone(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        event_data_bytes: payload.len(),
+        event_encoded_bytes: load::event("/bench/publish", "bench.publish.v1", &payload).encoded_len(),
+        workloads: Vec::new(),
+        total_seconds: 0.0,
+    };
+    if !json {
+        report::print_header(&report);
+    }
+    let meter = target.meter;
+    for workload in workloads {
+        let result = match workload {
+            Workload::Sequential => {
+                let clients = load::connect(&target.addr, 1).await?;
+                let r =
+                    publish_workload(&clients, &namespace("sequential"), 1, args.sequential_events, &payload, target)
+                        .await?;
+                if !json {
+                    report::print_publish("sequential publish", &r);
+                }
+                WorkloadResult::Sequential(r)
+            }
+            Workload::Pipelined => {
+                let clients = load::connect(&target.addr, args.connections).await?;
+                let ns = namespace("pipelined");
+                let r =
+                    publish_workload(&clients, &ns, args.in_flight, args.pipelined_events, &payload, target).await?;
+                if !json {
+                    report::print_publish("pipelined publish", &r);
+                }
+                WorkloadResult::Pipelined(r)
+            }
+            Workload::Notify => {
+                let mut runs = Vec::new();
+                for &rate in &args.rates {
+                    let settings = notify::Settings {
+                        addr: target.addr.clone(),
+                        namespace: namespace(&format!("notify-{rate}")),
+                        rate,
+                        duration: args.rate_duration,
+                        subscribers: args.subscribers,
+                        connections: args.connections,
+                        max_in_flight: args.subscriber_in_flight,
+                        payload: payload.clone(),
+                        drain: args.drain_timeout,
+                    };
+                    runs.push(notify::run(&settings, meter).await.with_context(|| format!("notify at {rate}/s"))?);
+                }
+                if !json {
+                    report::print_notify(args.subscribers, &runs);
+                }
+                WorkloadResult::Notify { subscribers: args.subscribers, consumer_group: "bench-runners", runs }
+            }
+            Workload::Listeners => {
+                let clients = load::connect(&target.addr, args.connections).await?;
+                let mut runs: Vec<scale::SizeResult> = Vec::new();
+                for &count in &args.listener_counts {
+                    let settings = scale::Settings {
+                        namespace: namespace(&format!("listeners-{count}")),
+                        listeners: count,
+                        types: args.scale_types,
+                        events: args.scale_events,
+                        in_flight: args.in_flight,
+                        payload: payload.clone(),
+                    };
+                    runs.push(scale::run(&clients, &settings, meter).await?);
+                }
+                let baseline = runs.iter().find(|r| r.listeners == 0).map(|r| r.events_per_second);
+                for r in &mut runs {
+                    r.ratio_to_zero =
+                        baseline.filter(|b| *b > 0.0).map(|b| (r.events_per_second / b * 100.0).round() / 100.0);
+                }
+                if !json {
+                    report::print_scale(args.scale_types, args.scale_events, &runs);
+                }
+                WorkloadResult::Listeners {
+                    types: args.scale_types,
+                    events_per_size: args.scale_events,
+                    connections: args.connections,
+                    in_flight: args.in_flight,
+                    runs,
+                }
+            }
+        };
+        report.workloads.push(result);
+    }
+    report.total_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    Ok(report)
+}
+
+/// Publishes `events` events from `clients`, `in_flight` calls per client, in a fresh namespace.
+async fn publish_workload(
+    clients: &[eventbus_client::Client],
+    namespace: &str,
+    in_flight: usize,
+    events: u64,
+    payload: &Arc<str>,
+    target: &Target,
+) -> anyhow::Result<PublishResult> {
+    let phase = if in_flight == 1 && clients.len() == 1 { "sequential" } else { "pipelined" };
+    // A short warm-up in its own namespace, so connections and statements are ready.
+    let warm = Progress::start(format!("{phase} warm-up"), 0, "events");
+    let data = payload.clone();
+    let warmup =
+        load::publish(clients, &format!("{namespace}-warmup"), in_flight, (events / 50).min(500), &warm, move |_| {
+            load::event("/bench/warmup", "bench.publish.v1", &data)
+        })
+        .await;
+    warm.finish();
+    if warmup.ok == 0 && warmup.errors > 0 {
+        anyhow::bail!("warm-up publishes failed: {}", warmup.first_error.unwrap_or_default());
+    }
+    let progress = Progress::start(phase, events, "events");
+    let before = target.meter.sample();
+    let data = payload.clone();
+    let run = load::publish(clients, namespace, in_flight, events, &progress, move |_| {
+        load::event("/bench/publish", "bench.publish.v1", &data)
+    })
+    .await;
+    let after = target.meter.sample();
+    progress.finish();
+    Ok(PublishResult {
+        namespace: namespace.to_owned(),
+        connections: clients.len(),
+        in_flight,
+        events: run.ok,
+        errors: run.errors,
+        seconds: run.elapsed.as_secs_f64(),
+        events_per_second: run.rate(),
+        latency: load::Latency::of(&run.hist),
+        resources: Resources::between(&before, &after, run.ok),
+        first_error: run.first_error,
+    })
+}

@@ -1,0 +1,291 @@
+//! Publish-to-notification latency at a fixed rate, open loop.
+//!
+//! Sends are scheduled at fixed intervals from a start time (`start + i / rate`) and issued
+//! without waiting for earlier ones, so a slow server does not slow the sender down (no
+//! coordinated omission). Event `i` carries `i` as its id; a subscriber that receives the START
+//! notification for it computes the latency from the *intended* send time of `i` to the arrival.
+//! If the sender itself falls behind its schedule, that lag is part of the latency, as it would be
+//! for a real producer, and is reported as `max_send_lag`.
+//!
+//! Hazard: a notification delivered twice (lease expiry, reconnect) is counted once, at its first
+//! arrival.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use eventbus_client::{Client, CloudEventBuilder, ListenerSpecBuilder, SubscribeOptions, Subscription};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use super::load::{self, Latency};
+use super::progress::Progress;
+use super::report::Resources;
+use super::target::Meter;
+
+const EVENT_TYPE: &str = "bench.notify.v1";
+const WORKFLOW: &str = "bench-notify";
+const GROUP: &str = "bench-runners";
+
+/// Settings of one fixed-rate run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: String,
+    pub namespace: String,
+    pub rate: u64,
+    pub duration: Duration,
+    pub subscribers: usize,
+    pub connections: usize,
+    pub max_in_flight: u32,
+    pub payload: Arc<str>,
+    /// How long to wait for the last notifications after the last send.
+    pub drain: Duration,
+}
+
+/// The outcome of one fixed-rate run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RateResult {
+    pub namespace: String,
+    pub target_rate: u64,
+    pub events: u64,
+    pub published: u64,
+    pub publish_errors: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    pub missing: u64,
+    /// Events scheduled per second actually issued: (events - 1) / (last send - first send).
+    pub achieved_send_rate: f64,
+    /// First-time notifications per second, from the first intended send to the last arrival.
+    pub delivery_rate: f64,
+    /// Largest delay of a send behind its schedule, in the load generator.
+    pub max_send_lag_us: u64,
+    /// Intended send time to the notification's arrival at a subscriber.
+    pub latency: Latency,
+    /// Intended send time to the Publish response.
+    pub publish_latency: Latency,
+    pub resources: Resources,
+    pub first_error: Option<String>,
+}
+
+/// Returns when event `i` is meant to be sent.
+fn intended(start: Instant, rate: u64, i: u64) -> Instant {
+    start + Duration::from_nanos(i.saturating_mul(1_000_000_000) / rate.max(1))
+}
+
+/// Runs one fixed-rate measurement in a fresh namespace.
+pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
+    let n = ((s.rate as f64 * s.duration.as_secs_f64()).round() as u64).max(1);
+    let senders = load::connect(&s.addr, s.connections).await?;
+    senders[0]
+        .register_listener(s.namespace.as_str(), ListenerSpecBuilder::start(WORKFLOW).one(EVENT_TYPE))
+        .await
+        .context("registering the START listener")?;
+
+    // Subscriptions first (on their own connections), so the group exists before any event.
+    let mut subscriptions = Vec::new();
+    for _ in 0..s.subscribers.max(1) {
+        let client = Client::connect(s.addr.clone()).await.context("connecting a subscriber")?;
+        let options =
+            SubscribeOptions { max_in_flight: s.max_in_flight, ..SubscribeOptions::new(s.namespace.as_str(), GROUP) };
+        let subscription = client.subscribe(options).await.context("subscribing")?;
+        subscriptions.push((client, subscription));
+    }
+
+    let progress = Progress::start(format!("notify {}/s", s.rate), n, "notifications");
+    let seen: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+    let received = progress.counter();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let before = meter.sample();
+    // A short lead, so the first sends are not already late.
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut readers = tokio::task::JoinSet::new();
+    for (client, subscription) in subscriptions {
+        let reader = Reader {
+            client,
+            namespace: s.namespace.clone(),
+            start,
+            rate: s.rate,
+            seen: seen.clone(),
+            received: received.clone(),
+        };
+        readers.spawn(reader.read(subscription, stop_rx.clone()));
+    }
+
+    // The open-loop sender.
+    let mut publishes = tokio::task::JoinSet::new();
+    let mut publish_hist = load::histogram();
+    let (mut published, mut publish_errors, mut first_error) = (0u64, 0u64, None::<String>);
+    let mut settle =
+        |joined: Result<(u64, Result<Instant, eventbus_client::Error>), tokio::task::JoinError>| match joined {
+            Ok((i, Ok(done))) => {
+                published += 1;
+                load::record(&mut publish_hist, done.saturating_duration_since(intended(start, s.rate, i)));
+            }
+            Ok((_, Err(e))) => {
+                publish_errors += 1;
+                first_error.get_or_insert_with(|| format!("publish: {e:#}"));
+            }
+            Err(e) => {
+                publish_errors += 1;
+                first_error.get_or_insert_with(|| format!("publish task: {e}"));
+            }
+        };
+    let mut max_lag = Duration::ZERO;
+    let mut last_send = start;
+    for i in 0..n {
+        let due = intended(start, s.rate, i);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        last_send = Instant::now();
+        max_lag = max_lag.max(last_send.saturating_duration_since(due));
+        let client = senders[(i as usize) % senders.len()].clone();
+        let event = CloudEventBuilder::new("/bench/notify", EVENT_TYPE)
+            .id(i.to_string())
+            .data_text("application/json", s.payload.as_ref())
+            .build();
+        let namespace = s.namespace.clone();
+        publishes.spawn(async move { (i, client.publish(namespace, [event]).await.map(|_| Instant::now())) });
+        while let Some(joined) = publishes.try_join_next() {
+            settle(joined);
+        }
+    }
+    while let Some(joined) = publishes.join_next().await {
+        settle(joined);
+    }
+
+    // Wait for the stragglers, then stop the readers.
+    let deadline = last_send + s.drain;
+    while received.load(Ordering::Relaxed) < published && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let after = meter.sample();
+    let _ = stop_tx.send(true);
+    let mut hist = load::histogram();
+    let (mut duplicates, mut last_arrival) = (0u64, start);
+    while let Some(joined) = readers.join_next().await {
+        let outcome = joined.context("subscriber task")?;
+        let _ = hist.add(&outcome.hist);
+        duplicates += outcome.duplicates;
+        last_arrival = last_arrival.max(outcome.last_arrival);
+        if let Some(e) = outcome.error {
+            first_error.get_or_insert(e);
+        }
+    }
+    progress.finish();
+    let got = received.load(Ordering::Relaxed);
+    let send_span = last_send.saturating_duration_since(start).as_secs_f64();
+    Ok(RateResult {
+        namespace: s.namespace.clone(),
+        target_rate: s.rate,
+        events: n,
+        published,
+        publish_errors,
+        received: got,
+        duplicates,
+        missing: n.saturating_sub(got),
+        achieved_send_rate: if n > 1 && send_span > 0.0 { (n - 1) as f64 / send_span } else { 0.0 },
+        delivery_rate: got as f64 / last_arrival.saturating_duration_since(start).as_secs_f64().max(1e-9),
+        max_send_lag_us: u64::try_from(max_lag.as_micros()).unwrap_or(u64::MAX),
+        latency: Latency::of(&hist),
+        publish_latency: Latency::of(&publish_hist),
+        resources: Resources::between(&before, &after, got),
+        first_error,
+    })
+}
+
+/// One subscriber: records first arrivals and acks everything through an [`Acker`].
+struct Reader {
+    client: Client,
+    namespace: String,
+    start: Instant,
+    rate: u64,
+    seen: Arc<Vec<AtomicBool>>,
+    received: Arc<AtomicU64>,
+}
+
+struct ReaderOutcome {
+    hist: Histogram<u64>,
+    duplicates: u64,
+    last_arrival: Instant,
+    error: Option<String>,
+}
+
+impl Reader {
+    async fn read(self, mut subscription: Subscription, mut stop: watch::Receiver<bool>) -> ReaderOutcome {
+        let (acks, queue) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(ack_batches(self.client.clone(), self.namespace.clone(), queue));
+        let mut outcome =
+            ReaderOutcome { hist: load::histogram(), duplicates: 0, last_arrival: self.start, error: None };
+        loop {
+            let delivery = tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                next = subscription.next() => match next {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(e)) => {
+                        outcome.error = Some(format!("subscription: {e:#}"));
+                        break;
+                    }
+                    None => break,
+                },
+            };
+            let arrival = Instant::now();
+            let notification = delivery.notification();
+            for event in &notification.events {
+                let Ok(i) = event.id.parse::<u64>() else { continue };
+                let Some(flag) = self.seen.get(i as usize) else { continue };
+                if flag.swap(true, Ordering::Relaxed) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                load::record(&mut outcome.hist, arrival.saturating_duration_since(intended(self.start, self.rate, i)));
+                self.received.fetch_add(1, Ordering::Relaxed);
+                outcome.last_arrival = outcome.last_arrival.max(arrival);
+            }
+            let _ = acks.send(notification.sequence);
+        }
+        drop(acks);
+        if let Ok(Some(e)) = acker.await {
+            outcome.error.get_or_insert(e);
+        }
+        outcome
+    }
+}
+
+/// Acks queued sequences, as many per call as have queued up (at most 1000), one call at a time.
+/// Returns the first error.
+async fn ack_batches(client: Client, namespace: String, mut queue: mpsc::UnboundedReceiver<u64>) -> Option<String> {
+    let mut first_error = None;
+    let mut batch = Vec::with_capacity(1000);
+    while let Some(sequence) = queue.recv().await {
+        batch.push(sequence);
+        while batch.len() < 1000 {
+            match queue.try_recv() {
+                Ok(sequence) => batch.push(sequence),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = client.ack(namespace.as_str(), GROUP, batch.drain(..)).await {
+            first_error.get_or_insert_with(|| format!("ack: {e:#}"));
+        }
+    }
+    first_error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_exact_per_index() {
+        let start = Instant::now();
+        assert_eq!(intended(start, 1000, 0), start);
+        assert_eq!(intended(start, 1000, 1500), start + Duration::from_millis(1500));
+        assert_eq!(intended(start, 3, 1), start + Duration::from_nanos(333_333_333));
+        assert_eq!(intended(start, 3, 3), start + Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,173 @@
+//! Publish throughput as the number of registered listeners grows.
+//!
+//! Listener `i` (of `count`) listens to type `t(i % types)` with an exact filter
+//! `customer = c-<i>`: 90% are START ONE listeners, 5% WAIT ONE listeners (which finish when they
+//! fire), and 5% START ALL listeners over `t(k)` and `t(k+1)` correlated by `customer` (which
+//! only ever collect their first type, so they hold partial state). Event `e` gets a
+//! pseudo-random `j` in `0..100 * max(count, types)`, type `t(j % types)` and customer `c-<j>`,
+//! so it matches listener `j` exactly when `j < count`: about 1 event in 100.
+
+use std::sync::Arc;
+
+use eventbus_client::{Client, CloudEventBuilder, ListenerSpecBuilder, pb};
+use serde::Serialize;
+
+use super::load::{self, Latency};
+use super::progress::Progress;
+use super::report::Resources;
+use super::target::Meter;
+
+/// Settings of one listener count.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub namespace: String,
+    pub listeners: u64,
+    pub types: u64,
+    pub events: u64,
+    pub in_flight: usize,
+    pub payload: Arc<str>,
+}
+
+/// The outcome of one listener count.
+#[derive(Debug, Clone, Serialize)]
+pub struct SizeResult {
+    pub namespace: String,
+    pub listeners: u64,
+    pub registration_seconds: f64,
+    pub registrations_per_second: f64,
+    pub registration_errors: u64,
+    pub events: u64,
+    pub publish_errors: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    /// Events per second relative to the run without listeners (filled in by the caller).
+    pub ratio_to_zero: Option<f64>,
+    pub latency: Latency,
+    pub resources: Resources,
+    pub first_error: Option<String>,
+}
+
+fn event_type(k: u64) -> String {
+    format!("bench.scale.t{k}")
+}
+
+/// Returns the spec of listener `i`.
+pub fn listener(i: u64, types: u64) -> pb::ListenerSpec {
+    let types = types.max(1);
+    let k = i % types;
+    let customer = [("customer", format!("c-{i}"))];
+    match i % 20 {
+        0 => ListenerSpecBuilder::wait(format!("bench-instance-{i}"))
+            .one(event_type(k))
+            .filter(event_type(k), customer)
+            .build(),
+        1 => {
+            let next = (k + 1) % types;
+            ListenerSpecBuilder::start("bench-scale-all")
+                .all([event_type(k), event_type(next)])
+                .correlate_by(["customer"])
+                .filter(event_type(k), customer.clone())
+                .filter(event_type(next), customer)
+                .build()
+        }
+        _ => ListenerSpecBuilder::start(format!("bench-scale-{}", i % 50))
+            .one(event_type(k))
+            .filter(event_type(k), customer)
+            .build(),
+    }
+}
+
+/// SplitMix64: a fixed pseudo-random sequence, so every run publishes the same events.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Returns the `j` of event `e`: which listener it matches, if `j < listeners`.
+pub fn customer_of(e: u64, listeners: u64, types: u64) -> u64 {
+    mix(e) % (100 * listeners.max(types).max(1))
+}
+
+/// Registers the listeners, then publishes the events, in a fresh namespace.
+pub async fn run(clients: &[Client], s: &Settings, meter: Meter) -> anyhow::Result<SizeResult> {
+    let types = s.types.max(1);
+    let (mut registration_seconds, mut registrations_per_second, mut registration_errors) = (0.0, 0.0, 0);
+    let mut first_error = None;
+    if s.listeners > 0 {
+        let progress = Progress::start(format!("register {} listeners", s.listeners), s.listeners, "listeners");
+        let namespace: Arc<str> = s.namespace.as_str().into();
+        let registered = load::drive(clients, s.in_flight, s.listeners, &progress, move |client: Client, i| {
+            let namespace = namespace.clone();
+            async move { client.register_listener(namespace.as_ref(), listener(i, types)).await.map(drop) }
+        })
+        .await;
+        progress.finish();
+        registration_seconds = registered.elapsed.as_secs_f64();
+        registrations_per_second = registered.rate();
+        registration_errors = registered.errors;
+        first_error = registered.first_error.map(|e| format!("register: {e}"));
+    }
+
+    let progress = Progress::start(format!("publish, {} listeners", s.listeners), s.events, "events");
+    let before = meter.sample();
+    let (listeners, payload) = (s.listeners, s.payload.clone());
+    let run = load::publish(clients, &s.namespace, s.in_flight, s.events, &progress, move |e| {
+        let j = customer_of(e, listeners, types);
+        CloudEventBuilder::new("/bench/scale", event_type(j % types))
+            .extension("customer", format!("c-{j}"))
+            .data_text("application/json", payload.as_ref())
+            .build()
+    })
+    .await;
+    let after = meter.sample();
+    progress.finish();
+    if first_error.is_none() {
+        first_error = run.first_error.clone().map(|e| format!("publish: {e}"));
+    }
+    Ok(SizeResult {
+        namespace: s.namespace.clone(),
+        listeners: s.listeners,
+        registration_seconds,
+        registrations_per_second,
+        registration_errors,
+        events: run.ok,
+        publish_errors: run.errors,
+        seconds: run.elapsed.as_secs_f64(),
+        events_per_second: run.rate(),
+        ratio_to_zero: None,
+        latency: Latency::of(&run.hist),
+        resources: Resources::between(&before, &after, run.ok),
+        first_error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn about_one_event_in_a_hundred_matches_a_listener() {
+        for listeners in [1_000u64, 10_000] {
+            let events = 100_000u64;
+            let matching = (0..events).filter(|&e| customer_of(e, listeners, 500) < listeners).count() as f64;
+            let share = matching / events as f64;
+            assert!((0.008..0.012).contains(&share), "{listeners}: {share}");
+        }
+        assert!((0..10_000).all(|e| customer_of(e, 0, 500) < 50_000));
+    }
+
+    #[test]
+    fn matching_event_has_the_listeners_type_and_customer() {
+        let types = 500;
+        for i in [0u64, 1, 2, 499, 500, 12_345] {
+            let spec = listener(i, types);
+            assert_eq!(spec.types[0], event_type(i % types));
+            assert_eq!(spec.filters[0].attributes["customer"], format!("c-{i}"));
+        }
+        assert_eq!(listener(0, types).kind(), pb::ListenerKind::Wait);
+        assert_eq!(listener(1, types).condition(), pb::ListenerCondition::All);
+        assert_eq!(listener(2, types).condition(), pb::ListenerCondition::One);
+    }
+}

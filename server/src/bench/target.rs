@@ -1,0 +1,275 @@
+//! The server under test: one started in this process on its own runtime, or a running one
+//! named by address; and the meter that reads its CPU time and memory from `/proc`.
+//!
+//! Hazards: an in-process server shares the process with the load generator. Its CPU time is
+//! the sum over its threads (the server runtime's `eb-server` threads and SQLite's
+//! `sqlx-sqlite-worker` threads), read from `/proc/self/task`, so time of server threads that
+//! exited during a measurement is lost (the runtime keeps its threads for a day to avoid that).
+//! RSS can only be read for the whole process. With Postgres, the database's own CPU and memory
+//! are not counted at all.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use eventbus_engine::store::{Durability, Store, StoreConfig};
+use eventbus_server::{ServerConfig, serve_store};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Name of the in-process server's threads; `/proc` shows at most 15 bytes of it.
+const SERVER_THREAD: &str = "eb-server";
+/// Prefix of the names sqlx gives its SQLite worker threads (`sqlx-sqlite-worker-N`).
+const SQLITE_THREAD: &str = "sqlx-sqlite";
+/// `/proc` reports CPU times in clock ticks of `USER_HZ`, which is 100 on every Linux ABI.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Where the bench sends its load.
+#[derive(Debug)]
+pub struct Target {
+    /// Address the clients connect to.
+    pub addr: String,
+    /// What the target is, for the report.
+    pub description: TargetInfo,
+    pub meter: Meter,
+    server: Option<InProcess>,
+}
+
+/// What the target is, for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetInfo {
+    /// `in-process` or `remote`.
+    pub kind: &'static str,
+    pub addr: String,
+    /// Database of an in-process server (credentials removed); `None` for a remote one.
+    pub database: Option<String>,
+    /// `full` or `relaxed` for an in-process server.
+    pub durability: Option<&'static str>,
+    /// Process whose CPU and memory are measured, if any.
+    pub measured_pid: Option<u32>,
+}
+
+#[derive(Debug)]
+struct InProcess {
+    runtime: tokio::runtime::Runtime,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    /// Starts a server in this process on `127.0.0.1:0`, on a runtime of its own, over
+    /// `database_url` or a fresh SQLite file in a temp directory.
+    pub async fn start(database_url: Option<String>, relaxed: bool) -> anyhow::Result<Self> {
+        let (url, dir) = match database_url {
+            Some(url) => (url, None),
+            None => {
+                let dir = tempfile::Builder::new().prefix("eventbus-bench").tempdir().context("creating a temp dir")?;
+                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                (url, Some(dir))
+            }
+        };
+        let mut store_config = StoreConfig::new(url.clone());
+        if relaxed {
+            store_config.durability = Durability::Relaxed;
+        }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(SERVER_THREAD)
+            .thread_keep_alive(Duration::from_secs(24 * 3600))
+            .enable_all()
+            .build()
+            .context("building the server runtime")?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        listener.set_nonblocking(true).context("making the listener non-blocking")?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        // Opened on the server runtime, so the store's writer and sweeper run on its threads.
+        let store = runtime
+            .spawn(Store::open(store_config.clone()))
+            .await
+            .context("opening the store")?
+            .with_context(|| format!("opening the store at {}", redact(&url)))?;
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let config = ServerConfig::new(store_config);
+        let task = runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
+            serve_store(listener, store, config, async move {
+                let _ = stop.await;
+            })
+            .await
+        });
+        Ok(Self {
+            addr: format!("http://{addr}"),
+            description: TargetInfo {
+                kind: "in-process",
+                addr: addr.to_string(),
+                database: Some(redact(&url)),
+                durability: Some(if relaxed { "relaxed" } else { "full" }),
+                measured_pid: Some(std::process::id()),
+            },
+            meter: Meter::InProcess,
+            server: Some(InProcess { runtime, shutdown, task, _dir: dir }),
+        })
+    }
+
+    /// Names a running server; with `pid`, its CPU and memory are read from `/proc/<pid>`.
+    pub fn remote(addr: String, pid: Option<u32>) -> Self {
+        Self {
+            description: TargetInfo {
+                kind: "remote",
+                addr: addr.clone(),
+                database: None,
+                durability: None,
+                measured_pid: pid,
+            },
+            addr,
+            meter: pid.map_or(Meter::None, Meter::Pid),
+            server: None,
+        }
+    }
+
+    /// Stops an in-process server gracefully and removes its temp database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let Some(server) = self.server else { return Ok(()) };
+        let _ = server.shutdown.send(());
+        let served = tokio::time::timeout(Duration::from_secs(10), server.task).await;
+        // Dropping a runtime blocks, which async code must not do.
+        let runtime = server.runtime;
+        tokio::task::spawn_blocking(move || runtime.shutdown_timeout(Duration::from_secs(5)))
+            .await
+            .context("stopping the server runtime")?;
+        match served {
+            Ok(joined) => joined.context("server task")?,
+            Err(_) => anyhow::bail!("the in-process server did not stop within 10 seconds"),
+        }
+    }
+}
+
+/// Removes a password from a database URL.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// How the server's CPU time and memory are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meter {
+    /// The server runs in this process: its threads' CPU time, the process's RSS.
+    InProcess,
+    /// The server is another process on this machine.
+    Pid(u32),
+    /// Nothing can be measured.
+    None,
+}
+
+/// CPU times and memory at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub at: Instant,
+    /// CPU seconds of the server (its threads, or its process).
+    pub server_cpu: Option<f64>,
+    /// CPU seconds of this whole process (server and load generator) when in-process.
+    pub process_cpu: Option<f64>,
+    /// Resident set size of the measured process, bytes.
+    pub rss: Option<u64>,
+    /// Peak resident set size of the measured process, bytes.
+    pub peak_rss: Option<u64>,
+}
+
+impl Meter {
+    pub fn sample(&self) -> Sample {
+        let at = Instant::now();
+        match *self {
+            Meter::InProcess => Sample {
+                at,
+                server_cpu: server_thread_cpu(),
+                process_cpu: process_cpu(Path::new("/proc/self/stat")),
+                rss: status_bytes(Path::new("/proc/self/status"), "VmRSS:"),
+                peak_rss: status_bytes(Path::new("/proc/self/status"), "VmHWM:"),
+            },
+            Meter::Pid(pid) => {
+                let dir = PathBuf::from(format!("/proc/{pid}"));
+                Sample {
+                    at,
+                    server_cpu: process_cpu(&dir.join("stat")),
+                    process_cpu: None,
+                    rss: status_bytes(&dir.join("status"), "VmRSS:"),
+                    peak_rss: status_bytes(&dir.join("status"), "VmHWM:"),
+                }
+            }
+            Meter::None => Sample { at, server_cpu: None, process_cpu: None, rss: None, peak_rss: None },
+        }
+    }
+}
+
+/// Returns utime + stime, in seconds, from the text of a `/proc/.../stat` file.
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may contain spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+}
+
+fn process_cpu(path: &Path) -> Option<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string(path).ok()?)
+}
+
+/// Sums the CPU time of this process's server threads.
+fn server_thread_cpu() -> Option<f64> {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(entry) = entry else { continue };
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
+        if comm.starts_with(SERVER_THREAD) || comm.starts_with(SQLITE_THREAD) {
+            total += process_cpu(&entry.path().join("stat")).unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
+/// Returns a `kB` line of a `/proc/.../status` file in bytes.
+fn status_bytes(path: &Path, key: &str) -> Option<u64> {
+    parse_status_kb(&std::fs::read_to_string(path).ok()?, key)
+}
+
+fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_parsing() {
+        let stat = "1234 (tokio runtime) S 1 1234 1234 0 -1 4194560 2000 0 0 0 250 50 0 0 20 0 9 0 100 1000 200";
+        assert_eq!(stat_cpu_seconds(stat), Some(3.0));
+        assert_eq!(stat_cpu_seconds("garbage"), None);
+        let status = "Name:\teventbus\nVmHWM:\t   2048 kB\nVmRSS:\t   1024 kB\n";
+        assert_eq!(parse_status_kb(status, "VmRSS:"), Some(1024 * 1024));
+        assert_eq!(parse_status_kb(status, "VmHWM:"), Some(2048 * 1024));
+        assert_eq!(parse_status_kb(status, "VmSwap:"), None);
+        assert!(Meter::InProcess.sample().process_cpu.is_some());
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(redact("postgres://bus:secret@db/bus"), "postgres://bus:***@db/bus");
+        assert_eq!(redact("postgres://bus@db/bus"), "postgres://bus@db/bus");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

@@ -1,0 +1,322 @@
+//! `eventbus listeners add | list | get | rm`.
+
+use std::time::{Duration, SystemTime};
+
+use clap::{ArgGroup, Subcommand, ValueEnum};
+use eventbus_client::{ListenerQuery, ListenerSpecBuilder, pb};
+use serde_json::json;
+
+use super::parse::{self, FilterSet};
+use super::render::{self, print_table};
+use super::{ClientArgs, print_json, rpc_error};
+
+/// The listener subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ListenersCommand {
+    /// Registers a START or WAIT listener and prints it with its id.
+    Add(AddArgs),
+    /// Lists listeners (active ones unless --all), in registration order.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Shows one listener, active or finished.
+    Get(GetArgs),
+    /// Deletes one listener by id, or every listener of a workflow or of an instance.
+    #[command(alias = "delete")]
+    Rm(RmArgs),
+}
+
+/// Flags of `eventbus listeners add`.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("action").required(true).args(["start", "wait"])))]
+#[command(group(ArgGroup::new("condition").required(true).args(["one", "any", "all"])))]
+#[command(group(ArgGroup::new("until").args(["deadline", "timeout"])))]
+pub struct AddArgs {
+    /// START listener: starts a new instance of this workflow each time the condition is met.
+    #[arg(long, value_name = "WORKFLOW")]
+    pub start: Option<String>,
+    /// WAIT listener: wakes this waiting instance the first time the condition is met.
+    #[arg(long, value_name = "INSTANCE")]
+    pub wait: Option<String>,
+    /// Condition ONE: every event of this type.
+    #[arg(long, value_name = "TYPE")]
+    pub one: Option<String>,
+    /// Condition ANY: every event of one of these types.
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    pub any: Vec<String>,
+    /// Condition ALL: one event of each of these types (per correlation tuple).
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    pub all: Vec<String>,
+    /// Filter set TYPE:ATTR=GLOB, more clauses of the same set joined by `&` (all must match);
+    /// repeat for alternative sets (any may match). A literal `&` in a pattern is `\&`.
+    #[arg(long = "filter", short = 'f', value_name = "TYPE:ATTR=GLOB", value_parser = parse::filter)]
+    pub filters: Vec<FilterSet>,
+    /// ALL only: how long a collected event stays collected, e.g. 10m, 1h30m, 7d.
+    #[arg(long, value_parser = parse::duration)]
+    pub lifespan: Option<Duration>,
+    /// ALL only: attribute names whose values tie the events together.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub correlate_by: Vec<String>,
+    /// ALL only: what a second event of an already collected type does.
+    #[arg(long, value_enum)]
+    pub policy: Option<Policy>,
+    /// WAIT only: when to stop waiting (RFC 3339).
+    #[arg(long, value_parser = parse::rfc3339)]
+    pub deadline: Option<SystemTime>,
+    /// WAIT only: stop waiting this long from now, e.g. 10m.
+    #[arg(long, value_parser = parse::duration)]
+    pub timeout: Option<Duration>,
+    /// Idempotency key: a retry with the same key and spec returns the first registration.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// Consumption policy of an ALL listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Policy {
+    /// Keep the first collected event of a type.
+    First,
+    /// A later event replaces the collected one.
+    Latest,
+}
+
+/// Listener kinds, for filtering lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Start,
+    Wait,
+}
+
+/// Flags of `eventbus listeners list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only listeners of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<Kind>,
+    /// Only START listeners of this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only WAIT listeners of this instance.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Also lists finished (FIRED and TIMED_OUT) listeners.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Flags of `eventbus listeners get`.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// The listener id.
+    pub id: String,
+}
+
+/// Flags of `eventbus listeners rm`.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["id", "workflow", "instance"])))]
+pub struct RmArgs {
+    /// The listener id.
+    pub id: Option<String>,
+    /// Every START listener of this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Every WAIT listener of this instance.
+    #[arg(long)]
+    pub instance: Option<String>,
+}
+
+/// Returns the spec the flags describe. Mismatches the server would reject anyway (such as
+/// `--lifespan` without `--all`) are left for it to name.
+pub fn spec(args: &AddArgs, now: SystemTime) -> pb::ListenerSpec {
+    let mut builder = match (&args.start, &args.wait) {
+        (Some(workflow), _) => ListenerSpecBuilder::start(workflow.clone()),
+        (None, Some(instance)) => ListenerSpecBuilder::wait(instance.clone()),
+        (None, None) => ListenerSpecBuilder::start(String::new()),
+    };
+    builder = match &args.one {
+        Some(t) => builder.one(t.clone()),
+        None if !args.any.is_empty() => builder.any(args.any.clone()),
+        None => builder.all(args.all.clone()),
+    };
+    for set in &args.filters {
+        builder = builder.filter(set.event_type.clone(), set.clauses.clone());
+    }
+    if let Some(lifespan) = args.lifespan {
+        builder = builder.lifespan(lifespan);
+    }
+    if !args.correlate_by.is_empty() {
+        builder = builder.correlate_by(args.correlate_by.clone());
+    }
+    if let Some(policy) = args.policy {
+        builder = builder.policy(match policy {
+            Policy::First => pb::ConsumptionPolicy::First,
+            Policy::Latest => pb::ConsumptionPolicy::Latest,
+        });
+    }
+    if let Some(deadline) = args.deadline.or_else(|| args.timeout.map(|t| now + t)) {
+        builder = builder.deadline(deadline);
+    }
+    builder.build()
+}
+
+pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()> {
+    let client = args.connect().await?;
+    let ns = args.namespace.clone();
+    match cmd {
+        ListenersCommand::Add(add) => {
+            let spec = spec(&add, SystemTime::now());
+            let registration = match &add.request_id {
+                Some(request_id) => {
+                    client.register_listener_with_request_id(ns, spec, request_id.clone()).await.map_err(rpc_error)?
+                }
+                None => eventbus_client::Registration {
+                    listener: client.register_listener(ns, spec).await.map_err(rpc_error)?,
+                    created: true,
+                },
+            };
+            if args.json {
+                let listener = render::listener_json(&registration.listener);
+                print_json(&json!({ "created": registration.created, "listener": listener }));
+            } else {
+                let verb = if registration.created { "registered" } else { "already registered (same request id)" };
+                println!("{verb} listener {}", registration.listener.id);
+                println!("{}", render::listener_text(&registration.listener));
+            }
+        }
+        ListenersCommand::List(list) => {
+            let query = ListenerQuery {
+                kind: list.kind.map(|k| match k {
+                    Kind::Start => pb::ListenerKind::Start,
+                    Kind::Wait => pb::ListenerKind::Wait,
+                }),
+                workflow_id: list.workflow,
+                instance_id: list.instance,
+                include_finished: list.all,
+                page_size: 1000,
+            };
+            let listeners = client.list_listeners(ns, &query).await.map_err(rpc_error)?;
+            if args.json {
+                for l in &listeners {
+                    print_json(&render::listener_json(l));
+                }
+            } else if listeners.is_empty() {
+                eprintln!("no listeners");
+            } else {
+                let rows: Vec<Vec<String>> = listeners
+                    .iter()
+                    .map(|l| {
+                        let spec = l.spec.clone().unwrap_or_default();
+                        vec![
+                            l.id.clone(),
+                            render::listener_target(&spec),
+                            render::listener_condition(&spec),
+                            render::status(l.status()).to_owned(),
+                            l.create_time.as_ref().map(render::time).unwrap_or_default(),
+                            render::filters_text(&spec.filters).join(" | "),
+                        ]
+                    })
+                    .collect();
+                print_table(&["ID", "ACTION", "CONDITION", "STATUS", "CREATED", "FILTERS"], &rows);
+            }
+        }
+        ListenersCommand::Get(get) => {
+            let listener = client.get_listener(ns, get.id).await.map_err(rpc_error)?;
+            if args.json {
+                print_json(&render::listener_json(&listener));
+            } else {
+                println!("{}", render::listener_text(&listener));
+            }
+        }
+        ListenersCommand::Rm(rm) => {
+            let (deleted, what) = match (rm.id, rm.workflow, rm.instance) {
+                (Some(id), _, _) => {
+                    client.delete_listener(ns, id.clone()).await.map_err(rpc_error)?;
+                    (1, format!("listener {id}"))
+                }
+                (None, Some(w), _) => {
+                    let n = client.delete_listeners_for_workflow(ns, w.clone()).await.map_err(rpc_error)?;
+                    (n, format!("START listeners of workflow {w}"))
+                }
+                (None, None, Some(i)) => {
+                    let n = client.delete_listeners_for_instance(ns, i.clone()).await.map_err(rpc_error)?;
+                    (n, format!("WAIT listeners of instance {i}"))
+                }
+                (None, None, None) => anyhow::bail!("name a listener id, --workflow or --instance"),
+            };
+            if args.json {
+                print_json(&json!({ "deleted": deleted }));
+            } else {
+                println!("deleted {deleted} ({what})");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        add: AddArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<AddArgs, clap::Error> {
+        Cmd::try_parse_from(std::iter::once("add").chain(args.iter().copied())).map(|c| c.add)
+    }
+
+    #[test]
+    fn add_flags_build_the_spec() {
+        let now = SystemTime::UNIX_EPOCH;
+        let args = parse(&[
+            "--start",
+            "wf",
+            "--all",
+            "a,b",
+            "--filter",
+            "a:region=eu-*&subject=x",
+            "--filter",
+            "a:region=us",
+            "--lifespan",
+            "10m",
+            "--correlate-by",
+            "subject,customer",
+            "--policy",
+            "latest",
+        ])
+        .unwrap();
+        let built = spec(&args, now);
+        assert_eq!(built.kind(), pb::ListenerKind::Start);
+        assert_eq!(built.workflow_id, "wf");
+        assert_eq!(built.condition(), pb::ListenerCondition::All);
+        assert_eq!(built.types, ["a", "b"]);
+        assert_eq!(built.filters.len(), 2);
+        assert_eq!(built.filters[0].attributes.len(), 2);
+        assert_eq!(built.filters[1].attributes["region"], "us");
+        assert_eq!(built.lifespan, Some(prost_types::Duration { seconds: 600, nanos: 0 }));
+        assert_eq!(built.correlate_by, ["subject", "customer"]);
+        assert_eq!(built.policy(), pb::ConsumptionPolicy::Latest);
+
+        let args = parse(&["--wait", "inst", "--one", "t", "--timeout", "1h"]).unwrap();
+        let built = spec(&args, now);
+        assert_eq!(built.kind(), pb::ListenerKind::Wait);
+        assert_eq!(built.instance_id, "inst");
+        assert_eq!(built.types, ["t"]);
+        assert_eq!(built.deadline, Some(prost_types::Timestamp { seconds: 3600, nanos: 0 }));
+    }
+
+    #[test]
+    fn add_requires_one_action_and_one_condition() {
+        assert!(parse(&["--one", "t"]).is_err());
+        assert!(parse(&["--start", "wf"]).is_err());
+        assert!(parse(&["--start", "wf", "--wait", "i", "--one", "t"]).is_err());
+        assert!(parse(&["--start", "wf", "--one", "t", "--any", "a,b"]).is_err());
+        assert!(
+            parse(&["--wait", "i", "--one", "t", "--deadline", "2030-01-01T00:00:00Z", "--timeout", "1m"]).is_err()
+        );
+        assert!(parse(&["--start", "wf", "--one", "t", "--filter", "bad"]).is_err());
+    }
+}
