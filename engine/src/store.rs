@@ -431,12 +431,13 @@ impl Store {
             Output::Claimed(c) => c,
             other => return Err(unexpected(other)),
         };
-        let mut out = Vec::with_capacity(claimed.len());
-        for (notification, attempt) in claimed {
-            let notification = self.with_events(notification).await?;
-            out.push(Delivery { notification, group: group.to_owned(), attempt });
-        }
-        Ok(out)
+        let (mut notifications, attempts): (Vec<_>, Vec<_>) = claimed.into_iter().unzip();
+        self.load_events(namespace, &mut notifications).await?;
+        Ok(notifications
+            .into_iter()
+            .zip(attempts)
+            .map(|(notification, attempt)| Delivery { notification, group: group.to_owned(), attempt })
+            .collect())
     }
 
     /// Acknowledges leased notifications; returns how many were leased (others are ignored:

@@ -488,7 +488,11 @@ async fn group_filters_and_start_positions(db: &Db) {
     assert_eq!(seqs(store.claim("ns", "w", "c", 10, LEASE).await.unwrap()), vec![2]);
     assert_eq!(seqs(store.claim("ns", "k", "c", 10, LEASE).await.unwrap()), vec![3]);
     assert_eq!(seqs(store.claim("ns", "l", "c", 10, LEASE).await.unwrap()), Vec::<u64>::new());
-    assert_eq!(seqs(store.claim("ns", "s", "c", 10, LEASE).await.unwrap()), vec![2, 3]);
+    let shared = store.claim("ns", "s", "c", 10, LEASE).await.unwrap();
+    let events: Vec<Vec<&str>> =
+        shared.iter().map(|d| d.notification.events.iter().map(|e| e.id.as_str()).collect()).collect();
+    assert_eq!(events, vec![vec!["1"], vec!["1"]], "one event feeds both notifications");
+    assert_eq!(seqs(shared), vec![2, 3]);
     store.publish("ns", vec![ev("a", "2")]).await.unwrap(); // 4 (wf1), 5 (wf2); i1 is consumed
     assert_eq!(seqs(store.claim("ns", "l", "c", 10, LEASE).await.unwrap()), vec![4, 5]);
     assert_eq!(seqs(store.claim("ns", "w", "c", 10, LEASE).await.unwrap()), vec![5]);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, FromRow, Row};
 use uuid::Uuid;
 
 use super::rows::{
@@ -191,10 +191,13 @@ impl Store {
         );
         let rows =
             sqlx::query(AssertSqlSafe(sql)).bind(namespace).bind(group).bind(after).fetch_all(&self.inner.read).await?;
+        let mut notifications = rows
+            .iter()
+            .map(|row| NotificationRow::from_row(row).map_err(Error::from).and_then(NotificationRow::into_notification))
+            .collect::<Result<Vec<_>>>()?;
+        self.load_events(namespace, &mut notifications).await?;
         let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let n: NotificationRow = sqlx::FromRow::from_row(row)?;
-            let notification = self.with_events(n.into_notification()?).await?;
+        for (row, notification) in rows.iter().zip(notifications) {
             items.push(DeadLetter {
                 notification,
                 attempt: row.try_get::<i64, _>("attempt")? as u32,
@@ -209,15 +212,20 @@ impl Store {
         Ok(Page { items, next_page_token: next.flatten() })
     }
 
-    /// Loads the contributing events that are still retained, in the notification's order.
-    pub(crate) async fn with_events(&self, mut n: Notification) -> Result<Notification> {
-        let mut by_seq: HashMap<u64, Event> = HashMap::with_capacity(n.event_sequences.len());
-        for chunk in n.event_sequences.chunks(CHUNK) {
+    /// Loads the contributing events of notifications of one namespace that are still
+    /// retained, in each notification's order: one query per [`CHUNK`] distinct events, however
+    /// many notifications share them.
+    pub(crate) async fn load_events(&self, namespace: &str, notifications: &mut [Notification]) -> Result<()> {
+        let mut seqs: Vec<u64> = notifications.iter().flat_map(|n| n.event_sequences.iter().copied()).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut by_seq: HashMap<u64, Event> = HashMap::with_capacity(seqs.len());
+        for chunk in seqs.chunks(CHUNK) {
             let sql = format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND seq IN ({})",
                 list(chunk.len(), 2)
             );
-            let mut q = sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql)).bind(n.namespace.as_str());
+            let mut q = sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql)).bind(namespace);
             for s in chunk {
                 q = q.bind(*s as i64);
             }
@@ -226,8 +234,10 @@ impl Store {
                 by_seq.insert(e.sequence, e);
             }
         }
-        n.events = n.event_sequences.iter().filter_map(|s| by_seq.remove(s)).collect();
-        Ok(n)
+        for n in notifications {
+            n.events = n.event_sequences.iter().filter_map(|s| by_seq.get(s).cloned()).collect();
+        }
+        Ok(())
     }
 
     /// Counts a group's deliveries by state (`leased`, `ready`, `dead`) and how many

@@ -304,7 +304,7 @@ impl Writer {
                 Op::DeleteListeners { namespace, selector } => self.delete(tx, b, namespace, Ok(selector)).await?,
                 Op::EnsureGroup { namespace, group } => self.ensure_group(tx, b, namespace, group).await?,
                 Op::Claim { namespace, group, consumer, max, lease } => {
-                    self.claim(tx, b, namespace, group, consumer, *max, *lease).await?
+                    self.claim(tx, b.now, namespace, group, consumer, *max, *lease).await?
                 }
                 Op::Ack { namespace, group, sequences } => self.ack(tx, b, namespace, group, sequences).await?,
                 Op::Nack { namespace, group, sequence, retry_after, reason } => {
@@ -852,7 +852,7 @@ impl Writer {
     async fn claim(
         &mut self,
         tx: &mut AnyConnection,
-        b: &mut Batch,
+        now: DateTime<Utc>,
         ns: &str,
         group: &str,
         consumer: &str,
@@ -862,7 +862,7 @@ impl Writer {
         let Some((settings, read_seq)) = self.group_settings(tx, ns, group, true).await? else {
             return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
         };
-        let now = micros(b.now);
+        let now = micros(now);
         let until = now.saturating_add(lease.as_micros() as i64);
         let mut claimed: Vec<(i64, u32)> = Vec::new();
         // Due: leases that expired and retries whose time came.
@@ -976,7 +976,6 @@ impl Writer {
                 out.push((n, attempt));
             }
         }
-        let _ = b;
         Ok(Ok(Output::Claimed(out)))
     }
 
