@@ -264,6 +264,8 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
     pub timed_out: u64,
+    /// (listener, correlation key) partial states that lost events past their lifespan.
+    pub partials_pruned: u64,
     pub events_deleted: u64,
     pub notifications_deleted: u64,
     pub listeners_deleted: u64,

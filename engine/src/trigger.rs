@@ -269,8 +269,32 @@ impl Engine {
     /// Drops collected events whose lifespan has run out at `now`, for every ALL listener,
     /// so that keys that never complete do not hold memory forever.
     pub fn prune(&mut self, now: DateTime<Utc>) -> Outcome {
+        self.prune_where(now, |_| true)
+    }
+
+    /// Like [`Engine::prune`], for the listeners of one namespace only.
+    pub fn prune_namespace(&mut self, namespace: &str, now: DateTime<Utc>) -> Outcome {
+        self.prune_where(now, |l| l.namespace == namespace)
+    }
+
+    /// Returns the namespaces where [`Engine::prune`] would drop something at `now`.
+    pub fn namespaces_to_prune(&self, now: DateTime<Utc>) -> BTreeSet<String> {
+        self.slots
+            .values()
+            .filter(|slot| {
+                lifespan(&slot.listener)
+                    .is_some_and(|lifespan| slot.partials.values().flatten().any(|e| !alive(e, lifespan, now)))
+            })
+            .map(|slot| slot.listener.listener.namespace.clone())
+            .collect()
+    }
+
+    fn prune_where(&mut self, now: DateTime<Utc>, select: impl Fn(&crate::listener::Listener) -> bool) -> Outcome {
         let mut out = Outcome::default();
         for (id, slot) in &mut self.slots {
+            if !select(&slot.listener.listener) {
+                continue;
+            }
             let Some(lifespan) = lifespan(&slot.listener) else { continue };
             slot.partials.retain(|key, partial| {
                 let before = partial.len();

@@ -86,6 +86,7 @@ cases!(
     wait_wakes_once_and_stays_readable,
     deadlines_time_out_exactly_once,
     retention_deletes_old_rows,
+    sweeper_prunes_partials_past_their_lifespan,
     concurrent_publishes_fire_exactly_once,
 );
 
@@ -627,6 +628,29 @@ async fn retention_deletes_old_rows(db: &Db) {
     assert_eq!(store.ack("ns", "g", vec![2]).await.unwrap(), 1);
     let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
     assert_eq!(d.iter().map(|d| d.notification.sequence).collect::<Vec<_>>(), vec![3]);
+}
+
+async fn sweeper_prunes_partials_past_their_lifespan(db: &Db) {
+    let store = open(db).await;
+    let mut s = spec(ListenerKind::Start, Condition::All, &["payment.received", "shipment.sent"], "fulfil");
+    s.correlate_by = vec!["orderid".into()];
+    s.lifespan = Some(Duration::from_secs(60));
+    store.register_listener("ns", s, None, Default::default()).await.unwrap();
+    store
+        .publish(
+            "ns",
+            vec![
+                with_ext(ev("payment.received", "p1"), "orderid", "1"),
+                with_ext(ev("payment.received", "p2"), "orderid", "2"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.partial_count("ns", None).await.unwrap(), 2);
+    assert_eq!(store.sweep(Utc::now()).await.unwrap().partials_pruned, 0, "nothing is past its lifespan yet");
+    let later = Utc::now() + chrono::Duration::minutes(2);
+    assert_eq!(store.sweep(later).await.unwrap().partials_pruned, 2);
+    assert_eq!(store.partial_count("ns", None).await.unwrap(), 0, "pruned in the database too");
 }
 
 /// Many tasks on two stores (standing in for two server processes) publish the parts of

@@ -157,6 +157,9 @@ struct Batch {
     signal: BTreeSet<String>,
 }
 
+/// How often the sweeper drops collected events past their lifespan from keys that saw no event.
+const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 pub(crate) struct Writer {
     backend: Backend,
     pool: AnyPool,
@@ -164,6 +167,7 @@ pub(crate) struct Writer {
     config: StoreConfig,
     engine: Engine,
     loaded: HashMap<String, Loaded>,
+    last_prune: Option<DateTime<Utc>>,
 }
 
 pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
@@ -202,7 +206,7 @@ pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
 
 impl Writer {
     pub(crate) fn new(backend: Backend, pool: AnyPool, signals: Signals, config: StoreConfig) -> Self {
-        Self { backend, pool, signals, config, engine: Engine::new(), loaded: HashMap::new() }
+        Self { backend, pool, signals, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
     }
 
     async fn run(&mut self, batch: &mut Vec<Command>) {
@@ -1110,18 +1114,33 @@ impl Writer {
 
     async fn sweep(&mut self, tx: &mut AnyConnection, b: &mut Batch, now: DateTime<Utc>) -> Result<Result<Output>> {
         let mut report = SweepReport::default();
-        let due: Vec<String> = sqlx::query_scalar(
+        let mut namespaces: BTreeSet<String> = sqlx::query_scalar(
             "SELECT DISTINCT namespace FROM listeners WHERE status = 'active' AND deadline_us IS NOT NULL \
-             AND deadline_us <= $1 ORDER BY namespace",
+             AND deadline_us <= $1",
         )
         .bind(micros(now))
         .fetch_all(&mut *tx)
-        .await?;
-        for ns in &due {
+        .await?
+        .into_iter()
+        .collect();
+        // Collected events past their lifespan are dropped when their key sees another event;
+        // keys that never do are pruned here, now and then (it scans the loaded listeners).
+        let prune = self.last_prune.is_none_or(|t| now - t >= PRUNE_INTERVAL);
+        if prune {
+            self.last_prune = Some(now);
+            namespaces.extend(self.engine.namespaces_to_prune(now));
+        }
+        // Locked in name order, like every other transaction.
+        for ns in &namespaces {
             self.lock_namespace(tx, b, ns).await?;
             let outcome = self.engine.expire_namespace(ns, now);
             report.timed_out += outcome.actions.len() as u64;
             self.stage(b, ns, outcome)?;
+            if prune {
+                let outcome = self.engine.prune_namespace(ns, now);
+                report.partials_pruned += outcome.partials.len() as u64;
+                self.stage(b, ns, outcome)?;
+            }
         }
         self.flush(tx, b).await?;
         if let Some(retention) = self.config.retention {
