@@ -280,7 +280,6 @@ async fn main() {
             eprintln!("filled to {} events in {:.1?}", a.restart, t.elapsed());
         }
         drop(store);
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let t = Instant::now();
         let store = Store::open(config).await.unwrap();
         let opened = t.elapsed();

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use eventbus_client::{Client, CloudEventBuilder, ListenerSpecBuilder, SubscribeOptions};
@@ -13,12 +13,13 @@ use futures::StreamExt;
 async fn binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let addr_file = dir.path().join("addr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
         .args(["serve", "--listen", "127.0.0.1:0", "--listen-addr-file"])
         .arg(&addr_file)
         .arg("--data-file")
         .arg(dir.path().join("eventbus.db"))
         .stdout(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     // The address file is the readiness signal: written (atomically) once the socket is bound.
@@ -40,15 +41,12 @@ async fn binary_serves_and_stops_on_sigterm() {
     assert_eq!(d.notification().workflow_id, "wf");
     d.ack().await.unwrap();
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let pid = child.id().expect("the server is running").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("server did not stop on SIGTERM within 20 s")
+        .unwrap();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
 }
