@@ -376,20 +376,22 @@ impl Writer {
         if since.is_none() {
             self.unload(ns);
         }
-        let (filter, partial_filter) = match since {
-            Some(_) => ("l.gen > $2", "l.gen > $2 AND l.status = 'active'"),
-            None => ("l.status = 'active' AND $2 = $2", "l.status = 'active' AND $2 = $2"),
-        };
-        let since = since.unwrap_or(0);
+        // Incremental: every listener changed since (finished and deleted ones leave the engine).
+        // Full: every active listener, as changed since before the first generation.
+        let filter = if since.is_some() { "l.gen > $2" } else { "l.gen > $2 AND l.status = 'active'" };
+        let since = since.unwrap_or(-1);
         let columns = LISTENER_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!("SELECT {columns} FROM listeners l WHERE l.namespace = $1 AND {filter} ORDER BY l.ord");
         let rows: Vec<ListenerRow> =
             sqlx::query_as(AssertSqlSafe(sql)).bind(ns).bind(since).fetch_all(&mut *tx).await?;
-        let sql = format!(
+        let partial_rows = sqlx::query(
             "SELECT p.listener_id, p.corr_key, p.events FROM partials p JOIN listeners l ON l.id = p.listener_id \
-             WHERE l.namespace = $1 AND {partial_filter}"
-        );
-        let partial_rows = sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(since).fetch_all(&mut *tx).await?;
+             WHERE l.namespace = $1 AND l.gen > $2 AND l.status = 'active'",
+        )
+        .bind(ns)
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
         let mut partials: HashMap<String, Vec<(CorrelationKey, Vec<EventRef>)>> = HashMap::new();
         for r in partial_rows {
             let id: String = r.try_get(0)?;
