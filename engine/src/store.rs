@@ -347,12 +347,6 @@ impl Store {
         self.inner.signals.get(namespace)
     }
 
-    /// Returns whether the database answers.
-    pub async fn ping(&self) -> Result<()> {
-        self.inner.read.execute("SELECT 1").await?;
-        Ok(())
-    }
-
     async fn call(&self, op: Op) -> Result<Output> {
         let (reply, rx) = oneshot::channel();
         self.inner

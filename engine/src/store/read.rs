@@ -240,32 +240,6 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a group's deliveries by state (`leased`, `ready`, `dead`) and how many
-    /// notifications it has not looked at yet.
-    pub async fn group_stats(&self, namespace: &str, group: &str) -> Result<HashMap<String, u64>> {
-        let mut out = HashMap::new();
-        let rows = sqlx::query(
-            "SELECT state, COUNT(*) FROM deliveries WHERE namespace = $1 AND group_name = $2 GROUP BY state",
-        )
-        .bind(namespace)
-        .bind(group)
-        .fetch_all(&self.inner.read)
-        .await?;
-        for r in rows {
-            out.insert(r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? as u64);
-        }
-        let unread: Option<i64> = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM notifications n JOIN consumer_groups g ON g.namespace = n.namespace \
-             WHERE g.namespace = $1 AND g.name = $2 AND n.seq > g.read_seq",
-        )
-        .bind(namespace)
-        .bind(group)
-        .fetch_optional(&self.inner.read)
-        .await?;
-        out.insert("unread".into(), unread.unwrap_or(0) as u64);
-        Ok(out)
-    }
-
     /// Counts the notifications leased to `consumer` whose lease has not expired.
     pub async fn leased_count(&self, namespace: &str, group: &str, consumer: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
