@@ -41,16 +41,6 @@ _EVENTBUS_GO_GEN_DIR=client/go/gen
 _EVENTBUS_PY_GEN_DIR=client/python/src/eventbus/v1
 _EVENTBUS_BUF=.tools/npm/node_modules/.bin/buf
 
-_eventbus_codegen_go() {
-    if command -v go >/dev/null 2>&1; then
-        command -v go
-    elif [[ -x /usr/local/go/bin/go ]]; then
-        printf '%s\n' /usr/local/go/bin/go
-    else
-        return 1
-    fi
-}
-
 ensure_buf() (
     set -euo pipefail
     cd "$EVENTBUS_ROOT"
@@ -74,7 +64,7 @@ ensure_go_plugins() (
     set -euo pipefail
     cd "$EVENTBUS_ROOT"
     local go
-    go=$(_eventbus_codegen_go) || die "codegen: no Go toolchain found (need Go >= 1.24 on PATH)"
+    go=$(find_go) || die "codegen: no Go toolchain found (need Go >= 1.24 on PATH)"
     mkdir -p .tools/bin
     # name, package, version, what `name --version` prints for that version
     local name pkg version want got
@@ -178,7 +168,7 @@ clients_check() (
     set -euo pipefail
     ensure_venv
     local go
-    go=$(_eventbus_codegen_go) || die "codegen: no Go toolchain found (need Go >= 1.24 on PATH)"
+    go=$(find_go) || die "codegen: no Go toolchain found (need Go >= 1.24 on PATH)"
     cd "$EVENTBUS_ROOT/client/go"
     log "codegen: client/go: go build ./... && go vet ./..."
     "$go" build ./...

@@ -18,6 +18,7 @@
 #                            keeps going past failures, then empties the array; also reports
 #                            which `step` was running if the shell is exiting with an error
 #   port_in_use PORT         true if something listens on 127.0.0.1:PORT (or any address)
+#   find_go                  prints the Go toolchain's path (PATH, then /usr/local/go/bin)
 #   ensure_apt_packages PKG...  installs Debian packages that are missing (root only)
 #
 # The caller owns the traps. Install them BEFORE starting any service, e.g. in run.sh:
@@ -149,6 +150,17 @@ port_in_use() {
         return 0
     fi
     return 1
+}
+
+# Prints the path of the Go toolchain: `go` on PATH, or the usual /usr/local/go install.
+find_go() {
+    if command -v go >/dev/null 2>&1; then
+        command -v go
+    elif [[ -x /usr/local/go/bin/go ]]; then
+        printf '%s\n' /usr/local/go/bin/go
+    else
+        return 1
+    fi
 }
 
 # Installs the given Debian packages if dpkg does not already have them.

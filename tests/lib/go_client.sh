@@ -34,20 +34,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 : "${EVENTBUS_GO_EXAMPLE_ORDERS:=2000}"
 : "${EVENTBUS_GO_EXAMPLE_TIMEOUT:=5m}"
 
-_eventbus_go_client_go() {
-    if command -v go >/dev/null 2>&1; then
-        command -v go
-    elif [[ -x /usr/local/go/bin/go ]]; then
-        printf '%s\n' /usr/local/go/bin/go
-    else
-        return 1
-    fi
-}
-
 go_client_tests() (
     set -euo pipefail
     local go bin
-    go=$(_eventbus_go_client_go) || die "go client: no Go toolchain found (need Go >= 1.25 on PATH)"
+    go=$(find_go) || die "go client: no Go toolchain found (need Go >= 1.25 on PATH)"
     [[ -n "${EVENTBUS_BIN:-}" ]] ||
         die "go client: EVENTBUS_BIN must name the eventbus binary for the integration tests (tests/run.sh builds it); they are never skipped"
     bin=$EVENTBUS_BIN
@@ -75,7 +65,7 @@ go_client_tests() (
 go_example() (
     set -euo pipefail
     local go
-    go=$(_eventbus_go_client_go) || die "go example: no Go toolchain found (need Go >= 1.25 on PATH)"
+    go=$(find_go) || die "go example: no Go toolchain found (need Go >= 1.25 on PATH)"
     [[ -n "${EVENTBUS_ADDR:-}" ]] ||
         die "go example: EVENTBUS_ADDR must be host:port of a running eventbus server"
     cd "$EVENTBUS_ROOT/client/go"

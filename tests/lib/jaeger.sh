@@ -47,16 +47,6 @@ _EVENTBUS_JAEGER_PID="${_EVENTBUS_JAEGER_PID:-}"
 _EVENTBUS_JAEGER_LOG="${_EVENTBUS_JAEGER_LOG:-}"
 _EVENTBUS_JAEGER_MODULE=github.com/jaegertracing/jaeger
 
-_eventbus_find_go() {
-    if command -v go >/dev/null 2>&1; then
-        command -v go
-    elif [[ -x /usr/local/go/bin/go ]]; then
-        printf '%s\n' /usr/local/go/bin/go
-    else
-        return 1
-    fi
-}
-
 # What `go version -m` must show for a binary built from EVENTBUS_JAEGER_VERSION:
 # the tag itself, or for a commit the 12-hex-digit prefix inside its pseudo-version.
 _eventbus_jaeger_version_marker() {
@@ -120,7 +110,7 @@ ensure_jaeger() {
     local bin="$bindir/jaeger"
     local marker go=""
     marker=$(_eventbus_jaeger_version_marker)
-    go=$(_eventbus_find_go) || go=""
+    go=$(find_go) || go=""
 
     if [[ -x "$bin" ]]; then
         # Captured first: `go version -m | grep -q` can die of SIGPIPE, failing under pipefail.
