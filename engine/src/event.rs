@@ -66,7 +66,8 @@ pub enum Data {
     },
 }
 
-/// A W3C trace context carried through the engine untouched: the engine never interprets it.
+/// A W3C trace context (`traceparent`, `tracestate` headers). The trigger engine carries it
+/// untouched; the store derives a trigger's context from it with [`TraceContext::child`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TraceContext {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -78,6 +79,29 @@ pub struct TraceContext {
 impl TraceContext {
     pub fn is_empty(&self) -> bool {
         self.traceparent.is_empty()
+    }
+
+    /// Returns the context of a span with id `span_id` whose parent is this context: same trace
+    /// id, flags and `tracestate`. Empty when this context has no valid `traceparent` or the span
+    /// id is all zeros (both invalid in W3C Trace Context).
+    pub fn child(&self, span_id: [u8; 8]) -> TraceContext {
+        let valid = |part: &str, len: usize| {
+            part.len() == len && part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let parts: Vec<&str> = self.traceparent.split('-').collect();
+        let [version, trace_id, parent_id, flags] = parts[..] else { return TraceContext::default() };
+        let ok = valid(version, 2)
+            && version != "ff"
+            && valid(trace_id, 32)
+            && trace_id.bytes().any(|b| b != b'0')
+            && valid(parent_id, 16)
+            && valid(flags, 2)
+            && span_id != [0; 8];
+        if !ok {
+            return TraceContext::default();
+        }
+        let span: String = span_id.iter().map(|b| format!("{b:02x}")).collect();
+        TraceContext { traceparent: format!("00-{trace_id}-{span}-{flags}"), tracestate: self.tracestate.clone() }
     }
 }
 
@@ -199,5 +223,29 @@ mod tests {
     fn canonical_time_converts_offsets_to_utc() {
         let t = DateTime::parse_from_rfc3339("2026-11-22T12:00:00.500+02:00").unwrap();
         assert_eq!(canonical_time(&t.with_timezone(&Utc)), "2026-11-22T10:00:00.5Z");
+    }
+
+    #[test]
+    fn child_context_keeps_trace_flags_and_state() {
+        let parent = TraceContext {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: "vendor=x".into(),
+        };
+        let child = parent.child([1, 2, 3, 4, 5, 6, 7, 0xab]);
+        assert_eq!(child.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-01020304050607ab-01");
+        assert_eq!(child.tracestate, "vendor=x");
+        let invalid = [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ];
+        for traceparent in invalid {
+            let parent = TraceContext { traceparent: traceparent.into(), tracestate: String::new() };
+            assert!(parent.child([1; 8]).is_empty(), "{traceparent:?}");
+        }
+        assert!(TraceContext { traceparent: child.traceparent, tracestate: String::new() }.child([0; 8]).is_empty());
     }
 }

@@ -72,6 +72,8 @@ pub struct StoreConfig {
     pub sweep_interval: Duration,
     /// Rows the retention sweeper deletes per table per transaction.
     pub retention_batch: u32,
+    /// Told about fired triggers after each commit; `None` skips that work.
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl StoreConfig {
@@ -84,6 +86,7 @@ impl StoreConfig {
             retention: None,
             sweep_interval: Duration::from_secs(1),
             retention_batch: 1000,
+            observer: None,
         }
     }
 }
@@ -166,6 +169,72 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// The trigger's trace context: runners continue it.
     pub trace: TraceContext,
+}
+
+/// A listener that fired, as told to the [`Observer`] once the transaction that recorded its
+/// notification has committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub namespace: String,
+    /// The notification's sequence.
+    pub sequence: u64,
+    pub fire_id: Uuid,
+    pub kind: NotificationKind,
+    pub listener_id: Uuid,
+    /// The workflow id (START) or instance id (WAKE, TIMEOUT).
+    pub target: String,
+    pub at: DateTime<Utc>,
+    /// The trigger's own context, which the notification carries: a child of `cause` whose span
+    /// id is derived from the fire id ([`trigger_span_id`]). Empty when `cause` is.
+    pub trace: TraceContext,
+    /// What the trigger continues: the completing event's context, or for a TIMEOUT the
+    /// registering call's.
+    pub cause: TraceContext,
+    /// The contexts of the other contributing events (fan-in of an ALL listener).
+    pub links: Vec<TraceContext>,
+}
+
+/// Told about the store's side effects after they committed; the server turns them into trace
+/// spans and metrics.
+///
+/// Hazard: called from the writer task, between transactions: it must return quickly and must
+/// not call back into the store.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Triggers fired by one committed transaction, in notification order.
+    fn fired(&self, fired: &[Fired]);
+
+    /// Notifications a group acknowledged, by the time each was created (its publish commit).
+    fn acked(&self, namespace: &str, group: &str, created_at: &[DateTime<Utc>]);
+}
+
+/// A consumer group's notifications by state, for monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupBacklog {
+    pub namespace: String,
+    pub group: String,
+    /// Not yet leased: not looked at yet (counted before the group's filters apply), waiting for
+    /// a retry, or released.
+    pub pending: u64,
+    /// Leased to a consumer (including leases that expired and await a new claim).
+    pub leased: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+/// Connections of the read pool, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub max: u32,
+    pub open: u32,
+    pub idle: u32,
+}
+
+/// The span id of a trigger: the first 8 bytes of its fire id, so the same firing always gets the
+/// same span id (fire ids are UUIDv5, whose version nibble keeps these bytes from being zero).
+pub fn trigger_span_id(fire_id: Uuid) -> [u8; 8] {
+    let mut id = [0; 8];
+    id.copy_from_slice(&fire_id.as_bytes()[..8]);
+    id
 }
 
 /// A notification leased to one consumer of a group.

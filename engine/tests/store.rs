@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use eventbus_engine::store::{
     Backend, EventKey, EventQuery, GroupSpec, ListenerQuery, ListenerSelector, NotificationKind, StartPosition, Store,
-    StoreConfig,
+    StoreConfig, trigger_span_id,
 };
 use eventbus_engine::{
     AttrValue, Condition, Data, ErrorKind, Event, FilterSet, ListenerKind, ListenerSpec, ListenerStatus, TraceContext,
@@ -352,7 +352,8 @@ async fn start_notification_reaches_every_group_once(db: &Db) {
         assert_eq!(d.notification.event_sequences, vec![1]);
         assert_eq!(d.notification.events.len(), 1);
         assert_eq!(d.notification.events[0].id, "1");
-        assert_eq!(d.notification.trace, trace);
+        // The notification carries the trigger's span: a child of the event's context.
+        assert_eq!(d.notification.trace, trace.child(trigger_span_id(d.notification.fire_id)));
         assert!(store.claim("ns", g, "c", 10, LEASE).await.unwrap().is_empty(), "{g}: leased to one consumer");
         assert_eq!(store.ack("ns", g, vec![1]).await.unwrap(), 1);
         assert_eq!(store.ack("ns", g, vec![1]).await.unwrap(), 0, "acking twice is harmless");
@@ -583,7 +584,8 @@ async fn deadlines_time_out_exactly_once(db: &Db) {
     let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].notification.kind, NotificationKind::Timeout);
-    assert_eq!(d[0].notification.trace, trace, "a timeout continues the registration's trace");
+    let want = trace.child(trigger_span_id(d[0].notification.fire_id));
+    assert_eq!(d[0].notification.trace, want, "a timeout continues the registration's trace");
     assert!(matches!(store.get_listener("ns", l.id).await.unwrap().status, ListenerStatus::TimedOut { .. }));
     assert_eq!(store.sweep(later).await.unwrap().timed_out, 0);
 }

@@ -1,7 +1,8 @@
-//! Reads: straight from the pool, never through the writer. Every query is scoped by
-//! namespace, so another namespace's data is never read or revealed.
+//! Reads: straight from the pool, never through the writer. Every query that serves a request is
+//! scoped by namespace, so another namespace's data is never read or revealed; only the
+//! operator's monitoring counts ([`Store::group_backlogs`]) span namespaces.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AssertSqlSafe, FromRow, Row};
 use uuid::Uuid;
@@ -12,7 +13,8 @@ use super::rows::{
 };
 use super::sql::{CHUNK, list};
 use super::{
-    DEFAULT_PAGE_SIZE, DeadLetter, EventKey, EventQuery, ListenerQuery, MAX_PAGE_SIZE, Notification, Page, Store,
+    DEFAULT_PAGE_SIZE, DeadLetter, EventKey, EventQuery, GroupBacklog, ListenerQuery, MAX_PAGE_SIZE, Notification,
+    Page, PoolStats, Store,
 };
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -253,6 +255,46 @@ impl Store {
         .fetch_one(&self.inner.read)
         .await?;
         Ok(n as u64)
+    }
+
+    /// Counts every consumer group's notifications by state.
+    pub async fn group_backlogs(&self) -> Result<Vec<GroupBacklog>> {
+        let mut out: BTreeMap<(String, String), GroupBacklog> = BTreeMap::new();
+        let unread = sqlx::query(
+            "SELECT g.namespace, g.name, (SELECT COUNT(*) FROM notifications n \
+             WHERE n.namespace = g.namespace AND n.seq > g.read_seq) FROM consumer_groups g",
+        )
+        .fetch_all(&self.inner.read)
+        .await?;
+        for row in unread {
+            let (namespace, group): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let pending = row.try_get::<i64, _>(2)? as u64;
+            let key = (namespace.clone(), group.clone());
+            out.insert(key, GroupBacklog { namespace, group, pending, leased: 0, dead: 0 });
+        }
+        let states = sqlx::query(
+            "SELECT namespace, group_name, state, COUNT(*) FROM deliveries GROUP BY namespace, group_name, state",
+        )
+        .fetch_all(&self.inner.read)
+        .await?;
+        for row in states {
+            let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let state: String = row.try_get(2)?;
+            let n = row.try_get::<i64, _>(3)? as u64;
+            let Some(b) = out.get_mut(&key) else { continue };
+            match state.as_str() {
+                "leased" => b.leased += n,
+                "dead" => b.dead += n,
+                _ => b.pending += n,
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Returns the read pool's size and use.
+    pub fn pool_stats(&self) -> PoolStats {
+        let pool = &self.inner.read;
+        PoolStats { max: self.inner.config.pool_size.max(1), open: pool.size(), idle: pool.num_idle() as u32 }
     }
 
     /// Counts the listeners with partial state for `kind` listeners of the namespace (for

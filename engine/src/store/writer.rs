@@ -18,8 +18,8 @@ use super::rows::{
 };
 use super::sql::{CHUNK, INSERT_CHUNK, events_by_keys, list, placeholders};
 use super::{
-    Backend, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
-    StoreConfig, SweepReport,
+    Backend, Fired, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
+    StoreConfig, SweepReport, trigger_span_id,
 };
 use crate::error::{Error, Result};
 use crate::event::{Event, EventRef, TraceContext};
@@ -155,6 +155,18 @@ struct Batch {
     staged: Staged,
     /// Namespaces whose subscribers to wake after commit.
     signal: BTreeSet<String>,
+    /// Triggers to tell the observer about after commit (only collected when there is one).
+    fired: Vec<Fired>,
+    /// Acknowledged notifications' creation times by (namespace, group), likewise.
+    acked: Vec<(String, String, Vec<DateTime<Utc>>)>,
+}
+
+/// What a committed transaction hands back: each op's result and what to announce.
+struct Committed {
+    outputs: Vec<Result<Output>>,
+    signal: BTreeSet<String>,
+    fired: Vec<Fired>,
+    acked: Vec<(String, String, Vec<DateTime<Utc>>)>,
 }
 
 /// How often the sweeper drops collected events past their lifespan from keys that saw no event.
@@ -212,12 +224,10 @@ impl Writer {
     async fn run(&mut self, batch: &mut Vec<Command>) {
         let ops: Vec<&Op> = batch.iter().map(|c| &c.op).collect();
         match self.transact(&ops).await {
-            Ok((outputs, signal)) => {
+            Ok(committed) => {
+                let outputs = self.announce(committed);
                 for (cmd, out) in batch.drain(..).zip(outputs) {
                     let _ = cmd.reply.send(out);
-                }
-                for ns in signal {
-                    self.signals.notify(&ns);
                 }
             }
             Err(e) if batch.len() == 1 => {
@@ -231,10 +241,8 @@ impl Writer {
                 for cmd in batch.drain(..) {
                     let result = self.transact(&[&cmd.op]).await;
                     let out = match result {
-                        Ok((mut outputs, signal)) => {
-                            for ns in signal {
-                                self.signals.notify(&ns);
-                            }
+                        Ok(committed) => {
+                            let mut outputs = self.announce(committed);
                             outputs.pop().unwrap_or_else(|| Err(Error::Internal("no output".into())))
                         }
                         Err(e) => Err(e),
@@ -245,12 +253,36 @@ impl Writer {
         }
     }
 
+    /// Tells the observer and the waiting subscribers what a transaction committed; returns the
+    /// ops' results.
+    fn announce(&self, committed: Committed) -> Vec<Result<Output>> {
+        if let Some(observer) = &self.config.observer {
+            if !committed.fired.is_empty() {
+                observer.fired(&committed.fired);
+            }
+            for (ns, group, created) in &committed.acked {
+                observer.acked(ns, group, created);
+            }
+        }
+        for ns in &committed.signal {
+            self.signals.notify(ns);
+        }
+        committed.outputs
+    }
+
     /// Runs ops in one transaction. The outer error aborts the whole transaction; the inner
     /// results are each op's own (an op that fails on its own changes nothing).
-    async fn transact(&mut self, ops: &[&Op]) -> Result<(Vec<Result<Output>>, BTreeSet<String>)> {
+    async fn transact(&mut self, ops: &[&Op]) -> Result<Committed> {
         let mut tx = self.pool.begin_with(self.backend.begin()).await?;
         let now = super::from_micros(micros(Utc::now()));
-        let mut b = Batch { now, ns: BTreeMap::new(), staged: Staged::default(), signal: BTreeSet::new() };
+        let mut b = Batch {
+            now,
+            ns: BTreeMap::new(),
+            staged: Staged::default(),
+            signal: BTreeSet::new(),
+            fired: Vec::new(),
+            acked: Vec::new(),
+        };
         let result = self.execute(&mut tx, &mut b, ops).await;
         let result = match result {
             Ok(outputs) => match tx.commit().await {
@@ -269,7 +301,7 @@ impl Writer {
                         l.generation = if st.changed.is_empty() { st.generation } else { st.new_gen() };
                     }
                 }
-                Ok((outputs, b.signal))
+                Ok(Committed { outputs, signal: b.signal, fired: b.fired, acked: b.acked })
             }
             Err(e) => {
                 // The engine ran ahead of what was stored: forget these namespaces.
@@ -514,6 +546,23 @@ impl Writer {
                 ActionKind::Wake { instance_id } => (NotificationKind::Wake, instance_id),
                 ActionKind::Timeout { instance_id } => (NotificationKind::Timeout, instance_id),
             };
+            // The notification carries the trigger's context, a child of what it continues.
+            let trace = action.trace.child(trigger_span_id(action.fire_id));
+            if self.config.observer.is_some() {
+                let others = &action.events[..action.events.len().saturating_sub(1)];
+                b.fired.push(Fired {
+                    namespace: ns.to_owned(),
+                    sequence: seq as u64,
+                    fire_id: action.fire_id,
+                    kind,
+                    listener_id: action.listener_id,
+                    target: target.clone(),
+                    at: b.now,
+                    trace: trace.clone(),
+                    cause: action.trace.clone(),
+                    links: others.iter().map(|e| e.trace.clone()).filter(|t| !t.is_empty()).collect(),
+                });
+            }
             b.staged.notifications.push(NotificationRecord {
                 namespace: ns.to_owned(),
                 seq,
@@ -523,7 +572,7 @@ impl Writer {
                 target,
                 correlation: action.correlation,
                 event_seqs: action.events.iter().map(|e| e.sequence).collect(),
-                trace: action.trace,
+                trace,
             });
         }
         for ((id, key), partial) in outcome.partials {
@@ -994,16 +1043,37 @@ impl Writer {
         seqs: &[u64],
     ) -> Result<Result<Output>> {
         let mut acked = 0;
+        let observed = self.config.observer.is_some();
         for chunk in seqs.chunks(CHUNK) {
             let sql = format!(
-                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state = 'leased' AND seq IN ({})",
-                list(chunk.len(), 3)
+                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state = 'leased' AND seq IN ({}){}",
+                list(chunk.len(), 3),
+                if observed { " RETURNING seq" } else { "" }
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(group);
             for s in chunk {
                 q = q.bind(*s as i64);
             }
-            acked += q.execute(&mut *tx).await?.rows_affected();
+            if !observed {
+                acked += q.execute(&mut *tx).await?.rows_affected();
+                continue;
+            }
+            let deleted: Vec<i64> =
+                q.fetch_all(&mut *tx).await?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+            acked += deleted.len() as u64;
+            if deleted.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT created_us FROM notifications WHERE namespace = $1 AND seq IN ({})",
+                list(deleted.len(), 2)
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(ns);
+            for s in deleted {
+                q = q.bind(s);
+            }
+            let created = q.fetch_all(&mut *tx).await?.into_iter().map(super::from_micros).collect();
+            b.acked.push((ns.to_owned(), group.to_owned(), created));
         }
         if acked > 0 {
             // Freed in-flight room: the group's streams may claim more.
