@@ -9,6 +9,8 @@ use anyhow::Context;
 use eventbus_engine::store::{Durability, StoreConfig};
 use serde::Deserialize;
 
+use crate::telemetry::TelemetryArgs;
+
 /// Request and stream limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -50,6 +52,11 @@ pub struct ServerConfig {
     /// A Subscribe stream also looks for due redeliveries (and, on Postgres, notifications other
     /// servers created) this often.
     pub poll_interval: Duration,
+    /// Where to serve Prometheus metrics; `None` serves none.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Whether OpenTelemetry traces are exported (the subscriber is installed by
+    /// [`crate::telemetry::init`]): RPC, trigger and deliver spans are only made then.
+    pub traces: bool,
 }
 
 impl ServerConfig {
@@ -60,6 +67,8 @@ impl ServerConfig {
             limits: Limits::default(),
             keepalive: Duration::from_secs(15),
             poll_interval: Duration::from_millis(500),
+            metrics_addr: None,
+            traces: false,
         }
     }
 }
@@ -112,6 +121,12 @@ pub struct ServeArgs {
     /// Seconds without a message after which a Subscribe stream gets a keepalive [default: 15].
     #[arg(long, env = "EVENTBUS_KEEPALIVE_SECONDS")]
     pub keepalive_seconds: Option<u64>,
+    /// Address to serve Prometheus metrics on (`GET /metrics`), e.g. 127.0.0.1:9464 [default:
+    /// none, no metrics endpoint].
+    #[arg(long, env = "EVENTBUS_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +145,7 @@ struct FileConfig {
     max_subscriptions: Option<usize>,
     max_streams_per_connection: Option<u32>,
     keepalive_seconds: Option<u64>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -176,6 +192,8 @@ impl ServeArgs {
         if let Some(s) = self.keepalive_seconds.or(file.keepalive_seconds) {
             config.keepalive = Duration::from_secs(s.max(1));
         }
+        config.metrics_addr = self.metrics_addr.or(file.metrics_addr);
+        config.traces = self.telemetry.traces_enabled();
         Ok((config, self.listen_addr_file.or(file.listen_addr_file)))
     }
 }

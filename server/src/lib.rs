@@ -4,6 +4,7 @@
 //! the engine live in [`convert`]; the mapping of errors to status codes in [`status`].
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 use eventbus_client::FILE_DESCRIPTOR_SET;
@@ -16,12 +17,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub mod config;
 pub mod convert;
+pub mod metrics;
 pub mod service;
 pub mod status;
 pub mod subscribe;
 pub mod telemetry;
 
 pub use config::{Limits, ServeArgs, ServerConfig};
+use metrics::{Metrics, StoreObserver};
 pub use service::EventBus;
 
 /// Serves on an already bound listener until `shutdown` completes, then shuts down gracefully:
@@ -29,18 +32,34 @@ pub use service::EventBus;
 /// UNAVAILABLE (clients reconnect elsewhere or later).
 pub async fn serve(
     listener: TcpListener,
-    config: ServerConfig,
+    mut config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    if config.traces || config.metrics_addr.is_some() {
+        let observer = StoreObserver { metrics: metrics.clone(), traces: config.traces };
+        config.store.observer = Some(Arc::new(observer));
+    }
     let store = Store::open(config.store.clone()).await.context("opening the store")?;
-    serve_store(listener, store, config, shutdown).await
+    run(listener, store, config, metrics, shutdown).await
 }
 
-/// Like [`serve`], with a store the caller opened.
+/// Like [`serve`], with a store the caller opened (trigger spans and the fired and
+/// publish-to-ack metrics need the observer [`serve`] gives the store it opens).
 pub async fn serve_store(
     listener: TcpListener,
     store: Store,
     config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run(listener, store, config, Arc::new(Metrics::default()), shutdown).await
+}
+
+async fn run(
+    listener: TcpListener,
+    store: Store,
+    config: ServerConfig,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -51,7 +70,24 @@ pub async fn serve_store(
         .context("building the reflection service")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = config.limits.clone();
-    let bus = EventBus::new(store, config, stop_rx);
+    let traces = config.traces;
+    let metrics_addr = config.metrics_addr;
+    let bus = EventBus::new(store, config, metrics, stop_rx);
+    let metrics_server = match metrics_addr {
+        Some(addr) => {
+            let (bound, server) = metrics::bind(
+                addr,
+                bus.metrics.clone(),
+                bus.store.clone(),
+                bus.subscriptions.clone(),
+                limits.max_subscriptions,
+            )
+            .await?;
+            tracing::info!(addr = %bound, "serving metrics");
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
     let service = EventBusServiceServer::new(bus)
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes.max(64 << 20));
@@ -69,16 +105,21 @@ pub async fn serve_store(
         health.set_not_serving::<EventBusServiceServer<EventBus>>().await;
         let _ = stop_tx.send(true);
     };
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams_per_connection)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .layer(tower::util::option_layer(traces.then_some(telemetry::trace::RpcSpans)))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
-        .context("serving gRPC")
+        .context("serving gRPC");
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    served
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use eventbus_server::telemetry::{self, LogFormat};
 use eventbus_server::{ServeArgs, serve, shutdown_signal};
-use tracing_subscriber::EnvFilter;
 
 mod bench;
 mod cli;
@@ -43,10 +42,10 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => {
-            telemetry::init(cli.log_format);
-            run_server(args).await
-        }
+        Command::Serve(args) => match telemetry::init(cli.log_format, &args.telemetry) {
+            Ok(_guard) => run_server(args).await,
+            Err(e) => Err(e),
+        },
         Command::Client(command) => {
             quiet_logs(cli.log_format);
             cli::run(&cli.client, command).await
@@ -81,11 +80,7 @@ fn error_chain(error: &anyhow::Error) -> String {
 /// Logs only warnings and errors (or what `EVENTBUS_LOG` / `RUST_LOG` say) on stderr, so that
 /// command output is not interleaved with the in-process server's info lines.
 fn quiet_logs(format: LogFormat) {
-    let filter = std::env::var("EVENTBUS_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("warn"));
+    let filter = telemetry::log_filter("warn");
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

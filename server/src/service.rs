@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventbus_client::pb;
 use eventbus_client::pb::event_bus_service_server::EventBusService;
@@ -18,22 +18,25 @@ use uuid::Uuid;
 
 use crate::config::ServerConfig;
 use crate::convert::{self, Violations, finish};
+use crate::metrics::Metrics;
 use crate::status::{exhausted, to_status};
 use crate::subscribe;
+use crate::telemetry::trace;
 
 /// The service state shared by all calls.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     pub(crate) store: Store,
     pub(crate) config: Arc<ServerConfig>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) subscriptions: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 impl EventBus {
-    pub fn new(store: Store, config: ServerConfig, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(store: Store, config: ServerConfig, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> Self {
         let subscriptions = Arc::new(Semaphore::new(config.limits.max_subscriptions));
-        Self { store, config: Arc::new(config), subscriptions, shutdown }
+        Self { store, config: Arc::new(config), metrics, subscriptions, shutdown }
     }
 }
 
@@ -81,6 +84,29 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 
 impl EventBus {
     async fn publish_inner(&self, req: pb::PublishRequest, trace: TraceContext) -> Result<pb::PublishResponse, Status> {
+        let started = Instant::now();
+        let events = req.events.len() as u64;
+        let result = self.publish_events(req, trace).await;
+        let m = &self.metrics;
+        match &result {
+            Ok(r) => {
+                let duplicates = r.results.iter().filter(|p| p.duplicate).count() as u64;
+                m.events_published.inc_by(events - duplicates);
+                m.events_duplicate.inc_by(duplicates);
+            }
+            Err(_) => {
+                m.events_rejected.inc_by(events);
+            }
+        }
+        m.publish_seconds.observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn publish_events(
+        &self,
+        req: pb::PublishRequest,
+        trace: TraceContext,
+    ) -> Result<pb::PublishResponse, Status> {
         let mut v = Vec::new();
         convert::namespace(&req.namespace, &mut v);
         let max = self.config.limits.max_events_per_publish;
@@ -89,13 +115,26 @@ impl EventBus {
             return Err(crate::status::invalid(v));
         }
         let limits = &self.config.limits;
-        let events: Vec<_> = req
+        let mut events: Vec<_> = req
             .events
             .into_iter()
             .enumerate()
             .filter_map(|(i, e)| convert::event_from(i, e, &trace, limits, &mut v))
             .collect();
         finish(v)?;
+        if self.config.traces {
+            // Triggers are children of the publish span; contexts the events carried themselves
+            // become links of it.
+            let span = tracing::Span::current();
+            let carried: Vec<TraceContext> = events.iter().map(|e| e.trace.clone()).collect();
+            trace::annotate_publish(&span, &req.namespace, events.len(), &carried);
+            let publish = trace::trace_of(&span);
+            if !publish.is_empty() {
+                for e in &mut events {
+                    e.trace = publish.clone();
+                }
+            }
+        }
         let published = self.store.publish(&req.namespace, events).await.map_err(to_status)?;
         Ok(pb::PublishResponse {
             results: published

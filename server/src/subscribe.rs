@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use eventbus_client::pb;
 use eventbus_engine::FieldViolation;
-use eventbus_engine::store::{GroupSpec, StartPosition};
+use eventbus_engine::store::{Delivery, GroupSpec, StartPosition};
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, sleep, sleep_until};
@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::convert::{self, finish};
 use crate::service::EventBus;
 use crate::status::{to_status, unavailable};
+use crate::telemetry::trace;
 
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
 pub const MAX_MAX_IN_FLIGHT: u32 = 1024;
@@ -153,7 +154,8 @@ async fn deliver(bus: &EventBus, o: &Options, consumer: &str, tx: &Sender) -> Re
             let deliveries = bus.store.claim(ns, group, consumer, room, o.lease).await.map_err(to_status)?;
             full = deliveries.len() as u32 == room;
             for d in deliveries {
-                let message = pb::subscribe_response::Message::Notification(convert::delivery_to(d));
+                let (notification, _span) = outgoing(bus, d);
+                let message = pb::subscribe_response::Message::Notification(notification);
                 if tx.send(Ok(pb::SubscribeResponse { message: Some(message) })).await.is_err() {
                     return Ok(());
                 }
@@ -178,4 +180,30 @@ async fn deliver(bus: &EventBus, o: &Options, consumer: &str, tx: &Sender) -> Re
             _ = tx.closed() => return Ok(()),
         }
     }
+}
+
+/// Returns a delivery as sent and, when traces are on, its `deliver` span (the span lasts while
+/// the caller holds it): the notification then carries that span's context instead of the
+/// trigger's, so the runner's work is the deliver span's child.
+fn outgoing(bus: &EventBus, d: Delivery) -> (pb::Notification, Option<tracing::Span>) {
+    if d.attempt > 1 {
+        bus.metrics.redeliveries.inc();
+    }
+    if !bus.config.traces || d.notification.trace.is_empty() {
+        return (convert::delivery_to(d), None);
+    }
+    let span = trace::deliver_span(
+        &d.notification.namespace,
+        &d.group,
+        &d.notification.fire_id.to_string(),
+        d.attempt,
+        &d.notification.trace,
+    );
+    let deliver = trace::trace_of(&span);
+    let mut n = convert::delivery_to(d);
+    if !deliver.is_empty() {
+        n.traceparent = deliver.traceparent;
+        n.tracestate = deliver.tracestate;
+    }
+    (n, Some(span))
 }

@@ -1,9 +1,31 @@
-//! Logging set-up for the process: `RUST_LOG`-style filtering (`EVENTBUS_LOG` or `RUST_LOG`,
-//! default `info`), text or JSON lines on stderr.
+//! Logs and traces of the process: `RUST_LOG`-style filtering (`EVENTBUS_LOG` or `RUST_LOG`,
+//! default `info`), text or JSON lines on stderr, and optionally OpenTelemetry traces exported
+//! over OTLP/gRPC through `tracing-opentelemetry`.
+//!
+//! Traces are on when an OTLP endpoint is configured (`--otlp-endpoint` or the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and
+//! `OTEL_SDK_DISABLED` is not `true`. The other standard variables apply as the OpenTelemetry
+//! SDK reads them: `OTEL_SERVICE_NAME` (default `eventbus`), `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*`. When traces are off, no
+//! span is created for tracing's sake: the RPC layer and the span observer are not installed.
+//!
+//! The spans, named after the OpenTelemetry messaging conventions ([`trace`]): one per RPC,
+//! child of the caller's W3C context (the Publish call's is the `publish` span); a `trigger`
+//! span per fired listener, child of the `publish` span whose event completed it and linked to
+//! the other contributing events; a `deliver` span each time a notification goes out on a
+//! stream, which is the context the runner continues.
 
+use std::time::Duration;
+
+use anyhow::Context as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
+
+pub mod trace;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -13,16 +35,93 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init(format: LogFormat) {
-    let filter = std::env::var("EVENTBUS_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+/// Flags of the telemetry set-up.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TelemetryArgs {
+    /// OTLP/gRPC endpoint to export traces to, e.g. `http://localhost:4317` [default: none, no
+    /// traces]. The standard OTEL_* variables configure the rest.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryArgs {
+    /// Whether traces are exported.
+    pub fn traces_enabled(&self) -> bool {
+        let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let endpoint = self.otlp_endpoint.as_deref().is_some_and(|e| !e.is_empty())
+            || std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_ok_and(|e| !e.is_empty());
+        endpoint && !disabled
+    }
+}
+
+/// Flushes and stops the trace exporter when dropped.
+#[derive(Debug)]
+pub struct Guard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            // The export runs on the runtime's threads; let them work while this one waits.
+            let shutdown = || provider.shutdown_with_timeout(Duration::from_secs(5));
+            let result = match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::task::block_in_place(shutdown),
+                Err(_) => shutdown(),
+            };
+            if let Err(e) = result {
+                eprintln!("flushing traces failed: {e}");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber (and, when enabled, the trace exporter and the W3C
+/// propagator). Call once, from `main`, inside the Tokio runtime.
+pub fn init(format: LogFormat, args: &TelemetryArgs) -> anyhow::Result<Guard> {
+    let filter = log_filter("info");
+    let (otel, provider) = if args.traces_enabled() {
+        let provider = tracer_provider(args)?;
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("eventbus"));
+        opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        (Some(layer), Some(provider))
+    } else {
+        (None, None)
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     match format {
         LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).init(),
         LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).init(),
     }
+    Ok(Guard { provider })
+}
+
+/// Returns the filter from `EVENTBUS_LOG`, else `RUST_LOG`, else `default`.
+pub fn log_filter(default: &str) -> EnvFilter {
+    std::env::var("EVENTBUS_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new(default))
+}
+
+fn tracer_provider(args: &TelemetryArgs) -> anyhow::Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    if let Some(endpoint) = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        exporter = exporter.with_endpoint(endpoint);
+    }
+    let exporter = exporter.build().context("building the OTLP span exporter")?;
+    let mut resource = Resource::builder();
+    let named = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|n| !n.is_empty())
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
+    if !named {
+        resource = resource.with_service_name("eventbus");
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_id_generator(trace::SpanIds::default())
+        .with_resource(resource.build())
+        .build())
 }

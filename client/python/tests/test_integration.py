@@ -90,11 +90,13 @@ def test_runner_receives_start_with_event_and_trace_context(
     assert list(note.events) == [event]
     assert list(note.event_sequences) == [result.sequence]
     assert event_data(note.events[0]) == {"orderid": "1", "total": 12}
-    # The recorded trace context is the Publish call's metadata, and the handler continues it.
-    assert note.traceparent == sent_traceparent
+    # The notification carries the trigger's span (its id derived from the fire id), a child of
+    # the Publish call's context, and the handler continues it.
+    trigger_span_id = note.fire_id.replace("-", "")[:16]
+    assert note.traceparent == f"00-{producer.get_span_context().trace_id:032x}-{trigger_span_id}-01"
     assert span_context.trace_id == producer.get_span_context().trace_id
     (process,) = [s for s in tracing.exporter.get_finished_spans() if s.name == "process START"]
-    assert process.parent is not None and process.parent.span_id == producer.get_span_context().span_id
+    assert process.parent is not None and process.parent.span_id == int(trigger_span_id, 16)
     assert process.kind == trace.SpanKind.CONSUMER
     assert client.get_event(namespace, result.sequence).traceparent == sent_traceparent
     assert runner.stats.acked == 1
