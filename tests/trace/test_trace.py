@@ -1,0 +1,264 @@
+"""Traces and metrics end to end, against a real Jaeger and a real eventbus server.
+
+tests/lib/trace.sh starts Jaeger (in memory) and `eventbus serve` exporting OTLP to it, then runs
+this file with EVENTBUS_ADDR, EVENTBUS_METRICS_URL, JAEGER_QUERY_URL and
+OTEL_EXPORTER_OTLP_ENDPOINT set. A producer and a runner, each with its own OpenTelemetry SDK
+and service name, export to the same Jaeger; the tests read the traces back through Jaeger's
+HTTP API and check the tree the spans form:
+
+    produce (producer) -> publish -> trigger -> deliver (eventbus) -> process KIND -> work (runner)
+
+and, for an ALL listener completed by two producers, the trigger's link to the other trace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from eventbus import Client, ListenerSpecBuilder, Notification, Runner, new_event
+
+ADDR = os.environ["EVENTBUS_ADDR"]
+METRICS_URL = os.environ["EVENTBUS_METRICS_URL"]
+JAEGER = os.environ["JAEGER_QUERY_URL"]
+OTLP = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+SERVER_SERVICE = os.environ.get("EVENTBUS_SERVICE_NAME", "eventbus")
+#: Jaeger indexes spans asynchronously and the server exports in batches: how long to look.
+TRACE_TIMEOUT = 30.0
+WAIT_TIMEOUT = 20.0
+
+
+@dataclass
+class Span:
+    span_id: str
+    name: str
+    service: str
+    parent: str | None
+    #: (trace id, span id) of each link (Jaeger shows links as FOLLOWS_FROM references).
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Trace:
+    trace_id: str
+    spans: list[Span]
+
+    def named(self, name: str) -> list[Span]:
+        return [s for s in self.spans if s.name == name]
+
+    def one(self, name: str) -> Span:
+        spans = self.named(name)
+        assert len(spans) == 1, f"trace {self.trace_id}: {len(spans)} spans named {name!r}, want 1: {self.spans}"
+        return spans[0]
+
+
+def fetch_trace(trace_id: str) -> Trace | None:
+    try:
+        with urllib.request.urlopen(f"{JAEGER}/api/traces/{trace_id}", timeout=5) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+    (data,) = body["data"]
+    services = {pid: p["serviceName"] for pid, p in data["processes"].items()}
+    spans = []
+    for s in data["spans"]:
+        refs = s.get("references") or []
+        parents = [r["spanID"] for r in refs if r["refType"] == "CHILD_OF" and r["traceID"] == trace_id]
+        links = [(r["traceID"], r["spanID"]) for r in refs if r["refType"] == "FOLLOWS_FROM"]
+        assert len(parents) <= 1, f"span {s['operationName']} has several parents: {refs}"
+        spans.append(Span(s["spanID"], s["operationName"], services[s["processID"]], parents[0] if parents else None, links))
+    return Trace(trace_id, spans)
+
+
+def wait_for_trace(trace_id: str, names: list[str]) -> Trace:
+    """Polls Jaeger (it has no notification API) until the trace holds a span of each name."""
+    deadline = time.monotonic() + TRACE_TIMEOUT
+    found: Trace | None = None
+    while time.monotonic() < deadline:
+        found = fetch_trace(trace_id)
+        if found is not None and all(found.named(n) for n in names):
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"trace {trace_id} lacks some of {names} after {TRACE_TIMEOUT}s: {found}")
+
+
+def sdk(service: str) -> TracerProvider:
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=OTLP, insecure=True)))
+    return provider
+
+
+@pytest.fixture(scope="module")
+def producer() -> Iterator[TracerProvider]:
+    provider = sdk("trace-test-producer")
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture(scope="module")
+def runner_sdk() -> Iterator[TracerProvider]:
+    provider = sdk("trace-test-runner")
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def client() -> Iterator[Client]:
+    with Client(ADDR, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"trace-{uuid.uuid4().hex[:12]}"
+
+
+def hex_id(value: int, width: int) -> str:
+    return f"{value:0{width}x}"
+
+
+def run_until(
+    client: Client,
+    namespace: str,
+    provider: TracerProvider,
+    work_name: str,
+    count: int,
+    kinds: list[str],
+) -> list[Notification]:
+    """Runs a Runner until it has handled and acked `count` notifications, each in a span."""
+    received: list[Notification] = []
+    done = threading.Event()
+    tracer = provider.get_tracer("trace-test")
+
+    def handler(note: Notification) -> None:
+        with tracer.start_as_current_span(work_name):
+            received.append(note)
+        if len(received) >= count:
+            done.set()
+
+    with Runner(client, namespace, "runners", handler, kinds=kinds, tracer_provider=provider) as runner:
+        assert done.wait(WAIT_TIMEOUT), f"got {len(received)} of {count} notifications"
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while runner.stats.acked < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runner.stats.acked == count
+    assert len(received) == count
+    return received
+
+
+def test_one_trace_from_producer_through_trigger_to_runner(
+    client: Client, namespace: str, producer: TracerProvider, runner_sdk: TracerProvider
+) -> None:
+    client.register_listener(namespace, ListenerSpecBuilder.start("fulfilment").one("order.created"))
+    with producer.get_tracer("trace-test").start_as_current_span("produce order") as produce:
+        client.publish(namespace, [new_event("/shop", "order.created", extensions={"orderid": "1"})])
+    (note,) = run_until(client, namespace, runner_sdk, "fulfil order", 1, ["start"])
+
+    trace_id = hex_id(produce.get_span_context().trace_id, 32)
+    t = wait_for_trace(trace_id, ["produce order", "publish", "trigger", "deliver", "process START", "fulfil order"])
+    produce_span, publish, trigger, deliver, process, work = (
+        t.one(n) for n in ["produce order", "publish", "trigger", "deliver", "process START", "fulfil order"]
+    )
+    assert produce_span.span_id == hex_id(produce.get_span_context().span_id, 16)
+    assert publish.parent == produce_span.span_id
+    assert trigger.parent == publish.span_id
+    assert deliver.parent == trigger.span_id
+    assert process.parent == deliver.span_id
+    assert work.parent == process.span_id
+    assert [publish.service, trigger.service, deliver.service] == [SERVER_SERVICE] * 3
+    assert (produce_span.service, process.service) == ("trace-test-producer", "trace-test-runner")
+    # The trigger span is the one the store fixed when it recorded the notification.
+    assert trigger.span_id == note.fire_id.replace("-", "")[:16]
+    assert note.traceparent == f"00-{trace_id}-{deliver.span_id}-01"
+    assert trigger.links == []
+
+
+def test_all_trigger_is_child_of_the_completing_publish_and_links_the_other(
+    client: Client, namespace: str, producer: TracerProvider, runner_sdk: TracerProvider
+) -> None:
+    spec = ListenerSpecBuilder.wait("order-42").all("payment.received", "shipment.sent").correlate_by("orderid")
+    client.register_listener(namespace, spec)
+    tracer = producer.get_tracer("trace-test")
+    with tracer.start_as_current_span("pay") as pay:
+        client.publish(namespace, [new_event("/payments", "payment.received", extensions={"orderid": "42"})])
+    with tracer.start_as_current_span("ship") as ship:
+        client.publish(namespace, [new_event("/shipping", "shipment.sent", extensions={"orderid": "42"})])
+    run_until(client, namespace, runner_sdk, "resume instance", 1, ["wake"])
+
+    pay_trace, ship_trace = (hex_id(s.get_span_context().trace_id, 32) for s in (pay, ship))
+    assert pay_trace != ship_trace
+    paid = wait_for_trace(pay_trace, ["pay", "publish"])
+    assert paid.one("publish").parent == paid.one("pay").span_id
+    assert not paid.named("trigger"), "the trigger belongs to the trace of the event that completed it"
+    shipped = wait_for_trace(ship_trace, ["ship", "publish", "trigger", "deliver", "process WAKE", "resume instance"])
+    trigger = shipped.one("trigger")
+    assert shipped.one("publish").parent == shipped.one("ship").span_id
+    assert trigger.parent == shipped.one("publish").span_id
+    assert trigger.links == [(pay_trace, paid.one("publish").span_id)]
+    assert shipped.one("deliver").parent == trigger.span_id
+    assert shipped.one("process WAKE").parent == shipped.one("deliver").span_id
+    assert shipped.one("resume instance").parent == shipped.one("process WAKE").span_id
+
+
+SAMPLE = re.compile(r"^([a-z_]+)(?:\{([^}]*)\})? (\S+)$")
+
+
+def scrape() -> dict[tuple[str, str], float]:
+    with urllib.request.urlopen(METRICS_URL, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if m:
+            samples[(m[1], m[2] or "")] = float(m[3])
+    return samples
+
+
+def test_metrics_count_what_happened(client: Client, namespace: str, runner_sdk: TracerProvider) -> None:
+    before = scrape()
+
+    def delta(name: str, labels: str = "") -> float:
+        return scrape().get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    client.register_listener(namespace, ListenerSpecBuilder.start("fulfilment").one("order.created"))
+    events = [new_event("/shop", "order.created", id=f"o{i}") for i in range(3)]
+    client.publish(namespace, events)
+    client.publish(namespace, events[:1])  # a duplicate
+    bad = new_event("/shop", "order.created")
+    bad.source = ""
+    with pytest.raises(grpc.RpcError) as refused:
+        client.publish(namespace, [bad])
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    run_until(client, namespace, runner_sdk, "work", 3, ["start"])
+
+    assert delta("eventbus_events_published_total") == 3
+    assert delta("eventbus_events_duplicate_total") == 1
+    assert delta("eventbus_events_rejected_total") == 1
+    assert delta("eventbus_triggers_fired_total", 'kind="start"') == 3
+    assert delta("eventbus_publish_duration_seconds_count") == 3
+    assert delta("eventbus_publish_to_ack_seconds_count") == 3
+    assert delta("eventbus_redeliveries_total") == 0
+    after = scrape()
+    for state, want in [("pending", 0), ("leased", 0), ("dead", 0)]:
+        labels = f'namespace="{namespace}",group="runners",state="{state}"'
+        assert after[("eventbus_notifications", labels)] == want, state
+    assert after[("eventbus_db_connections", 'state="max"')] >= 1
+    assert ("eventbus_open_streams", "") in after
