@@ -394,7 +394,11 @@ impl EventBusService for EventBus {
         &self,
         req: Request<pb::RegisterListenerRequest>,
     ) -> Result<Response<pb::RegisterListenerResponse>, Status> {
-        let trace = trace_of(req.metadata());
+        // With traces on, a TIMEOUT continues the RegisterListener span (itself a child of the
+        // caller's context).
+        let span =
+            if self.config.traces { trace::trace_of(&tracing::Span::current()) } else { TraceContext::default() };
+        let trace = if span.is_empty() { trace_of(req.metadata()) } else { span };
         self.register_inner(req.into_inner(), trace).await.map(Response::new)
     }
 

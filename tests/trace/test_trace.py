@@ -1,9 +1,9 @@
 """Traces and metrics end to end, against a real Jaeger and a real eventbus server.
 
-tests/lib/trace.sh starts Jaeger (in memory) and `eventbus serve` exporting OTLP to it, then runs
-this file with EVENTBUS_ADDR, EVENTBUS_METRICS_URL, JAEGER_QUERY_URL and
-OTEL_EXPORTER_OTLP_ENDPOINT set. A producer and a runner, each with its own OpenTelemetry SDK
-and service name, export to the same Jaeger; the tests read the traces back through Jaeger's
+tests/lib/trace.sh starts Jaeger (in memory) and runs this file with EVENTBUS_BIN,
+JAEGER_QUERY_URL and OTEL_EXPORTER_OTLP_ENDPOINT set; the tests start `$EVENTBUS_BIN serve`
+themselves, exporting OTLP to that Jaeger. A producer and a runner, each with its own
+OpenTelemetry SDK and service name, export to the same Jaeger; the tests read the traces back through Jaeger's
 HTTP API and check the tree the spans form:
 
     produce (producer) -> publish -> trigger -> deliver (eventbus) -> process KIND -> work (runner)
@@ -16,6 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -23,6 +26,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
@@ -33,14 +37,48 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from eventbus import Client, ListenerSpecBuilder, Notification, Runner, new_event
 
-ADDR = os.environ["EVENTBUS_ADDR"]
-METRICS_URL = os.environ["EVENTBUS_METRICS_URL"]
+BINARY = os.environ["EVENTBUS_BIN"]
 JAEGER = os.environ["JAEGER_QUERY_URL"]
 OTLP = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
-SERVER_SERVICE = os.environ.get("EVENTBUS_SERVICE_NAME", "eventbus")
 #: Jaeger indexes spans asynchronously and the server exports in batches: how long to look.
 TRACE_TIMEOUT = 30.0
 WAIT_TIMEOUT = 20.0
+
+
+@dataclass
+class Server:
+    """An `eventbus serve` process exporting traces to the test's Jaeger, metrics on."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    metrics_url: str
+    log: Path
+
+    @classmethod
+    def start(cls, workdir: Path) -> Server:
+        with socket.socket() as s:  # a free port for the metrics listener
+            s.bind(("127.0.0.1", 0))
+            metrics = f"127.0.0.1:{s.getsockname()[1]}"
+        addr_file, log = workdir / "addr", workdir / "server.log"
+        addr_file.unlink(missing_ok=True)
+        env = dict(os.environ, OTEL_SERVICE_NAME="eventbus", OTEL_BSP_SCHEDULE_DELAY="100")
+        env.pop("EVENTBUS_DATABASE_URL", None)
+        command = [BINARY, "serve", "--listen", "127.0.0.1:0", "--listen-addr-file", str(addr_file)]
+        command += ["--data-file", str(workdir / "eventbus.db"), "--metrics-addr", metrics]
+        with log.open("ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while not (addr_file.exists() and addr_file.read_text().strip()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"eventbus serve did not start:\n{log.read_text()}")
+            time.sleep(0.02)  # the address file is the readiness signal; nothing to wait on
+        return cls(process, addr_file.read_text().strip(), f"http://{metrics}/metrics", log)
+
+    def stop(self) -> None:
+        """SIGTERM; the server flushes its spans and must exit 0."""
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(timeout=WAIT_TIMEOUT) == 0, self.log.read_text()
 
 
 @dataclass
@@ -119,9 +157,16 @@ def runner_sdk() -> Iterator[TracerProvider]:
     provider.shutdown()
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server.start(tmp_path_factory.mktemp("server"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def client() -> Iterator[Client]:
-    with Client(ADDR, timeout=10) as c:
+def client(server: Server) -> Iterator[Client]:
+    with Client(server.address, timeout=10) as c:
         yield c
 
 
@@ -182,7 +227,7 @@ def test_one_trace_from_producer_through_trigger_to_runner(
     assert deliver.parent == trigger.span_id
     assert process.parent == deliver.span_id
     assert work.parent == process.span_id
-    assert [publish.service, trigger.service, deliver.service] == [SERVER_SERVICE] * 3
+    assert [publish.service, trigger.service, deliver.service] == ["eventbus"] * 3
     assert (produce_span.service, process.service) == ("trace-test-producer", "trace-test-runner")
     # The trigger span is the one the store fixed when it recorded the notification.
     assert trigger.span_id == note.fire_id.replace("-", "")[:16]
@@ -220,8 +265,8 @@ def test_all_trigger_is_child_of_the_completing_publish_and_links_the_other(
 SAMPLE = re.compile(r"^([a-z_]+)(?:\{([^}]*)\})? (\S+)$")
 
 
-def scrape() -> dict[tuple[str, str], float]:
-    with urllib.request.urlopen(METRICS_URL, timeout=5) as response:
+def scrape(url: str) -> dict[tuple[str, str], float]:
+    with urllib.request.urlopen(url, timeout=5) as response:
         assert response.headers["Content-Type"].startswith("application/openmetrics-text")
         text = response.read().decode()
     samples = {}
@@ -232,11 +277,13 @@ def scrape() -> dict[tuple[str, str], float]:
     return samples
 
 
-def test_metrics_count_what_happened(client: Client, namespace: str, runner_sdk: TracerProvider) -> None:
-    before = scrape()
+def test_metrics_count_what_happened(
+    server: Server, client: Client, namespace: str, runner_sdk: TracerProvider
+) -> None:
+    before = scrape(server.metrics_url)
 
     def delta(name: str, labels: str = "") -> float:
-        return scrape().get((name, labels), 0.0) - before.get((name, labels), 0.0)
+        return scrape(server.metrics_url).get((name, labels), 0.0) - before.get((name, labels), 0.0)
 
     client.register_listener(namespace, ListenerSpecBuilder.start("fulfilment").one("order.created"))
     events = [new_event("/shop", "order.created", id=f"o{i}") for i in range(3)]
@@ -256,9 +303,30 @@ def test_metrics_count_what_happened(client: Client, namespace: str, runner_sdk:
     assert delta("eventbus_publish_duration_seconds_count") == 3
     assert delta("eventbus_publish_to_ack_seconds_count") == 3
     assert delta("eventbus_redeliveries_total") == 0
-    after = scrape()
+    after = scrape(server.metrics_url)
     for state, want in [("pending", 0), ("leased", 0), ("dead", 0)]:
         labels = f'namespace="{namespace}",group="runners",state="{state}"'
         assert after[("eventbus_notifications", labels)] == want, state
     assert after[("eventbus_db_connections", 'state="max"')] >= 1
     assert ("eventbus_open_streams", "") in after
+
+
+def test_a_notification_delivered_after_a_restart_joins_its_trace(
+    tmp_path: Path, namespace: str, producer: TracerProvider, runner_sdk: TracerProvider
+) -> None:
+    first = Server.start(tmp_path)
+    with Client(first.address, timeout=10) as client:
+        client.register_listener(namespace, ListenerSpecBuilder.start("fulfilment").one("order.created"))
+        with producer.get_tracer("trace-test").start_as_current_span("produce order") as produce:
+            client.publish(namespace, [new_event("/shop", "order.created")])
+    first.stop()  # nobody subscribed: the notification waits in the outbox
+    second = Server.start(tmp_path)
+    try:
+        with Client(second.address, timeout=10) as client:
+            run_until(client, namespace, runner_sdk, "fulfil order", 1, ["start"])
+    finally:
+        second.stop()
+    trace_id = hex_id(produce.get_span_context().trace_id, 32)
+    t = wait_for_trace(trace_id, ["produce order", "publish", "trigger", "deliver", "process START", "fulfil order"])
+    assert t.one("deliver").parent == t.one("trigger").span_id
+    assert t.one("process START").parent == t.one("deliver").span_id
