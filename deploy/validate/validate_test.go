@@ -1,0 +1,120 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// copyDeploy copies ../ (the deploy/ directory) into a temporary repository root with a
+// Cargo.toml, so a case can break one file without touching the real ones.
+func copyDeploy(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "Cargo.toml"), []byte("[workspace]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(root, "deploy")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"Dockerfile", "compose.yaml", "k8s"} {
+		src := filepath.Join("..", rel)
+		err := filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			target := filepath.Join(dst, strings.TrimPrefix(path, ".."+string(filepath.Separator)))
+			if info.IsDir() {
+				if info.Name() == "validate" {
+					return filepath.SkipDir
+				}
+				return os.MkdirAll(target, 0o755)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, 0o644)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func TestDeployDirectoryPasses(t *testing.T) {
+	r, s := validate(copyDeploy(t))
+	for _, f := range r.failures {
+		t.Errorf("unexpected failure: %s", f)
+	}
+	if len(s.objects) != 4 || len(s.services) != 3 || s.image.stages < 2 {
+		t.Errorf("checked %d objects, %d services, %d stages; want 4, 3, >= 2", len(s.objects), len(s.services), s.image.stages)
+	}
+}
+
+// Each case breaks one thing in a copy of deploy/ and names the failure it must cause.
+func TestDefectsAreCaught(t *testing.T) {
+	cases := []struct {
+		name, file, old, new, want string
+	}{
+		{"misspelled k8s field", "k8s/deployment.yaml", "readinessProbe:", "readinesProbe:", `unknown field "spec.template.spec.containers[0].readinesProbe"`},
+		{"duplicate k8s field", "k8s/service.yaml", "  type: ClusterIP\n", "  type: ClusterIP\n  type: NodePort\n", `key "type" already set in map`},
+		{"wrong k8s type", "k8s/deployment.yaml", "replicas: 3", "replicas: three", "cannot unmarshal"},
+		{"one replica", "k8s/deployment.yaml", "replicas: 3", "replicas: 1", "want replicas >= 2"},
+		{"root allowed", "k8s/deployment.yaml", "runAsNonRoot: true", "runAsNonRoot: false", "runAsNonRoot must be true"},
+		{"writable root fs", "k8s/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem must be true"},
+		{"capabilities kept", "k8s/deployment.yaml", `drop: ["ALL"]`, `drop: ["NET_RAW"]`, "must drop ALL"},
+		{"http probe", "k8s/deployment.yaml", "livenessProbe:\n            grpc:\n              port: 50051", "livenessProbe:\n            tcpSocket:\n              port: 50051", "livenessProbe must be a grpc probe"},
+		{"probe on wrong port", "k8s/deployment.yaml", "readinessProbe:\n            grpc:\n              port: 50051", "readinessProbe:\n            grpc:\n              port: 50052", "readinessProbe asks port 50052"},
+		{"no memory limit", "k8s/deployment.yaml", "              memory: 256Mi\n", "", "memory limit"},
+		{"literal database URL", "k8s/deployment.yaml", "              valueFrom:\n                secretKeyRef:\n                  name: eventbus-database\n                  key: url\n", "              value: postgres://u:p@db/eventbus\n", "must come from a secretKeyRef"},
+		{"secret key mismatch", "k8s/secret.example.yaml", "  url: postgres", "  uri: postgres", `has no key "url"`},
+		{"service misses port", "k8s/service.yaml", "targetPort: grpc", "targetPort: grcp", "targetPort grcp is no container port"},
+		{"pdb blocks drains", "k8s/poddisruptionbudget.yaml", "maxUnavailable: 1", "minAvailable: 3", "no node could ever be drained"},
+		{"pdb selects nothing", "k8s/poddisruptionbudget.yaml", "matchLabels:\n      app.kubernetes.io/name: eventbus", "matchLabels:\n      app.kubernetes.io/name: eventbus-db", "does not select the Deployment's pods"},
+		{"namespace pinned", "k8s/service.yaml", "  name: eventbus\n", "  name: eventbus\n  namespace: prod\n", "namespace-agnostic"},
+		{"unlisted manifest", "k8s/kustomization.yaml", "  - service.yaml\n", "", "does not list service.yaml"},
+		{"kustomization typo", "k8s/kustomization.yaml", "resources:", "resource:", "kustomize build"},
+		{"compose unknown key", "compose.yaml", "    healthcheck:\n      test: [\"CMD\", \"pg_isready\"", "    healtcheck:\n      test: [\"CMD\", \"pg_isready\"", "healtcheck"},
+		{"compose bad condition", "compose.yaml", "condition: service_healthy", "condition: service_healty", "condition value must be one of"},
+		{"compose unknown dependency", "compose.yaml", "      jaeger:\n        condition: service_started", "      jager:\n        condition: service_started", "jager"},
+		{"compose traces nowhere", "compose.yaml", "http://jaeger:4317", "http://jaeger:4318", "OTLP gRPC (4317)"},
+		{"compose wrong database", "compose.yaml", "@postgres:5432/eventbus}", "@localhost:5432/eventbus}", "not the postgres service"},
+		{"compose healthy without healthcheck", "compose.yaml", "      jaeger:\n        condition: service_started", "      jaeger:\n        condition: service_healthy", "jaeger has no healthcheck"},
+		{"dockerfile root user", "Dockerfile", "USER 65532:65532", "USER root", "USER root"},
+		{"dockerfile named user", "Dockerfile", "USER 65532:65532", "USER nonroot", "numeric uid"},
+		{"dockerfile no user", "Dockerfile", "USER 65532:65532\n", "", "sets no USER"},
+		{"dockerfile lint: as casing", "Dockerfile", "FROM chef AS planner", "FROM chef as planner", "FromAsCasing"},
+		{"dockerfile lint: shell-form CMD", "Dockerfile", `CMD ["serve"]`, "CMD serve", "JSONArgsRecommended"},
+		{"dockerfile lint: undefined ARG in FROM", "Dockerfile", "FROM rust:${RUST_VERSION}-bookworm", "FROM rust:${RUST_VERSON}-bookworm", "UndefinedArgInFrom"},
+		{"dockerfile loopback listen", "Dockerfile", "ENV EVENTBUS_LISTEN=0.0.0.0:50051", "ENV EVENTBUS_LISTEN=127.0.0.1:50051", "EVENTBUS_LISTEN"},
+		{"dockerfile no metrics port", "Dockerfile", "EXPOSE 50051 9464", "EXPOSE 50051", "does not EXPOSE 9464"},
+		{"dockerfile data outside volume", "Dockerfile", `VOLUME ["/var/lib/eventbus"]`, `VOLUME ["/data"]`, "not inside a VOLUME"},
+		{"dockerfile shell health check", "Dockerfile", `CMD ["/usr/local/bin/eventbus", "health", "--addr", "http://127.0.0.1:50051"]`, "CMD /usr/local/bin/eventbus health", "exec form"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyDeploy(t)
+			path := filepath.Join(dir, c.file)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(data), c.old) {
+				t.Fatalf("%s does not contain %q: update the case", c.file, c.old)
+			}
+			broken := strings.Replace(string(data), c.old, c.new, 1)
+			if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, _ := validate(dir)
+			all := strings.Join(r.failures, "\n")
+			if !strings.Contains(all, c.want) {
+				t.Errorf("breaking %s (%q -> %q): want a failure containing %q, got:\n%s", c.file, c.old, c.new, c.want, all)
+			}
+		})
+	}
+}
