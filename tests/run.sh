@@ -12,6 +12,7 @@ source tests/lib/codegen.sh
 source tests/lib/server.sh
 source tests/lib/go_client.sh
 source tests/lib/python_client.sh
+source tests/lib/trace.sh
 source tests/lib/deploy.sh
 
 trap run_cleanup EXIT
@@ -38,11 +39,12 @@ step "postgres (throwaway cluster)" postgres_start
 step "proto: buf lint, format, breaking" proto_check
 step "generated Go and Python code is up to date" codegen_check
 step "clients: go build/vet, python imports" clients_check
-step "deploy: Dockerfile, compose, k8s (offline)" deploy_check
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "cargo test (SQLite and Postgres)" cargo test --workspace --all-features --locked
 step "build the eventbus binary" build_server
+step "deploy: Dockerfile, compose, k8s (offline)" deploy_check
+step "traces in a real Jaeger, metrics endpoint" trace_tests
 step "Go client: vet, unit and integration tests" go_client_tests
 step "Python client: mypy, unit and integration tests" python_client_tests
 step "eventbus server for the examples" server_start

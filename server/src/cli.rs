@@ -1,5 +1,5 @@
-//! The client commands of the `eventbus` binary: `publish`, `listeners`, `subscribe` and
-//! `events`. Each connects to the server named by `--addr`, works in the namespace named by
+//! The client commands of the `eventbus` binary: `publish`, `listeners`, `subscribe`, `events`
+//! and `health`. Each connects to the server named by `--addr`, works in the namespace named by
 //! `--namespace`, prints text for people by default and JSON with `--json` (one object per
 //! result, one per line for streams), and maps RPC failures to one-line errors that list the
 //! server's field violations.
@@ -10,6 +10,7 @@ use eventbus_client::Client;
 use tonic_types::StatusExt;
 
 pub mod events;
+pub mod health;
 pub mod listeners;
 pub mod parse;
 pub mod publish;
@@ -54,6 +55,8 @@ pub enum ClientCommand {
     /// Lists and shows stored events.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Asks the server's grpc.health.v1 service; exits 0 only when it is SERVING.
+    Health(health::HealthArgs),
 }
 
 /// Runs a client command.
@@ -63,6 +66,7 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Listeners(cmd) => listeners::run(args, cmd).await,
         ClientCommand::Subscribe(cmd) => subscribe::run(args, cmd).await,
         ClientCommand::Events(cmd) => events::run(args, cmd).await,
+        ClientCommand::Health(cmd) => health::run(args, cmd).await,
     }
 }
 

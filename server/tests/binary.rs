@@ -1,5 +1,5 @@
 //! The built `eventbus` binary: starts on an ephemeral port, serves a publish and a subscribe
-//! over real sockets, and exits 0 on SIGTERM.
+//! over real sockets, answers `eventbus health`, and exits 0 on SIGTERM.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,6 +41,19 @@ async fn binary_serves_and_stops_on_sigterm() {
     assert_eq!(d.notification().workflow_id, "wf");
     d.ack().await.unwrap();
 
+    let health = |addr: &str, service: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
+            .args(["health", "--addr", addr, "--service", service])
+            .output()
+            .unwrap()
+    };
+    for service in ["", "eventbus.v1.EventBusService"] {
+        let out = health(&addr, service);
+        assert!(out.status.success(), "health of {service:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "SERVING\n");
+    }
+    assert!(!health(&addr, "no.such.Service").status.success(), "an unknown service is not healthy");
+
     let pid = child.id().expect("the server is running").to_string();
     let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
@@ -49,4 +62,5 @@ async fn binary_serves_and_stops_on_sigterm() {
         .expect("server did not stop on SIGTERM within 20 s")
         .unwrap();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    assert!(!health(&addr, "").status.success(), "a stopped server is not healthy");
 }
