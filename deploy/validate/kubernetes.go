@@ -109,6 +109,9 @@ func checkKubernetes(r *report, dir string, img image) []object {
 		return nil
 	}
 	listed := map[string]bool{}
+	// *.example.yaml files are applied by hand after editing (the example Secret): they stay out
+	// of the kustomization, so applying it never overwrites the real one, but are checked too.
+	var examples []object
 	for _, f := range files {
 		base := filepath.Base(f)
 		data, err := os.ReadFile(f)
@@ -142,11 +145,18 @@ func checkKubernetes(r *report, dir string, img image) []object {
 				if m, _ := metaOf(o.obj); m.GetNamespace() != "" {
 					r.failf(o.file, "%s/%s sets namespace %q: the manifests must stay namespace-agnostic", o.kind, o.name, m.GetNamespace())
 				}
+				if isExample(base) {
+					examples = append(examples, o)
+				}
 			}
 		}
 	}
 	for _, f := range files {
-		if base := filepath.Base(f); base != "kustomization.yaml" && !listed[base] {
+		base := filepath.Base(f)
+		switch {
+		case isExample(base) && listed[base]:
+			r.failf(rel("kustomization.yaml"), "lists %s: applying the kustomization would overwrite the real object with the example", base)
+		case base != "kustomization.yaml" && !isExample(base) && !listed[base]:
 			r.failf(rel("kustomization.yaml"), "does not list %s", base)
 		}
 	}
@@ -169,9 +179,12 @@ func checkKubernetes(r *report, dir string, img image) []object {
 			objs = append(objs, o)
 		}
 	}
+	objs = append(objs, examples...)
 	checkObjects(r, objs, img)
 	return objs
 }
+
+func isExample(base string) bool { return strings.HasSuffix(base, ".example.yaml") }
 
 func checkObjects(r *report, objs []object, img image) {
 	var (

@@ -77,6 +77,7 @@ func TestDefectsAreCaught(t *testing.T) {
 		{"pdb selects nothing", "k8s/poddisruptionbudget.yaml", "matchLabels:\n      app.kubernetes.io/name: eventbus", "matchLabels:\n      app.kubernetes.io/name: eventbus-db", "does not select the Deployment's pods"},
 		{"namespace pinned", "k8s/service.yaml", "  name: eventbus\n", "  name: eventbus\n  namespace: prod\n", "namespace-agnostic"},
 		{"unlisted manifest", "k8s/kustomization.yaml", "  - service.yaml\n", "", "does not list service.yaml"},
+		{"example listed", "k8s/kustomization.yaml", "  - service.yaml\n", "  - service.yaml\n  - secret.example.yaml\n", "would overwrite the real object"},
 		{"kustomization typo", "k8s/kustomization.yaml", "resources:", "resource:", "kustomize build"},
 		{"compose unknown key", "compose.yaml", "    healthcheck:\n      test: [\"CMD\", \"pg_isready\"", "    healtcheck:\n      test: [\"CMD\", \"pg_isready\"", "healtcheck"},
 		{"compose bad condition", "compose.yaml", "condition: service_healthy", "condition: service_healty", "condition value must be one of"},
