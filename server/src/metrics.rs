@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use eventbus_engine::store::{Fired, NotificationKind, Observer, Store};
+use eventbus_engine::store::{Fired, Observer, Store};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -132,12 +132,7 @@ pub struct StoreObserver {
 impl Observer for StoreObserver {
     fn fired(&self, fired: &[Fired]) {
         for f in fired {
-            let kind = match f.kind {
-                NotificationKind::Start => "start",
-                NotificationKind::Wake => "wake",
-                NotificationKind::Timeout => "timeout",
-            };
-            self.metrics.triggers_fired.get_or_create(&KindLabels { kind }).inc();
+            self.metrics.triggers_fired.get_or_create(&KindLabels { kind: f.kind.as_str() }).inc();
             if self.traces {
                 trace::trigger_span(f);
             }

@@ -109,7 +109,10 @@ pub fn log_filter(default: &str) -> EnvFilter {
 fn tracer_provider(args: &TelemetryArgs) -> anyhow::Result<SdkTracerProvider> {
     use opentelemetry_otlp::WithExportConfig;
     let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-    if let Some(endpoint) = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+    // The signal-specific variable wins over the general one (which the flag also reads); the
+    // exporter reads it itself.
+    let traces_endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_ok_and(|e| !e.is_empty());
+    if let Some(endpoint) = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty() && !traces_endpoint) {
         exporter = exporter.with_endpoint(endpoint);
     }
     let exporter = exporter.build().context("building the OTLP span exporter")?;
