@@ -89,13 +89,17 @@ impl EventBus {
             return Err(crate::status::invalid(v));
         }
         let limits = &self.config.limits;
+        let mut exceeded = Vec::new();
         let events: Vec<_> = req
             .events
             .into_iter()
             .enumerate()
-            .filter_map(|(i, e)| convert::event_from(i, e, &trace, limits, &mut v))
+            .filter_map(|(i, e)| convert::event_from(i, e, &trace, limits, &mut v, &mut exceeded))
             .collect();
         finish(v)?;
+        if !exceeded.is_empty() {
+            return Err(crate::status::over_limit(exceeded));
+        }
         let published = self.store.publish(&req.namespace, events).await.map_err(to_status)?;
         Ok(pb::PublishResponse {
             results: published

@@ -27,12 +27,21 @@ pub fn to_status(e: Error) -> Status {
 
 /// Returns INVALID_ARGUMENT naming every violated field.
 pub fn invalid(violations: Vec<FieldViolation>) -> Status {
+    with_violations(Code::InvalidArgument, violations)
+}
+
+/// Returns RESOURCE_EXHAUSTED naming every field over a server limit (attributes, data size).
+pub fn over_limit(violations: Vec<FieldViolation>) -> Status {
+    with_violations(Code::ResourceExhausted, violations)
+}
+
+fn with_violations(code: Code, violations: Vec<FieldViolation>) -> Status {
     let message = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
     let mut details = ErrorDetails::new();
     for v in &violations {
         details.add_bad_request_violation(v.field.clone(), v.description.clone());
     }
-    Status::with_error_details(Code::InvalidArgument, message, details)
+    Status::with_error_details(code, message, details)
 }
 
 /// Returns RESOURCE_EXHAUSTED for a limit.
