@@ -52,9 +52,11 @@ pub async fn serve_store(
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = config.limits.clone();
     let bus = EventBus::new(store, config, stop_rx);
-    let service = EventBusServiceServer::new(bus)
-        .max_decoding_message_size(limits.max_message_bytes)
-        .max_encoding_message_size(limits.max_message_bytes.max(64 << 20));
+    let service = status::OversizeExhausted(
+        EventBusServiceServer::new(bus)
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes.max(64 << 20)),
+    );
     let addr = listener.local_addr().ok();
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(c) = &conn {
