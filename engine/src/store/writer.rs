@@ -21,7 +21,7 @@ use super::{
     Backend, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
     StoreConfig, SweepReport,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventRef, TraceContext};
 use crate::listener::{CompiledListener, Listener, ListenerKind, ListenerSpec, ListenerStatus};
 use crate::trigger::{ActionKind, CorrelationKey, Engine, Outcome};
@@ -199,9 +199,22 @@ pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
                     Err(_) => break,
                 }
             }
-            writer.run(&mut batch).await;
+            if writer.run(&mut batch).await {
+                // Commands that queued while the database could not be reached fail at once:
+                // each would otherwise wait out the pool's acquire timeout in turn, and a
+                // caller behind a few of them would wait many times that.
+                for cmd in held.take().into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                    let _ = cmd.reply.send(Err(unavailable_meanwhile()));
+                }
+            }
         }
     });
+}
+
+/// The error of a command failed without an attempt, because the database could not be reached
+/// a moment ago.
+fn unavailable_meanwhile() -> Error {
+    Error::Unavailable(sqlx::Error::Io(std::io::Error::other("the database could not be reached a moment ago")))
 }
 
 impl Writer {
@@ -209,7 +222,8 @@ impl Writer {
         Self { backend, pool, signals, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
     }
 
-    async fn run(&mut self, batch: &mut Vec<Command>) {
+    /// Runs a batch and answers its commands; returns whether the database was unavailable.
+    async fn run(&mut self, batch: &mut Vec<Command>) -> bool {
         let ops: Vec<&Op> = batch.iter().map(|c| &c.op).collect();
         match self.transact(&ops).await {
             Ok((outputs, signal)) => {
@@ -219,12 +233,23 @@ impl Writer {
                 for ns in signal {
                     self.signals.notify(&ns);
                 }
+                false
             }
             Err(e) if batch.len() == 1 => {
                 tracing::warn!(error = %e, "store transaction failed");
+                let unavailable = e.kind() == ErrorKind::Unavailable;
                 if let Some(cmd) = batch.pop() {
                     let _ = cmd.reply.send(Err(e));
                 }
+                unavailable
+            }
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                // No command is to blame: retrying them one by one would only wait again.
+                tracing::warn!(error = %e, commands = batch.len(), "store transaction failed");
+                for cmd in batch.drain(..) {
+                    let _ = cmd.reply.send(Err(unavailable_meanwhile()));
+                }
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, commands = batch.len(), "batch failed, retrying its commands one by one");
@@ -241,6 +266,7 @@ impl Writer {
                     };
                     let _ = cmd.reply.send(out);
                 }
+                false
             }
         }
     }
