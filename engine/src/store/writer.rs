@@ -1049,19 +1049,43 @@ impl Writer {
         retry_after: Duration,
         reason: &str,
     ) -> Result<Result<Output>> {
-        let Some((settings, _)) = self.group_settings(tx, ns, group, false).await? else {
+        let Some((settings, read_seq)) = self.group_settings(tx, ns, group, false).await? else {
             return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
         };
-        let attempt: Option<i64> = sqlx::query_scalar(
-            "SELECT attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3 AND state = 'leased'",
-        )
-        .bind(ns)
-        .bind(group)
-        .bind(seq as i64)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(attempt) = attempt else {
-            return Ok(Err(Error::NotFound(format!("leased notification {seq} in group {group:?}"))));
+        let delivery =
+            sqlx::query("SELECT state, attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3")
+                .bind(ns)
+                .bind(group)
+                .bind(seq as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let state = delivery.as_ref().map(|r| r.try_get::<String, _>(0)).transpose()?;
+        let attempt: i64 = match (state.as_deref(), delivery) {
+            (Some("leased"), Some(row)) => row.try_get(1)?,
+            (Some("dead"), _) => {
+                return Ok(Err(Error::FailedPrecondition(format!(
+                    "notification {seq} is a dead letter in group {group:?}"
+                ))));
+            }
+            // An acked delivery is deleted: the group read past a notification that passes
+            // its filters and holds no delivery for it.
+            (None, _) if seq as i64 <= read_seq => {
+                let row = sqlx::query("SELECT kind, target FROM notifications WHERE namespace = $1 AND seq = $2")
+                    .bind(ns)
+                    .bind(seq as i64)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let acked = match row {
+                    Some(r) => settings.matches(r.try_get::<String, _>(0)?.parse()?, &r.try_get::<String, _>(1)?),
+                    None => false,
+                };
+                return Ok(Err(if acked {
+                    Error::FailedPrecondition(format!("notification {seq} is already acked in group {group:?}"))
+                } else {
+                    Error::NotFound(format!("notification {seq} in group {group:?}"))
+                }));
+            }
+            _ => return Ok(Err(Error::NotFound(format!("leased notification {seq} in group {group:?}")))),
         };
         let now = micros(b.now);
         let dead = attempt >= settings.max_attempts as i64;
