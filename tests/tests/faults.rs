@@ -39,6 +39,7 @@ cases!(
     calls_over_the_streams_per_connection_wait_for_a_free_stream,
     subscribe_over_the_subscription_limit_is_resource_exhausted,
     subscribe_with_other_group_settings_is_failed_precondition,
+    nack_of_a_settled_notification_is_failed_precondition,
     internal_errors_are_masked,
 );
 
@@ -256,6 +257,43 @@ async fn subscribe_with_other_group_settings_is_failed_precondition(db: Database
     };
     let _second = raw.subscribe(same).await.unwrap().into_inner();
     drop(first);
+}
+
+async fn nack_of_a_settled_notification_is_failed_precondition(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
+    c.publish("ns", [event("a", "1"), event("a", "2")]).await.unwrap();
+    let mut o = SubscribeOptions::new("ns", "g");
+    o.max_attempts = 1;
+    let mut sub = c.subscribe(o).await.unwrap();
+    let first = within(Duration::from_secs(10), "a notification", sub.next()).await.unwrap().unwrap();
+    let second = within(Duration::from_secs(10), "a notification", sub.next()).await.unwrap().unwrap();
+    assert_eq!((first.notification().sequence, second.notification().sequence), (1, 2));
+    first.ack().await.unwrap();
+    assert!(second.nack(Duration::ZERO, "boom").await.unwrap(), "the only attempt is used up");
+    for (seq, why) in [(1, "acked"), (2, "dead")] {
+        let err = c.nack("ns", "g", seq, Duration::ZERO, "late").await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "nacking an {why} notification: {err:?}");
+    }
+    assert_eq!(c.nack("ns", "g", 3, Duration::ZERO, "x").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(c.nack("ns", "other", 1, Duration::ZERO, "x").await.unwrap_err().code(), Code::NotFound);
+    let dead = c
+        .raw()
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            namespace: "ns".into(),
+            consumer_group: "g".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters;
+    assert_eq!(
+        dead.iter().map(|d| (d.notification.as_ref().unwrap().sequence, d.last_error.as_str())).collect::<Vec<_>>(),
+        vec![(2, "boom")],
+        "the rejected nacks changed nothing"
+    );
 }
 
 async fn internal_errors_are_masked(db: Database) {
