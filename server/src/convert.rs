@@ -95,16 +95,18 @@ fn has_scheme(s: &str) -> bool {
 }
 
 /// Validates and converts one published event. `call_trace` is the Publish call's context,
-/// used unless the event carries a valid `traceparent` attribute.
+/// used unless the event carries a valid `traceparent` attribute. Invalid fields go to `v`,
+/// fields over the server's limits (attributes, data size) to `exceeded`.
 pub fn event_from(
     i: usize,
     ce: pb::CloudEvent,
     call_trace: &TraceContext,
     limits: &Limits,
     v: &mut Violations,
+    exceeded: &mut Violations,
 ) -> Option<Event> {
     let field = |f: &str| format!("events[{i}].{f}");
-    let before = v.len();
+    let before = (v.len(), exceeded.len());
     for (name, value, max) in [("id", &ce.id, 256), ("source", &ce.source, 1024), ("type", &ce.r#type, 256)] {
         if value.is_empty() {
             v.push(FieldViolation::new(field(name), "is required"));
@@ -116,7 +118,8 @@ pub fn event_from(
         v.push(FieldViolation::new(field("spec_version"), "must be \"1.0\""));
     }
     if ce.attributes.len() > limits.max_attributes {
-        v.push(FieldViolation::new(field("attributes"), format!("at most {} attributes", limits.max_attributes)));
+        exceeded
+            .push(FieldViolation::new(field("attributes"), format!("at most {} attributes", limits.max_attributes)));
     }
     let data_len = match &ce.data {
         Some(pb::cloud_event::Data::BinaryData(b)) => b.len(),
@@ -125,7 +128,7 @@ pub fn event_from(
         None => 0,
     };
     if data_len > limits.max_data_bytes {
-        v.push(FieldViolation::new(field("data"), format!("at most {} bytes of data", limits.max_data_bytes)));
+        exceeded.push(FieldViolation::new(field("data"), format!("at most {} bytes of data", limits.max_data_bytes)));
     }
     let mut subject = None;
     let mut time = None;
@@ -188,7 +191,7 @@ pub fn event_from(
             }
         }
     }
-    if v.len() != before {
+    if (v.len(), exceeded.len()) != before {
         return None;
     }
     let trace = if valid_traceparent(&own_trace.traceparent) { own_trace } else { call_trace.clone() };

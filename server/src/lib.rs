@@ -88,9 +88,11 @@ async fn run(
         }
         None => None,
     };
-    let service = EventBusServiceServer::new(bus)
-        .max_decoding_message_size(limits.max_message_bytes)
-        .max_encoding_message_size(limits.max_message_bytes.max(64 << 20));
+    let service = status::OversizeExhausted(
+        EventBusServiceServer::new(bus)
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes.max(64 << 20)),
+    );
     let addr = listener.local_addr().ok();
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(c) = &conn {

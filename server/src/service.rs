@@ -115,13 +115,17 @@ impl EventBus {
             return Err(crate::status::invalid(v));
         }
         let limits = &self.config.limits;
+        let mut exceeded = Vec::new();
         let mut events: Vec<_> = req
             .events
             .into_iter()
             .enumerate()
-            .filter_map(|(i, e)| convert::event_from(i, e, &trace, limits, &mut v))
+            .filter_map(|(i, e)| convert::event_from(i, e, &trace, limits, &mut v, &mut exceeded))
             .collect();
         finish(v)?;
+        if !exceeded.is_empty() {
+            return Err(crate::status::over_limit(exceeded));
+        }
         if self.config.traces {
             // Triggers are children of the publish span; contexts the events carried themselves
             // become links of it.

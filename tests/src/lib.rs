@@ -6,13 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventbus_client::Client;
 use eventbus_engine::store::{Backend, StoreConfig};
 use eventbus_server::ServerConfig;
 use sqlx::Executor;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// A fresh database: a temp SQLite file, or a fresh schema on `EVENTBUS_TEST_DATABASE_URL`.
@@ -42,6 +44,87 @@ impl Database {
                 let sep = if base.contains('?') { '&' } else { '?' };
                 Self { url: format!("{base}{sep}options=-c%20search_path%3D{schema}"), _dir: None }
             }
+        }
+    }
+}
+
+impl Database {
+    /// Returns the address of the database server (Postgres only).
+    pub async fn server_addr(&self) -> SocketAddr {
+        let (_, rest) = self.url.split_once("://").expect("a URL");
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+        tokio::net::lookup_host(&host_port).await.unwrap().next().expect("the database host resolves")
+    }
+
+    /// Returns this database reached through `addr` instead (Postgres only): same user, database
+    /// and schema.
+    pub async fn through(&self, addr: SocketAddr) -> Database {
+        let (scheme, rest) = self.url.split_once("://").expect("a URL");
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
+        Database { url: format!("{scheme}://{user}{addr}{tail}"), _dir: None }
+    }
+}
+
+/// A TCP proxy the test can cut, to take a database away from the server and give it back.
+/// [`Self::cut`] closes every open connection and stops listening, so new connections are
+/// refused, as with a database that is down; [`Self::restore`] listens on the same address again.
+#[derive(Debug)]
+pub struct Proxy {
+    pub addr: SocketAddr,
+    upstream: SocketAddr,
+    cut: Arc<watch::Sender<bool>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Listens on `127.0.0.1:0` and forwards each connection to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(watch::channel(false).0);
+        let task = Some(tokio::spawn(Self::accept(listener, upstream, cut.clone())));
+        Self { addr, upstream, cut, task }
+    }
+
+    async fn accept(listener: TcpListener, upstream: SocketAddr, cut: Arc<watch::Sender<bool>>) {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut cut_rx = cut.subscribe();
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(upstream).await else { return };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    _ = cut_rx.wait_for(|cut| *cut) => {}
+                }
+            });
+        }
+    }
+
+    /// Closes every open connection and refuses new ones until [`Self::restore`].
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.cut.send_replace(true);
+    }
+
+    /// Listens and forwards again, on the same address.
+    pub async fn restore(&mut self) {
+        self.cut.send_replace(false);
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.task = Some(tokio::spawn(Self::accept(listener, self.upstream, self.cut.clone())));
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut.send_replace(true);
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }

@@ -325,7 +325,7 @@ async fn nack_dead_letters_and_redrive(db: Database) {
     assert_eq!((d.notification().sequence, d.notification().attempt), (1, 1));
     d.ack().await.unwrap();
     let err = c.nack("ns", "g", 1, Duration::ZERO, "late").await.unwrap_err();
-    assert_eq!(err.code(), Code::NotFound, "only a leased notification can be nacked");
+    assert_eq!(err.code(), Code::FailedPrecondition, "an acked notification cannot be nacked");
 }
 
 async fn graceful_shutdown_ends_streams_with_unavailable(db: Database) {

@@ -21,7 +21,7 @@ use super::{
     Backend, Fired, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
     StoreConfig, SweepReport, trigger_span_id,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventRef, TraceContext};
 use crate::listener::{CompiledListener, Listener, ListenerKind, ListenerSpec, ListenerStatus};
 use crate::trigger::{ActionKind, CorrelationKey, Engine, Outcome};
@@ -211,9 +211,22 @@ pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
                     Err(_) => break,
                 }
             }
-            writer.run(&mut batch).await;
+            if writer.run(&mut batch).await {
+                // Commands that queued while the database could not be reached fail at once:
+                // each would otherwise wait out the pool's acquire timeout in turn, and a
+                // caller behind a few of them would wait many times that.
+                for cmd in held.take().into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                    let _ = cmd.reply.send(Err(unavailable_meanwhile()));
+                }
+            }
         }
     });
+}
+
+/// The error of a command failed without an attempt, because the database could not be reached
+/// a moment ago.
+fn unavailable_meanwhile() -> Error {
+    Error::Unavailable(sqlx::Error::Io(std::io::Error::other("the database could not be reached a moment ago")))
 }
 
 impl Writer {
@@ -221,7 +234,8 @@ impl Writer {
         Self { backend, pool, signals, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
     }
 
-    async fn run(&mut self, batch: &mut Vec<Command>) {
+    /// Runs a batch and answers its commands; returns whether the database was unavailable.
+    async fn run(&mut self, batch: &mut Vec<Command>) -> bool {
         let ops: Vec<&Op> = batch.iter().map(|c| &c.op).collect();
         match self.transact(&ops).await {
             Ok(committed) => {
@@ -229,12 +243,23 @@ impl Writer {
                 for (cmd, out) in batch.drain(..).zip(outputs) {
                     let _ = cmd.reply.send(out);
                 }
+                false
             }
             Err(e) if batch.len() == 1 => {
                 tracing::warn!(error = %e, "store transaction failed");
+                let unavailable = e.kind() == ErrorKind::Unavailable;
                 if let Some(cmd) = batch.pop() {
                     let _ = cmd.reply.send(Err(e));
                 }
+                unavailable
+            }
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                // No command is to blame: retrying them one by one would only wait again.
+                tracing::warn!(error = %e, commands = batch.len(), "store transaction failed");
+                for cmd in batch.drain(..) {
+                    let _ = cmd.reply.send(Err(unavailable_meanwhile()));
+                }
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, commands = batch.len(), "batch failed, retrying its commands one by one");
@@ -249,6 +274,7 @@ impl Writer {
                     };
                     let _ = cmd.reply.send(out);
                 }
+                false
             }
         }
     }
@@ -1093,19 +1119,43 @@ impl Writer {
         retry_after: Duration,
         reason: &str,
     ) -> Result<Result<Output>> {
-        let Some((settings, _)) = self.group_settings(tx, ns, group, false).await? else {
+        let Some((settings, read_seq)) = self.group_settings(tx, ns, group, false).await? else {
             return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
         };
-        let attempt: Option<i64> = sqlx::query_scalar(
-            "SELECT attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3 AND state = 'leased'",
-        )
-        .bind(ns)
-        .bind(group)
-        .bind(seq as i64)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(attempt) = attempt else {
-            return Ok(Err(Error::NotFound(format!("leased notification {seq} in group {group:?}"))));
+        let delivery =
+            sqlx::query("SELECT state, attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3")
+                .bind(ns)
+                .bind(group)
+                .bind(seq as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let state = delivery.as_ref().map(|r| r.try_get::<String, _>(0)).transpose()?;
+        let attempt: i64 = match (state.as_deref(), delivery) {
+            (Some("leased"), Some(row)) => row.try_get(1)?,
+            (Some("dead"), _) => {
+                return Ok(Err(Error::FailedPrecondition(format!(
+                    "notification {seq} is a dead letter in group {group:?}"
+                ))));
+            }
+            // An acked delivery is deleted: the group read past a notification that passes
+            // its filters and holds no delivery for it.
+            (None, _) if seq as i64 <= read_seq => {
+                let row = sqlx::query("SELECT kind, target FROM notifications WHERE namespace = $1 AND seq = $2")
+                    .bind(ns)
+                    .bind(seq as i64)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let acked = match row {
+                    Some(r) => settings.matches(r.try_get::<String, _>(0)?.parse()?, &r.try_get::<String, _>(1)?),
+                    None => false,
+                };
+                return Ok(Err(if acked {
+                    Error::FailedPrecondition(format!("notification {seq} is already acked in group {group:?}"))
+                } else {
+                    Error::NotFound(format!("notification {seq} in group {group:?}"))
+                }));
+            }
+            _ => return Ok(Err(Error::NotFound(format!("leased notification {seq} in group {group:?}")))),
         };
         let now = micros(b.now);
         let dead = attempt >= settings.max_attempts as i64;
