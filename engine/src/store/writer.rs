@@ -12,6 +12,12 @@
 //! the consumers after the commit. A group with a backlog, or whose consumers have no room
 //! left, is told to claim instead, which keeps sequence order.
 //!
+//! Leases are not flushed to disk: a batch of only claims, acks, nacks and releases commits
+//! without waiting for the disk (SQLite `synchronous=NORMAL` on the writer connection for that
+//! batch, Postgres `SET LOCAL synchronous_commit = off`). A crash of the machine may forget such a
+//! commit, which only means a redelivery (a lost ack or lease) or one attempt not counted (a lost
+//! nack); notifications themselves are committed by the publishes that create them, durably.
+//!
 //! Hazards: the group rows are locked (`FOR UPDATE`, in name order) after the namespace rows, as
 //! claims do; a claim-only transaction of another process that locks two groups in the other
 //! order can deadlock with it, which Postgres breaks by failing one batch (retried command by
@@ -34,8 +40,8 @@ use super::rows::{
 };
 use super::sql::{CHUNK, INSERT_CHUNK, events_by_keys, list, placeholders};
 use super::{
-    Backend, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, StartPosition, StoreConfig,
-    SweepReport,
+    Backend, Durability, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, StartPosition,
+    StoreConfig, SweepReport,
 };
 use crate::error::{Error, Result};
 use crate::event::{Event, EventRef, TraceContext};
@@ -72,6 +78,11 @@ impl Op {
             | Self::DeleteListeners { namespace, .. } => Some(namespace),
             _ => None,
         }
+    }
+
+    /// Whether the op changes only leases (see the module docs on durability).
+    fn leases_only(&self) -> bool {
+        matches!(self, Self::Claim { .. } | Self::Ack { .. } | Self::Nack { .. } | Self::Release { .. })
     }
 
     fn weight(&self) -> usize {
@@ -252,6 +263,8 @@ pub(crate) struct Writer {
     engine: Engine,
     loaded: HashMap<String, Loaded>,
     last_prune: Option<DateTime<Utc>>,
+    /// SQLite: the writer connection is switched to `synchronous=NORMAL` for lease-only batches.
+    sqlite_sync_relaxed: bool,
 }
 
 pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
@@ -290,7 +303,16 @@ pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
 
 impl Writer {
     pub(crate) fn new(backend: Backend, pool: AnyPool, slots: Slots, config: StoreConfig) -> Self {
-        Self { backend, pool, slots, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
+        Self {
+            backend,
+            pool,
+            slots,
+            config,
+            engine: Engine::new(),
+            loaded: HashMap::new(),
+            last_prune: None,
+            sqlite_sync_relaxed: false,
+        }
     }
 
     async fn run(&mut self, batch: &mut Vec<Command>) {
@@ -328,7 +350,20 @@ impl Writer {
     /// Runs ops in one transaction. The outer error aborts the whole transaction; the inner
     /// results are each op's own (an op that fails on its own changes nothing).
     async fn transact(&mut self, ops: &[&Op]) -> Result<(Vec<Result<Output>>, Effects)> {
+        let leases_only = ops.iter().all(|op| op.leases_only());
+        let flush_to_disk = self.config.durability == Durability::Full && !leases_only;
+        if self.backend == Backend::Sqlite && self.config.durability == Durability::Full {
+            // A per-connection setting; SQLite's writer pool has one connection.
+            if self.sqlite_sync_relaxed == flush_to_disk {
+                let pragma = if flush_to_disk { "PRAGMA synchronous=FULL" } else { "PRAGMA synchronous=NORMAL" };
+                sqlx::query(pragma).execute(&self.pool).await?;
+                self.sqlite_sync_relaxed = !flush_to_disk;
+            }
+        }
         let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+        if self.backend == Backend::Postgres && leases_only {
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        }
         let now = super::from_micros(micros(Utc::now()));
         let mut b = Batch {
             now,
