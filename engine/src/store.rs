@@ -5,7 +5,8 @@
 //! [`Engine`](crate::trigger::Engine) and group-commits: it drains the queue of pending
 //! commands into one transaction, so concurrent publishes share a transaction and an fsync,
 //! while each publish stays all-or-nothing (a failing batch is retried command by command).
-//! Reads go straight to a pool.
+//! Reads go straight to a pool. New notifications are leased to waiting consumers of this
+//! process in the transaction that creates them ([`consume`]); everything else is claimed.
 //!
 //! Across processes on one Postgres, a transaction that evaluates events or changes listeners
 //! first locks the rows of its namespaces (`FOR UPDATE`, in name order, so no deadlock): events
@@ -19,26 +20,28 @@
 //! lagging consumer group still has notifications referring to them; such a notification is
 //! delivered without those events.
 
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, TraceContext};
 use crate::listener::{Listener, ListenerKind, ListenerSpec};
 
+pub mod consume;
 mod read;
 mod rows;
 mod sql;
 mod writer;
 
+use consume::Slots;
+pub use consume::{Consumer, ConsumerOptions, ConsumerStats};
 pub use rows::{from_micros, micros};
 use writer::{Command, Op, Output};
 
@@ -355,26 +358,8 @@ struct Inner {
     backend: Backend,
     read: AnyPool,
     commands: mpsc::Sender<Command>,
-    signals: Signals,
+    slots: Slots,
     config: StoreConfig,
-}
-
-/// Wakes subscribers of a namespace when it has new claimable notifications.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Signals(Arc<Mutex<HashMap<String, Arc<Notify>>>>);
-
-impl Signals {
-    pub(crate) fn get(&self, namespace: &str) -> Arc<Notify> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(namespace.to_owned()).or_default().clone()
-    }
-
-    pub(crate) fn notify(&self, namespace: &str) {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get(namespace) {
-            n.notify_waiters();
-        }
-    }
 }
 
 impl Store {
@@ -395,9 +380,9 @@ impl Store {
             Backend::Postgres => read.clone(),
         };
         let (tx, rx) = mpsc::channel(4096);
-        let signals = Signals::default();
-        writer::spawn(writer::Writer::new(backend, write, signals.clone(), config.clone()), rx);
-        let store = Self { inner: Arc::new(Inner { backend, read, commands: tx, signals, config }) };
+        let slots = Slots::default();
+        writer::spawn(writer::Writer::new(backend, write, slots.clone(), config.clone()), rx);
+        let store = Self { inner: Arc::new(Inner { backend, read, commands: tx, slots, config }) };
         store.spawn_sweeper();
         Ok(store)
     }
@@ -408,12 +393,6 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
-    }
-
-    /// Returns a handle that is notified when the namespace may have new claimable
-    /// notifications. Create the `notified()` future before claiming, to miss nothing.
-    pub fn signal(&self, namespace: &str) -> Arc<Notify> {
-        self.inner.signals.get(namespace)
     }
 
     async fn call(&self, op: Op) -> Result<Output> {
@@ -485,6 +464,19 @@ impl Store {
         max: u32,
         lease: Duration,
     ) -> Result<Vec<Delivery>> {
+        Ok(self.claim_batch(namespace, group, consumer, max, lease).await?.0)
+    }
+
+    /// Like [`Self::claim`]; also returns whether it took as many as it could, so more may be
+    /// claimable (with a [`Consumer`] attached, `max` is cut to its room).
+    pub(crate) async fn claim_batch(
+        &self,
+        namespace: &str,
+        group: &str,
+        consumer: &str,
+        max: u32,
+        lease: Duration,
+    ) -> Result<(Vec<Delivery>, bool)> {
         let op = Op::Claim {
             namespace: namespace.to_owned(),
             group: group.to_owned(),
@@ -492,17 +484,18 @@ impl Store {
             max,
             lease,
         };
-        let claimed = match self.call(op).await? {
-            Output::Claimed(c) => c,
+        let (claimed, full) = match self.call(op).await? {
+            Output::Claimed(c, full) => (c, full),
             other => return Err(unexpected(other)),
         };
         let (mut notifications, attempts): (Vec<_>, Vec<_>) = claimed.into_iter().unzip();
         self.load_events(namespace, &mut notifications).await?;
-        Ok(notifications
+        let deliveries = notifications
             .into_iter()
             .zip(attempts)
             .map(|(notification, attempt)| Delivery { notification, group: group.to_owned(), attempt })
-            .collect())
+            .collect();
+        Ok((deliveries, full))
     }
 
     /// Acknowledges leased notifications; returns how many were leased (others are ignored:

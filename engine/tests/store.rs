@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use eventbus_engine::store::{
-    Backend, EventKey, EventQuery, GroupSpec, ListenerQuery, ListenerSelector, NotificationKind, StartPosition, Store,
-    StoreConfig, trigger_span_id,
+    Backend, Consumer, ConsumerOptions, ConsumerStats, Delivery, EventKey, EventQuery, GroupSpec, ListenerQuery,
+    ListenerSelector, NotificationKind, StartPosition, Store, StoreConfig, trigger_span_id,
 };
 use eventbus_engine::{
     AttrValue, Condition, Data, ErrorKind, Event, FilterSet, ListenerKind, ListenerSpec, ListenerStatus, TraceContext,
@@ -88,6 +88,12 @@ cases!(
     retention_deletes_old_rows,
     sweeper_prunes_partials_past_their_lifespan,
     concurrent_publishes_fire_exactly_once,
+    waiting_consumer_gets_notifications_from_the_publish,
+    backlog_falls_back_to_ordered_claim,
+    direct_delivery_respects_group_filters,
+    closed_consumer_releases_to_another,
+    consumers_share_direct_deliveries_without_duplicates,
+    consumer_claims_what_another_process_published,
 );
 
 fn ev(event_type: &str, id: &str) -> Event {
@@ -719,4 +725,174 @@ async fn concurrent_publishes_fire_exactly_once(db: &Db) {
     assert_eq!(wakes.len(), WAITS);
     assert!(wakes.values().all(|n| *n == 1), "every wait wakes exactly once");
     assert_eq!(a.partial_count("ns", None).await.unwrap(), 0, "no partial state left");
+}
+
+/// Starts a consumer that polls rarely, so what it gets without a poll came by the direct path
+/// or a claim its own room or a store change asked for.
+async fn consumer(store: &Store, group: &str, consumer: &str, max_in_flight: u32, poll: Duration) -> Consumer {
+    let options = ConsumerOptions {
+        namespace: "ns".into(),
+        group: group.into(),
+        consumer: consumer.into(),
+        max_in_flight,
+        lease: LEASE,
+        poll_interval: poll,
+    };
+    store.consume(options).await.unwrap()
+}
+
+const RARELY: Duration = Duration::from_secs(3600);
+
+async fn next(c: &mut Consumer) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(10), c.recv()).await.expect("a delivery within 10s").unwrap().unwrap()
+}
+
+/// Returns true if the consumer yields nothing for a moment.
+async fn quiet(c: &mut Consumer) -> bool {
+    tokio::time::timeout(Duration::from_millis(200), c.recv()).await.is_err()
+}
+
+async fn waiting_consumer_gets_notifications_from_the_publish(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    let mut all = spec(ListenerKind::Start, Condition::All, &["x", "y"], "both");
+    all.correlate_by = vec!["k".into()];
+    store.register_listener("ns", all, None, Default::default()).await.unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    let mut c = consumer(&store, "g", "c1", 10, RARELY).await;
+    store.publish("ns", vec![ev("a", "1")]).await.unwrap();
+    let d = next(&mut c).await;
+    assert_eq!((d.notification.sequence, d.attempt, d.group.as_str()), (1, 1, "g"));
+    assert_eq!(d.notification.events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["1"]);
+    assert_eq!(c.stats(), ConsumerStats { direct: 1, claimed: 0 });
+    // Leased: nobody else in the group gets it.
+    assert!(store.claim("ns", "g", "c2", 10, LEASE).await.unwrap().is_empty());
+    // Events collected by an earlier transaction come along too.
+    store.publish("ns", vec![with_ext(ev("x", "x1"), "k", "1")]).await.unwrap();
+    store.publish("ns", vec![with_ext(ev("y", "y1"), "k", "1")]).await.unwrap();
+    let d = next(&mut c).await;
+    assert_eq!(d.notification.sequence, 2);
+    assert_eq!(d.notification.events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["x1", "y1"]);
+    assert_eq!(c.stats(), ConsumerStats { direct: 2, claimed: 0 });
+    assert_eq!(store.ack("ns", "g", vec![1, 2]).await.unwrap(), 2);
+    assert!(quiet(&mut c).await);
+    assert_eq!(c.close().await.unwrap(), 0, "nothing left to release");
+}
+
+async fn backlog_falls_back_to_ordered_claim(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    store.publish("ns", (1..=3).map(|i| ev("a", &i.to_string())).collect()).await.unwrap();
+    let mut c = consumer(&store, "g", "c1", 2, RARELY).await;
+    let mut got = vec![next(&mut c).await.notification.sequence, next(&mut c).await.notification.sequence];
+    assert!(quiet(&mut c).await, "no room beyond max_in_flight");
+    // Behind a backlog a new notification waits its turn.
+    store.publish("ns", vec![ev("a", "4")]).await.unwrap();
+    assert!(quiet(&mut c).await, "still no room");
+    store.ack("ns", "g", vec![got[0]]).await.unwrap();
+    got.push(next(&mut c).await.notification.sequence);
+    store.ack("ns", "g", vec![got[1]]).await.unwrap();
+    got.push(next(&mut c).await.notification.sequence);
+    assert_eq!(got, vec![1, 2, 3, 4], "in sequence order");
+    assert_eq!(c.stats(), ConsumerStats { direct: 0, claimed: 4 });
+    // Once caught up, new notifications come directly again.
+    store.ack("ns", "g", vec![3, 4]).await.unwrap();
+    assert!(quiet(&mut c).await);
+    store.publish("ns", vec![ev("a", "5")]).await.unwrap();
+    assert_eq!(next(&mut c).await.notification.sequence, 5);
+    assert_eq!(c.stats(), ConsumerStats { direct: 1, claimed: 4 });
+    c.close().await.unwrap();
+}
+
+async fn direct_delivery_respects_group_filters(db: &Db) {
+    let store = open(db).await;
+    for wf in ["wf1", "wf2"] {
+        store
+            .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], wf), None, Default::default())
+            .await
+            .unwrap();
+    }
+    let only_wf2 =
+        GroupSpec { name: "w".into(), workflow_ids: vec!["wf2".into()], max_attempts: 10, ..Default::default() };
+    store.ensure_group("ns", only_wf2).await.unwrap();
+    store.ensure_group("ns", group("all")).await.unwrap();
+    let mut c = consumer(&store, "w", "c1", 10, RARELY).await;
+    store.publish("ns", vec![ev("a", "1")]).await.unwrap(); // 1 (wf1), 2 (wf2)
+    let d = next(&mut c).await;
+    assert_eq!((d.notification.sequence, d.notification.target.as_str()), (2, "wf2"));
+    assert!(quiet(&mut c).await, "wf1 is not for this group");
+    assert_eq!(c.stats(), ConsumerStats { direct: 1, claimed: 0 });
+    assert!(store.claim("ns", "w", "c2", 10, LEASE).await.unwrap().is_empty());
+    // A group without a consumer here is untouched.
+    let d = store.claim("ns", "all", "c", 10, LEASE).await.unwrap();
+    assert_eq!(d.iter().map(|d| d.notification.sequence).collect::<Vec<_>>(), vec![1, 2]);
+    c.close().await.unwrap();
+}
+
+async fn closed_consumer_releases_to_another(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    let mut c = consumer(&store, "g", "c1", 10, RARELY).await;
+    store.publish("ns", vec![ev("a", "1"), ev("a", "2")]).await.unwrap();
+    assert_eq!(next(&mut c).await.notification.sequence, 1);
+    assert_eq!(c.close().await.unwrap(), 2, "received or not, both leases are released");
+    let d = store.claim("ns", "g", "c2", 10, LEASE).await.unwrap();
+    assert_eq!(d.iter().map(|d| (d.notification.sequence, d.attempt)).collect::<Vec<_>>(), vec![(1, 2), (2, 2)]);
+}
+
+async fn consumers_share_direct_deliveries_without_duplicates(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    let mut consumers = [consumer(&store, "g", "c1", 3, RARELY).await, consumer(&store, "g", "c2", 3, RARELY).await];
+    for i in 0..6 {
+        store.publish("ns", vec![ev("a", &i.to_string())]).await.unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    for c in &mut consumers {
+        for _ in 0..3 {
+            assert!(seen.insert(next(c).await.notification.sequence), "no notification twice");
+        }
+        assert!(quiet(c).await, "at most max_in_flight each");
+    }
+    assert_eq!(seen, (1..=6).collect());
+    assert!(store.claim("ns", "g", "c3", 10, LEASE).await.unwrap().is_empty(), "all leased");
+    let direct: u64 = consumers.iter().map(|c| c.stats().direct).sum();
+    assert_eq!(direct, 6);
+    for c in consumers {
+        c.close().await.unwrap();
+    }
+}
+
+async fn consumer_claims_what_another_process_published(db: &Db) {
+    let store = open(db).await;
+    store
+        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("ns", group("g")).await.unwrap();
+    let mut c = consumer(&store, "g", "c1", 10, Duration::from_millis(50)).await;
+    let second = open(db).await;
+    second.publish("ns", vec![ev("a", "1")]).await.unwrap();
+    assert_eq!(next(&mut c).await.notification.sequence, 1);
+    assert_eq!(c.stats().claimed, 1, "found at a poll");
+    // An ack on the other process frees room here at the next poll.
+    second.ack("ns", "g", vec![1]).await.unwrap();
+    store.publish("ns", vec![ev("a", "2")]).await.unwrap();
+    assert_eq!(next(&mut c).await.notification.sequence, 2);
+    c.close().await.unwrap();
 }

@@ -93,6 +93,10 @@ pub struct BenchArgs {
     /// notify: notifications each subscriber may hold unacked.
     #[arg(long, default_value_t = 256)]
     pub subscriber_in_flight: u32,
+    /// notify: listeners registered in the namespace besides the one that fires (spread over
+    /// --scale-types types as in the listeners workload; no event of the run matches them).
+    #[arg(long, default_value_t = 10_000)]
+    pub background_listeners: u64,
     /// notify: how long to wait for outstanding notifications after the last send.
     #[arg(long, default_value = "30s", value_parser = parse::duration)]
     pub drain_timeout: Duration,
@@ -189,13 +193,20 @@ async fn run_workloads(args: &BenchArgs, target: &Target, json: bool) -> anyhow:
                         max_in_flight: args.subscriber_in_flight,
                         payload: payload.clone(),
                         drain: args.drain_timeout,
+                        background_listeners: args.background_listeners,
+                        background_types: args.scale_types,
                     };
                     runs.push(notify::run(&settings, meter).await.with_context(|| format!("notify at {rate}/s"))?);
                 }
                 if !json {
-                    report::print_notify(args.subscribers, &runs);
+                    report::print_notify(args.subscribers, args.background_listeners, &runs);
                 }
-                WorkloadResult::Notify { subscribers: args.subscribers, consumer_group: "bench-runners", runs }
+                WorkloadResult::Notify {
+                    subscribers: args.subscribers,
+                    background_listeners: args.background_listeners,
+                    consumer_group: "bench-runners",
+                    runs,
+                }
             }
             Workload::Listeners => {
                 let clients = load::connect(&target.addr, args.connections).await?;

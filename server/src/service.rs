@@ -383,7 +383,7 @@ impl EventBus {
             .try_acquire_owned()
             .map_err(|_| exhausted("too many open Subscribe streams on this server; retry later or elsewhere"))?;
         self.store.ensure_group(&options.namespace, options.group.clone()).await.map_err(to_status)?;
-        Ok(Box::pin(subscribe::stream(self.clone(), options, permit)))
+        Ok(Box::pin(subscribe::stream(self.clone(), options, permit).await?))
     }
 }
 

@@ -1,21 +1,19 @@
-//! Subscribe streams. Each stream is a consumer of its group: it claims notifications up to its
-//! free in-flight room, wakes when its namespace has news (publishes, acks, nacks, released
-//! leases) and at a poll interval (expired leases, due retries, other servers' publishes), sends
-//! keepalives when idle, and releases its leases when it goes away, so another stream of the
-//! group gets them at once.
+//! Subscribe streams. Each stream runs a store [`Consumer`] of its group: new notifications are
+//! handed to it by the publishing transaction while it has in-flight room, anything else is
+//! claimed (see `eventbus_engine::store::consume`). The stream sends keepalives when idle and
+//! releases its leases when it goes away, so another stream of the group gets them at once.
 //!
-//! Hazard: the in-flight count is read from the store, so an ack on any server frees room; a
-//! stream whose client stops acking holds at most `max_in_flight` notifications until their
-//! leases expire.
+//! Hazard: a stream whose client stops acking holds at most `max_in_flight` notifications until
+//! their leases expire; an ack made on another server frees its room only at the next poll.
 
 use std::time::Duration;
 
 use eventbus_client::pb;
 use eventbus_engine::FieldViolation;
-use eventbus_engine::store::{Delivery, GroupSpec, StartPosition};
+use eventbus_engine::store::{Consumer, ConsumerOptions, Delivery, GroupSpec, StartPosition};
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use uuid::Uuid;
@@ -109,65 +107,58 @@ impl Options {
     }
 }
 
-/// Returns the stream of one subscriber; the work runs in a task that ends with the stream.
-pub fn stream(
+/// Starts the consumer of a subscriber (its group must exist) and returns its stream; the work
+/// runs in a task that ends with the stream.
+pub async fn stream(
     bus: EventBus,
     options: Options,
     permit: OwnedSemaphorePermit,
-) -> impl Stream<Item = Result<pb::SubscribeResponse, Status>> + Send {
+) -> Result<impl Stream<Item = Result<pb::SubscribeResponse, Status>> + Send + use<>, Status> {
+    let consumer_options = ConsumerOptions {
+        namespace: options.namespace.clone(),
+        group: options.group.name.clone(),
+        consumer: Uuid::now_v7().to_string(),
+        max_in_flight: options.max_in_flight,
+        lease: options.lease,
+        poll_interval: bus.config.poll_interval,
+    };
+    let mut consumer = bus.store.consume(consumer_options).await.map_err(to_status)?;
     let (tx, rx) = mpsc::channel(options.max_in_flight as usize + 1);
     tokio::spawn(async move {
-        let consumer = Uuid::now_v7().to_string();
-        let end = deliver(&bus, &options, &consumer, &tx).await;
+        let end = deliver(&bus, &mut consumer, &tx).await;
         if let Err(status) = end {
             let _ = tx.send(Err(status)).await;
         }
-        let (ns, group) = (&options.namespace, &options.group.name);
-        if let Err(e) = bus.store.release(ns, group, &consumer).await {
+        if let Err(e) = consumer.close().await {
+            let (ns, group) = (&options.namespace, &options.group.name);
             tracing::warn!(namespace = %ns, group = %group, error = %e, "releasing leases of a closed stream failed");
         }
         drop(permit);
     });
-    ReceiverStream::new(rx)
+    Ok(ReceiverStream::new(rx))
 }
 
 type Sender = mpsc::Sender<Result<pb::SubscribeResponse, Status>>;
 
 /// Delivers until the client goes away (`Ok`) or the stream must end with a status.
-async fn deliver(bus: &EventBus, o: &Options, consumer: &str, tx: &Sender) -> Result<(), Status> {
-    let signal = bus.store.signal(&o.namespace);
+async fn deliver(bus: &EventBus, consumer: &mut Consumer, tx: &Sender) -> Result<(), Status> {
     let mut shutdown = bus.shutdown.clone();
-    let (ns, group) = (o.namespace.as_str(), o.group.name.as_str());
     let mut last_sent = Instant::now();
     loop {
-        // Register interest before looking, so news that arrives meanwhile is not missed.
-        let notified = signal.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         if *shutdown.borrow() {
             return Err(unavailable("server shutting down; reconnect"));
         }
-        let leased = bus.store.leased_count(ns, group, consumer).await.map_err(to_status)?;
-        let room = o.max_in_flight.saturating_sub(leased as u32);
-        let mut full = false;
-        if room > 0 {
-            let deliveries = bus.store.claim(ns, group, consumer, room, o.lease).await.map_err(to_status)?;
-            full = deliveries.len() as u32 == room;
-            for d in deliveries {
-                let (notification, _span) = outgoing(bus, d);
-                let message = pb::subscribe_response::Message::Notification(notification);
-                if tx.send(Ok(pb::SubscribeResponse { message: Some(message) })).await.is_err() {
-                    return Ok(());
-                }
-                last_sent = Instant::now();
-            }
-        }
-        if full {
-            continue;
-        }
         tokio::select! {
-            _ = &mut notified => {}
-            _ = sleep(bus.config.poll_interval) => {}
+            next = consumer.recv() => match next {
+                Some(Ok(delivery)) => {
+                    if !send(bus, tx, delivery).await {
+                        return Ok(());
+                    }
+                    last_sent = Instant::now();
+                }
+                Some(Err(e)) => return Err(to_status(e)),
+                None => return Err(Status::internal("internal error")),
+            },
             _ = sleep_until(last_sent + bus.config.keepalive) => {
                 let keepalive = pb::Keepalive { server_time: Some(convert::time_to(chrono::Utc::now())) };
                 let message = pb::subscribe_response::Message::Keepalive(keepalive);
@@ -182,28 +173,26 @@ async fn deliver(bus: &EventBus, o: &Options, consumer: &str, tx: &Sender) -> Re
     }
 }
 
-/// Returns a delivery as sent and, when traces are on, its `deliver` span (the span lasts while
-/// the caller holds it): the notification then carries that span's context instead of the
-/// trigger's, so the runner's work is the deliver span's child.
-fn outgoing(bus: &EventBus, d: Delivery) -> (pb::Notification, Option<tracing::Span>) {
-    if d.attempt > 1 {
+/// Sends one notification on the stream: the one place a delivery leaves for the client.
+/// Returns false if the client went away (the consumer's release then frees the lease).
+///
+/// With traces on, the send happens in a `deliver` span, child of the notification's trigger
+/// span, and the notification carries the deliver span's context instead, so the runner's work
+/// is its child.
+async fn send(bus: &EventBus, tx: &Sender, delivery: Delivery) -> bool {
+    if delivery.attempt > 1 {
         bus.metrics.redeliveries.inc();
     }
-    if !bus.config.traces || d.notification.trace.is_empty() {
-        return (convert::delivery_to(d), None);
+    let traced = bus.config.traces && !delivery.notification.trace.is_empty();
+    let span = traced.then(|| {
+        let n = &delivery.notification;
+        trace::deliver_span(&n.namespace, &delivery.group, &n.fire_id.to_string(), delivery.attempt, &n.trace)
+    });
+    let mut notification = convert::delivery_to(delivery);
+    if let Some(deliver) = span.as_ref().map(trace::trace_of).filter(|t| !t.is_empty()) {
+        notification.traceparent = deliver.traceparent;
+        notification.tracestate = deliver.tracestate;
     }
-    let span = trace::deliver_span(
-        &d.notification.namespace,
-        &d.group,
-        &d.notification.fire_id.to_string(),
-        d.attempt,
-        &d.notification.trace,
-    );
-    let deliver = trace::trace_of(&span);
-    let mut n = convert::delivery_to(d);
-    if !deliver.is_empty() {
-        n.traceparent = deliver.traceparent;
-        n.tracestate = deliver.tracestate;
-    }
-    (n, Some(span))
+    let message = pb::subscribe_response::Message::Notification(notification);
+    tx.send(Ok(pb::SubscribeResponse { message: Some(message) })).await.is_ok()
 }

@@ -3,8 +3,29 @@
 //! transaction per batch (group commit). A batch that fails is rolled back, the caches of its
 //! namespaces are dropped, and its commands are run again one by one, so one bad command
 //! cannot fail another's publish.
+//!
+//! Direct delivery: new notifications of a transaction are leased, in that same transaction, to
+//! the waiting consumers of this process ([`super::consume`]) of every group that has no backlog
+//! (its `read_seq` is just before the transaction's first notification), and the group's
+//! `read_seq` moves past them, so the invariant of the claim path holds: every notification up
+//! to `read_seq` has a delivery row or was filtered out by the group. Their leases are pushed to
+//! the consumers after the commit. A group with a backlog, or whose consumers have no room
+//! left, is told to claim instead, which keeps sequence order.
+//!
+//! Leases are not flushed to disk: a batch of only claims, acks, nacks and releases commits
+//! without waiting for the disk (SQLite `synchronous=NORMAL` on the writer connection for that
+//! batch, Postgres `SET LOCAL synchronous_commit = off`). A crash of the machine may forget such a
+//! commit, which only means a redelivery (a lost ack or lease) or one attempt not counted (a lost
+//! nack); notifications themselves are committed by the publishes that create them, durably.
+//!
+//! Hazards: the group rows are locked (`FOR UPDATE`, in name order) after the namespace rows, as
+//! claims do; a claim-only transaction of another process that locks two groups in the other
+//! order can deadlock with it, which Postgres breaks by failing one batch (retried command by
+//! command). Effects on consumers (pushes, room, claim requests) are applied only after a
+//! commit, before the replies are sent.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,14 +33,15 @@ use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::consume::{Leased, Slot, Slots};
 use super::rows::{
     EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
     event_body, from_json, kind_str, micros, status_columns, to_json,
 };
 use super::sql::{CHUNK, INSERT_CHUNK, events_by_keys, list, placeholders};
 use super::{
-    Backend, Fired, GroupSpec, ListenerSelector, Notification, NotificationKind, Published, Signals, StartPosition,
-    StoreConfig, SweepReport, trigger_span_id,
+    Backend, Durability, Fired, GroupSpec, ListenerSelector, Notification, NotificationKind, Observer, Published,
+    StartPosition, StoreConfig, SweepReport, trigger_span_id,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventRef, TraceContext};
@@ -58,6 +80,11 @@ impl Op {
         }
     }
 
+    /// Whether the op changes only leases (see the module docs on durability).
+    fn leases_only(&self) -> bool {
+        matches!(self, Self::Claim { .. } | Self::Ack { .. } | Self::Nack { .. } | Self::Release { .. })
+    }
+
     fn weight(&self) -> usize {
         match self {
             Self::Publish { events, .. } => events.len().max(1),
@@ -72,7 +99,8 @@ pub(crate) enum Output {
     Registered(Box<Listener>, bool),
     Count(u64),
     Unit,
-    Claimed(Vec<(Notification, u32)>),
+    /// Leases, and whether the claim took as many as it could (more may be claimable).
+    Claimed(Vec<Leased>, bool),
     DeadLettered(bool),
     Swept(SweepReport),
 }
@@ -104,6 +132,8 @@ struct Loaded {
 /// A locked namespace's counters within one transaction.
 #[derive(Debug)]
 struct NsState {
+    /// The first notification sequence of this transaction.
+    first_notification_seq: i64,
     next_event_seq: i64,
     next_notification_seq: i64,
     next_listener_ord: i64,
@@ -135,6 +165,84 @@ impl Staged {
     }
 }
 
+/// What a transaction created in one namespace, for direct delivery: its notifications in
+/// sequence order and the events it stored.
+#[derive(Debug, Default)]
+struct Fresh {
+    notifications: Vec<NotificationRecord>,
+    events: HashMap<u64, Event>,
+}
+
+impl Fresh {
+    fn notification(&self, n: &NotificationRecord, created_at: DateTime<Utc>) -> Notification {
+        Notification {
+            namespace: n.namespace.clone(),
+            sequence: n.seq as u64,
+            fire_id: n.fire_id,
+            kind: n.kind,
+            listener_id: n.listener_id,
+            target: n.target.clone(),
+            correlation: n.correlation.clone(),
+            event_sequences: n.event_seqs.clone(),
+            events: n.event_seqs.iter().filter_map(|s| self.events.get(s).cloned()).collect(),
+            created_at,
+            trace: n.trace.clone(),
+        }
+    }
+}
+
+/// What to do to this process's consumers once the transaction committed.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Leases made to a consumer: how many, and those to push (direct delivery).
+    leased: Vec<(Arc<Slot>, u64, Vec<Leased>)>,
+    /// Leases of a consumer that ended (acks, nacks).
+    freed: Vec<(Arc<Slot>, u64)>,
+    /// (namespace, group) whose consumers should claim.
+    claims: BTreeSet<(String, String)>,
+    /// Triggers to tell the observer about (only collected when there is one).
+    fired: Vec<Fired>,
+    /// Acknowledged notifications' creation times by (namespace, group), likewise.
+    acked: Vec<(String, String, Vec<DateTime<Utc>>)>,
+}
+
+impl Effects {
+    /// Room of a consumer already taken in this transaction.
+    fn taken(&self, slot: &Arc<Slot>) -> i64 {
+        self.leased.iter().filter(|(s, _, _)| Arc::ptr_eq(s, slot)).map(|(_, n, _)| *n as i64).sum()
+    }
+
+    /// Room of a consumer left for this transaction.
+    fn room(&self, slot: &Arc<Slot>) -> i64 {
+        i64::from(slot.room()) - self.taken(slot)
+    }
+
+    /// Carries out what a committed transaction decided: tells the observer, hands leases to
+    /// consumers, asks consumers to claim.
+    fn apply(self, slots: &Slots, observer: Option<&dyn Observer>) {
+        if let Some(observer) = observer {
+            if !self.fired.is_empty() {
+                observer.fired(&self.fired);
+            }
+            for (ns, group, created) in &self.acked {
+                observer.acked(ns, group, created);
+            }
+        }
+        for (slot, n, pushed) in self.leased {
+            slot.leased(n);
+            if !pushed.is_empty() {
+                slot.push(pushed);
+            }
+        }
+        for (slot, n) in self.freed {
+            slot.freed(n);
+        }
+        for (ns, group) in self.claims {
+            slots.want_claim(&ns, &group);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct NotificationRecord {
     namespace: String,
@@ -153,20 +261,9 @@ struct Batch {
     now: DateTime<Utc>,
     ns: BTreeMap<String, NsState>,
     staged: Staged,
-    /// Namespaces whose subscribers to wake after commit.
-    signal: BTreeSet<String>,
-    /// Triggers to tell the observer about after commit (only collected when there is one).
-    fired: Vec<Fired>,
-    /// Acknowledged notifications' creation times by (namespace, group), likewise.
-    acked: Vec<(String, String, Vec<DateTime<Utc>>)>,
-}
-
-/// What a committed transaction hands back: each op's result and what to announce.
-struct Committed {
-    outputs: Vec<Result<Output>>,
-    signal: BTreeSet<String>,
-    fired: Vec<Fired>,
-    acked: Vec<(String, String, Vec<DateTime<Utc>>)>,
+    /// Per namespace, what this transaction created.
+    fresh: BTreeMap<String, Fresh>,
+    effects: Effects,
 }
 
 /// How often the sweeper drops collected events past their lifespan from keys that saw no event.
@@ -175,11 +272,13 @@ const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 pub(crate) struct Writer {
     backend: Backend,
     pool: AnyPool,
-    signals: Signals,
+    slots: Slots,
     config: StoreConfig,
     engine: Engine,
     loaded: HashMap<String, Loaded>,
     last_prune: Option<DateTime<Utc>>,
+    /// SQLite: the writer connection is switched to `synchronous=NORMAL` for lease-only batches.
+    sqlite_sync_relaxed: bool,
 }
 
 pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
@@ -230,16 +329,25 @@ fn unavailable_meanwhile() -> Error {
 }
 
 impl Writer {
-    pub(crate) fn new(backend: Backend, pool: AnyPool, signals: Signals, config: StoreConfig) -> Self {
-        Self { backend, pool, signals, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
+    pub(crate) fn new(backend: Backend, pool: AnyPool, slots: Slots, config: StoreConfig) -> Self {
+        Self {
+            backend,
+            pool,
+            slots,
+            config,
+            engine: Engine::new(),
+            loaded: HashMap::new(),
+            last_prune: None,
+            sqlite_sync_relaxed: false,
+        }
     }
 
     /// Runs a batch and answers its commands; returns whether the database was unavailable.
     async fn run(&mut self, batch: &mut Vec<Command>) -> bool {
         let ops: Vec<&Op> = batch.iter().map(|c| &c.op).collect();
         match self.transact(&ops).await {
-            Ok(committed) => {
-                let outputs = self.announce(committed);
+            Ok((outputs, effects)) => {
+                effects.apply(&self.slots, self.config.observer.as_deref());
                 for (cmd, out) in batch.drain(..).zip(outputs) {
                     let _ = cmd.reply.send(out);
                 }
@@ -266,8 +374,8 @@ impl Writer {
                 for cmd in batch.drain(..) {
                     let result = self.transact(&[&cmd.op]).await;
                     let out = match result {
-                        Ok(committed) => {
-                            let mut outputs = self.announce(committed);
+                        Ok((mut outputs, effects)) => {
+                            effects.apply(&self.slots, self.config.observer.as_deref());
                             outputs.pop().unwrap_or_else(|| Err(Error::Internal("no output".into())))
                         }
                         Err(e) => Err(e),
@@ -279,35 +387,30 @@ impl Writer {
         }
     }
 
-    /// Tells the observer and the waiting subscribers what a transaction committed; returns the
-    /// ops' results.
-    fn announce(&self, committed: Committed) -> Vec<Result<Output>> {
-        if let Some(observer) = &self.config.observer {
-            if !committed.fired.is_empty() {
-                observer.fired(&committed.fired);
-            }
-            for (ns, group, created) in &committed.acked {
-                observer.acked(ns, group, created);
-            }
-        }
-        for ns in &committed.signal {
-            self.signals.notify(ns);
-        }
-        committed.outputs
-    }
-
     /// Runs ops in one transaction. The outer error aborts the whole transaction; the inner
     /// results are each op's own (an op that fails on its own changes nothing).
-    async fn transact(&mut self, ops: &[&Op]) -> Result<Committed> {
+    async fn transact(&mut self, ops: &[&Op]) -> Result<(Vec<Result<Output>>, Effects)> {
+        let leases_only = ops.iter().all(|op| op.leases_only());
+        let flush_to_disk = self.config.durability == Durability::Full && !leases_only;
+        if self.backend == Backend::Sqlite && self.config.durability == Durability::Full {
+            // A per-connection setting; SQLite's writer pool has one connection.
+            if self.sqlite_sync_relaxed == flush_to_disk {
+                let pragma = if flush_to_disk { "PRAGMA synchronous=FULL" } else { "PRAGMA synchronous=NORMAL" };
+                sqlx::query(pragma).execute(&self.pool).await?;
+                self.sqlite_sync_relaxed = !flush_to_disk;
+            }
+        }
         let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+        if self.backend == Backend::Postgres && leases_only {
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        }
         let now = super::from_micros(micros(Utc::now()));
         let mut b = Batch {
             now,
             ns: BTreeMap::new(),
             staged: Staged::default(),
-            signal: BTreeSet::new(),
-            fired: Vec::new(),
-            acked: Vec::new(),
+            fresh: BTreeMap::new(),
+            effects: Effects::default(),
         };
         let result = self.execute(&mut tx, &mut b, ops).await;
         let result = match result {
@@ -327,7 +430,7 @@ impl Writer {
                         l.generation = if st.changed.is_empty() { st.generation } else { st.new_gen() };
                     }
                 }
-                Ok(Committed { outputs, signal: b.signal, fired: b.fired, acked: b.acked })
+                Ok((outputs, b.effects))
             }
             Err(e) => {
                 // The engine ran ahead of what was stored: forget these namespaces.
@@ -366,7 +469,7 @@ impl Writer {
                 Op::DeleteListeners { namespace, selector } => self.delete(tx, b, namespace, Ok(selector)).await?,
                 Op::EnsureGroup { namespace, group } => self.ensure_group(tx, b, namespace, group).await?,
                 Op::Claim { namespace, group, consumer, max, lease } => {
-                    self.claim(tx, b.now, namespace, group, consumer, *max, *lease).await?
+                    self.claim(tx, b, namespace, group, consumer, *max, *lease).await?
                 }
                 Op::Ack { namespace, group, sequences } => self.ack(tx, b, namespace, group, sequences).await?,
                 Op::Nack { namespace, group, sequence, retry_after, reason } => {
@@ -379,6 +482,7 @@ impl Writer {
             outputs.push(out);
         }
         self.flush(tx, b).await?;
+        self.hand_over(tx, b).await?;
         self.write_namespaces(tx, b).await?;
         Ok(outputs)
     }
@@ -411,9 +515,11 @@ impl Writer {
             row = sqlx::query(AssertSqlSafe(sql)).bind(ns).fetch_optional(&mut *tx).await?;
         }
         let row = row.ok_or_else(|| Error::Internal(format!("namespace {ns} vanished")))?;
+        let next_notification_seq = row.try_get(1)?;
         let st = NsState {
+            first_notification_seq: next_notification_seq,
             next_event_seq: row.try_get(0)?,
-            next_notification_seq: row.try_get(1)?,
+            next_notification_seq,
             next_listener_ord: row.try_get(2)?,
             generation: row.try_get(3)?,
             changed: BTreeSet::new(),
@@ -561,9 +667,6 @@ impl Writer {
     /// Stages what an evaluation decided: notifications, partial state, finished listeners.
     fn stage(&mut self, b: &mut Batch, ns: &str, outcome: Outcome) -> Result<()> {
         let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
-        if !outcome.actions.is_empty() {
-            b.signal.insert(ns.to_owned());
-        }
         for action in outcome.actions {
             let seq = st.next_notification_seq;
             st.next_notification_seq += 1;
@@ -576,7 +679,7 @@ impl Writer {
             let trace = action.trace.child(trigger_span_id(action.fire_id));
             if self.config.observer.is_some() {
                 let others = &action.events[..action.events.len().saturating_sub(1)];
-                b.fired.push(Fired {
+                b.effects.fired.push(Fired {
                     namespace: ns.to_owned(),
                     sequence: seq as u64,
                     fire_id: action.fire_id,
@@ -693,6 +796,94 @@ impl Writer {
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
+        }
+        // Kept for direct delivery (moved, not copied: the rows are written).
+        for e in staged.events {
+            b.fresh.entry(e.namespace.clone()).or_default().events.insert(e.sequence, e);
+        }
+        for n in staged.notifications {
+            b.fresh.entry(n.namespace.clone()).or_default().notifications.push(n);
+        }
+        Ok(())
+    }
+
+    /// Leases the transaction's new notifications to waiting consumers of this process (see
+    /// the module docs); groups it cannot serve are told to claim.
+    async fn hand_over(&mut self, tx: &mut AnyConnection, b: &mut Batch) -> Result<()> {
+        let fresh = std::mem::take(&mut b.fresh);
+        for (ns, fresh) in fresh {
+            if fresh.notifications.is_empty() {
+                continue;
+            }
+            let slots = self.slots.of(&ns);
+            if slots.is_empty() {
+                continue;
+            }
+            let first = b.ns.get(&ns).map(|st| st.first_notification_seq).ok_or_else(|| {
+                Error::Internal(format!("notifications created in namespace {ns} that is not locked"))
+            })?;
+            let mut groups: BTreeMap<&str, Vec<Arc<Slot>>> = BTreeMap::new();
+            for slot in &slots {
+                groups.entry(slot.group.as_str()).or_default().push(slot.clone());
+            }
+            for (group, slots) in groups {
+                let Some((settings, read_seq)) = self.group_settings(tx, &ns, group, true).await? else { continue };
+                if read_seq < first - 1 {
+                    // A backlog: new notifications must wait their turn.
+                    b.effects.claims.insert((ns.clone(), group.to_owned()));
+                    continue;
+                }
+                let mut room: Vec<i64> = slots.iter().map(|s| b.effects.room(s)).collect();
+                let mut leased: Vec<Vec<Leased>> = vec![Vec::new(); slots.len()];
+                let mut rows: Vec<(i64, usize)> = Vec::new();
+                let mut position = read_seq;
+                for n in fresh.notifications.iter().filter(|n| n.seq > read_seq) {
+                    if settings.matches(n.kind, &n.target) {
+                        let roomiest = (0..slots.len()).filter(|&i| room[i] > 0).max_by_key(|&i| room[i]);
+                        let Some(i) = roomiest else {
+                            b.effects.claims.insert((ns.clone(), group.to_owned()));
+                            break;
+                        };
+                        room[i] -= 1;
+                        rows.push((n.seq, i));
+                        leased[i].push((fresh.notification(n, b.now), 1));
+                    }
+                    position = n.seq;
+                }
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    let sql = format!(
+                        "INSERT INTO deliveries (namespace, group_name, seq, state, attempt, available_us, consumer) \
+                         VALUES {}",
+                        placeholders(chunk.len(), 7, 1)
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for (seq, i) in chunk {
+                        let slot = &slots[*i];
+                        q = q
+                            .bind(ns.as_str())
+                            .bind(group)
+                            .bind(*seq)
+                            .bind("leased")
+                            .bind(1i64)
+                            .bind(micros(b.now).saturating_add(slot.lease.as_micros() as i64))
+                            .bind(slot.consumer.as_str());
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                if position != read_seq {
+                    sqlx::query("UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3")
+                        .bind(position)
+                        .bind(ns.as_str())
+                        .bind(group)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (slot, leased) in slots.into_iter().zip(leased) {
+                    if !leased.is_empty() {
+                        b.effects.leased.push((slot, leased.len() as u64, leased));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -933,7 +1124,7 @@ impl Writer {
     async fn claim(
         &mut self,
         tx: &mut AnyConnection,
-        now: DateTime<Utc>,
+        b: &mut Batch,
         ns: &str,
         group: &str,
         consumer: &str,
@@ -943,7 +1134,17 @@ impl Writer {
         let Some((settings, read_seq)) = self.group_settings(tx, ns, group, true).await? else {
             return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
         };
-        let now = micros(now);
+        // A consumer of this process claims no more than its room (direct deliveries may have
+        // taken some since it asked).
+        let slot = self.slots.find(ns, group, consumer);
+        let max = match &slot {
+            Some(s) => max.min(b.effects.room(s).clamp(0, i64::from(u32::MAX)) as u32),
+            None => max,
+        };
+        if max == 0 {
+            return Ok(Ok(Output::Claimed(Vec::new(), true)));
+        }
+        let now = micros(b.now);
         let until = now.saturating_add(lease.as_micros() as i64);
         let mut claimed: Vec<(i64, u32)> = Vec::new();
         // Due: leases that expired and retries whose time came.
@@ -1050,6 +1251,10 @@ impl Writer {
                 by_seq.insert(row.seq, row.into_notification()?);
             }
         }
+        let full = claimed.len() >= max as usize;
+        if let Some(slot) = slot {
+            b.effects.leased.push((slot, claimed.len() as u64, Vec::new()));
+        }
         let mut out = Vec::with_capacity(claimed.len());
         for (seq, attempt) in claimed {
             // A notification removed by retention while its delivery was pending is skipped.
@@ -1057,7 +1262,7 @@ impl Writer {
                 out.push((n, attempt));
             }
         }
-        Ok(Ok(Output::Claimed(out)))
+        Ok(Ok(Output::Claimed(out, full)))
     }
 
     async fn ack(
@@ -1069,41 +1274,44 @@ impl Writer {
         seqs: &[u64],
     ) -> Result<Result<Output>> {
         let mut acked = 0;
+        let mut by_consumer: HashMap<String, u64> = HashMap::new();
         let observed = self.config.observer.is_some();
         for chunk in seqs.chunks(CHUNK) {
             let sql = format!(
-                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state = 'leased' AND seq IN ({}){}",
-                list(chunk.len(), 3),
-                if observed { " RETURNING seq" } else { "" }
+                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state = 'leased' AND seq IN ({}) \
+                 RETURNING consumer, seq",
+                list(chunk.len(), 3)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(group);
             for s in chunk {
                 q = q.bind(*s as i64);
             }
-            if !observed {
-                acked += q.execute(&mut *tx).await?.rows_affected();
-                continue;
+            let mut deleted = Vec::new();
+            for row in q.fetch_all(&mut *tx).await? {
+                acked += 1;
+                if let Some(consumer) = row.try_get::<Option<String>, _>(0)? {
+                    *by_consumer.entry(consumer).or_default() += 1;
+                }
+                deleted.push(row.try_get::<i64, _>(1)?);
             }
-            let deleted: Vec<i64> =
-                q.fetch_all(&mut *tx).await?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
-            acked += deleted.len() as u64;
-            if deleted.is_empty() {
-                continue;
+            if observed && !deleted.is_empty() {
+                let sql = format!(
+                    "SELECT created_us FROM notifications WHERE namespace = $1 AND seq IN ({})",
+                    list(deleted.len(), 2)
+                );
+                let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(ns);
+                for s in deleted {
+                    q = q.bind(s);
+                }
+                let created = q.fetch_all(&mut *tx).await?.into_iter().map(super::from_micros).collect();
+                b.effects.acked.push((ns.to_owned(), group.to_owned(), created));
             }
-            let sql = format!(
-                "SELECT created_us FROM notifications WHERE namespace = $1 AND seq IN ({})",
-                list(deleted.len(), 2)
-            );
-            let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(ns);
-            for s in deleted {
-                q = q.bind(s);
-            }
-            let created = q.fetch_all(&mut *tx).await?.into_iter().map(super::from_micros).collect();
-            b.acked.push((ns.to_owned(), group.to_owned(), created));
         }
-        if acked > 0 {
-            // Freed in-flight room: the group's streams may claim more.
-            b.signal.insert(ns.to_owned());
+        // Freed in-flight room: the consumers may take more.
+        for (consumer, n) in by_consumer {
+            if let Some(slot) = self.slots.find(ns, group, &consumer) {
+                b.effects.freed.push((slot, n));
+            }
         }
         Ok(Ok(Output::Count(acked)))
     }
@@ -1122,16 +1330,17 @@ impl Writer {
         let Some((settings, read_seq)) = self.group_settings(tx, ns, group, false).await? else {
             return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
         };
-        let delivery =
-            sqlx::query("SELECT state, attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3")
-                .bind(ns)
-                .bind(group)
-                .bind(seq as i64)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let delivery = sqlx::query(
+            "SELECT state, attempt, consumer FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3",
+        )
+        .bind(ns)
+        .bind(group)
+        .bind(seq as i64)
+        .fetch_optional(&mut *tx)
+        .await?;
         let state = delivery.as_ref().map(|r| r.try_get::<String, _>(0)).transpose()?;
-        let attempt: i64 = match (state.as_deref(), delivery) {
-            (Some("leased"), Some(row)) => row.try_get(1)?,
+        let (attempt, consumer): (i64, Option<String>) = match (state.as_deref(), delivery) {
+            (Some("leased"), Some(row)) => (row.try_get(1)?, row.try_get(2)?),
             (Some("dead"), _) => {
                 return Ok(Err(Error::FailedPrecondition(format!(
                     "notification {seq} is a dead letter in group {group:?}"
@@ -1177,7 +1386,10 @@ impl Writer {
         .bind(seq as i64)
         .execute(&mut *tx)
         .await?;
-        b.signal.insert(ns.to_owned());
+        if let Some(slot) = consumer.and_then(|c| self.slots.find(ns, group, &c)) {
+            b.effects.freed.push((slot, 1));
+        }
+        b.effects.claims.insert((ns.to_owned(), group.to_owned()));
         Ok(Ok(Output::DeadLettered(dead)))
     }
 
@@ -1201,7 +1413,7 @@ impl Writer {
         .await?
         .rows_affected();
         if n > 0 {
-            b.signal.insert(ns.to_owned());
+            b.effects.claims.insert((ns.to_owned(), group.to_owned()));
         }
         Ok(Ok(Output::Count(n)))
     }
@@ -1229,7 +1441,7 @@ impl Writer {
             n += q.execute(&mut *tx).await?.rows_affected();
         }
         if n > 0 {
-            b.signal.insert(ns.to_owned());
+            b.effects.claims.insert((ns.to_owned(), group.to_owned()));
         }
         Ok(Ok(Output::Count(n)))
     }

@@ -7,6 +7,9 @@
 //! If the sender itself falls behind its schedule, that lag is part of the latency, as it would be
 //! for a real producer, and is reported as `max_send_lag`.
 //!
+//! The namespace also holds `background_listeners` listeners (those of the listener scale
+//! workload) that no event of the run matches, so evaluation works against a realistic index.
+//!
 //! Hazard: a notification delivered twice (lease expiry, reconnect) is counted once, at its first
 //! arrival.
 
@@ -24,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use super::load::{self, Latency};
 use super::progress::Progress;
 use super::report::Resources;
+use super::scale;
 use super::target::Meter;
 
 const EVENT_TYPE: &str = "bench.notify.v1";
@@ -43,6 +47,10 @@ pub struct Settings {
     pub payload: Arc<str>,
     /// How long to wait for the last notifications after the last send.
     pub drain: Duration,
+    /// Listeners registered besides the one that fires; no event of the run matches them.
+    pub background_listeners: u64,
+    /// Event types the background listeners spread over.
+    pub background_types: u64,
 }
 
 /// The outcome of one fixed-rate run.
@@ -83,6 +91,23 @@ pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
         .register_listener(s.namespace.as_str(), ListenerSpecBuilder::start(WORKFLOW).one(EVENT_TYPE))
         .await
         .context("registering the START listener")?;
+    if s.background_listeners > 0 {
+        let progress = Progress::start(
+            format!("register {} background listeners", s.background_listeners),
+            s.background_listeners,
+            "listeners",
+        );
+        let (namespace, types): (Arc<str>, u64) = (s.namespace.as_str().into(), s.background_types);
+        let registered = load::drive(&senders, 64, s.background_listeners, &progress, move |client: Client, i| {
+            let namespace = namespace.clone();
+            async move { client.register_listener(namespace.as_ref(), scale::listener(i, types)).await.map(drop) }
+        })
+        .await;
+        progress.finish();
+        if let Some(e) = registered.first_error {
+            anyhow::bail!("registering background listeners: {e}");
+        }
+    }
 
     // Subscriptions first (on their own connections), so the group exists before any event.
     let mut subscriptions = Vec::new();

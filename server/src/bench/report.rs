@@ -68,7 +68,7 @@ pub struct PublishResult {
 pub enum WorkloadResult {
     Sequential(PublishResult),
     Pipelined(PublishResult),
-    Notify { subscribers: usize, consumer_group: &'static str, runs: Vec<RateResult> },
+    Notify { subscribers: usize, background_listeners: u64, consumer_group: &'static str, runs: Vec<RateResult> },
     Listeners { types: u64, events_per_size: u64, connections: usize, in_flight: usize, runs: Vec<SizeResult> },
 }
 
@@ -171,11 +171,11 @@ pub fn print_publish(title: &str, r: &PublishResult) {
     }
 }
 
-pub fn print_notify(subscribers: usize, runs: &[RateResult]) {
+pub fn print_notify(subscribers: usize, background_listeners: u64, runs: &[RateResult]) {
     println!();
     println!(
         "publish-to-notification latency (open loop, from intended send time; \
-         {subscribers} subscriber(s) in one group, acking)"
+         {subscribers} subscriber(s) in one group, acking; {background_listeners} other listeners)"
     );
     for r in runs {
         println!(
