@@ -4,7 +4,8 @@
 #
 #   trace_tests   ensure_venv and jaeger_start (which exports OTEL_EXPORTER_OTLP_ENDPOINT and
 #                 JAEGER_QUERY_URL), then mypy and pytest over tests/trace; the tests start
-#                 `$EVENTBUS_BIN serve` themselves. EVENTBUS_BIN must be set (build_server).
+#                 `$EVENTBUS_BIN serve` themselves. Stops Jaeger (unsetting those variables)
+#                 before it returns. EVENTBUS_BIN must be set (build_server).
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/codegen.sh"
@@ -18,6 +19,8 @@ trace_tests() {
     .venv/bin/mypy --config-file client/python/pyproject.toml tests/trace
     local rc=0
     .venv/bin/python -m pytest tests/trace -ra -p no:cacheprovider || rc=$?
+    # Also unsets OTEL_EXPORTER_OTLP_ENDPOINT: servers that later steps start must not trace.
+    jaeger_stop
     case $rc in
         0) log "trace tests passed" ;;
         5) die "trace tests: pytest collected no tests (exit 5)" ;;
