@@ -93,7 +93,8 @@ def test_runner_receives_start_with_event_and_trace_context(
     # The notification carries the trigger's span (its id derived from the fire id), a child of
     # the Publish call's context, and the handler continues it.
     trigger_span_id = note.fire_id.replace("-", "")[:16]
-    assert note.traceparent == f"00-{producer.get_span_context().trace_id:032x}-{trigger_span_id}-01"
+    flags = producer.get_span_context().trace_flags
+    assert note.traceparent == f"00-{producer.get_span_context().trace_id:032x}-{trigger_span_id}-{flags:02x}"
     assert span_context.trace_id == producer.get_span_context().trace_id
     (process,) = [s for s in tracing.exporter.get_finished_spans() if s.name == "process START"]
     assert process.parent is not None and process.parent.span_id == int(trigger_span_id, 16)
