@@ -10,12 +10,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventbus_client::Client;
-use eventbus_engine::store::{Backend, StoreConfig};
+pub use eventbus_engine::store::Backend;
+use eventbus_engine::store::StoreConfig;
 use eventbus_server::ServerConfig;
 use sqlx::Executor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+
+/// Runs each named `async fn case(db: Database)` of the calling module twice, as
+/// `sqlite::case` and `postgres::case`, each on a fresh database.
+#[macro_export]
+macro_rules! backend_cases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Database::fresh($crate::Backend::Sqlite).await).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Database::fresh($crate::Backend::Postgres).await).await; })*
+        }
+    };
+}
 
 /// A fresh database: a temp SQLite file, or a fresh schema on `EVENTBUS_TEST_DATABASE_URL`.
 #[derive(Debug)]

@@ -8,26 +8,12 @@ use std::time::Duration;
 
 use eventbus_client::pb;
 use eventbus_client::{CloudEventBuilder, ListenerSpecBuilder, StartPosition, SubscribeOptions};
-use eventbus_engine::store::Backend;
 use eventbus_tests::{Database, TestServer};
 use futures::StreamExt;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Database::fresh(super::Backend::Sqlite).await).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Database::fresh(super::Backend::Postgres).await).await; })*
-        }
-    };
-}
-
-cases!(
+eventbus_tests::backend_cases!(
     publish_and_history,
     invalid_input_names_the_field_and_changes_nothing,
     listeners_over_grpc,

@@ -19,20 +19,7 @@ use sqlx::Executor;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Database::fresh(super::Backend::Sqlite).await).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Database::fresh(super::Backend::Postgres).await).await; })*
-        }
-    };
-}
-
-cases!(
+eventbus_tests::backend_cases!(
     publish_over_the_message_size_is_resource_exhausted,
     more_events_than_the_limit_is_invalid_argument,
     events_over_attribute_and_data_limits_are_resource_exhausted,
