@@ -132,7 +132,7 @@ impl EventBus {
             let span = tracing::Span::current();
             let carried: Vec<TraceContext> = events.iter().map(|e| e.trace.clone()).collect();
             trace::annotate_publish(&span, &req.namespace, events.len(), &carried);
-            let publish = trace::trace_of(&span);
+            let publish = trace::of_span(&span);
             if !publish.is_empty() {
                 for e in &mut events {
                     e.trace = publish.clone();
@@ -400,8 +400,7 @@ impl EventBusService for EventBus {
     ) -> Result<Response<pb::RegisterListenerResponse>, Status> {
         // With traces on, a TIMEOUT continues the RegisterListener span (itself a child of the
         // caller's context).
-        let span =
-            if self.config.traces { trace::trace_of(&tracing::Span::current()) } else { TraceContext::default() };
+        let span = if self.config.traces { trace::of_span(&tracing::Span::current()) } else { TraceContext::default() };
         let trace = if span.is_empty() { trace_of(req.metadata()) } else { span };
         self.register_inner(req.into_inner(), trace).await.map(Response::new)
     }

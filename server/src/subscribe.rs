@@ -189,7 +189,7 @@ async fn send(bus: &EventBus, tx: &Sender, delivery: Delivery) -> bool {
         trace::deliver_span(&n.namespace, &delivery.group, &n.fire_id.to_string(), delivery.attempt, &n.trace)
     });
     let mut notification = convert::delivery_to(delivery);
-    if let Some(deliver) = span.as_ref().map(trace::trace_of).filter(|t| !t.is_empty()) {
+    if let Some(deliver) = span.as_ref().map(trace::of_span).filter(|t| !t.is_empty()) {
         notification.traceparent = deliver.traceparent;
         notification.tracestate = deliver.tracestate;
     }

@@ -42,7 +42,7 @@ pub fn context_of(trace: &TraceContext) -> Context {
 }
 
 /// Returns the W3C context of a span (empty when traces are off or the span is disabled).
-pub fn trace_of(span: &Span) -> TraceContext {
+pub fn of_span(span: &Span) -> TraceContext {
     let mut carrier: HashMap<String, String> = HashMap::with_capacity(2);
     TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
     TraceContext {
