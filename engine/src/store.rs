@@ -498,8 +498,10 @@ impl Store {
         Ok((deliveries, full))
     }
 
-    /// Acknowledges leased notifications; returns how many were leased (others are ignored:
-    /// acking twice is harmless).
+    /// Acknowledges notifications of a group that are not settled yet, leased or awaiting
+    /// redelivery (an ack after the lease ended still counts); returns how many were acked
+    /// (acked, dead and unknown sequences are ignored: acking twice is harmless). NotFound if the
+    /// group does not exist.
     pub async fn ack(&self, namespace: &str, group: &str, sequences: Vec<u64>) -> Result<u64> {
         match self.call(Op::Ack { namespace: namespace.to_owned(), group: group.to_owned(), sequences }).await? {
             Output::Count(n) => Ok(n),
@@ -508,7 +510,9 @@ impl Store {
     }
 
     /// Gives a leased notification back for a retry after `retry_after`; returns whether it
-    /// became a dead letter instead (its attempts are used up).
+    /// became a dead letter instead (its attempts are used up). If its lease already ended,
+    /// that was the failed attempt: only the retry time and the reason are set. NotFound if the
+    /// group or the notification in it does not exist; FailedPrecondition if it is acked or dead.
     pub async fn nack(
         &self,
         namespace: &str,
@@ -534,7 +538,8 @@ impl Store {
         }
     }
 
-    /// Makes dead letters claimable again with fresh attempts (all when `sequences` is empty).
+    /// Makes dead letters claimable again with fresh attempts (all when `sequences` is empty);
+    /// returns how many. NotFound if the group does not exist.
     pub async fn redrive(&self, namespace: &str, group: &str, sequences: Vec<u64>) -> Result<u64> {
         match self.call(Op::Redrive { namespace: namespace.to_owned(), group: group.to_owned(), sequences }).await? {
             Output::Count(n) => Ok(n),

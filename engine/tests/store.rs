@@ -365,6 +365,16 @@ async fn start_notification_reaches_every_group_once(db: &Db) {
         assert_eq!(store.ack("ns", g, vec![1]).await.unwrap(), 0, "acking twice is harmless");
     }
     assert!(store.claim("other", "g1", "c", 10, LEASE).await.unwrap_err().kind() == ErrorKind::NotFound);
+    // A group of another namespace, or none at all, is not found by any call that names one.
+    for (ns, g) in [("other", "g1"), ("ns", "nope")] {
+        let kinds = [
+            store.ack(ns, g, vec![1]).await.unwrap_err().kind(),
+            store.nack(ns, g, 1, Duration::ZERO, "x".into()).await.unwrap_err().kind(),
+            store.redrive(ns, g, vec![]).await.unwrap_err().kind(),
+            store.list_dead_letters(ns, g, 10, None).await.unwrap_err().kind(),
+        ];
+        assert_eq!(kinds, [ErrorKind::NotFound; 4], "{ns}/{g}");
+    }
 }
 
 async fn lease_expiry_nack_dead_letter_and_redrive(db: &Db) {
@@ -383,11 +393,15 @@ async fn lease_expiry_nack_dead_letter_and_redrive(db: &Db) {
     // A nack with a retry time in the future keeps it back; with none it is claimable.
     assert!(!store.nack("ns", "g", 1, Duration::from_secs(3600), "later".into()).await.unwrap());
     assert!(store.claim("ns", "g", "c1", 1, LEASE).await.unwrap().is_empty());
-    assert_eq!(
-        store.nack("ns", "g", 1, Duration::ZERO, "x".into()).await.unwrap_err().kind(),
-        ErrorKind::NotFound,
-        "not leased"
-    );
+    // A nack after the lease ended (here: given back by the nack before) counts no attempt; it
+    // only sets when and why the notification comes again.
+    assert!(!store.nack("ns", "g", 1, Duration::ZERO, "sooner".into()).await.unwrap());
+    let d = store.claim("ns", "g", "c1", 1, LEASE).await.unwrap();
+    assert_eq!((d[0].notification.sequence, d[0].attempt), (1, 3));
+    // An ack after the lease ended still counts.
+    assert_eq!(store.release("ns", "g", "c1").await.unwrap(), 1);
+    assert_eq!(store.ack("ns", "g", vec![1]).await.unwrap(), 1);
+    assert!(store.claim("ns", "g", "c1", 1, LEASE).await.unwrap().is_empty(), "acked: not delivered again");
     // Redrive only touches dead letters.
     assert_eq!(store.redrive("ns", "g", vec![]).await.unwrap(), 0);
     assert!(store.list_dead_letters("ns", "g", 10, None).await.unwrap().items.is_empty());

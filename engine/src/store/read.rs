@@ -173,7 +173,7 @@ impl Store {
         Ok(q.fetch_all(&self.inner.read).await?)
     }
 
-    /// Lists a group's dead letters in sequence order.
+    /// Lists a group's dead letters in sequence order; NotFound if the group does not exist.
     pub async fn list_dead_letters(
         &self,
         namespace: &str,
@@ -193,6 +193,9 @@ impl Store {
         );
         let rows =
             sqlx::query(AssertSqlSafe(sql)).bind(namespace).bind(group).bind(after).fetch_all(&self.inner.read).await?;
+        if rows.is_empty() && !self.group_exists(namespace, group).await? {
+            return Err(super::writer::group_not_found(group));
+        }
         let mut notifications = rows
             .iter()
             .map(|row| NotificationRow::from_row(row).map_err(Error::from).and_then(NotificationRow::into_notification))
@@ -212,6 +215,15 @@ impl Store {
             items.last().map(|d| d.notification.sequence.to_string())
         });
         Ok(Page { items, next_page_token: next.flatten() })
+    }
+
+    async fn group_exists(&self, namespace: &str, group: &str) -> Result<bool> {
+        let found = sqlx::query("SELECT 1 FROM consumer_groups WHERE namespace = $1 AND name = $2")
+            .bind(namespace)
+            .bind(group)
+            .fetch_optional(&self.inner.read)
+            .await?;
+        Ok(found.is_some())
     }
 
     /// Loads the contributing events of notifications of one namespace that are still

@@ -1132,7 +1132,7 @@ impl Writer {
         lease: Duration,
     ) -> Result<Result<Output>> {
         let Some((settings, read_seq)) = self.group_settings(tx, ns, group, true).await? else {
-            return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
+            return Ok(Err(group_not_found(group)));
         };
         // A consumer of this process claims no more than its room (direct deliveries may have
         // taken some since it asked).
@@ -1278,7 +1278,7 @@ impl Writer {
         let observed = self.config.observer.is_some();
         for chunk in seqs.chunks(CHUNK) {
             let sql = format!(
-                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state = 'leased' AND seq IN ({}) \
+                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> 'dead' AND seq IN ({}) \
                  RETURNING consumer, seq",
                 list(chunk.len(), 3)
             );
@@ -1307,6 +1307,9 @@ impl Writer {
                 b.effects.acked.push((ns.to_owned(), group.to_owned(), created));
             }
         }
+        if acked == 0 && self.group_settings(tx, ns, group, false).await?.is_none() {
+            return Ok(Err(group_not_found(group)));
+        }
         // Freed in-flight room: the consumers may take more.
         for (consumer, n) in by_consumer {
             if let Some(slot) = self.slots.find(ns, group, &consumer) {
@@ -1328,7 +1331,7 @@ impl Writer {
         reason: &str,
     ) -> Result<Result<Output>> {
         let Some((settings, read_seq)) = self.group_settings(tx, ns, group, false).await? else {
-            return Ok(Err(Error::NotFound(format!("consumer group {group:?}"))));
+            return Ok(Err(group_not_found(group)));
         };
         let delivery = sqlx::query(
             "SELECT state, attempt, consumer FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3",
@@ -1339,8 +1342,11 @@ impl Writer {
         .fetch_optional(&mut *tx)
         .await?;
         let state = delivery.as_ref().map(|r| r.try_get::<String, _>(0)).transpose()?;
-        let (attempt, consumer): (i64, Option<String>) = match (state.as_deref(), delivery) {
-            (Some("leased"), Some(row)) => (row.try_get(1)?, row.try_get(2)?),
+        // Whether the lease ended (expired and was taken back, or its stream went away) before
+        // this nack: that was the failed attempt, so only when and why it comes again change.
+        let (ended, attempt, consumer): (bool, i64, Option<String>) = match (state.as_deref(), delivery) {
+            (Some("leased"), Some(row)) => (false, row.try_get(1)?, row.try_get(2)?),
+            (Some("ready"), _) => (true, 0, None),
             (Some("dead"), _) => {
                 return Ok(Err(Error::FailedPrecondition(format!(
                     "notification {seq} is a dead letter in group {group:?}"
@@ -1364,10 +1370,10 @@ impl Writer {
                     Error::NotFound(format!("notification {seq} in group {group:?}"))
                 }));
             }
-            _ => return Ok(Err(Error::NotFound(format!("leased notification {seq} in group {group:?}")))),
+            _ => return Ok(Err(Error::NotFound(format!("notification {seq} in group {group:?}")))),
         };
         let now = micros(b.now);
-        let dead = attempt >= settings.max_attempts as i64;
+        let dead = !ended && attempt >= settings.max_attempts as i64;
         let (state, available, dead_us) = if dead {
             ("dead", now, Some(now))
         } else {
@@ -1442,6 +1448,8 @@ impl Writer {
         }
         if n > 0 {
             b.effects.claims.insert((ns.to_owned(), group.to_owned()));
+        } else if self.group_settings(tx, ns, group, false).await?.is_none() {
+            return Ok(Err(group_not_found(group)));
         }
         Ok(Ok(Output::Count(n)))
     }
@@ -1531,6 +1539,11 @@ impl Writer {
 }
 
 /// Checks what the store relies on; the server validates the full CloudEvents rules first.
+/// The error for a consumer group that does not exist in the namespace.
+pub(crate) fn group_not_found(group: &str) -> Error {
+    Error::NotFound(format!("consumer group {group:?}"))
+}
+
 fn validate_events(events: &[Event]) -> Result<()> {
     let mut violations = Vec::new();
     if events.is_empty() {
