@@ -19,6 +19,7 @@ eventbus_tests::backend_cases!(
     listeners_over_grpc,
     subscribe_ack_and_broadcast_across_groups,
     redelivery_after_a_subscriber_dies,
+    late_nack_and_ack_after_the_stream_died,
     one_group_shares_the_load_between_streams,
     notification_survives_restart,
     nack_dead_letters_and_redrive,
@@ -234,6 +235,25 @@ async fn redelivery_after_a_subscriber_dies(db: Database) {
     let mut second = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
     let d = next_notification(&mut second).await;
     assert_eq!((d.notification().sequence, d.notification().attempt), (1, 2));
+    d.ack().await.unwrap();
+}
+
+async fn late_nack_and_ack_after_the_stream_died(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
+    c.publish("ns", [event("a", "1")]).await.unwrap();
+    let mut first = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
+    let d = next_notification(&mut first).await;
+    drop(d);
+    drop(first); // its leases are released as the stream ends
+    // The runner finished late: whether or not the lease ended yet, nack and ack still count.
+    assert!(!c.nack("ns", "g", 1, Duration::from_secs(3600), "late").await.unwrap());
+    assert_eq!(c.ack("ns", "g", [1]).await.unwrap(), 1);
+    c.publish("ns", [event("a", "2")]).await.unwrap();
+    let mut second = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
+    let d = next_notification(&mut second).await;
+    assert_eq!((d.notification().sequence, d.notification().attempt), (2, 1), "1 was acked: never again");
     d.ack().await.unwrap();
 }
 

@@ -264,7 +264,33 @@ async fn nack_of_a_settled_notification_is_failed_precondition(db: Database) {
         assert_eq!(err.code(), Code::FailedPrecondition, "nacking an {why} notification: {err:?}");
     }
     assert_eq!(c.nack("ns", "g", 3, Duration::ZERO, "x").await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(c.nack("ns", "other", 1, Duration::ZERO, "x").await.unwrap_err().code(), Code::NotFound);
+    // A group that does not exist, or exists only in another namespace, is NOT_FOUND for every
+    // call that names one.
+    for (ns, group) in [("ns", "other"), ("ns2", "g")] {
+        let codes = [
+            c.ack(ns, group, [1]).await.unwrap_err().code(),
+            c.nack(ns, group, 1, Duration::ZERO, "x").await.unwrap_err().code(),
+            c.raw()
+                .list_dead_letters(pb::ListDeadLettersRequest {
+                    namespace: ns.into(),
+                    consumer_group: group.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err()
+                .code(),
+            c.raw()
+                .redrive_dead_letters(pb::RedriveDeadLettersRequest {
+                    namespace: ns.into(),
+                    consumer_group: group.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err()
+                .code(),
+        ];
+        assert_eq!(codes, [Code::NotFound; 4], "{ns}/{group}");
+    }
     let dead = c
         .raw()
         .list_dead_letters(pb::ListDeadLettersRequest {
