@@ -37,6 +37,7 @@ use crate::listener::{Listener, ListenerKind, ListenerSpec};
 pub mod consume;
 mod read;
 mod rows;
+mod script;
 mod sql;
 mod writer;
 
@@ -594,6 +595,9 @@ async fn connect(backend: Backend, url: &str, size: u32, durability: Durability)
         .max_connections(size)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
+        // A SQLite connection is a local file that cannot break while idle; pinging it would only
+        // cost a trip to its worker thread per transaction. A Postgres connection can.
+        .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 let setup = match (backend, durability) {

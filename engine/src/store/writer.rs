@@ -12,6 +12,12 @@
 //! the consumers after the commit. A group with a backlog, or whose consumers have no room
 //! left, is told to claim instead, which keeps sequence order.
 //!
+//! Round trips: the rows a batch writes after evaluating (events, notifications, partial state,
+//! deliveries, counters) are queued and sent as one script before the next statement that may
+//! read them or with the commit ([`super::script`]); on SQLite the transaction is opened in the
+//! same trip as its first query. A publish is three trips to SQLite's worker thread: open and
+//! lock the namespace, look up duplicates, write and commit.
+//!
 //! Leases are not flushed to disk: a batch of only claims, acks, nacks and releases commits
 //! without waiting for the disk (SQLite `synchronous=NORMAL` on the writer connection for that
 //! batch, Postgres `SET LOCAL synchronous_commit = off`). A crash of the machine may forget such a
@@ -29,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -38,6 +45,7 @@ use super::rows::{
     EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
     event_body, from_json, kind_str, micros, status_columns, to_json,
 };
+use super::script::{Value, Writes};
 use super::sql::{CHUNK, INSERT_CHUNK, events_by_keys, list, placeholders};
 use super::{
     Backend, Durability, Fired, GroupSpec, ListenerSelector, Notification, NotificationKind, Observer, Published,
@@ -259,11 +267,76 @@ struct NotificationRecord {
 /// The state of one transaction.
 struct Batch {
     now: DateTime<Utc>,
+    /// SQLite: the statements that open the transaction, sent with its first query.
+    begin: Option<String>,
     ns: BTreeMap<String, NsState>,
     staged: Staged,
+    /// Writes queued until a statement may read them or the commit.
+    writes: Writes,
     /// Per namespace, what this transaction created.
     fresh: BTreeMap<String, Fresh>,
     effects: Effects,
+}
+
+/// The writer's transaction. On SQLite the writer opens and ends it with statements of its own,
+/// so that the opening goes with the first query and the commit with the queued writes (see
+/// [`Writes`]); on Postgres it is sqlx's.
+enum WriterTx {
+    Sqlite(PoolConnection<Any>),
+    Postgres(Transaction<'static, Any>),
+}
+
+impl std::ops::Deref for WriterTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Sqlite(c) => c,
+            Self::Postgres(t) => t,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriterTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Sqlite(c) => c,
+            Self::Postgres(t) => t,
+        }
+    }
+}
+
+impl WriterTx {
+    /// Runs the queued writes and commits.
+    async fn commit(mut self, backend: Backend, b: &mut Batch) -> Result<()> {
+        let ended = match &mut self {
+            Self::Sqlite(conn) => b.writes.run(backend, conn, Some("COMMIT")).await,
+            Self::Postgres(tx) => b.writes.run(backend, tx, None).await,
+        };
+        match (ended, self) {
+            (Ok(()), Self::Sqlite(_)) => Ok(()),
+            (Ok(()), Self::Postgres(tx)) => Ok(tx.commit().await?),
+            (Err(e), tx) => {
+                tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls back. A SQLite connection on which the rollback fails (no transaction was open, or
+    /// the connection broke) is closed rather than returned to the pool in an unknown state.
+    async fn rollback(self) {
+        match self {
+            Self::Sqlite(mut conn) => {
+                if sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    conn.close_on_drop();
+                }
+            }
+            Self::Postgres(tx) => {
+                let _ = tx.rollback().await;
+            }
+        }
+    }
 }
 
 /// How often the sweeper drops collected events past their lifespan from keys that saw no event.
@@ -277,8 +350,6 @@ pub(crate) struct Writer {
     engine: Engine,
     loaded: HashMap<String, Loaded>,
     last_prune: Option<DateTime<Utc>>,
-    /// SQLite: the writer connection is switched to `synchronous=NORMAL` for lease-only batches.
-    sqlite_sync_relaxed: bool,
 }
 
 pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
@@ -330,16 +401,7 @@ fn unavailable_meanwhile() -> Error {
 
 impl Writer {
     pub(crate) fn new(backend: Backend, pool: AnyPool, slots: Slots, config: StoreConfig) -> Self {
-        Self {
-            backend,
-            pool,
-            slots,
-            config,
-            engine: Engine::new(),
-            loaded: HashMap::new(),
-            last_prune: None,
-            sqlite_sync_relaxed: false,
-        }
+        Self { backend, pool, slots, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
     }
 
     /// Runs a batch and answers its commands; returns whether the database was unavailable.
@@ -392,34 +454,39 @@ impl Writer {
     async fn transact(&mut self, ops: &[&Op]) -> Result<(Vec<Result<Output>>, Effects)> {
         let leases_only = ops.iter().all(|op| op.leases_only());
         let flush_to_disk = self.config.durability == Durability::Full && !leases_only;
-        if self.backend == Backend::Sqlite && self.config.durability == Durability::Full {
-            // A per-connection setting; SQLite's writer pool has one connection.
-            if self.sqlite_sync_relaxed == flush_to_disk {
-                let pragma = if flush_to_disk { "PRAGMA synchronous=FULL" } else { "PRAGMA synchronous=NORMAL" };
-                sqlx::query(pragma).execute(&self.pool).await?;
-                self.sqlite_sync_relaxed = !flush_to_disk;
-            }
-        }
-        let mut tx = self.pool.begin_with(self.backend.begin()).await?;
-        if self.backend == Backend::Postgres && leases_only {
-            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        }
-        let now = super::from_micros(micros(Utc::now()));
         let mut b = Batch {
-            now,
+            now: super::from_micros(micros(Utc::now())),
+            begin: None,
             ns: BTreeMap::new(),
             staged: Staged::default(),
+            writes: Writes::default(),
             fresh: BTreeMap::new(),
             effects: Effects::default(),
         };
-        let result = self.execute(&mut tx, &mut b, ops).await;
-        let result = match result {
-            Ok(outputs) => match tx.commit().await {
-                Ok(()) => Ok(outputs),
-                Err(e) => Err(Error::from(e)),
-            },
+        let mut tx = match self.backend {
+            Backend::Sqlite => {
+                // A per-connection setting, so each transaction sets it (free: no I/O, and it
+                // goes with the opening).
+                let synchronous = match self.config.durability {
+                    Durability::Full if flush_to_disk => "PRAGMA synchronous=FULL; ",
+                    Durability::Full => "PRAGMA synchronous=NORMAL; ",
+                    Durability::Relaxed => "",
+                };
+                b.begin = Some(format!("{synchronous}{};\n", self.backend.begin()));
+                WriterTx::Sqlite(self.pool.acquire().await?)
+            }
+            Backend::Postgres => {
+                let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+                if leases_only {
+                    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+                }
+                WriterTx::Postgres(tx)
+            }
+        };
+        let result = match self.execute(&mut tx, &mut b, ops).await {
+            Ok(outputs) => tx.commit(self.backend, &mut b).await.map(|()| outputs),
             Err(e) => {
-                let _ = tx.rollback().await;
+                tx.rollback().await;
                 Err(e)
             }
         };
@@ -442,21 +509,21 @@ impl Writer {
         }
     }
 
-    async fn execute(
-        &mut self,
-        tx: &mut Transaction<'static, Any>,
-        b: &mut Batch,
-        ops: &[&Op],
-    ) -> Result<Vec<Result<Output>>> {
+    async fn execute(&mut self, tx: &mut AnyConnection, b: &mut Batch, ops: &[&Op]) -> Result<Vec<Result<Output>>> {
         let namespaces: BTreeSet<&str> = ops.iter().filter_map(|op| op.locked_namespace()).collect();
         for ns in namespaces {
             self.lock_namespace(tx, b, ns).await?;
+        }
+        if let Some(begin) = b.begin.take() {
+            sqlx::raw_sql(AssertSqlSafe(begin)).execute(&mut *tx).await?;
         }
         let mut existing = self.lookup_existing(tx, ops).await?;
         let mut outputs = Vec::with_capacity(ops.len());
         for op in ops {
             if !matches!(op, Op::Publish { .. }) {
-                self.flush(tx, b).await?;
+                // The op may read what earlier publishes of the batch wrote.
+                self.flush(b)?;
+                b.writes.run(self.backend, tx, None).await?;
             }
             let out = match op {
                 Op::Publish { namespace, events } => {
@@ -481,9 +548,9 @@ impl Writer {
             };
             outputs.push(out);
         }
-        self.flush(tx, b).await?;
+        self.flush(b)?;
         self.hand_over(tx, b).await?;
-        self.write_namespaces(tx, b).await?;
+        self.write_namespaces(b)?;
         Ok(outputs)
     }
 
@@ -506,7 +573,10 @@ impl Writer {
              FROM namespaces WHERE name = $1{}",
             self.backend.for_update()
         );
-        let mut row = sqlx::query(AssertSqlSafe(sql.clone())).bind(ns).fetch_optional(&mut *tx).await?;
+        // The first namespace of a SQLite transaction opens it in the same trip.
+        let first = format!("{}{sql}", b.begin.take().unwrap_or_default());
+        // fetch_all: sqlx's Any driver answers fetch_optional from the first statement only.
+        let mut row = sqlx::query(AssertSqlSafe(first)).bind(ns).fetch_all(&mut *tx).await?.pop();
         if row.is_none() {
             sqlx::query("INSERT INTO namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
                 .bind(ns)
@@ -717,48 +787,50 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes staged rows in bulk.
-    async fn flush(&mut self, tx: &mut AnyConnection, b: &mut Batch) -> Result<()> {
+    /// Queues the staged rows' writes, in bulk.
+    fn flush(&mut self, b: &mut Batch) -> Result<()> {
         if b.staged.is_empty() {
             return Ok(());
         }
         let staged = std::mem::take(&mut b.staged);
         for chunk in staged.events.chunks(INSERT_CHUNK) {
             let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", placeholders(chunk.len(), 8, 1));
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut values = Vec::with_capacity(chunk.len() * 8);
             for e in chunk {
-                q = q
-                    .bind(e.namespace.as_str())
-                    .bind(e.sequence as i64)
-                    .bind(e.source.as_str())
-                    .bind(e.id.as_str())
-                    .bind(e.event_type.as_str())
-                    .bind(e.subject.as_deref())
-                    .bind(micros(e.received_at))
-                    .bind(event_body(e)?);
+                values.extend([
+                    Value::from(e.namespace.as_str()),
+                    Value::from(e.sequence as i64),
+                    Value::from(e.source.as_str()),
+                    Value::from(e.id.as_str()),
+                    Value::from(e.event_type.as_str()),
+                    Value::from(e.subject.as_deref()),
+                    Value::from(micros(e.received_at)),
+                    Value::from(event_body(e)?),
+                ]);
             }
-            q.execute(&mut *tx).await?;
+            b.writes.push(sql, values);
         }
         for chunk in staged.notifications.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES {}",
                 placeholders(chunk.len(), 10, 1)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut values = Vec::with_capacity(chunk.len() * 10);
             for n in chunk {
-                q = q
-                    .bind(n.namespace.as_str())
-                    .bind(n.seq)
-                    .bind(n.fire_id.to_string())
-                    .bind(n.kind.as_str())
-                    .bind(n.listener_id.to_string())
-                    .bind(n.target.as_str())
-                    .bind(to_json(&n.correlation)?)
-                    .bind(to_json(&n.event_seqs)?)
-                    .bind(micros(b.now))
-                    .bind(to_json(&n.trace)?);
+                values.extend([
+                    Value::from(n.namespace.as_str()),
+                    Value::from(n.seq),
+                    Value::from(n.fire_id.to_string()),
+                    Value::from(n.kind.as_str()),
+                    Value::from(n.listener_id.to_string()),
+                    Value::from(n.target.as_str()),
+                    Value::from(to_json(&n.correlation)?),
+                    Value::from(to_json(&n.event_seqs)?),
+                    Value::from(micros(b.now)),
+                    Value::from(to_json(&n.trace)?),
+                ]);
             }
-            q.execute(&mut *tx).await?;
+            b.writes.push(sql, values);
         }
         let (kept, emptied): (Vec<_>, Vec<_>) = staged.partials.into_iter().partition(|(_, p)| !p.is_empty());
         for chunk in kept.chunks(CHUNK) {
@@ -767,11 +839,11 @@ impl Writer {
                  ON CONFLICT (listener_id, corr_key) DO UPDATE SET events = excluded.events",
                 placeholders(chunk.len(), 3, 1)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut values = Vec::with_capacity(chunk.len() * 3);
             for ((id, key), events) in chunk {
-                q = q.bind(id.to_string()).bind(to_json(key)?).bind(to_json(events)?);
+                values.extend([Value::from(id.to_string()), Value::from(to_json(key)?), Value::from(to_json(events)?)]);
             }
-            q.execute(&mut *tx).await?;
+            b.writes.push(sql, values);
         }
         for chunk in emptied.chunks(CHUNK) {
             let sql = format!(
@@ -781,21 +853,18 @@ impl Writer {
                     .collect::<Vec<_>>()
                     .join(" OR ")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut values = Vec::with_capacity(chunk.len() * 2);
             for ((id, key), _) in chunk {
-                q = q.bind(id.to_string()).bind(to_json(key)?);
+                values.extend([Value::from(id.to_string()), Value::from(to_json(key)?)]);
             }
-            q.execute(&mut *tx).await?;
+            b.writes.push(sql, values);
         }
         for (id, status) in &staged.finished {
             let (status, fire_id, at) = status_columns(status);
-            sqlx::query("UPDATE listeners SET status = $1, fire_id = $2, finished_us = $3 WHERE id = $4")
-                .bind(status)
-                .bind(fire_id)
-                .bind(at)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            b.writes.push(
+                "UPDATE listeners SET status = $1, fire_id = $2, finished_us = $3 WHERE id = $4".to_owned(),
+                vec![Value::from(status), Value::from(fire_id), Value::from(at), Value::from(id.to_string())],
+            );
         }
         // Kept for direct delivery (moved, not copied: the rows are written).
         for e in staged.events {
@@ -856,27 +925,26 @@ impl Writer {
                          VALUES {}",
                         placeholders(chunk.len(), 7, 1)
                     );
-                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    let mut values = Vec::with_capacity(chunk.len() * 7);
                     for (seq, i) in chunk {
                         let slot = &slots[*i];
-                        q = q
-                            .bind(ns.as_str())
-                            .bind(group)
-                            .bind(*seq)
-                            .bind("leased")
-                            .bind(1i64)
-                            .bind(micros(b.now).saturating_add(slot.lease.as_micros() as i64))
-                            .bind(slot.consumer.as_str());
+                        values.extend([
+                            Value::from(ns.as_str()),
+                            Value::from(group),
+                            Value::from(*seq),
+                            Value::from("leased"),
+                            Value::from(1),
+                            Value::from(micros(b.now).saturating_add(slot.lease.as_micros() as i64)),
+                            Value::from(slot.consumer.as_str()),
+                        ]);
                     }
-                    q.execute(&mut *tx).await?;
+                    b.writes.push(sql, values);
                 }
                 if position != read_seq {
-                    sqlx::query("UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3")
-                        .bind(position)
-                        .bind(ns.as_str())
-                        .bind(group)
-                        .execute(&mut *tx)
-                        .await?;
+                    b.writes.push(
+                        "UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3".to_owned(),
+                        vec![Value::from(position), Value::from(ns.as_str()), Value::from(group)],
+                    );
                 }
                 for (slot, leased) in slots.into_iter().zip(leased) {
                     if !leased.is_empty() {
@@ -888,30 +956,30 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the counters of every locked namespace and the new generation of changed
-    /// listeners.
-    async fn write_namespaces(&mut self, tx: &mut AnyConnection, b: &mut Batch) -> Result<()> {
+    /// Queues the writes of the counters of every locked namespace and of the new generation of
+    /// changed listeners.
+    fn write_namespaces(&mut self, b: &mut Batch) -> Result<()> {
         for (name, st) in &b.ns {
             let generation = if st.changed.is_empty() { st.generation } else { st.new_gen() };
-            sqlx::query(
+            b.writes.push(
                 "UPDATE namespaces SET next_event_seq = $1, next_notification_seq = $2, next_listener_ord = $3, \
-                 listener_gen = $4 WHERE name = $5",
-            )
-            .bind(st.next_event_seq)
-            .bind(st.next_notification_seq)
-            .bind(st.next_listener_ord)
-            .bind(generation)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
+                 listener_gen = $4 WHERE name = $5"
+                    .to_owned(),
+                vec![
+                    Value::from(st.next_event_seq),
+                    Value::from(st.next_notification_seq),
+                    Value::from(st.next_listener_ord),
+                    Value::from(generation),
+                    Value::from(name.as_str()),
+                ],
+            );
             let changed: Vec<String> = st.changed.iter().map(Uuid::to_string).collect();
             for chunk in changed.chunks(CHUNK) {
                 let sql = format!("UPDATE listeners SET gen = $1 WHERE id IN ({})", list(chunk.len(), 2));
-                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(generation);
-                for id in chunk {
-                    q = q.bind(id.as_str());
-                }
-                q.execute(&mut *tx).await?;
+                let mut values = Vec::with_capacity(chunk.len() + 1);
+                values.push(Value::from(generation));
+                values.extend(chunk.iter().map(|id| Value::from(id.as_str())));
+                b.writes.push(sql, values);
             }
         }
         Ok(())
@@ -987,7 +1055,7 @@ impl Writer {
         if spec.deadline.is_some_and(|d| d <= b.now) {
             let outcome = self.engine.expire_namespace(ns, b.now);
             self.stage(b, ns, outcome)?;
-            self.flush(tx, b).await?;
+            self.flush(b)?;
         }
         Ok(Ok(Output::Registered(Box::new(listener), true)))
     }
@@ -1484,7 +1552,9 @@ impl Writer {
                 self.stage(b, ns, outcome)?;
             }
         }
-        self.flush(tx, b).await?;
+        // Retention below deletes rows: what the timeouts wrote goes first.
+        self.flush(b)?;
+        b.writes.run(self.backend, tx, None).await?;
         if let Some(retention) = self.config.retention {
             let cutoff = micros(now) - retention.as_micros() as i64;
             let limit = i64::from(self.config.retention_batch);
