@@ -550,7 +550,7 @@ impl Writer {
         }
         self.flush(b)?;
         self.hand_over(tx, b).await?;
-        self.write_namespaces(b)?;
+        self.write_namespaces(b);
         Ok(outputs)
     }
 
@@ -958,7 +958,7 @@ impl Writer {
 
     /// Queues the writes of the counters of every locked namespace and of the new generation of
     /// changed listeners.
-    fn write_namespaces(&mut self, b: &mut Batch) -> Result<()> {
+    fn write_namespaces(&mut self, b: &mut Batch) {
         for (name, st) in &b.ns {
             let generation = if st.changed.is_empty() { st.generation } else { st.new_gen() };
             b.writes.push(
@@ -982,7 +982,6 @@ impl Writer {
                 b.writes.push(sql, values);
             }
         }
-        Ok(())
     }
 
     async fn register(
