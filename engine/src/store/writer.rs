@@ -517,7 +517,8 @@ impl Writer {
         if let Some(begin) = b.begin.take() {
             sqlx::raw_sql(AssertSqlSafe(begin)).execute(&mut *tx).await?;
         }
-        let mut existing = self.lookup_existing(tx, ops).await?;
+        // Shared by every publish of the batch to a namespace (each may repeat a stored key).
+        let existing = self.lookup_existing(tx, ops).await?;
         let mut outputs = Vec::with_capacity(ops.len());
         for op in ops {
             if !matches!(op, Op::Publish { .. }) {
@@ -527,7 +528,7 @@ impl Writer {
             }
             let out = match op {
                 Op::Publish { namespace, events } => {
-                    self.publish(b, namespace, events, existing.remove(namespace.as_str()).unwrap_or_default())?
+                    self.publish(b, namespace, events, existing.get(namespace.as_str()))?
                 }
                 Op::Register { namespace, spec, request_id, trace } => {
                     self.register(tx, b, namespace, spec, request_id.as_deref(), trace).await?
@@ -673,7 +674,7 @@ impl Writer {
         b: &mut Batch,
         ns: &str,
         events: &[Event],
-        existing: HashMap<(String, String), i64>,
+        existing: Option<&HashMap<(String, String), i64>>,
     ) -> Result<Result<Output>> {
         if let Err(e) = validate_events(events) {
             return Ok(Err(e));
@@ -683,7 +684,7 @@ impl Writer {
         let mut fresh = Vec::new();
         for e in events {
             let key = (e.source.clone(), e.id.clone());
-            if let Some(&seq) = st.stored.get(&key).or_else(|| existing.get(&key)) {
+            if let Some(&seq) = st.stored.get(&key).or_else(|| existing?.get(&key)) {
                 results.push(Published { sequence: seq as u64, duplicate: true });
                 continue;
             }
