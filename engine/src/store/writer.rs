@@ -477,7 +477,8 @@ impl Writer {
             }
             Backend::Postgres => {
                 let mut tx = self.pool.begin_with(self.backend.begin()).await?;
-                if leases_only {
+                // Relaxed durability turned it off for the whole session already.
+                if leases_only && self.config.durability == Durability::Full {
                     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
                 }
                 WriterTx::Postgres(tx)
@@ -1608,12 +1609,12 @@ impl Writer {
     }
 }
 
-/// Checks what the store relies on; the server validates the full CloudEvents rules first.
 /// The error for a consumer group that does not exist in the namespace.
 pub(crate) fn group_not_found(group: &str) -> Error {
     Error::NotFound(format!("consumer group {group:?}"))
 }
 
+/// Checks what the store relies on; the server validates the full CloudEvents rules first.
 fn validate_events(events: &[Event]) -> Result<()> {
     let mut violations = Vec::new();
     if events.is_empty() {
