@@ -63,18 +63,25 @@ pub fn duration_to(d: Duration) -> prost_types::Duration {
     prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
 }
 
-/// Returns whether `s` is a W3C traceparent: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero.
+/// Returns whether `s` is a W3C traceparent: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero
+/// (a later version may add `-` and more fields; version 00 may not). Runs for every call and
+/// every event: no allocation.
 pub fn valid_traceparent(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-    parts.len() >= 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && parts[1].bytes().any(|b| b != b'0')
-        && hex(parts[2], 16)
-        && parts[2].bytes().any(|b| b != b'0')
-        && hex(parts[3], 2)
+    let b = s.as_bytes();
+    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return false;
+    }
+    let hex = |p: &[u8]| p.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |p: &[u8]| p.iter().any(|&c| c != b'0');
+    let (version, trace_id, span_id, flags, rest) = (&b[..2], &b[3..35], &b[36..52], &b[53..55], &b[55..]);
+    hex(version)
+        && version != b"ff"
+        && hex(trace_id)
+        && nonzero(trace_id)
+        && hex(span_id)
+        && nonzero(span_id)
+        && hex(flags)
+        && (rest.is_empty() || (version != b"00" && rest[0] == b'-'))
 }
 
 const RESERVED: [&str; 5] = ["id", "source", "specversion", "type", "data"];
@@ -137,17 +144,18 @@ pub fn event_from(
     let mut extensions = BTreeMap::new();
     let mut own_trace = TraceContext::default();
     for (name, value) in ce.attributes {
-        let f = field(&format!("attributes[{name}]"));
+        // Named only when it is wrong: valid attributes cost no allocation.
+        let f = || field(&format!("attributes[{name}]"));
         if !attr_name_ok(&name) {
-            v.push(FieldViolation::new(f, "attribute names are 1 to 64 lower-case ASCII letters and digits"));
+            v.push(FieldViolation::new(f(), "attribute names are 1 to 64 lower-case ASCII letters and digits"));
             continue;
         }
         if RESERVED.contains(&name.as_str()) {
-            v.push(FieldViolation::new(f, "shadows a context attribute or the data; use the message field"));
+            v.push(FieldViolation::new(f(), "shadows a context attribute or the data; use the message field"));
             continue;
         }
         let Some(attr) = value.attr else {
-            v.push(FieldViolation::new(f, "has no value"));
+            v.push(FieldViolation::new(f(), "has no value"));
             continue;
         };
         let value = match attr {
@@ -157,14 +165,14 @@ pub fn event_from(
             Attr::CeBytes(b) => AttrValue::Bytes(b),
             Attr::CeUri(s) if has_scheme(&s) => AttrValue::Uri(s),
             Attr::CeUri(_) => {
-                v.push(FieldViolation::new(f, "a ce_uri must be an absolute URI"));
+                v.push(FieldViolation::new(f(), "a ce_uri must be an absolute URI"));
                 continue;
             }
             Attr::CeUriRef(s) => AttrValue::UriRef(s),
             Attr::CeTimestamp(ts) => match time_from(&ts) {
                 Some(t) => AttrValue::Timestamp(t),
                 None => {
-                    v.push(FieldViolation::new(f, "timestamp out of range"));
+                    v.push(FieldViolation::new(f(), "timestamp out of range"));
                     continue;
                 }
             },
@@ -174,9 +182,9 @@ pub fn event_from(
             ("datacontenttype", AttrValue::String(s)) => datacontenttype = Some(s),
             ("time", AttrValue::Timestamp(t)) => time = Some(t),
             ("dataschema", AttrValue::Uri(s)) => dataschema = Some(s),
-            ("subject" | "datacontenttype", _) => v.push(FieldViolation::new(f, "must be a ce_string")),
-            ("time", _) => v.push(FieldViolation::new(f, "must be a ce_timestamp")),
-            ("dataschema", _) => v.push(FieldViolation::new(f, "must be a ce_uri")),
+            ("subject" | "datacontenttype", _) => v.push(FieldViolation::new(f(), "must be a ce_string")),
+            ("time", _) => v.push(FieldViolation::new(f(), "must be a ce_timestamp")),
+            ("dataschema", _) => v.push(FieldViolation::new(f(), "must be a ce_uri")),
             ("traceparent" | "tracestate", AttrValue::String(s)) => {
                 if name == "traceparent" {
                     own_trace.traceparent = s.clone();
@@ -185,7 +193,7 @@ pub fn event_from(
                 }
                 extensions.insert(name, AttrValue::String(s));
             }
-            ("traceparent" | "tracestate", _) => v.push(FieldViolation::new(f, "must be a ce_string")),
+            ("traceparent" | "tracestate", _) => v.push(FieldViolation::new(f(), "must be a ce_string")),
             (_, value) => {
                 extensions.insert(name, value);
             }
@@ -213,7 +221,8 @@ pub fn event_from(
         dataschema,
         extensions,
         data,
-        received_at: Utc::now(),
+        // Set by the store when it stores the event.
+        received_at: DateTime::UNIX_EPOCH,
         trace,
     })
 }
@@ -468,6 +477,7 @@ mod tests {
     #[test]
     fn traceparents() {
         assert!(valid_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        assert!(valid_traceparent("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-later"));
         for bad in [
             "",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
@@ -475,6 +485,9 @@ mod tests {
             "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
             "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
             "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01é",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0é",
         ] {
             assert!(!valid_traceparent(bad), "{bad}");
         }
