@@ -336,14 +336,20 @@ async fn nack_dead_letters_and_redrive(db: Database) {
 
 async fn graceful_shutdown_ends_streams_with_unavailable(db: Database) {
     let s = TestServer::start(&db).await;
+    s.client.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
     let mut raw = s.client.raw();
     let mut stream = raw
         .subscribe(pb::SubscribeRequest { namespace: "ns".into(), consumer_group: "g".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
-    let publish = s.client.publish("ns", [event("a", "1")]);
-    publish.await.unwrap();
+    s.client.publish("ns", [event("a", "1")]).await.unwrap();
+    // The stream is live before the shutdown: it delivers.
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("a notification");
+    let Some(pb::subscribe_response::Message::Notification(n)) = first.unwrap().and_then(|m| m.message) else {
+        panic!("a notification first")
+    };
+    assert_eq!(n.sequence, 1);
     let stopping = tokio::spawn(s.stop());
     let end = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
