@@ -296,7 +296,8 @@ impl Client {
 
     /// Nacks notification `sequence` of a consumer group: it is redelivered after `retry_after`
     /// (zero: at once) unless that was its last attempt. Returns whether it became a dead letter,
-    /// with `reason` as its last error.
+    /// with `reason` as its last error (cut to the server's 1024 bytes on a character boundary,
+    /// so a long error chain cannot make the nack fail).
     pub async fn nack(
         &self,
         namespace: impl Into<String>,
@@ -310,7 +311,7 @@ impl Client {
             consumer_group: consumer_group.into(),
             sequence,
             retry_after: proto_time::nonzero_duration(retry_after),
-            reason: reason.into(),
+            reason: truncated(reason.into(), MAX_REASON_BYTES),
         };
         Ok(self.raw.clone().nack(self.request(request)).await?.into_inner().dead_lettered)
     }
@@ -323,6 +324,21 @@ impl Client {
     }
 }
 
+/// The longest Nack reason the server takes, in bytes.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// Cuts `s` to at most `max` bytes without splitting a character.
+fn truncated(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 /// Returns the error for a required response field the server left unset.
 fn missing(field: &str) -> Error {
     Error::from(tonic::Status::internal(format!("server response without {field}")))
@@ -331,6 +347,15 @@ fn missing(field: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nack_reasons_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("abc".into(), 1024), "abc");
+        assert_eq!(truncated("a".repeat(1030), 1024).len(), 1024);
+        // 'é' is two bytes: cutting at 1024 would split the last one.
+        let cut = truncated(format!("a{}", "é".repeat(600)), 1024);
+        assert_eq!((cut.len(), cut.chars().last()), (1023, Some('é')));
+    }
 
     #[test]
     fn endpoint_defaults_scheme_and_timeouts() {
