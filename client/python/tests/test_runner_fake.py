@@ -107,9 +107,12 @@ def test_runner_reconnects_after_unavailable_and_stream_end(fake: FakeServer) ->
     [
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
         grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
     ],
 )
 def test_runner_raises_non_retryable_statuses(fake: FakeServer, code: grpc.StatusCode) -> None:

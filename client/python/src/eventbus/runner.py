@@ -11,8 +11,9 @@
 * ack when the handler returns, nack when it raises, with a ``retry_after`` that grows with the
   notification's attempt (``retry_backoff``, 1 s doubling to 5 min by default);
 * raise the ``grpc.RpcError`` of a status reconnecting cannot fix: ``INVALID_ARGUMENT``,
-  ``NOT_FOUND``, ``FAILED_PRECONDITION`` (the group exists with other settings),
-  ``PERMISSION_DENIED``, ``UNAUTHENTICATED``;
+  ``NOT_FOUND``, ``ALREADY_EXISTS``, ``FAILED_PRECONDITION`` (the group exists with other
+  settings), ``OUT_OF_RANGE``, ``PERMISSION_DENIED``, ``UNAUTHENTICATED``, ``UNIMPLEMENTED``
+  (the same set as the Go and Rust clients);
 * stop on :meth:`Runner.stop` (or cancellation of :meth:`AsyncRunner.run`): stop handing out
   notifications, let the handlers in flight finish and settle, then close the stream.
 
