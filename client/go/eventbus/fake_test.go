@@ -167,9 +167,18 @@ func within[T any](t *testing.T, ch <-chan T, timeout time.Duration, what string
 	}
 }
 
-// nothingWithin fails the test if ch yields a value within d.
+// nothingWithin fails the test if ch yields a value within d (d <= 0: if one is ready now; a
+// select between a ready value and an expired timer would pick either at random).
 func nothingWithin[T any](t *testing.T, ch <-chan T, d time.Duration, what string) {
 	t.Helper()
+	if d <= 0 {
+		select {
+		case v := <-ch:
+			t.Fatalf("got %s %v, want none", what, v)
+		default:
+		}
+		return
+	}
 	select {
 	case v := <-ch:
 		t.Fatalf("got %s %v, want none", what, v)
