@@ -7,6 +7,7 @@ semantics run against the live server (test_integration.py).
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -52,6 +53,18 @@ def wait_for(predicate: Callable[[], _T], timeout: float = 10.0, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+async def async_wait_for(predicate: Callable[[], _T], timeout: float = 10.0, what: str = "condition") -> _T:
+    """Like :func:`wait_for`, yielding to the event loop between polls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import pytest
 from opentelemetry import trace
 
 from conftest import LiveServer, Tracing, start_server
+from fakebus import async_wait_for, wait_for
 from eventbus import (
     AsyncClient,
     AsyncRunner,
@@ -258,10 +259,7 @@ async def test_async_runner_redelivers_and_stops_cleanly(
         )
         task = asyncio.ensure_future(runner.run())
         await asyncio.wait_for(done.wait(), WAIT_TIMEOUT)
-        for _ in range(int(WAIT_TIMEOUT * 100)):
-            if runner.stats.acked:
-                break
-            await asyncio.sleep(0.01)
+        await async_wait_for(lambda: runner.stats.acked, WAIT_TIMEOUT, "the ack")
         runner.stop()
         await asyncio.wait_for(task, WAIT_TIMEOUT)
     assert attempts == [1, 2]
@@ -290,9 +288,7 @@ def test_runner_reconnects_after_the_server_restarts(server_dir: Path, namespace
         try:
             client.publish(namespace, [new_event("/shop", ORDER_CREATED, id="before")])
             wait_handled(1)
-            deadline = time.monotonic() + WAIT_TIMEOUT
-            while runner.stats.acked < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda: runner.stats.acked >= 1, WAIT_TIMEOUT, "the ack of 'before'")
             assert first.stop() == 0  # the stream ends with UNAVAILABLE
             second = start_server(server_dir, listen=first.address, name="second")  # same port, same data
             client.publish(namespace, [new_event("/shop", ORDER_CREATED, id="after")])

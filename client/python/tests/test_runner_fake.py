@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from conftest import Tracing
 from eventbus import AsyncClient, AsyncRunner, Backoff, Client, Notification, Runner
-from fakebus import END, FakeServer, notification, wait_for
+from fakebus import END, FakeServer, async_wait_for, notification, wait_for
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -188,11 +188,7 @@ async def test_async_runner_acks_nacks_and_traces(fake: FakeServer, tracing: Tra
         )
         task = asyncio.ensure_future(runner.run())
         await asyncio.wait_for(done.wait(), 10)
-        await asyncio.sleep(0)
-        for _ in range(500):
-            if sorted(fake.bus.acked) == [1, 2]:
-                break
-            await asyncio.sleep(0.01)
+        await async_wait_for(lambda: sorted(fake.bus.acked) == [1, 2], what="acks of 1 and 2")
         runner.stop()
         await asyncio.wait_for(task, 10)
     assert sorted(attempts) == [(1, 1), (2, 1), (2, 2)]
@@ -259,7 +255,7 @@ async def test_async_runner_stop_before_any_notification(fake: FakeServer) -> No
 
         runner = AsyncRunner(client, "shop", "runners", handler)
         task = asyncio.ensure_future(runner.run())
-        await asyncio.sleep(0.1)
+        await async_wait_for(lambda: fake.bus.streams_opened == 1, what="the stream to open")
         runner.stop()
         await asyncio.wait_for(task, 5)
         assert runner.stopping

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -71,11 +72,11 @@ def test_process_span_continues_the_trigger_and_sets_messaging_attributes(tracin
 
 def test_process_span_records_an_escaping_exception(tracing: Tracing) -> None:
     note = notification(3, kind=notification_pb2.NOTIFICATION_KIND_WAKE)
-    try:
-        with process_span(note, namespace="shop", tracer_provider=tracing.provider):
-            raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        process_span(note, namespace="shop", tracer_provider=tracing.provider),
+    ):
+        raise RuntimeError("boom")
     (span,) = tracing.exporter.get_finished_spans()
     assert span.name == "process WAKE"
     assert span.parent is None
