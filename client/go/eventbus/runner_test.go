@@ -264,7 +264,11 @@ func TestRunnerNacksFailuresWithBackoff(t *testing.T) {
 		}
 	}
 	nothingWithin(t, fake.bus.acks, 0, "an ack of a failed notification")
-	for _, s := range recorder.Ended() {
+	ended := recorder.Ended()
+	if len(ended) != 2 {
+		t.Fatalf("%d spans ended, want 2 (one per failed notification)", len(ended))
+	}
+	for _, s := range ended {
 		if s.Status().Code.String() != "Error" {
 			t.Errorf("span %q status %v, want Error", s.Name(), s.Status())
 		}
