@@ -899,14 +899,16 @@ async fn consumer_claims_what_another_process_published(db: &Db) {
         .await
         .unwrap();
     store.ensure_group("ns", group("g")).await.unwrap();
-    let mut c = consumer(&store, "g", "c1", 10, Duration::from_millis(50)).await;
+    let mut c = consumer(&store, "g", "c1", 1, Duration::from_millis(50)).await;
     let second = open(db).await;
     second.publish("ns", vec![ev("a", "1")]).await.unwrap();
     assert_eq!(next(&mut c).await.notification.sequence, 1);
     assert_eq!(c.stats().claimed, 1, "found at a poll");
-    // An ack on the other process frees room here at the next poll.
-    second.ack("ns", "g", vec![1]).await.unwrap();
+    // The consumer's only room is taken: 2 waits for it (no direct delivery).
     store.publish("ns", vec![ev("a", "2")]).await.unwrap();
+    // An ack on the other process frees that room here at the next poll.
+    second.ack("ns", "g", vec![1]).await.unwrap();
     assert_eq!(next(&mut c).await.notification.sequence, 2);
+    assert_eq!(c.stats(), ConsumerStats { direct: 0, claimed: 2 });
     c.close().await.unwrap();
 }
