@@ -42,7 +42,6 @@ pub enum ErrorKind {
     NotFound,
     AlreadyExists,
     FailedPrecondition,
-    ResourceExhausted,
     Unavailable,
     Internal,
 }
@@ -57,8 +56,6 @@ pub enum Error {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
-    #[error("{0}")]
-    ResourceExhausted(String),
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
@@ -81,7 +78,6 @@ impl Error {
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Self::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
-            Self::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
             Self::Unavailable(_) => ErrorKind::Unavailable,
             Self::Database(_) | Self::Migrate(_) | Self::Internal(_) => ErrorKind::Internal,
         }

@@ -18,7 +18,6 @@ pub fn to_status(e: Error) -> Status {
         Error::NotFound(what) => Status::not_found(format!("{what} not found")),
         Error::AlreadyExists(msg) => Status::already_exists(msg),
         Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
-        Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
         Error::Unavailable(e) => {
             tracing::warn!(error = %e, "database unavailable");
             Status::unavailable("database unavailable, retry later")

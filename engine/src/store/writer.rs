@@ -43,7 +43,7 @@ use uuid::Uuid;
 use super::consume::{Leased, Slot, Slots};
 use super::rows::{
     EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
-    event_body, from_json, kind_str, micros, status_columns, to_json,
+    event_body, from_json, kind_str, micros, parse_uuid, status_columns, to_json,
 };
 use super::script::{Value, Writes};
 use super::sql::{CHUNK, INSERT_CHUNK, events_by_keys, list, placeholders};
@@ -1114,7 +1114,7 @@ impl Writer {
             q.execute(&mut *tx).await?;
         }
         for id in &ids {
-            let id = Uuid::parse_str(id).map_err(|e| Error::Internal(e.to_string()))?;
+            let id = parse_uuid(id)?;
             self.engine.remove(id);
             loaded.listeners.remove(&id);
             st.changed.insert(id);
