@@ -195,3 +195,20 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// The source of the events the suites publish.
+pub const SOURCE: &str = "/tests";
+
+/// A minimal event of type `ty` with id `id`, from [`SOURCE`].
+pub fn event(ty: &str, id: &str) -> eventbus_client::pb::CloudEvent {
+    eventbus_client::CloudEventBuilder::new(SOURCE, ty).id(id).build()
+}
+
+/// The fields named by the `google.rpc.BadRequest` field violations of a status, in order.
+pub fn field_violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

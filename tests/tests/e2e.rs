@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use eventbus_client::pb;
 use eventbus_client::{CloudEventBuilder, ListenerSpecBuilder, StartPosition, SubscribeOptions};
-use eventbus_tests::{Database, TestServer};
+use eventbus_tests::{Database, SOURCE, TestServer, event, field_violations};
 use futures::StreamExt;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 eventbus_tests::backend_cases!(
     publish_and_history,
@@ -25,17 +24,6 @@ eventbus_tests::backend_cases!(
     nack_dead_letters_and_redrive,
     graceful_shutdown_ends_streams_with_unavailable,
 );
-
-fn event(ty: &str, id: &str) -> pb::CloudEvent {
-    CloudEventBuilder::new("/e2e", ty).id(id).build()
-}
-
-fn field_violations(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
 
 async fn next_notification(sub: &mut eventbus_client::Subscription) -> eventbus_client::Delivery {
     tokio::time::timeout(Duration::from_secs(10), sub.next()).await.expect("a notification in time").unwrap().unwrap()
@@ -58,7 +46,7 @@ async fn publish_and_history(db: Database) {
         .unwrap();
     assert_eq!(got.sequence, 2);
     assert_eq!(got.event.unwrap().id, "2");
-    let key = pb::EventKey { source: "/e2e".into(), id: "1".into() };
+    let key = pb::EventKey { source: SOURCE.into(), id: "1".into() };
     let got = raw
         .get_event(pb::GetEventRequest { namespace: "ns".into(), key: Some(pb::get_event_request::Key::SourceId(key)) })
         .await

@@ -13,11 +13,10 @@ use eventbus_client::pb::cloud_event::CloudEventAttributeValue;
 use eventbus_client::pb::cloud_event::cloud_event_attribute_value::Attr;
 use eventbus_client::{CloudEventBuilder, ListenerSpecBuilder, SubscribeOptions};
 use eventbus_engine::store::Backend;
-use eventbus_tests::{Database, Proxy, TestServer};
+use eventbus_tests::{Database, Proxy, SOURCE, TestServer, event, field_violations};
 use futures::StreamExt;
 use sqlx::Executor;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 eventbus_tests::backend_cases!(
     publish_over_the_message_size_is_resource_exhausted,
@@ -43,19 +42,8 @@ mod postgres_outage {
 /// waiting the timeout out in turn.
 const OUTAGE_ANSWER: Duration = Duration::from_secs(8);
 
-fn event(ty: &str, id: &str) -> pb::CloudEvent {
-    CloudEventBuilder::new("/faults", ty).id(id).build()
-}
-
 fn string_attr(s: &str) -> CloudEventAttributeValue {
     CloudEventAttributeValue { attr: Some(Attr::CeString(s.into())) }
-}
-
-fn field_violations(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }
 
 async fn stored_ids(s: &TestServer, ns: &str) -> Vec<(u64, String)> {
@@ -79,15 +67,14 @@ async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T
 
 async fn publish_over_the_message_size_is_resource_exhausted(db: Database) {
     let s = TestServer::start_with(&db, |c| c.limits.max_message_bytes = 64 << 10).await;
-    let big =
-        CloudEventBuilder::new("/faults", "a").id("big").data_binary("application/octet-stream", vec![7; 65 << 10]);
+    let big = CloudEventBuilder::new(SOURCE, "a").id("big").data_binary("application/octet-stream", vec![7; 65 << 10]);
     let err = s.client.publish("ns", [big.build()]).await.unwrap_err();
     let status = err.status().unwrap();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.details().is_empty(), "no handler saw the request, so no field is named");
     assert!(stored_ids(&s, "ns").await.is_empty(), "an oversized publish stores nothing");
     let fits =
-        CloudEventBuilder::new("/faults", "a").id("fits").data_binary("application/octet-stream", vec![7; 60 << 10]);
+        CloudEventBuilder::new(SOURCE, "a").id("fits").data_binary("application/octet-stream", vec![7; 60 << 10]);
     let r = s.client.publish("ns", [fits.build()]).await.unwrap();
     assert_eq!((r[0].sequence, r[0].duplicate), (1, false));
     assert_eq!(stored_ids(&s, "ns").await, vec![(1, "fits".to_string())]);
@@ -120,9 +107,8 @@ async fn events_over_attribute_and_data_limits_are_resource_exhausted(db: Databa
         }
         e
     };
-    let with_data = |id: &str, n: usize| {
-        CloudEventBuilder::new("/faults", "a").id(id).data_text("text/plain", "d".repeat(n)).build()
-    };
+    let with_data =
+        |id: &str, n: usize| CloudEventBuilder::new(SOURCE, "a").id(id).data_text("text/plain", "d".repeat(n)).build();
     // data_text sets datacontenttype: one attribute of the two allowed.
     let err =
         s.client.publish("ns", [event("a", "ok"), with_attrs("attrs", 3), with_data("data", 17)]).await.unwrap_err();
