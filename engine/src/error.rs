@@ -57,9 +57,9 @@ pub enum Error {
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] BoxError),
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(#[source] BoxError),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("internal error: {0}")]
@@ -84,6 +84,9 @@ impl Error {
     }
 }
 
+/// The error of a database driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -91,8 +94,21 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_) => Self::Unavailable(e),
-            _ => Self::Database(e),
+            | sqlx::Error::Tls(_) => Self::Unavailable(e.into()),
+            _ => Self::Database(e.into()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
+        match e.sqlite_error_code() {
+            // The file cannot be reached or written, or another process held it too long.
+            Some(CannotOpen | SystemIoFailure | DiskFull | DatabaseBusy | DatabaseLocked) => {
+                Self::Unavailable(e.into())
+            }
+            _ => Self::Database(e.into()),
         }
     }
 }

@@ -34,17 +34,21 @@ use crate::error::{Error, Result};
 use crate::event::{Event, TraceContext};
 use crate::listener::{Listener, ListenerKind, ListenerSpec};
 
+mod conn;
 pub mod consume;
 mod read;
 mod rows;
-mod script;
 mod sql;
 mod writer;
 
+use conn::Conn;
 use consume::Slots;
 pub use consume::{Consumer, ConsumerOptions, ConsumerStats};
 pub use rows::{from_micros, micros};
 use writer::{Command, Op, Output};
+
+/// Name of the thread the writer runs on with SQLite (at most the 15 bytes Linux keeps).
+pub const WRITER_THREAD: &str = "eventbus-writer";
 
 /// Whether an acknowledged write is on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -375,14 +379,13 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&read).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&read).await?,
         }
-        let write = match backend {
-            // One connection: SQLite has one writer at a time anyway.
-            Backend::Sqlite => connect(backend, &config.database_url, 1, durability).await?,
-            Backend::Postgres => read.clone(),
+        let conn = match backend {
+            Backend::Sqlite => Conn::sqlite(&config.database_url, durability)?,
+            Backend::Postgres => Conn::Postgres { pool: read.clone(), durability },
         };
         let (tx, rx) = mpsc::channel(4096);
         let slots = Slots::default();
-        writer::spawn(writer::Writer::new(backend, write, slots.clone(), config.clone()), rx);
+        writer::spawn(writer::Writer::new(conn, slots.clone(), config.clone()), rx)?;
         let store = Self { inner: Arc::new(Inner { backend, read, commands: tx, slots, config }) };
         store.spawn_sweeper();
         Ok(store)

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::conn::Row;
 use super::{Notification, NotificationKind};
 use crate::error::{Error, Result};
 use crate::event::{AttrValue, Data, Event, TraceContext};
@@ -137,6 +138,21 @@ pub(crate) fn status_columns(status: &ListenerStatus) -> (&'static str, Option<S
 }
 
 impl ListenerRow {
+    /// Reads a row of the writer's that selected [`LISTENER_COLUMNS`].
+    pub(crate) fn read(row: &Row) -> Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            namespace: row.get(1)?,
+            ord: row.get(2)?,
+            spec: row.get(3)?,
+            status: row.get(4)?,
+            fire_id: row.get(5)?,
+            finished_us: row.get(6)?,
+            created_us: row.get(7)?,
+            trace: row.get(8)?,
+        })
+    }
+
     pub fn into_listener(self) -> Result<Listener> {
         let spec: ListenerSpec = from_json(&self.spec)?;
         let at = || from_micros(self.finished_us.unwrap_or_default());
@@ -177,6 +193,22 @@ pub(crate) const NOTIFICATION_COLUMNS: &str =
     "namespace, seq, fire_id, kind, listener_id, target, correlation, event_seqs, created_us, trace";
 
 impl NotificationRow {
+    /// Reads a row of the writer's that selected [`NOTIFICATION_COLUMNS`].
+    pub(crate) fn read(row: &Row) -> Result<Self> {
+        Ok(Self {
+            namespace: row.get(0)?,
+            seq: row.get(1)?,
+            fire_id: row.get(2)?,
+            kind: row.get(3)?,
+            listener_id: row.get(4)?,
+            target: row.get(5)?,
+            correlation: row.get(6)?,
+            event_seqs: row.get(7)?,
+            created_us: row.get(8)?,
+            trace: row.get(9)?,
+        })
+    }
+
     /// Maps the row; the events are loaded separately.
     pub fn into_notification(self) -> Result<Notification> {
         Ok(Notification {

@@ -20,15 +20,6 @@ impl Backend {
             Self::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
-
-    /// The statement that opens a writer transaction.
-    pub(crate) fn begin(self) -> &'static str {
-        match self {
-            // Take the write lock up front rather than on the first write.
-            Self::Sqlite => "BEGIN IMMEDIATE",
-            Self::Postgres => "BEGIN",
-        }
-    }
 }
 
 /// Returns `(p, p+1, .., p+cols-1), ...` for `rows` rows of `cols` placeholders, numbered from

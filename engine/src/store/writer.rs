@@ -12,11 +12,10 @@
 //! the consumers after the commit. A group with a backlog, or whose consumers have no room
 //! left, is told to claim instead, which keeps sequence order.
 //!
-//! Round trips: the rows a batch writes after evaluating (events, notifications, partial state,
-//! deliveries, counters) are queued and sent as one script before the next statement that may
-//! read them or with the commit ([`super::script`]); on SQLite the transaction is opened in the
-//! same trip as its first query. A publish is three trips to SQLite's worker thread: open and
-//! lock the namespace, look up duplicates, write and commit.
+//! The writer runs on a thread of its own on SQLite, where every statement is a function call
+//! on that thread; on Postgres it is a task (see [`super::conn`]). The rows a publish writes
+//! after evaluating (events, notifications, partial state, deliveries, counters) are queued and
+//! written before the next statement that may read them, or before the commit.
 //!
 //! Leases are not flushed to disk: a batch of only claims, acks, nacks and releases commits
 //! without waiting for the disk (SQLite `synchronous=NORMAL` on the writer connection for that
@@ -35,21 +34,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::conn::{Conn, Statement, Tx, Value};
 use super::consume::{Leased, Slot, Slots};
 use super::rows::{
     EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
     event_body, from_json, kind_str, micros, parse_uuid, status_columns, to_json,
 };
-use super::script::{Value, Writes};
 use super::sql::{CHUNK, INSERT_CHUNK, events_by_keys, list, placeholders};
 use super::{
-    Backend, Durability, Fired, GroupSpec, ListenerSelector, Notification, NotificationKind, Observer, Published,
-    StartPosition, StoreConfig, SweepReport, trigger_span_id,
+    Fired, GroupSpec, ListenerSelector, Notification, NotificationKind, Observer, Published, StartPosition,
+    StoreConfig, SweepReport, trigger_span_id,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventRef, TraceContext};
@@ -267,75 +264,22 @@ struct NotificationRecord {
 /// The state of one transaction.
 struct Batch {
     now: DateTime<Utc>,
-    /// SQLite: the statements that open the transaction, sent with its first query.
-    begin: Option<String>,
     ns: BTreeMap<String, NsState>,
     staged: Staged,
     /// Writes queued until a statement may read them or the commit.
-    writes: Writes,
+    writes: Vec<Statement>,
     /// Per namespace, what this transaction created.
     fresh: BTreeMap<String, Fresh>,
     effects: Effects,
 }
 
-/// The writer's transaction. On SQLite the writer opens and ends it with statements of its own,
-/// so that the opening goes with the first query and the commit with the queued writes (see
-/// [`Writes`]); on Postgres it is sqlx's.
-enum WriterTx {
-    Sqlite(PoolConnection<Any>),
-    Postgres(Transaction<'static, Any>),
-}
-
-impl std::ops::Deref for WriterTx {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        match self {
-            Self::Sqlite(c) => c,
-            Self::Postgres(t) => t,
+impl Batch {
+    /// Runs the queued writes.
+    async fn write(&mut self, tx: &mut Tx) -> Result<()> {
+        for statement in self.writes.drain(..) {
+            tx.execute(statement).await?;
         }
-    }
-}
-
-impl std::ops::DerefMut for WriterTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            Self::Sqlite(c) => c,
-            Self::Postgres(t) => t,
-        }
-    }
-}
-
-impl WriterTx {
-    /// Runs the queued writes and commits.
-    async fn commit(mut self, backend: Backend, b: &mut Batch) -> Result<()> {
-        let ended = match &mut self {
-            Self::Sqlite(conn) => b.writes.run(backend, conn, Some("COMMIT")).await,
-            Self::Postgres(tx) => b.writes.run(backend, tx, None).await,
-        };
-        match (ended, self) {
-            (Ok(()), Self::Sqlite(_)) => Ok(()),
-            (Ok(()), Self::Postgres(tx)) => Ok(tx.commit().await?),
-            (Err(e), tx) => {
-                tx.rollback().await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Rolls back. A SQLite connection on which the rollback fails (no transaction was open, or
-    /// the connection broke) is closed rather than returned to the pool in an unknown state.
-    async fn rollback(self) {
-        match self {
-            Self::Sqlite(mut conn) => {
-                if sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_err() {
-                    conn.close_on_drop();
-                }
-            }
-            Self::Postgres(tx) => {
-                let _ = tx.rollback().await;
-            }
-        }
+        Ok(())
     }
 }
 
@@ -343,8 +287,7 @@ impl WriterTx {
 const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 pub(crate) struct Writer {
-    backend: Backend,
-    pool: AnyPool,
+    conn: Conn,
     slots: Slots,
     config: StoreConfig,
     engine: Engine,
@@ -352,8 +295,39 @@ pub(crate) struct Writer {
     last_prune: Option<DateTime<Utc>>,
 }
 
-pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
-    tokio::spawn(async move {
+/// Starts the writer: on SQLite on a thread of its own (its statements block that thread), on
+/// Postgres as a task.
+pub(crate) fn spawn(writer: Writer, rx: mpsc::Receiver<Command>) -> Result<()> {
+    match writer.conn {
+        Conn::Sqlite(_) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| Error::Internal(format!("starting the writer's runtime: {e}")))?;
+            std::thread::Builder::new()
+                .name(super::WRITER_THREAD.into())
+                .spawn(move || runtime.block_on(writer.serve(rx)))
+                .map_err(|e| Error::Internal(format!("starting the writer's thread: {e}")))?;
+        }
+        Conn::Postgres { .. } => {
+            tokio::spawn(writer.serve(rx));
+        }
+    }
+    Ok(())
+}
+
+/// The error of a command failed without an attempt, because the database could not be reached
+/// a moment ago.
+fn unavailable_meanwhile() -> Error {
+    Error::Unavailable("the database could not be reached a moment ago".into())
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Conn, slots: Slots, config: StoreConfig) -> Self {
+        Self { conn, slots, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
+    }
+
+    /// Takes commands from the queue in batches until every sender is gone.
+    async fn serve(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut batch: Vec<Command> = Vec::new();
         let mut held: Option<Command> = None;
         loop {
@@ -367,7 +341,7 @@ pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
             let alone = matches!(first.op, Op::Sweep { .. });
             let mut weight = first.op.weight();
             batch.push(first);
-            while !alone && weight < writer.config.max_batch_events {
+            while !alone && weight < self.config.max_batch_events {
                 match rx.try_recv() {
                     // A sweep locks namespaces of its own choosing: it runs in a transaction alone.
                     Ok(c) if matches!(c.op, Op::Sweep { .. }) => {
@@ -381,7 +355,7 @@ pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
                     Err(_) => break,
                 }
             }
-            if writer.run(&mut batch).await {
+            if self.run(&mut batch).await {
                 // Commands that queued while the database could not be reached fail at once:
                 // each would otherwise wait out the pool's acquire timeout in turn, and a
                 // caller behind a few of them would wait many times that.
@@ -390,18 +364,6 @@ pub(crate) fn spawn(mut writer: Writer, mut rx: mpsc::Receiver<Command>) {
                 }
             }
         }
-    });
-}
-
-/// The error of a command failed without an attempt, because the database could not be reached
-/// a moment ago.
-fn unavailable_meanwhile() -> Error {
-    Error::Unavailable(sqlx::Error::Io(std::io::Error::other("the database could not be reached a moment ago")))
-}
-
-impl Writer {
-    pub(crate) fn new(backend: Backend, pool: AnyPool, slots: Slots, config: StoreConfig) -> Self {
-        Self { backend, pool, slots, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
     }
 
     /// Runs a batch and answers its commands; returns whether the database was unavailable.
@@ -453,41 +415,25 @@ impl Writer {
     /// results are each op's own (an op that fails on its own changes nothing).
     async fn transact(&mut self, ops: &[&Op]) -> Result<(Vec<Result<Output>>, Effects)> {
         let leases_only = ops.iter().all(|op| op.leases_only());
-        let flush_to_disk = self.config.durability == Durability::Full && !leases_only;
         let mut b = Batch {
             now: super::from_micros(micros(Utc::now())),
-            begin: None,
             ns: BTreeMap::new(),
             staged: Staged::default(),
-            writes: Writes::default(),
+            writes: Vec::new(),
             fresh: BTreeMap::new(),
             effects: Effects::default(),
         };
-        let mut tx = match self.backend {
-            Backend::Sqlite => {
-                // A per-connection setting, so each transaction sets it (free: no I/O, and it
-                // goes with the opening).
-                let synchronous = match self.config.durability {
-                    Durability::Full if flush_to_disk => "PRAGMA synchronous=FULL; ",
-                    Durability::Full => "PRAGMA synchronous=NORMAL; ",
-                    Durability::Relaxed => "",
-                };
-                b.begin = Some(format!("{synchronous}{};\n", self.backend.begin()));
-                WriterTx::Sqlite(self.pool.acquire().await?)
-            }
-            Backend::Postgres => {
-                let mut tx = self.pool.begin_with(self.backend.begin()).await?;
-                // Relaxed durability turned it off for the whole session already.
-                if leases_only && self.config.durability == Durability::Full {
-                    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-                }
-                WriterTx::Postgres(tx)
-            }
-        };
+        let mut tx = self.conn.begin(leases_only).await?;
         let result = match self.execute(&mut tx, &mut b, ops).await {
-            Ok(outputs) => tx.commit(self.backend, &mut b).await.map(|()| outputs),
+            Ok(outputs) => match b.write(&mut tx).await {
+                Ok(()) => self.conn.commit(tx).await.map(|()| outputs),
+                Err(e) => {
+                    self.conn.rollback(tx).await;
+                    Err(e)
+                }
+            },
             Err(e) => {
-                tx.rollback().await;
+                self.conn.rollback(tx).await;
                 Err(e)
             }
         };
@@ -510,13 +456,10 @@ impl Writer {
         }
     }
 
-    async fn execute(&mut self, tx: &mut AnyConnection, b: &mut Batch, ops: &[&Op]) -> Result<Vec<Result<Output>>> {
+    async fn execute(&mut self, tx: &mut Tx, b: &mut Batch, ops: &[&Op]) -> Result<Vec<Result<Output>>> {
         let namespaces: BTreeSet<&str> = ops.iter().filter_map(|op| op.locked_namespace()).collect();
         for ns in namespaces {
             self.lock_namespace(tx, b, ns).await?;
-        }
-        if let Some(begin) = b.begin.take() {
-            sqlx::raw_sql(AssertSqlSafe(begin)).execute(&mut *tx).await?;
         }
         // Shared by every publish of the batch to a namespace (each may repeat a stored key).
         let existing = self.lookup_existing(tx, ops).await?;
@@ -525,7 +468,7 @@ impl Writer {
             if !matches!(op, Op::Publish { .. }) {
                 // The op may read what earlier publishes of the batch wrote.
                 self.flush(b)?;
-                b.writes.run(self.backend, tx, None).await?;
+                b.write(tx).await?;
             }
             let out = match op {
                 Op::Publish { namespace, events } => {
@@ -566,44 +509,41 @@ impl Writer {
 
     /// Locks the namespace row (creating it) and brings the engine's listeners of the
     /// namespace up to the stored generation.
-    async fn lock_namespace(&mut self, tx: &mut AnyConnection, b: &mut Batch, ns: &str) -> Result<()> {
+    async fn lock_namespace(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str) -> Result<()> {
         if b.ns.contains_key(ns) {
             return Ok(());
         }
         let sql = format!(
             "SELECT next_event_seq, next_notification_seq, next_listener_ord, listener_gen, listener_epoch \
              FROM namespaces WHERE name = $1{}",
-            self.backend.for_update()
+            self.conn.backend().for_update()
         );
-        // The first namespace of a SQLite transaction opens it in the same trip.
-        let first = format!("{}{sql}", b.begin.take().unwrap_or_default());
-        // fetch_all: sqlx's Any driver answers fetch_optional from the first statement only.
-        let mut row = sqlx::query(AssertSqlSafe(first)).bind(ns).fetch_all(&mut *tx).await?.pop();
+        let mut row = tx.fetch_optional(Statement::new(sql.clone()).bind(ns)).await?;
         if row.is_none() {
-            sqlx::query("INSERT INTO namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
-                .bind(ns)
-                .execute(&mut *tx)
-                .await?;
-            row = sqlx::query(AssertSqlSafe(sql)).bind(ns).fetch_optional(&mut *tx).await?;
+            tx.execute(
+                Statement::new("INSERT INTO namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING").bind(ns),
+            )
+            .await?;
+            row = tx.fetch_optional(Statement::new(sql).bind(ns)).await?;
         }
         let row = row.ok_or_else(|| Error::Internal(format!("namespace {ns} vanished")))?;
-        let next_notification_seq = row.try_get(1)?;
+        let next_notification_seq = row.get(1)?;
         let st = NsState {
             first_notification_seq: next_notification_seq,
-            next_event_seq: row.try_get(0)?,
+            next_event_seq: row.get(0)?,
             next_notification_seq,
-            next_listener_ord: row.try_get(2)?,
-            generation: row.try_get(3)?,
+            next_listener_ord: row.get(2)?,
+            generation: row.get(3)?,
             changed: BTreeSet::new(),
             stored: HashMap::new(),
         };
-        let epoch: i64 = row.try_get(4)?;
+        let epoch: i64 = row.get(4)?;
         self.sync(tx, ns, st.generation, epoch).await?;
         b.ns.insert(ns.to_owned(), st);
         Ok(())
     }
 
-    async fn sync(&mut self, tx: &mut AnyConnection, ns: &str, generation: i64, epoch: i64) -> Result<()> {
+    async fn sync(&mut self, tx: &mut Tx, ns: &str, generation: i64, epoch: i64) -> Result<()> {
         let since = match self.loaded.get(ns) {
             Some(l) if l.generation == generation && l.epoch == epoch => return Ok(()),
             Some(l) if l.epoch == epoch => Some(l.generation),
@@ -618,21 +558,24 @@ impl Writer {
         let since = since.unwrap_or(-1);
         let columns = LISTENER_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!("SELECT {columns} FROM listeners l WHERE l.namespace = $1 AND {filter} ORDER BY l.ord");
-        let rows: Vec<ListenerRow> =
-            sqlx::query_as(AssertSqlSafe(sql)).bind(ns).bind(since).fetch_all(&mut *tx).await?;
-        let partial_rows = sqlx::query(
-            "SELECT p.listener_id, p.corr_key, p.events FROM partials p JOIN listeners l ON l.id = p.listener_id \
-             WHERE l.namespace = $1 AND l.gen > $2 AND l.status = 'active'",
-        )
-        .bind(ns)
-        .bind(since)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = tx.fetch_all(Statement::new(sql).bind(ns).bind(since)).await?;
+        let rows = rows.iter().map(ListenerRow::read).collect::<Result<Vec<_>>>()?;
+        let partial_rows = tx
+            .fetch_all(
+                Statement::new(
+                    "SELECT p.listener_id, p.corr_key, p.events FROM partials p \
+                     JOIN listeners l ON l.id = p.listener_id \
+                     WHERE l.namespace = $1 AND l.gen > $2 AND l.status = 'active'",
+                )
+                .bind(ns)
+                .bind(since),
+            )
+            .await?;
         let mut partials: HashMap<String, Vec<(CorrelationKey, Vec<EventRef>)>> = HashMap::new();
         for r in partial_rows {
-            let id: String = r.try_get(0)?;
-            let key: String = r.try_get(1)?;
-            let events: String = r.try_get(2)?;
+            let id: String = r.get(0)?;
+            let key: String = r.get(1)?;
+            let events: String = r.get(2)?;
             partials.entry(id).or_default().push((from_json(&key)?, from_json(&events)?));
         }
         let loaded = self.loaded.entry(ns.to_owned()).or_default();
@@ -708,8 +651,8 @@ impl Writer {
     /// Returns, per namespace, the sequences of already stored events that have the (source,
     /// id) of an event the batch publishes: one query per [`CHUNK`] keys, not per publish.
     async fn lookup_existing(
-        &self,
-        tx: &mut AnyConnection,
+        &mut self,
+        tx: &mut Tx,
         ops: &[&Op],
     ) -> Result<HashMap<String, HashMap<(String, String), i64>>> {
         let mut keys: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
@@ -724,12 +667,12 @@ impl Writer {
             let keys: Vec<_> = keys.into_iter().collect();
             let found = found.entry(ns.to_owned()).or_default();
             for chunk in keys.chunks(CHUNK) {
-                let mut q = sqlx::query(AssertSqlSafe(events_by_keys(chunk.len()))).bind(ns);
+                let mut q = Statement::new(events_by_keys(chunk.len())).bind(ns);
                 for (source, id) in chunk {
                     q = q.bind(*source).bind(*id);
                 }
-                for row in q.fetch_all(&mut *tx).await? {
-                    found.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+                for row in tx.fetch_all(q).await? {
+                    found.insert((row.get(0)?, row.get(1)?), row.get(2)?);
                 }
             }
         }
@@ -810,7 +753,7 @@ impl Writer {
                     Value::from(event_body(e)?),
                 ]);
             }
-            b.writes.push(sql, values);
+            b.writes.push(Statement::with(sql, values));
         }
         for chunk in staged.notifications.chunks(INSERT_CHUNK) {
             let sql = format!(
@@ -832,7 +775,7 @@ impl Writer {
                     Value::from(to_json(&n.trace)?),
                 ]);
             }
-            b.writes.push(sql, values);
+            b.writes.push(Statement::with(sql, values));
         }
         let (kept, emptied): (Vec<_>, Vec<_>) = staged.partials.into_iter().partition(|(_, p)| !p.is_empty());
         for chunk in kept.chunks(CHUNK) {
@@ -845,7 +788,7 @@ impl Writer {
             for ((id, key), events) in chunk {
                 values.extend([Value::from(id.to_string()), Value::from(to_json(key)?), Value::from(to_json(events)?)]);
             }
-            b.writes.push(sql, values);
+            b.writes.push(Statement::with(sql, values));
         }
         for chunk in emptied.chunks(CHUNK) {
             let sql = format!(
@@ -859,14 +802,14 @@ impl Writer {
             for ((id, key), _) in chunk {
                 values.extend([Value::from(id.to_string()), Value::from(to_json(key)?)]);
             }
-            b.writes.push(sql, values);
+            b.writes.push(Statement::with(sql, values));
         }
         for (id, status) in &staged.finished {
             let (status, fire_id, at) = status_columns(status);
-            b.writes.push(
-                "UPDATE listeners SET status = $1, fire_id = $2, finished_us = $3 WHERE id = $4".to_owned(),
+            b.writes.push(Statement::with(
+                "UPDATE listeners SET status = $1, fire_id = $2, finished_us = $3 WHERE id = $4",
                 vec![Value::from(status), Value::from(fire_id), Value::from(at), Value::from(id.to_string())],
-            );
+            ));
         }
         // Kept for direct delivery (moved, not copied: the rows are written).
         for e in staged.events {
@@ -880,7 +823,7 @@ impl Writer {
 
     /// Leases the transaction's new notifications to waiting consumers of this process (see
     /// the module docs); groups it cannot serve are told to claim.
-    async fn hand_over(&mut self, tx: &mut AnyConnection, b: &mut Batch) -> Result<()> {
+    async fn hand_over(&mut self, tx: &mut Tx, b: &mut Batch) -> Result<()> {
         let fresh = std::mem::take(&mut b.fresh);
         for (ns, fresh) in fresh {
             if fresh.notifications.is_empty() {
@@ -940,13 +883,13 @@ impl Writer {
                             Value::from(slot.consumer.as_str()),
                         ]);
                     }
-                    b.writes.push(sql, values);
+                    b.writes.push(Statement::with(sql, values));
                 }
                 if position != read_seq {
-                    b.writes.push(
-                        "UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3".to_owned(),
+                    b.writes.push(Statement::with(
+                        "UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3",
                         vec![Value::from(position), Value::from(ns.as_str()), Value::from(group)],
-                    );
+                    ));
                 }
                 for (slot, leased) in slots.into_iter().zip(leased) {
                     if !leased.is_empty() {
@@ -963,10 +906,9 @@ impl Writer {
     fn write_namespaces(&mut self, b: &mut Batch) {
         for (name, st) in &b.ns {
             let generation = if st.changed.is_empty() { st.generation } else { st.new_gen() };
-            b.writes.push(
+            b.writes.push(Statement::with(
                 "UPDATE namespaces SET next_event_seq = $1, next_notification_seq = $2, next_listener_ord = $3, \
-                 listener_gen = $4 WHERE name = $5"
-                    .to_owned(),
+                 listener_gen = $4 WHERE name = $5",
                 vec![
                     Value::from(st.next_event_seq),
                     Value::from(st.next_notification_seq),
@@ -974,21 +916,21 @@ impl Writer {
                     Value::from(generation),
                     Value::from(name.as_str()),
                 ],
-            );
+            ));
             let changed: Vec<String> = st.changed.iter().map(Uuid::to_string).collect();
             for chunk in changed.chunks(CHUNK) {
                 let sql = format!("UPDATE listeners SET gen = $1 WHERE id IN ({})", list(chunk.len(), 2));
                 let mut values = Vec::with_capacity(chunk.len() + 1);
                 values.push(Value::from(generation));
                 values.extend(chunk.iter().map(|id| Value::from(id.as_str())));
-                b.writes.push(sql, values);
+                b.writes.push(Statement::with(sql, values));
             }
         }
     }
 
     async fn register(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         b: &mut Batch,
         ns: &str,
         spec: &ListenerSpec,
@@ -1002,10 +944,8 @@ impl Writer {
             let sql = format!(
                 "SELECT {LISTENER_COLUMNS} FROM listeners WHERE namespace = $1 AND request_id = $2 AND status <> '{STATUS_DELETED}'"
             );
-            let row: Option<ListenerRow> =
-                sqlx::query_as(AssertSqlSafe(sql)).bind(ns).bind(request_id).fetch_optional(&mut *tx).await?;
-            if let Some(row) = row {
-                let existing = row.into_listener()?;
+            if let Some(row) = tx.fetch_optional(Statement::new(sql).bind(ns).bind(request_id)).await? {
+                let existing = ListenerRow::read(&row)?.into_listener()?;
                 return Ok(if existing.spec == *spec {
                     Ok(Output::Registered(Box::new(existing), false))
                 } else {
@@ -1032,23 +972,24 @@ impl Writer {
         };
         st.next_listener_ord += 1;
         st.changed.insert(listener.id);
-        sqlx::query(
-            "INSERT INTO listeners (id, namespace, ord, kind, target, spec, status, deadline_us, created_us, trace, \
-             request_id, gen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        tx.execute(
+            Statement::new(
+                "INSERT INTO listeners (id, namespace, ord, kind, target, spec, status, deadline_us, created_us, \
+                 trace, request_id, gen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(listener.id.to_string())
+            .bind(ns)
+            .bind(listener.order)
+            .bind(kind_str(spec.kind))
+            .bind(spec.target.as_str())
+            .bind(to_json(spec)?)
+            .bind(STATUS_ACTIVE)
+            .bind(spec.deadline.map(micros))
+            .bind(micros(b.now))
+            .bind(to_json(trace)?)
+            .bind(request_id)
+            .bind(st.new_gen()),
         )
-        .bind(listener.id.to_string())
-        .bind(ns)
-        .bind(listener.order)
-        .bind(kind_str(spec.kind))
-        .bind(spec.target.as_str())
-        .bind(to_json(spec)?)
-        .bind(STATUS_ACTIVE)
-        .bind(spec.deadline.map(micros))
-        .bind(micros(b.now))
-        .bind(to_json(trace)?)
-        .bind(request_id)
-        .bind(st.new_gen())
-        .execute(&mut *tx)
         .await?;
         self.engine.insert(compiled, []);
         self.loaded.entry(ns.to_owned()).or_default().listeners.insert(listener.id);
@@ -1063,31 +1004,26 @@ impl Writer {
 
     async fn delete(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         b: &mut Batch,
         ns: &str,
         which: std::result::Result<&ListenerSelector, Uuid>,
     ) -> Result<Result<Output>> {
         let live = format!("namespace = $1 AND status <> '{STATUS_DELETED}'");
-        let ids: Vec<String> = match which {
-            Err(id) => {
-                let sql = format!("SELECT id FROM listeners WHERE {live} AND id = $2");
-                sqlx::query_scalar(AssertSqlSafe(sql)).bind(ns).bind(id.to_string()).fetch_all(&mut *tx).await?
-            }
+        let query = match which {
+            Err(id) => Statement::new(format!("SELECT id FROM listeners WHERE {live} AND id = $2"))
+                .bind(ns)
+                .bind(id.to_string()),
             Ok(selector) => {
                 let (kind, target) = match selector {
                     ListenerSelector::Workflow(w) => (ListenerKind::Start, w),
                     ListenerSelector::Instance(i) => (ListenerKind::Wait, i),
                 };
                 let sql = format!("SELECT id FROM listeners WHERE {live} AND kind = $2 AND target = $3");
-                sqlx::query_scalar(AssertSqlSafe(sql))
-                    .bind(ns)
-                    .bind(kind_str(kind))
-                    .bind(target.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?
+                Statement::new(sql).bind(ns).bind(kind_str(kind)).bind(target.as_str())
             }
         };
+        let ids: Vec<String> = tx.fetch_all(query).await?.iter().map(|r| r.get(0)).collect::<Result<_>>()?;
         if let Err(id) = which
             && ids.is_empty()
         {
@@ -1101,17 +1037,14 @@ impl Writer {
                 "UPDATE listeners SET status = '{STATUS_DELETED}', finished_us = $1, gen = $2 WHERE id IN ({})",
                 list(chunk.len(), 3)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(micros(b.now)).bind(generation);
+            let mut q = Statement::new(sql).bind(micros(b.now)).bind(generation);
             for id in chunk {
-                q = q.bind(id.as_str());
+                q = q.bind(id);
             }
-            q.execute(&mut *tx).await?;
+            tx.execute(q).await?;
             let sql = format!("DELETE FROM partials WHERE listener_id IN ({})", list(chunk.len(), 1));
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            q.execute(&mut *tx).await?;
+            let values = chunk.iter().map(Value::from).collect();
+            tx.execute(Statement::with(sql, values)).await?;
         }
         for id in &ids {
             let id = parse_uuid(id)?;
@@ -1123,23 +1056,23 @@ impl Writer {
     }
 
     async fn group_settings(
-        &self,
-        tx: &mut AnyConnection,
+        &mut self,
+        tx: &mut Tx,
         ns: &str,
         group: &str,
         lock: bool,
     ) -> Result<Option<(GroupSettings, i64)>> {
         let sql = format!(
             "SELECT settings, read_seq FROM consumer_groups WHERE namespace = $1 AND name = $2{}",
-            if lock { self.backend.for_update() } else { "" }
+            if lock { self.conn.backend().for_update() } else { "" }
         );
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(group).fetch_optional(&mut *tx).await?;
-        row.map(|r| Ok((from_json(&r.try_get::<String, _>(0)?)?, r.try_get(1)?))).transpose()
+        let row = tx.fetch_optional(Statement::new(sql).bind(ns).bind(group)).await?;
+        row.map(|r| Ok((from_json(&r.get::<String>(0)?)?, r.get(1)?))).transpose()
     }
 
     async fn ensure_group(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         b: &mut Batch,
         ns: &str,
         group: &GroupSpec,
@@ -1164,27 +1097,27 @@ impl Writer {
         }
         let next = match b.ns.get(ns) {
             Some(st) => st.next_notification_seq,
-            None => sqlx::query_scalar::<_, i64>("SELECT next_notification_seq FROM namespaces WHERE name = $1")
-                .bind(ns)
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(1),
+            None => {
+                let q = Statement::new("SELECT next_notification_seq FROM namespaces WHERE name = $1").bind(ns);
+                tx.fetch_optional(q).await?.map(|r| r.get(0)).transpose()?.unwrap_or(1)
+            }
         };
         let read_seq = match group.start {
             StartPosition::Earliest => 0,
             StartPosition::Latest => next - 1,
             StartPosition::Sequence(s) => (s as i64).saturating_sub(1).max(0),
         };
-        sqlx::query(
-            "INSERT INTO consumer_groups (namespace, name, settings, read_seq, created_us) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (namespace, name) DO NOTHING",
+        tx.execute(
+            Statement::new(
+                "INSERT INTO consumer_groups (namespace, name, settings, read_seq, created_us) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, name) DO NOTHING",
+            )
+            .bind(ns)
+            .bind(group.name.as_str())
+            .bind(to_json(&settings)?)
+            .bind(read_seq)
+            .bind(micros(b.now)),
         )
-        .bind(ns)
-        .bind(group.name.as_str())
-        .bind(to_json(&settings)?)
-        .bind(read_seq)
-        .bind(micros(b.now))
-        .execute(&mut *tx)
         .await?;
         Ok(Ok(Output::Unit))
     }
@@ -1192,7 +1125,7 @@ impl Writer {
     #[allow(clippy::too_many_arguments)]
     async fn claim(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         b: &mut Batch,
         ns: &str,
         group: &str,
@@ -1220,74 +1153,51 @@ impl Writer {
         let sql = format!(
             "SELECT seq, state, attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> 'dead' \
              AND available_us <= $3 ORDER BY available_us, seq LIMIT $4{}",
-            self.backend.for_update_skip_locked()
+            self.conn.backend().for_update_skip_locked()
         );
-        let due =
-            sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(group).bind(now).bind(max as i64).fetch_all(&mut *tx).await?;
+        let due = tx.fetch_all(Statement::new(sql).bind(ns).bind(group).bind(now).bind(max as i64)).await?;
         for row in due {
-            let seq: i64 = row.try_get(0)?;
-            let state: String = row.try_get(1)?;
-            let attempt: i64 = row.try_get(2)?;
+            let seq: i64 = row.get(0)?;
+            let state: String = row.get(1)?;
+            let attempt: i64 = row.get(2)?;
             if attempt >= settings.max_attempts as i64 {
-                sqlx::query(
+                let q = Statement::new(
                     "UPDATE deliveries SET state = 'dead', dead_us = $1, consumer = NULL, \
                      last_error = CASE WHEN $2 = 'leased' THEN 'lease expired' ELSE last_error END \
                      WHERE namespace = $3 AND group_name = $4 AND seq = $5",
-                )
-                .bind(now)
-                .bind(state.as_str())
-                .bind(ns)
-                .bind(group)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
+                );
+                tx.execute(q.bind(now).bind(state).bind(ns).bind(group).bind(seq)).await?;
                 continue;
             }
-            sqlx::query(
+            let q = Statement::new(
                 "UPDATE deliveries SET state = 'leased', attempt = attempt + 1, available_us = $1, consumer = $2 \
                  WHERE namespace = $3 AND group_name = $4 AND seq = $5",
-            )
-            .bind(until)
-            .bind(consumer)
-            .bind(ns)
-            .bind(group)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
+            );
+            tx.execute(q.bind(until).bind(consumer).bind(ns).bind(group).bind(seq)).await?;
             claimed.push((seq, attempt as u32 + 1));
         }
         // New: notifications past the group's read position.
         let mut position = read_seq;
         const SCAN: i64 = 256;
         'scan: while claimed.len() < max as usize {
-            let rows = sqlx::query(
+            let q = Statement::new(
                 "SELECT seq, kind, target FROM notifications WHERE namespace = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            )
-            .bind(ns)
-            .bind(position)
-            .bind(SCAN)
-            .fetch_all(&mut *tx)
-            .await?;
+            );
+            let rows = tx.fetch_all(q.bind(ns).bind(position).bind(SCAN)).await?;
             let n = rows.len() as i64;
             for row in rows {
-                let seq: i64 = row.try_get(0)?;
-                let kind: String = row.try_get(1)?;
-                let target: String = row.try_get(2)?;
+                let seq: i64 = row.get(0)?;
+                let kind: String = row.get(1)?;
+                let target: String = row.get(2)?;
                 position = seq;
                 if !settings.matches(kind.parse()?, &target) {
                     continue;
                 }
-                sqlx::query(
+                let q = Statement::new(
                     "INSERT INTO deliveries (namespace, group_name, seq, state, attempt, available_us, consumer) \
                      VALUES ($1, $2, $3, 'leased', 1, $4, $5)",
-                )
-                .bind(ns)
-                .bind(group)
-                .bind(seq)
-                .bind(until)
-                .bind(consumer)
-                .execute(&mut *tx)
-                .await?;
+                );
+                tx.execute(q.bind(ns).bind(group).bind(seq).bind(until).bind(consumer)).await?;
                 claimed.push((seq, 1));
                 if claimed.len() >= max as usize {
                     break 'scan;
@@ -1298,12 +1208,8 @@ impl Writer {
             }
         }
         if position != read_seq {
-            sqlx::query("UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3")
-                .bind(position)
-                .bind(ns)
-                .bind(group)
-                .execute(&mut *tx)
-                .await?;
+            let q = Statement::new("UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3");
+            tx.execute(q.bind(position).bind(ns).bind(group)).await?;
         }
         let mut by_seq: HashMap<i64, Notification> = HashMap::with_capacity(claimed.len());
         let seqs: Vec<i64> = claimed.iter().map(|(s, _)| *s).collect();
@@ -1312,11 +1218,12 @@ impl Writer {
                 "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE namespace = $1 AND seq IN ({})",
                 list(chunk.len(), 2)
             );
-            let mut q = sqlx::query_as::<_, NotificationRow>(AssertSqlSafe(sql)).bind(ns);
+            let mut q = Statement::new(sql).bind(ns);
             for s in chunk {
                 q = q.bind(*s);
             }
-            for row in q.fetch_all(&mut *tx).await? {
+            for row in tx.fetch_all(q).await? {
+                let row = NotificationRow::read(&row)?;
                 by_seq.insert(row.seq, row.into_notification()?);
             }
         }
@@ -1334,14 +1241,7 @@ impl Writer {
         Ok(Ok(Output::Claimed(out, full)))
     }
 
-    async fn ack(
-        &mut self,
-        tx: &mut AnyConnection,
-        b: &mut Batch,
-        ns: &str,
-        group: &str,
-        seqs: &[u64],
-    ) -> Result<Result<Output>> {
+    async fn ack(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, group: &str, seqs: &[u64]) -> Result<Result<Output>> {
         let mut acked = 0;
         let mut by_consumer: HashMap<String, u64> = HashMap::new();
         let observed = self.config.observer.is_some();
@@ -1351,28 +1251,29 @@ impl Writer {
                  RETURNING consumer, seq",
                 list(chunk.len(), 3)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ns).bind(group);
+            let mut q = Statement::new(sql).bind(ns).bind(group);
             for s in chunk {
                 q = q.bind(*s as i64);
             }
             let mut deleted = Vec::new();
-            for row in q.fetch_all(&mut *tx).await? {
+            for row in tx.fetch_all(q).await? {
                 acked += 1;
-                if let Some(consumer) = row.try_get::<Option<String>, _>(0)? {
+                if let Some(consumer) = row.get::<Option<String>>(0)? {
                     *by_consumer.entry(consumer).or_default() += 1;
                 }
-                deleted.push(row.try_get::<i64, _>(1)?);
+                deleted.push(row.get::<i64>(1)?);
             }
             if observed && !deleted.is_empty() {
                 let sql = format!(
                     "SELECT created_us FROM notifications WHERE namespace = $1 AND seq IN ({})",
                     list(deleted.len(), 2)
                 );
-                let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(ns);
+                let mut q = Statement::new(sql).bind(ns);
                 for s in deleted {
                     q = q.bind(s);
                 }
-                let created = q.fetch_all(&mut *tx).await?.into_iter().map(super::from_micros).collect();
+                let rows = tx.fetch_all(q).await?;
+                let created = rows.iter().map(|r| r.get(0).map(super::from_micros)).collect::<Result<_>>()?;
                 b.effects.acked.push((ns.to_owned(), group.to_owned(), created));
             }
         }
@@ -1391,7 +1292,7 @@ impl Writer {
     #[allow(clippy::too_many_arguments)]
     async fn nack(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         b: &mut Batch,
         ns: &str,
         group: &str,
@@ -1402,19 +1303,15 @@ impl Writer {
         let Some((settings, read_seq)) = self.group_settings(tx, ns, group, false).await? else {
             return Ok(Err(group_not_found(group)));
         };
-        let delivery = sqlx::query(
+        let q = Statement::new(
             "SELECT state, attempt, consumer FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3",
-        )
-        .bind(ns)
-        .bind(group)
-        .bind(seq as i64)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let state = delivery.as_ref().map(|r| r.try_get::<String, _>(0)).transpose()?;
+        );
+        let delivery = tx.fetch_optional(q.bind(ns).bind(group).bind(seq as i64)).await?;
+        let state = delivery.as_ref().map(|r| r.get::<String>(0)).transpose()?;
         // Whether the lease ended (expired and was taken back, or its stream went away) before
         // this nack: that was the failed attempt, so only when and why it comes again change.
         let (ended, attempt, consumer): (bool, i64, Option<String>) = match (state.as_deref(), delivery) {
-            (Some("leased"), Some(row)) => (false, row.try_get(1)?, row.try_get(2)?),
+            (Some("leased"), Some(row)) => (false, row.get(1)?, row.get(2)?),
             (Some("ready"), _) => (true, 0, None),
             (Some("dead"), _) => {
                 return Ok(Err(Error::FailedPrecondition(format!(
@@ -1424,13 +1321,10 @@ impl Writer {
             // An acked delivery is deleted: the group read past a notification that passes
             // its filters and holds no delivery for it.
             (None, _) if seq as i64 <= read_seq => {
-                let row = sqlx::query("SELECT kind, target FROM notifications WHERE namespace = $1 AND seq = $2")
-                    .bind(ns)
-                    .bind(seq as i64)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let q = Statement::new("SELECT kind, target FROM notifications WHERE namespace = $1 AND seq = $2");
+                let row = tx.fetch_optional(q.bind(ns).bind(seq as i64)).await?;
                 let acked = match row {
-                    Some(r) => settings.matches(r.try_get::<String, _>(0)?.parse()?, &r.try_get::<String, _>(1)?),
+                    Some(r) => settings.matches(r.get::<String>(0)?.parse()?, &r.get::<String>(1)?),
                     None => false,
                 };
                 return Ok(Err(if acked {
@@ -1448,19 +1342,12 @@ impl Writer {
         } else {
             ("ready", now.saturating_add(retry_after.as_micros() as i64), None)
         };
-        sqlx::query(
+        let q = Statement::new(
             "UPDATE deliveries SET state = $1, available_us = $2, dead_us = $3, last_error = $4, consumer = NULL \
              WHERE namespace = $5 AND group_name = $6 AND seq = $7",
-        )
-        .bind(state)
-        .bind(available)
-        .bind(dead_us)
-        .bind(reason)
-        .bind(ns)
-        .bind(group)
-        .bind(seq as i64)
-        .execute(&mut *tx)
-        .await?;
+        );
+        tx.execute(q.bind(state).bind(available).bind(dead_us).bind(reason).bind(ns).bind(group).bind(seq as i64))
+            .await?;
         if let Some(slot) = consumer.and_then(|c| self.slots.find(ns, group, &c)) {
             b.effects.freed.push((slot, 1));
         }
@@ -1470,23 +1357,17 @@ impl Writer {
 
     async fn release(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         b: &mut Batch,
         ns: &str,
         group: &str,
         consumer: &str,
     ) -> Result<Result<Output>> {
-        let n = sqlx::query(
+        let q = Statement::new(
             "UPDATE deliveries SET state = 'ready', available_us = $1, consumer = NULL \
              WHERE namespace = $2 AND group_name = $3 AND consumer = $4 AND state = 'leased'",
-        )
-        .bind(micros(b.now))
-        .bind(ns)
-        .bind(group)
-        .bind(consumer)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        );
+        let n = tx.execute(q.bind(micros(b.now)).bind(ns).bind(group).bind(consumer)).await?;
         if n > 0 {
             b.effects.claims.insert((ns.to_owned(), group.to_owned()));
         }
@@ -1495,7 +1376,7 @@ impl Writer {
 
     async fn redrive(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut Tx,
         b: &mut Batch,
         ns: &str,
         group: &str,
@@ -1505,15 +1386,15 @@ impl Writer {
                     WHERE namespace = $2 AND group_name = $3 AND state = 'dead'";
         let mut n = 0;
         if seqs.is_empty() {
-            n = sqlx::query(base).bind(micros(b.now)).bind(ns).bind(group).execute(&mut *tx).await?.rows_affected();
+            n = tx.execute(Statement::new(base).bind(micros(b.now)).bind(ns).bind(group)).await?;
         }
         for chunk in seqs.chunks(CHUNK) {
             let sql = format!("{base} AND seq IN ({})", list(chunk.len(), 4));
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(micros(b.now)).bind(ns).bind(group);
+            let mut q = Statement::new(sql).bind(micros(b.now)).bind(ns).bind(group);
             for s in chunk {
                 q = q.bind(*s as i64);
             }
-            n += q.execute(&mut *tx).await?.rows_affected();
+            n += tx.execute(q).await?;
         }
         if n > 0 {
             b.effects.claims.insert((ns.to_owned(), group.to_owned()));
@@ -1523,17 +1404,14 @@ impl Writer {
         Ok(Ok(Output::Count(n)))
     }
 
-    async fn sweep(&mut self, tx: &mut AnyConnection, b: &mut Batch, now: DateTime<Utc>) -> Result<Result<Output>> {
+    async fn sweep(&mut self, tx: &mut Tx, b: &mut Batch, now: DateTime<Utc>) -> Result<Result<Output>> {
         let mut report = SweepReport::default();
-        let mut namespaces: BTreeSet<String> = sqlx::query_scalar(
+        let q = Statement::new(
             "SELECT DISTINCT namespace FROM listeners WHERE status = 'active' AND deadline_us IS NOT NULL \
              AND deadline_us <= $1",
-        )
-        .bind(micros(now))
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+        );
+        let mut namespaces: BTreeSet<String> =
+            tx.fetch_all(q.bind(micros(now))).await?.iter().map(|r| r.get(0)).collect::<Result<_>>()?;
         // Collected events past their lifespan are dropped when their key sees another event;
         // keys that never do are pruned here, now and then (it scans the loaded listeners).
         let prune = self.last_prune.is_none_or(|t| now - t >= PRUNE_INTERVAL);
@@ -1555,50 +1433,37 @@ impl Writer {
         }
         // Retention below deletes rows: what the timeouts wrote goes first.
         self.flush(b)?;
-        b.writes.run(self.backend, tx, None).await?;
+        b.write(tx).await?;
         if let Some(retention) = self.config.retention {
             let cutoff = micros(now) - retention.as_micros() as i64;
             let limit = i64::from(self.config.retention_batch);
-            report.events_deleted = sqlx::query(
+            let q = Statement::new(
                 "DELETE FROM events WHERE (namespace, seq) IN \
                  (SELECT namespace, seq FROM events WHERE received_us < $1 LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            report.notifications_deleted = sqlx::query(
+            );
+            report.events_deleted = tx.execute(q.bind(cutoff).bind(limit)).await?;
+            let q = Statement::new(
                 "DELETE FROM notifications WHERE (namespace, seq) IN (SELECT n.namespace, n.seq FROM notifications n \
                  WHERE n.created_us < $1 \
                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.namespace = n.namespace AND d.seq = n.seq) \
                  AND n.seq <= COALESCE((SELECT MIN(g.read_seq) FROM consumer_groups g \
                      WHERE g.namespace = n.namespace), n.seq) \
                  LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let purge = sqlx::query(
+            );
+            report.notifications_deleted = tx.execute(q.bind(cutoff).bind(limit)).await?;
+            let q = Statement::new(
                 "SELECT id, namespace FROM listeners WHERE status <> 'active' AND finished_us < $1 LIMIT $2",
-            )
-            .bind(cutoff)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+            );
+            let purge = tx.fetch_all(q.bind(cutoff).bind(limit)).await?;
             let mut namespaces = BTreeSet::new();
             for row in &purge {
-                let id: String = row.try_get(0)?;
-                namespaces.insert(row.try_get::<String, _>(1)?);
-                sqlx::query("DELETE FROM listeners WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                let id: String = row.get(0)?;
+                namespaces.insert(row.get::<String>(1)?);
+                tx.execute(Statement::new("DELETE FROM listeners WHERE id = $1").bind(id)).await?;
             }
             for ns in namespaces {
-                sqlx::query("UPDATE namespaces SET listener_epoch = listener_epoch + 1 WHERE name = $1")
-                    .bind(ns.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                let q = Statement::new("UPDATE namespaces SET listener_epoch = listener_epoch + 1 WHERE name = $1");
+                tx.execute(q.bind(ns.as_str())).await?;
                 if !b.ns.contains_key(&ns) {
                     self.unload(&ns);
                 }

@@ -1,0 +1,425 @@
+//! The writer's connection: its transactions, its statements and the rows they return, the same
+//! for both backends.
+//!
+//! SQLite: the writer runs on a thread of its own ([`super::writer::spawn`]) that owns a rusqlite
+//! connection, so every statement is a plain function call on that thread. (sqlx runs each
+//! SQLite statement on the connection's worker thread and waits for the answer: two thread
+//! switches per statement, which on small machines cost more than the statements themselves.)
+//! The reads of the other tasks stay on sqlx's pool: WAL lets them read while the writer writes.
+//!
+//! Postgres: the writer is a task on the runtime and runs the statements over sqlx, in a
+//! transaction of the shared pool.
+//!
+//! Statements are written with `$1..$n` placeholders on both backends. SQLite takes `$n` as a
+//! named parameter; [`bind_sqlite`] binds each name to the `n`-th value, wherever it occurs.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::AnyTypeInfoKind;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Column, Row as _, Transaction, TypeInfo as _};
+
+use super::{Backend, Durability};
+use crate::error::{Error, Result};
+
+/// A value bound to a statement or read from a row. Nulls keep the type of their column, which
+/// Postgres wants for a bound parameter; a SQLite null reads as [`Value::NullText`], and both
+/// nulls read as `None` of either type.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Int(i64),
+    Text(String),
+    NullInt,
+    NullText,
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Self::Int(v)
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Self::Text(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Self::Text(v.to_owned())
+    }
+}
+
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Self::Text(v.clone())
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Self::NullInt, Self::Int)
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Self::NullText, Self::Text)
+    }
+}
+
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Self::NullText, Self::from)
+    }
+}
+
+/// A statement and its values, `$1` first.
+#[derive(Debug, Clone)]
+pub(crate) struct Statement {
+    sql: Cow<'static, str>,
+    values: Vec<Value>,
+}
+
+impl Statement {
+    pub(crate) fn new(sql: impl Into<Cow<'static, str>>) -> Self {
+        Self { sql: sql.into(), values: Vec::new() }
+    }
+
+    /// The statement with `values` bound as `$1..$n`.
+    pub(crate) fn with(sql: impl Into<Cow<'static, str>>, values: Vec<Value>) -> Self {
+        Self { sql: sql.into(), values }
+    }
+
+    /// Binds the next placeholder.
+    pub(crate) fn bind(mut self, value: impl Into<Value>) -> Self {
+        self.values.push(value.into());
+        self
+    }
+}
+
+/// A row read by the writer.
+#[derive(Debug)]
+pub(crate) struct Row(Vec<Value>);
+
+impl Row {
+    /// Returns column `i` (0-based) as `T`.
+    pub(crate) fn get<T: FromValue>(&self, i: usize) -> Result<T> {
+        let value = self.0.get(i).ok_or_else(|| Error::Internal(format!("no column {i} in the row")))?;
+        T::from_value(value).ok_or_else(|| Error::Internal(format!("column {i} holds {value:?}")))
+    }
+}
+
+/// A Rust type a column is read as.
+pub(crate) trait FromValue: Sized {
+    /// `None` if the value is not of this type.
+    fn from_value(value: &Value) -> Option<Self>;
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for String {
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Text(t) => Some(t.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::NullInt | Value::NullText => Some(None),
+            v => T::from_value(v).map(Some),
+        }
+    }
+}
+
+/// How long a SQLite statement waits for another process's write lock before it fails.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The writer's way to the database.
+#[derive(Debug)]
+pub(crate) enum Conn {
+    Sqlite(SqliteWriter),
+    Postgres { pool: AnyPool, durability: Durability },
+}
+
+/// The writer's SQLite connection, opened on first use and again after it broke.
+#[derive(Debug)]
+pub(crate) struct SqliteWriter {
+    path: PathBuf,
+    durability: Durability,
+    conn: Option<rusqlite::Connection>,
+    /// The `synchronous` setting of the connection, if known.
+    synchronous: Option<&'static str>,
+}
+
+impl Conn {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// The writer's connection to the SQLite database at `url` (a sqlx URL, as the read pool's).
+    pub(crate) fn sqlite(url: &str, durability: Durability) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?;
+        Ok(Self::Sqlite(SqliteWriter {
+            path: options.get_filename().to_owned(),
+            durability,
+            conn: None,
+            synchronous: None,
+        }))
+    }
+
+    /// Opens a transaction. Under [`Durability::Full`] its commit waits for the disk unless
+    /// `leases_only` (see the writer's module docs); under relaxed durability it never does.
+    pub(crate) async fn begin(&mut self, leases_only: bool) -> Result<Tx> {
+        match self {
+            Self::Sqlite(w) => w.begin(leases_only).map(Tx::Sqlite),
+            Self::Postgres { pool, durability } => {
+                let mut tx = pool.begin().await?;
+                // Relaxed durability turned it off for the whole session already.
+                if leases_only && *durability == Durability::Full {
+                    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+                }
+                Ok(Tx::Postgres(tx))
+            }
+        }
+    }
+
+    /// Commits `tx`; a failed commit is rolled back.
+    pub(crate) async fn commit(&mut self, tx: Tx) -> Result<()> {
+        match (self, tx) {
+            (Self::Sqlite(w), Tx::Sqlite(conn)) => match conn.execute_batch("COMMIT") {
+                Ok(()) => {
+                    w.conn = Some(conn);
+                    Ok(())
+                }
+                Err(e) => {
+                    w.rollback(conn);
+                    Err(e.into())
+                }
+            },
+            (Self::Postgres { .. }, Tx::Postgres(tx)) => Ok(tx.commit().await?),
+            _ => Err(Error::Internal("a transaction of the other backend".into())),
+        }
+    }
+
+    pub(crate) async fn rollback(&mut self, tx: Tx) {
+        match (self, tx) {
+            (Self::Sqlite(w), Tx::Sqlite(conn)) => w.rollback(conn),
+            (_, Tx::Postgres(tx)) => {
+                let _ = tx.rollback().await;
+            }
+            (Self::Postgres { .. }, Tx::Sqlite(_)) => {}
+        }
+    }
+}
+
+impl SqliteWriter {
+    fn begin(&mut self, leases_only: bool) -> Result<rusqlite::Connection> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => {
+                self.synchronous = None;
+                self.open()?
+            }
+        };
+        // A setting of the connection: sent only when it changes (it does no I/O either way).
+        let synchronous = match self.durability {
+            Durability::Full if !leases_only => "FULL",
+            Durability::Full | Durability::Relaxed => "NORMAL",
+        };
+        let sql: Cow<'_, str> = if self.synchronous == Some(synchronous) {
+            "BEGIN IMMEDIATE".into()
+        } else {
+            format!("PRAGMA synchronous={synchronous}; BEGIN IMMEDIATE").into()
+        };
+        match conn.execute_batch(&sql) {
+            Ok(()) => {
+                self.synchronous = Some(synchronous);
+                Ok(conn)
+            }
+            Err(e) => {
+                self.synchronous = None;
+                // Nothing was opened (another process held the lock too long): keep it.
+                if conn.is_autocommit() {
+                    self.conn = Some(conn);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL")?;
+        // Enough for every distinct statement of the writer (chunked statements vary in size).
+        conn.set_prepared_statement_cache_capacity(256);
+        Ok(conn)
+    }
+
+    /// Rolls back and keeps the connection; one that cannot roll back is closed (the next
+    /// transaction opens a new one).
+    fn rollback(&mut self, conn: rusqlite::Connection) {
+        if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
+            self.conn = Some(conn);
+        } else {
+            self.synchronous = None;
+        }
+    }
+}
+
+/// An open transaction of the writer.
+#[derive(Debug)]
+pub(crate) enum Tx {
+    Sqlite(rusqlite::Connection),
+    Postgres(Transaction<'static, Any>),
+}
+
+impl Tx {
+    /// Runs a statement; returns the number of rows it changed.
+    pub(crate) async fn execute(&mut self, statement: Statement) -> Result<u64> {
+        match self {
+            Self::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(&statement.sql)?;
+                bind_sqlite(&mut stmt, &statement.values)?;
+                Ok(stmt.raw_execute()? as u64)
+            }
+            Self::Postgres(tx) => Ok(postgres_query(&statement).execute(&mut **tx).await?.rows_affected()),
+        }
+    }
+
+    /// Runs a statement and returns its rows.
+    pub(crate) async fn fetch_all(&mut self, statement: Statement) -> Result<Vec<Row>> {
+        match self {
+            Self::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(&statement.sql)?;
+                bind_sqlite(&mut stmt, &statement.values)?;
+                let columns = stmt.column_count();
+                let mut rows = stmt.raw_query();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(Row((0..columns).map(|i| sqlite_value(row.get_ref(i)?)).collect::<Result<_>>()?));
+                }
+                Ok(out)
+            }
+            Self::Postgres(tx) => {
+                let rows = postgres_query(&statement).fetch_all(&mut **tx).await?;
+                rows.iter().map(postgres_row).collect()
+            }
+        }
+    }
+
+    /// Runs a statement and returns its first row, if any.
+    pub(crate) async fn fetch_optional(&mut self, statement: Statement) -> Result<Option<Row>> {
+        Ok(self.fetch_all(statement).await?.into_iter().next())
+    }
+}
+
+/// Binds `$n` (wherever it occurs, in any order) to `values[n - 1]`.
+fn bind_sqlite(stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
+    for index in 1..=stmt.parameter_count() {
+        let name = stmt.parameter_name(index).unwrap_or_default();
+        let value = name
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| values.get(n.checked_sub(1)?))
+            .ok_or_else(|| Error::Internal(format!("no value for parameter {name:?}")))?;
+        match value {
+            Value::Int(i) => stmt.raw_bind_parameter(index, i)?,
+            Value::Text(t) => stmt.raw_bind_parameter(index, t.as_str())?,
+            Value::NullInt | Value::NullText => stmt.raw_bind_parameter(index, rusqlite::types::Null)?,
+        }
+    }
+    Ok(())
+}
+
+fn sqlite_value(value: rusqlite::types::ValueRef<'_>) -> Result<Value> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => Ok(Value::NullText),
+        ValueRef::Integer(i) => Ok(Value::Int(i)),
+        ValueRef::Text(t) => {
+            Ok(Value::Text(String::from_utf8(t.to_vec()).map_err(|e| Error::Internal(format!("stored text: {e}")))?))
+        }
+        other => Err(Error::Internal(format!("unexpected stored value of type {}", other.data_type()))),
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+fn postgres_query(statement: &Statement) -> PgQuery<'_> {
+    let mut q = sqlx::query(AssertSqlSafe(statement.sql.as_ref()));
+    for v in &statement.values {
+        q = match v {
+            Value::Int(i) => q.bind(*i),
+            Value::Text(t) => q.bind(t.as_str()),
+            Value::NullInt => q.bind(None::<i64>),
+            Value::NullText => q.bind(None::<&str>),
+        };
+    }
+    q
+}
+
+fn postgres_row(row: &sqlx::any::AnyRow) -> Result<Row> {
+    let mut values = Vec::with_capacity(row.columns().len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let value = match column.type_info().kind() {
+            AnyTypeInfoKind::SmallInt | AnyTypeInfoKind::Integer | AnyTypeInfoKind::BigInt => {
+                row.try_get::<Option<i64>, _>(i)?.into()
+            }
+            AnyTypeInfoKind::Text | AnyTypeInfoKind::Null => row.try_get::<Option<String>, _>(i)?.into(),
+            _ => {
+                return Err(Error::Internal(format!(
+                    "column {:?} has unexpected type {}",
+                    column.name(),
+                    column.type_info().name()
+                )));
+            }
+        };
+        values.push(value);
+    }
+    Ok(Row(values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_binds_placeholders_by_number() -> Result<()> {
+        let conn = rusqlite::Connection::open_in_memory()?;
+        let mut tx = Tx::Sqlite(conn);
+        let rows = futures::executor::block_on(
+            tx.fetch_all(Statement::new("SELECT $2, $1, $2 || 'x', $3").bind(1_i64).bind("b").bind(None::<i64>)),
+        )?;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<String>(0)?, "b");
+        assert_eq!(rows[0].get::<i64>(1)?, 1);
+        assert_eq!(rows[0].get::<String>(2)?, "bx");
+        assert_eq!(rows[0].get::<Option<i64>>(3)?, None);
+        assert!(rows[0].get::<i64>(0).is_err(), "text does not read as a number");
+        Ok(())
+    }
+}
