@@ -10,8 +10,9 @@
 //! Postgres: the writer is a task on the runtime and runs the statements over sqlx, in a
 //! transaction of the shared pool.
 //!
-//! Statements are written with `$1..$n` placeholders on both backends. SQLite takes `$n` as a
-//! named parameter; [`bind_sqlite`] binds each name to the `n`-th value, wherever it occurs.
+//! Statements are written with `$1..$n` placeholders on both backends, and hold no other `$`
+//! (values are always bound). SQLite would take `$n` as a named parameter, whose index is found
+//! by a linear search per parameter; the SQLite side sends `?n` instead, whose index is `n`.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -302,7 +303,7 @@ impl Tx {
     pub(crate) async fn execute(&mut self, statement: Statement) -> Result<u64> {
         match self {
             Self::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(&statement.sql)?;
+                let mut stmt = conn.prepare_cached(&sqlite_sql(&statement.sql))?;
                 bind_sqlite(&mut stmt, &statement.values)?;
                 Ok(stmt.raw_execute()? as u64)
             }
@@ -314,7 +315,7 @@ impl Tx {
     pub(crate) async fn fetch_all(&mut self, statement: Statement) -> Result<Vec<Row>> {
         match self {
             Self::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(&statement.sql)?;
+                let mut stmt = conn.prepare_cached(&sqlite_sql(&statement.sql))?;
                 bind_sqlite(&mut stmt, &statement.values)?;
                 let columns = stmt.column_count();
                 let mut rows = stmt.raw_query();
@@ -337,15 +338,19 @@ impl Tx {
     }
 }
 
-/// Binds `$n` (wherever it occurs, in any order) to `values[n - 1]`.
+/// The statement with its placeholders `$n` written `?n` (see the module docs).
+fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+/// Binds `?n` to `values[n - 1]`.
 fn bind_sqlite(stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
-    for index in 1..=stmt.parameter_count() {
-        let name = stmt.parameter_name(index).unwrap_or_default();
-        let value = name
-            .strip_prefix('$')
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| values.get(n.checked_sub(1)?))
-            .ok_or_else(|| Error::Internal(format!("no value for parameter {name:?}")))?;
+    // The number of parameters is the largest `n`.
+    let count = stmt.parameter_count();
+    if count != values.len() {
+        return Err(Error::Internal(format!("{count} parameters, {} values", values.len())));
+    }
+    for (index, value) in (1..).zip(values) {
         match value {
             Value::Int(i) => stmt.raw_bind_parameter(index, i)?,
             Value::Text(t) => stmt.raw_bind_parameter(index, t.as_str())?,
