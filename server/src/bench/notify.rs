@@ -5,7 +5,9 @@
 //! coordinated omission). Event `i` carries `i` as its id; a subscriber that receives the START
 //! notification for it computes the latency from the *intended* send time of `i` to the arrival.
 //! If the sender itself falls behind its schedule, that lag is part of the latency, as it would be
-//! for a real producer, and is reported as `max_send_lag`.
+//! for a real producer, and is reported as `max_send_lag`. The sender paces on a thread of its
+//! own with the OS's sleep (tens of microseconds late), not with Tokio's timer, which rounds every
+//! deadline up to the next millisecond and would add up to a millisecond to every sample.
 //!
 //! The namespace also holds `background_listeners` listeners (those of the listener scale
 //! workload) that no event of the run matches, so evaluation works against a realistic index.
@@ -139,48 +141,50 @@ pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
         readers.spawn(reader.read(subscription, stop_rx.clone()));
     }
 
-    // The open-loop sender.
-    let mut publishes = tokio::task::JoinSet::new();
+    // The open-loop sender: a pacing thread that starts each publish on the runtime when due.
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<Instant, eventbus_client::Error>)>();
+    let pacer = {
+        let (runtime, rate, namespace, payload) =
+            (tokio::runtime::Handle::current(), s.rate, s.namespace.clone(), s.payload.clone());
+        std::thread::Builder::new().name("bench-pacer".into()).spawn(move || {
+            let (mut max_lag, mut last_send) = (Duration::ZERO, start);
+            for i in 0..n {
+                let due = intended(start, rate, i);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                last_send = Instant::now();
+                max_lag = max_lag.max(last_send.saturating_duration_since(due));
+                let client = senders[(i as usize) % senders.len()].clone();
+                let (namespace, payload, done) = (namespace.clone(), payload.clone(), done_tx.clone());
+                runtime.spawn(async move {
+                    let event = CloudEventBuilder::new("/bench/notify", EVENT_TYPE)
+                        .id(i.to_string())
+                        .data_text("application/json", payload.as_ref())
+                        .build();
+                    let _ = done.send((i, client.publish(namespace, [event]).await.map(|_| Instant::now())));
+                });
+            }
+            (max_lag, last_send)
+        })?
+    };
     let mut publish_hist = load::histogram();
     let (mut published, mut publish_errors, mut first_error) = (0u64, 0u64, None::<String>);
-    let mut settle =
-        |joined: Result<(u64, Result<Instant, eventbus_client::Error>), tokio::task::JoinError>| match joined {
-            Ok((i, Ok(done))) => {
+    // Ends when the pacer and every publish it started are done.
+    while let Some((i, result)) = done_rx.recv().await {
+        match result {
+            Ok(done) => {
                 published += 1;
                 load::record(&mut publish_hist, done.saturating_duration_since(intended(start, s.rate, i)));
             }
-            Ok((_, Err(e))) => {
+            Err(e) => {
                 publish_errors += 1;
                 first_error.get_or_insert_with(|| format!("publish: {e:#}"));
             }
-            Err(e) => {
-                publish_errors += 1;
-                first_error.get_or_insert_with(|| format!("publish task: {e}"));
-            }
-        };
-    let mut max_lag = Duration::ZERO;
-    let mut last_send = start;
-    for i in 0..n {
-        let due = intended(start, s.rate, i);
-        if due > Instant::now() {
-            tokio::time::sleep_until(due.into()).await;
-        }
-        last_send = Instant::now();
-        max_lag = max_lag.max(last_send.saturating_duration_since(due));
-        let client = senders[(i as usize) % senders.len()].clone();
-        let event = CloudEventBuilder::new("/bench/notify", EVENT_TYPE)
-            .id(i.to_string())
-            .data_text("application/json", s.payload.as_ref())
-            .build();
-        let namespace = s.namespace.clone();
-        publishes.spawn(async move { (i, client.publish(namespace, [event]).await.map(|_| Instant::now())) });
-        while let Some(joined) = publishes.try_join_next() {
-            settle(joined);
         }
     }
-    while let Some(joined) = publishes.join_next().await {
-        settle(joined);
-    }
+    let (max_lag, last_send) = pacer.join().map_err(|_| anyhow::anyhow!("the pacing thread panicked"))?;
 
     // Wait for the stragglers, then stop the readers.
     let deadline = last_send + s.drain;
