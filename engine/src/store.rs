@@ -47,8 +47,10 @@ pub use consume::{Consumer, ConsumerOptions, ConsumerStats};
 pub use rows::{from_micros, micros};
 use writer::{Command, Op, Output};
 
-/// Name of the thread the writer runs on with SQLite (at most the 15 bytes Linux keeps).
-pub const WRITER_THREAD: &str = "eventbus-writer";
+/// Names of the store's own threads with SQLite: the writer and the WAL checkpointer (at most
+/// the 15 bytes Linux keeps).
+pub const WRITER_THREAD: &str = "eb-store-writer";
+pub const CHECKPOINT_THREAD: &str = "eb-store-ckpt";
 
 /// Whether an acknowledged write is on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

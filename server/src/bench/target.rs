@@ -3,7 +3,7 @@
 //!
 //! Hazards: an in-process server shares the process with the load generator. Its CPU time is
 //! the sum over its threads (the server runtime's `eb-server` threads, the store's SQLite
-//! writer thread and sqlx's `sqlx-sqlite-worker` threads of the read pool), read from `/proc/self/task`, so time of server threads that
+//! writer and checkpoint threads and sqlx's `sqlx-sqlite-worker` threads of the read pool), read from `/proc/self/task`, so time of server threads that
 //! exited during a measurement is lost (the runtime keeps its threads for a day to avoid that).
 //! RSS can only be read for the whole process. With Postgres, the database's own CPU and memory
 //! are not counted at all.
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use eventbus_engine::store::{Durability, Store, StoreConfig, WRITER_THREAD};
+use eventbus_engine::store::{CHECKPOINT_THREAD, Durability, Store, StoreConfig, WRITER_THREAD};
 use eventbus_server::{ServerConfig, serve_store};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -232,7 +232,7 @@ fn server_thread_cpu() -> Option<f64> {
     for entry in std::fs::read_dir("/proc/self/task").ok()? {
         let Ok(entry) = entry else { continue };
         let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
-        if [SERVER_THREAD, SQLITE_THREAD, WRITER_THREAD].iter().any(|name| comm.starts_with(name)) {
+        if [SERVER_THREAD, SQLITE_THREAD, WRITER_THREAD, CHECKPOINT_THREAD].iter().any(|name| comm.starts_with(name)) {
             total += process_cpu(&entry.path().join("stat")).unwrap_or(0.0);
         }
     }
