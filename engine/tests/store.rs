@@ -912,3 +912,28 @@ async fn consumer_claims_what_another_process_published(db: &Db) {
     assert_eq!(c.stats(), ConsumerStats { direct: 0, claimed: 2 });
     c.close().await.unwrap();
 }
+
+/// SQLite only: the writer does not checkpoint the WAL itself; the checkpoint thread copies it
+/// into the database file soon after commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_checkpointed_after_commits() {
+    let db = fresh(Backend::Sqlite).await;
+    let store = open(&db).await;
+    let dir = db._dir.as_ref().unwrap().path();
+    let main_size = || std::fs::metadata(dir.join("eventbus.db")).unwrap().len();
+    store.publish("ns", vec![ev("a", "0")]).await.unwrap();
+    let before = main_size();
+    let payload = "x".repeat(4000);
+    for i in 1..=50 {
+        let mut e = ev("a", &i.to_string());
+        e.data = Some(Data::Text(payload.clone()));
+        store.publish("ns", vec![e]).await.unwrap();
+    }
+    // 50 events of 4 kB need at least 50 more pages in the database file, which only a
+    // checkpoint writes there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while main_size() < before + 50 * 4096 {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s: {} bytes", main_size());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
