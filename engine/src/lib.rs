@@ -2,8 +2,8 @@
 //!
 //! [`trigger`] decides, for each published CloudEvent, which listeners fire: pure, synchronous,
 //! no IO and no clock reads (callers pass `now`). [`store`] persists events, listeners,
-//! their state and the resulting notifications with sqlx, on SQLite or Postgres, one
-//! transaction per publish.
+//! their state and the resulting notifications on SQLite or Postgres (sqlx; the SQLite writer
+//! on rusqlite), one transaction per publish.
 //!
 //! This crate depends on no other workspace crate and knows nothing of gRPC, protobuf or
 //! OpenTelemetry: trace contexts pass through it as opaque strings. It emits `tracing` spans

@@ -1,8 +1,9 @@
 //! The durable store: events, listeners and their state, notifications and consumer groups,
 //! on SQLite (embedded, one file, WAL) or Postgres (shared by several processes).
 //!
-//! Every change goes through one writer task per process ([`writer`]), which owns the trigger
-//! [`Engine`](crate::trigger::Engine) and group-commits: it drains the queue of pending
+//! Every change goes through one writer per process ([`writer`]; a thread with SQLite, a task
+//! with Postgres), which owns the trigger [`Engine`](crate::trigger::Engine) and
+//! group-commits: it drains the queue of pending
 //! commands into one transaction, so concurrent publishes share a transaction and an fsync,
 //! while each publish stays all-or-nothing (a failing batch is retried command by command).
 //! Reads go straight to a pool. New notifications are leased to waiting consumers of this
@@ -207,7 +208,7 @@ pub struct Fired {
 /// Told about the store's side effects after they committed; the server turns them into trace
 /// spans and metrics.
 ///
-/// Hazard: called from the writer task, between transactions: it must return quickly and must
+/// Hazard: called from the writer, between transactions: it must return quickly and must
 /// not call back into the store.
 pub trait Observer: Send + Sync + std::fmt::Debug {
     /// Triggers fired by one committed transaction, in notification order.

@@ -217,7 +217,7 @@ impl Conn {
             (Self::Sqlite(w), Tx::Sqlite(conn)) => match conn.execute_batch("COMMIT") {
                 Ok(()) => {
                     w.conn = Some(conn);
-                    // Full: a checkpoint is due already.
+                    // A full channel: a checkpoint is pending already.
                     let _ = w.committed.try_send(());
                     Ok(())
                 }

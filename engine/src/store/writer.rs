@@ -1,4 +1,4 @@
-//! The writer task: the only place that changes the database. It owns the trigger engine and
+//! The writer: the only place that changes the database. It owns the trigger engine and
 //! the cache of which listeners are loaded, and runs queued commands in batches, one
 //! transaction per batch (group commit). A batch that fails is rolled back, the caches of its
 //! namespaces are dropped, and its commands are run again one by one, so one bad command
