@@ -42,7 +42,7 @@ SERVICE_CONFIG: dict[str, Any] = {
             "retryPolicy": {
                 "maxAttempts": 5,
                 "initialBackoff": "0.1s",
-                "maxBackoff": "5s",
+                "maxBackoff": "2s",
                 "backoffMultiplier": 2,
                 "retryableStatusCodes": ["UNAVAILABLE"],
             },
