@@ -176,13 +176,6 @@ pub(crate) struct SqliteWriter {
 }
 
 impl Conn {
-    pub(crate) fn backend(&self) -> Backend {
-        match self {
-            Self::Sqlite(_) => Backend::Sqlite,
-            Self::Postgres { .. } => Backend::Postgres,
-        }
-    }
-
     /// The writer's connection to the SQLite database at `url` (a sqlx URL, as the read pool's).
     pub(crate) fn sqlite(url: &str, durability: Durability) -> Result<Self> {
         let path = SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
@@ -340,6 +333,13 @@ pub(crate) enum Tx {
 }
 
 impl Tx {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
     /// Runs a statement; returns the number of rows it changed.
     pub(crate) async fn execute(&mut self, statement: Statement) -> Result<u64> {
         match self {

@@ -462,7 +462,7 @@ impl Writer {
             self.lock_namespace(tx, b, ns).await?;
         }
         // Shared by every publish of the batch to a namespace (each may repeat a stored key).
-        let existing = self.lookup_existing(tx, ops).await?;
+        let existing = lookup_existing(tx, ops).await?;
         let mut outputs = Vec::with_capacity(ops.len());
         for op in ops {
             if !matches!(op, Op::Publish { .. }) {
@@ -516,7 +516,7 @@ impl Writer {
         let sql = format!(
             "SELECT next_event_seq, next_notification_seq, next_listener_ord, listener_gen, listener_epoch \
              FROM namespaces WHERE name = $1{}",
-            self.conn.backend().for_update()
+            tx.backend().for_update()
         );
         let mut row = tx.fetch_optional(Statement::new(sql.clone()).bind(ns)).await?;
         if row.is_none() {
@@ -646,37 +646,6 @@ impl Writer {
         b.staged.events.extend(fresh);
         self.stage(b, ns, outcome)?;
         Ok(Ok(Output::Published(results)))
-    }
-
-    /// Returns, per namespace, the sequences of already stored events that have the (source,
-    /// id) of an event the batch publishes: one query per [`CHUNK`] keys, not per publish.
-    async fn lookup_existing(
-        &mut self,
-        tx: &mut Tx,
-        ops: &[&Op],
-    ) -> Result<HashMap<String, HashMap<(String, String), i64>>> {
-        let mut keys: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
-        for op in ops {
-            if let Op::Publish { namespace, events } = op {
-                let set = keys.entry(namespace).or_default();
-                set.extend(events.iter().map(|e| (e.source.as_str(), e.id.as_str())));
-            }
-        }
-        let mut found: HashMap<String, HashMap<(String, String), i64>> = HashMap::new();
-        for (ns, keys) in keys {
-            let keys: Vec<_> = keys.into_iter().collect();
-            let found = found.entry(ns.to_owned()).or_default();
-            for chunk in keys.chunks(CHUNK) {
-                let mut q = Statement::new(events_by_keys(chunk.len())).bind(ns);
-                for (source, id) in chunk {
-                    q = q.bind(*source).bind(*id);
-                }
-                for row in tx.fetch_all(q).await? {
-                    found.insert((row.get(0)?, row.get(1)?), row.get(2)?);
-                }
-            }
-        }
-        Ok(found)
     }
 
     /// Stages what an evaluation decided: notifications, partial state, finished listeners.
@@ -841,7 +810,7 @@ impl Writer {
                 groups.entry(slot.group.as_str()).or_default().push(slot.clone());
             }
             for (group, slots) in groups {
-                let Some((settings, read_seq)) = self.group_settings(tx, &ns, group, true).await? else { continue };
+                let Some((settings, read_seq)) = group_settings(tx, &ns, group, true).await? else { continue };
                 if read_seq < first - 1 {
                     // A backlog: new notifications must wait their turn.
                     b.effects.claims.insert((ns.clone(), group.to_owned()));
@@ -1055,21 +1024,6 @@ impl Writer {
         Ok(Ok(Output::Count(ids.len() as u64)))
     }
 
-    async fn group_settings(
-        &mut self,
-        tx: &mut Tx,
-        ns: &str,
-        group: &str,
-        lock: bool,
-    ) -> Result<Option<(GroupSettings, i64)>> {
-        let sql = format!(
-            "SELECT settings, read_seq FROM consumer_groups WHERE namespace = $1 AND name = $2{}",
-            if lock { self.conn.backend().for_update() } else { "" }
-        );
-        let row = tx.fetch_optional(Statement::new(sql).bind(ns).bind(group)).await?;
-        row.map(|r| Ok((from_json(&r.get::<String>(0)?)?, r.get(1)?))).transpose()
-    }
-
     async fn ensure_group(
         &mut self,
         tx: &mut Tx,
@@ -1084,7 +1038,7 @@ impl Writer {
         workflow_ids.sort();
         workflow_ids.dedup();
         let settings = GroupSettings { kinds, workflow_ids, max_attempts: group.max_attempts.max(1) };
-        if let Some((existing, _)) = self.group_settings(tx, ns, &group.name, false).await? {
+        if let Some((existing, _)) = group_settings(tx, ns, &group.name, false).await? {
             return Ok(if existing == settings {
                 Ok(Output::Unit)
             } else {
@@ -1133,7 +1087,7 @@ impl Writer {
         max: u32,
         lease: Duration,
     ) -> Result<Result<Output>> {
-        let Some((settings, read_seq)) = self.group_settings(tx, ns, group, true).await? else {
+        let Some((settings, read_seq)) = group_settings(tx, ns, group, true).await? else {
             return Ok(Err(group_not_found(group)));
         };
         // A consumer of this process claims no more than its room (direct deliveries may have
@@ -1153,7 +1107,7 @@ impl Writer {
         let sql = format!(
             "SELECT seq, state, attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> 'dead' \
              AND available_us <= $3 ORDER BY available_us, seq LIMIT $4{}",
-            self.conn.backend().for_update_skip_locked()
+            tx.backend().for_update_skip_locked()
         );
         let due = tx.fetch_all(Statement::new(sql).bind(ns).bind(group).bind(now).bind(max as i64)).await?;
         for row in due {
@@ -1277,7 +1231,7 @@ impl Writer {
                 b.effects.acked.push((ns.to_owned(), group.to_owned(), created));
             }
         }
-        if acked == 0 && self.group_settings(tx, ns, group, false).await?.is_none() {
+        if acked == 0 && group_settings(tx, ns, group, false).await?.is_none() {
             return Ok(Err(group_not_found(group)));
         }
         // Freed in-flight room: the consumers may take more.
@@ -1300,7 +1254,7 @@ impl Writer {
         retry_after: Duration,
         reason: &str,
     ) -> Result<Result<Output>> {
-        let Some((settings, read_seq)) = self.group_settings(tx, ns, group, false).await? else {
+        let Some((settings, read_seq)) = group_settings(tx, ns, group, false).await? else {
             return Ok(Err(group_not_found(group)));
         };
         let q = Statement::new(
@@ -1398,7 +1352,7 @@ impl Writer {
         }
         if n > 0 {
             b.effects.claims.insert((ns.to_owned(), group.to_owned()));
-        } else if self.group_settings(tx, ns, group, false).await?.is_none() {
+        } else if group_settings(tx, ns, group, false).await?.is_none() {
             return Ok(Err(group_not_found(group)));
         }
         Ok(Ok(Output::Count(n)))
@@ -1472,6 +1426,43 @@ impl Writer {
         }
         Ok(Ok(Output::Swept(report)))
     }
+}
+
+/// Returns, per namespace, the sequences of already stored events that have the (source,
+/// id) of an event the batch publishes: one query per [`CHUNK`] keys, not per publish.
+async fn lookup_existing(tx: &mut Tx, ops: &[&Op]) -> Result<HashMap<String, HashMap<(String, String), i64>>> {
+    let mut keys: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
+    for op in ops {
+        if let Op::Publish { namespace, events } = op {
+            let set = keys.entry(namespace).or_default();
+            set.extend(events.iter().map(|e| (e.source.as_str(), e.id.as_str())));
+        }
+    }
+    let mut found: HashMap<String, HashMap<(String, String), i64>> = HashMap::new();
+    for (ns, keys) in keys {
+        let keys: Vec<_> = keys.into_iter().collect();
+        let found = found.entry(ns.to_owned()).or_default();
+        for chunk in keys.chunks(CHUNK) {
+            let mut q = Statement::new(events_by_keys(chunk.len())).bind(ns);
+            for (source, id) in chunk {
+                q = q.bind(*source).bind(*id);
+            }
+            for row in tx.fetch_all(q).await? {
+                found.insert((row.get(0)?, row.get(1)?), row.get(2)?);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Reads a group's settings and read position (locked with `lock`, on Postgres).
+async fn group_settings(tx: &mut Tx, ns: &str, group: &str, lock: bool) -> Result<Option<(GroupSettings, i64)>> {
+    let sql = format!(
+        "SELECT settings, read_seq FROM consumer_groups WHERE namespace = $1 AND name = $2{}",
+        if lock { tx.backend().for_update() } else { "" }
+    );
+    let row = tx.fetch_optional(Statement::new(sql).bind(ns).bind(group)).await?;
+    row.map(|r| Ok((from_json(&r.get::<String>(0)?)?, r.get(1)?))).transpose()
 }
 
 /// The error for a consumer group that does not exist in the namespace.
