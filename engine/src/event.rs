@@ -85,24 +85,35 @@ impl TraceContext {
     /// id, flags and `tracestate`. Empty when this context has no valid `traceparent` or the span
     /// id is all zeros (both invalid in W3C Trace Context).
     pub fn child(&self, span_id: [u8; 8]) -> TraceContext {
-        let valid = |part: &str, len: usize| {
-            part.len() == len && part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        let parts: Vec<&str> = self.traceparent.split('-').collect();
-        let [version, trace_id, parent_id, flags] = parts[..] else { return TraceContext::default() };
-        let ok = valid(version, 2)
-            && version != "ff"
-            && valid(trace_id, 32)
-            && trace_id.bytes().any(|b| b != b'0')
-            && valid(parent_id, 16)
-            && valid(flags, 2)
-            && span_id != [0; 8];
-        if !ok {
+        let parent = &self.traceparent;
+        if !valid_traceparent(parent) || span_id == [0; 8] {
             return TraceContext::default();
         }
+        let (trace_id, flags) = (&parent[3..35], &parent[53..55]);
         let span: String = span_id.iter().map(|b| format!("{b:02x}")).collect();
         TraceContext { traceparent: format!("00-{trace_id}-{span}-{flags}"), tracestate: self.tracestate.clone() }
     }
+}
+
+/// Returns whether `s` is a W3C traceparent: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero
+/// (a later version may add `-` and more fields; version 00 may not). Runs for every call and
+/// every event: no allocation.
+pub fn valid_traceparent(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return false;
+    }
+    let hex = |p: &[u8]| p.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |p: &[u8]| p.iter().any(|&c| c != b'0');
+    let (version, trace_id, span_id, flags, rest) = (&b[..2], &b[3..35], &b[36..52], &b[53..55], &b[55..]);
+    hex(version)
+        && version != b"ff"
+        && hex(trace_id)
+        && nonzero(trace_id)
+        && hex(span_id)
+        && nonzero(span_id)
+        && hex(flags)
+        && (rest.is_empty() || (version != b"00" && rest[0] == b'-'))
 }
 
 /// A CloudEvent in a namespace, as stored and evaluated.
@@ -223,6 +234,25 @@ mod tests {
     fn canonical_time_converts_offsets_to_utc() {
         let t = DateTime::parse_from_rfc3339("2026-11-22T12:00:00.500+02:00").unwrap();
         assert_eq!(canonical_time(&t.with_timezone(&Utc)), "2026-11-22T10:00:00.5Z");
+    }
+
+    #[test]
+    fn traceparents() {
+        assert!(valid_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        assert!(valid_traceparent("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-later"));
+        for bad in [
+            "",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01é",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0é",
+        ] {
+            assert!(!valid_traceparent(bad), "{bad}");
+        }
     }
 
     #[test]

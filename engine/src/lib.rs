@@ -16,7 +16,7 @@ pub mod store;
 pub mod trigger;
 
 pub use error::{Error, ErrorKind, FieldViolation, Result};
-pub use event::{AttrValue, Data, Event, EventRef, TraceContext};
+pub use event::{AttrValue, Data, Event, EventRef, TraceContext, valid_traceparent};
 pub use listener::{
     CompiledListener, Condition, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus, Policy,
 };

@@ -12,7 +12,7 @@ use eventbus_client::pb::cloud_event::cloud_event_attribute_value::Attr;
 use eventbus_engine::store::{DeadLetter, Delivery, Notification, NotificationKind};
 use eventbus_engine::{
     AttrValue, Condition, Data, Event, FieldViolation, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus,
-    Policy, TraceContext,
+    Policy, TraceContext, valid_traceparent,
 };
 
 use crate::config::Limits;
@@ -61,27 +61,6 @@ pub fn duration_from(d: &prost_types::Duration) -> Option<Duration> {
 
 pub fn duration_to(d: Duration) -> prost_types::Duration {
     prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
-}
-
-/// Returns whether `s` is a W3C traceparent: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero
-/// (a later version may add `-` and more fields; version 00 may not). Runs for every call and
-/// every event: no allocation.
-pub fn valid_traceparent(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
-        return false;
-    }
-    let hex = |p: &[u8]| p.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-    let nonzero = |p: &[u8]| p.iter().any(|&c| c != b'0');
-    let (version, trace_id, span_id, flags, rest) = (&b[..2], &b[3..35], &b[36..52], &b[53..55], &b[55..]);
-    hex(version)
-        && version != b"ff"
-        && hex(trace_id)
-        && nonzero(trace_id)
-        && hex(span_id)
-        && nonzero(span_id)
-        && hex(flags)
-        && (rest.is_empty() || (version != b"00" && rest[0] == b'-'))
 }
 
 const RESERVED: [&str; 5] = ["id", "source", "specversion", "type", "data"];
@@ -473,25 +452,6 @@ pub fn dead_letter_to(d: DeadLetter, group: &str) -> pb::DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn traceparents() {
-        assert!(valid_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
-        assert!(valid_traceparent("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-later"));
-        for bad in [
-            "",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
-            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
-            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
-            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
-            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01é",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0é",
-        ] {
-            assert!(!valid_traceparent(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn uri_schemes() {

@@ -44,7 +44,7 @@ impl EventBus {
 pub fn trace_of(metadata: &MetadataMap) -> TraceContext {
     let get = |k: &str| metadata.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let traceparent = get("traceparent");
-    if convert::valid_traceparent(&traceparent) {
+    if eventbus_engine::valid_traceparent(&traceparent) {
         TraceContext { traceparent, tracestate: get("tracestate") }
     } else {
         TraceContext::default()
