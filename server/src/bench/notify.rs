@@ -94,18 +94,8 @@ pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
         .await
         .context("registering the START listener")?;
     if s.background_listeners > 0 {
-        let progress = Progress::start(
-            format!("register {} background listeners", s.background_listeners),
-            s.background_listeners,
-            "listeners",
-        );
-        let (namespace, types): (Arc<str>, u64) = (s.namespace.as_str().into(), s.background_types);
-        let registered = load::drive(&senders, 64, s.background_listeners, &progress, move |client: Client, i| {
-            let namespace = namespace.clone();
-            async move { client.register_listener(namespace.as_ref(), scale::listener(i, types)).await.map(drop) }
-        })
-        .await;
-        progress.finish();
+        let types = s.background_types.max(1);
+        let registered = scale::register(&senders, &s.namespace, s.background_listeners, types, 64).await;
         if let Some(e) = registered.first_error {
             anyhow::bail!("registering background listeners: {e}");
         }

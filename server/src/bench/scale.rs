@@ -90,20 +90,27 @@ pub fn customer_of(e: u64, listeners: u64, types: u64) -> u64 {
     mix(e) % (100 * listeners.max(types).max(1))
 }
 
+/// Registers `n` listeners of this workload ([`listener`]) over `types` event types in
+/// `namespace`, `in_flight` calls per client at a time.
+pub async fn register(clients: &[Client], namespace: &str, n: u64, types: u64, in_flight: usize) -> load::Run {
+    let progress = Progress::start(format!("register {n} listeners"), n, "listeners");
+    let namespace: Arc<str> = namespace.into();
+    let registered = load::drive(clients, in_flight, n, &progress, move |client: Client, i| {
+        let namespace = namespace.clone();
+        async move { client.register_listener(namespace.as_ref(), listener(i, types)).await.map(drop) }
+    })
+    .await;
+    progress.finish();
+    registered
+}
+
 /// Registers the listeners, then publishes the events, in a fresh namespace.
 pub async fn run(clients: &[Client], s: &Settings, meter: Meter) -> anyhow::Result<SizeResult> {
     let types = s.types.max(1);
     let (mut registration_seconds, mut registrations_per_second, mut registration_errors) = (0.0, 0.0, 0);
     let mut first_error = None;
     if s.listeners > 0 {
-        let progress = Progress::start(format!("register {} listeners", s.listeners), s.listeners, "listeners");
-        let namespace: Arc<str> = s.namespace.as_str().into();
-        let registered = load::drive(clients, s.in_flight, s.listeners, &progress, move |client: Client, i| {
-            let namespace = namespace.clone();
-            async move { client.register_listener(namespace.as_ref(), listener(i, types)).await.map(drop) }
-        })
-        .await;
-        progress.finish();
+        let registered = register(clients, &s.namespace, s.listeners, types, s.in_flight).await;
         registration_seconds = registered.elapsed.as_secs_f64();
         registrations_per_second = registered.rate();
         registration_errors = registered.errors;
