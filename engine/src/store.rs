@@ -2,10 +2,10 @@
 //! on SQLite (embedded, one file, WAL) or Postgres (shared by several processes).
 //!
 //! Every change goes through one writer per process ([`writer`]; a thread with SQLite, a task
-//! with Postgres), which owns the trigger [`Engine`](crate::trigger::Engine) and
-//! group-commits: it drains the queue of pending
-//! commands into one transaction, so concurrent publishes share a transaction and an fsync,
-//! while each publish stays all-or-nothing (a failing batch is retried command by command).
+//! with Postgres), which owns the trigger [`Engine`](crate::trigger::Engine) and group-commits:
+//! it drains the queue of pending commands into one transaction, so concurrent publishes share a
+//! transaction and an fsync, while each publish stays all-or-nothing (a failing batch is retried
+//! command by command).
 //! Reads go straight to a pool. New notifications are leased to waiting consumers of this
 //! process in the transaction that creates them ([`consume`]); everything else is claimed.
 //!
@@ -602,7 +602,7 @@ async fn connect(backend: Backend, url: &str, size: u32, durability: Durability)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
         // A SQLite connection is a local file that cannot break while idle; pinging it would only
-        // cost a trip to its worker thread per transaction. A Postgres connection can.
+        // cost a trip to its worker thread per read. A Postgres connection can.
         .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |conn, _| {
             Box::pin(async move {
