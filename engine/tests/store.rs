@@ -14,7 +14,8 @@ use eventbus_engine::store::{
     ListenerSelector, NotificationKind, StartPosition, Store, StoreConfig, trigger_span_id,
 };
 use eventbus_engine::{
-    AttrValue, Condition, Data, ErrorKind, Event, FilterSet, ListenerKind, ListenerSpec, ListenerStatus, TraceContext,
+    AttrValue, Condition, Data, ErrorKind, Event, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus,
+    TraceContext,
 };
 use sqlx::Executor;
 
@@ -96,6 +97,12 @@ cases!(
     consumer_claims_what_another_process_published,
 );
 
+/// Registers the START listener most cases use: workflow `wf` on every event of type `a`.
+async fn start_wf_on_a(store: &Store) -> Listener {
+    let spec = spec(ListenerKind::Start, Condition::One, &["a"], "wf");
+    store.register_listener("ns", spec, None, Default::default()).await.unwrap().0
+}
+
 fn ev(event_type: &str, id: &str) -> Event {
     Event {
         namespace: String::new(),
@@ -152,10 +159,7 @@ async fn sequences_and_duplicates(db: &Db) {
     let p = store.publish("other", vec![ev("a", "1")]).await.unwrap();
     assert_eq!((p[0].sequence, p[0].duplicate), (1, false));
     // A duplicate is not evaluated again.
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.publish("ns", vec![ev("a", "1")]).await.unwrap();
     store.ensure_group("ns", group("g")).await.unwrap();
     assert!(store.claim("ns", "g", "c", 10, LEASE).await.unwrap().is_empty());
@@ -337,10 +341,7 @@ async fn start_notification_reaches_every_group_once(db: &Db) {
         traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
         tracestate: String::new(),
     };
-    let (l, _) = store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    let l = start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g1")).await.unwrap();
     let mut e = ev("a", "1");
     e.trace = trace.clone();
@@ -379,10 +380,7 @@ async fn start_notification_reaches_every_group_once(db: &Db) {
 
 async fn lease_expiry_nack_dead_letter_and_redrive(db: &Db) {
     let store = open(db).await;
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.ensure_group("ns", GroupSpec { name: "g".into(), max_attempts: 3, ..Default::default() }).await.unwrap();
     store.publish("ns", vec![ev("a", "1")]).await.unwrap();
     // A zero lease expires at once: the next claim gets attempt 2.
@@ -443,10 +441,7 @@ async fn lease_expiry_nack_dead_letter_and_redrive(db: &Db) {
 
 async fn one_group_shares_the_load(db: &Db) {
     let store = open(db).await;
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g")).await.unwrap();
     let events: Vec<Event> = (0..10).map(|i| ev("a", &i.to_string())).collect();
     store.publish("ns", events).await.unwrap();
@@ -464,10 +459,7 @@ async fn one_group_shares_the_load(db: &Db) {
 
 async fn released_leases_go_to_another_consumer(db: &Db) {
     let store = open(db).await;
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g")).await.unwrap();
     store.publish("ns", vec![ev("a", "1"), ev("a", "2")]).await.unwrap();
     assert_eq!(store.claim("ns", "g", "c1", 10, LEASE).await.unwrap().len(), 2);
@@ -620,10 +612,7 @@ async fn retention_deletes_old_rows(db: &Db) {
         .register_listener("ns", spec(ListenerKind::Wait, Condition::One, &["a"], "i1"), None, Default::default())
         .await
         .unwrap();
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g")).await.unwrap();
     store.publish("ns", vec![ev("a", "1"), ev("b", "2"), ev("b", "3")]).await.unwrap();
     let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
@@ -768,10 +757,7 @@ async fn quiet(c: &mut Consumer) -> bool {
 
 async fn waiting_consumer_gets_notifications_from_the_publish(db: &Db) {
     let store = open(db).await;
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     let mut all = spec(ListenerKind::Start, Condition::All, &["x", "y"], "both");
     all.correlate_by = vec!["k".into()];
     store.register_listener("ns", all, None, Default::default()).await.unwrap();
@@ -798,10 +784,7 @@ async fn waiting_consumer_gets_notifications_from_the_publish(db: &Db) {
 
 async fn backlog_falls_back_to_ordered_claim(db: &Db) {
     let store = open(db).await;
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g")).await.unwrap();
     store.publish("ns", (1..=3).map(|i| ev("a", &i.to_string())).collect()).await.unwrap();
     let mut c = consumer(&store, "g", "c1", 2, RARELY).await;
@@ -852,10 +835,7 @@ async fn direct_delivery_respects_group_filters(db: &Db) {
 
 async fn closed_consumer_releases_to_another(db: &Db) {
     let store = open(db).await;
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g")).await.unwrap();
     let mut c = consumer(&store, "g", "c1", 10, RARELY).await;
     store.publish("ns", vec![ev("a", "1"), ev("a", "2")]).await.unwrap();
@@ -867,10 +847,7 @@ async fn closed_consumer_releases_to_another(db: &Db) {
 
 async fn consumers_share_direct_deliveries_without_duplicates(db: &Db) {
     let store = open(db).await;
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g")).await.unwrap();
     let mut consumers = [consumer(&store, "g", "c1", 3, RARELY).await, consumer(&store, "g", "c2", 3, RARELY).await];
     for i in 0..6 {
@@ -894,10 +871,7 @@ async fn consumers_share_direct_deliveries_without_duplicates(db: &Db) {
 
 async fn consumer_claims_what_another_process_published(db: &Db) {
     let store = open(db).await;
-    store
-        .register_listener("ns", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
-        .await
-        .unwrap();
+    start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g")).await.unwrap();
     let mut c = consumer(&store, "g", "c1", 1, Duration::from_millis(50)).await;
     let second = open(db).await;
