@@ -13,9 +13,9 @@
 //! left, is told to claim instead, which keeps sequence order.
 //!
 //! The writer runs on a thread of its own on SQLite, where every statement is a function call
-//! on that thread; on Postgres it is a task (see [`super::conn`]). The rows a publish writes
-//! after evaluating (events, notifications, partial state, deliveries, counters) are queued and
-//! written before the next statement that may read them, or before the commit.
+//! on that thread; on Postgres it is a task (see [`super::conn`]). The rows publishes and claims
+//! write after their reads (events, notifications, partial state, new leases, group positions,
+//! counters) are queued and written in bulk before the next statement that may read them.
 //!
 //! Leases are not flushed to disk: a batch of only claims, acks, nacks and releases commits
 //! without waiting for the disk (SQLite `synchronous=NORMAL` on the writer connection for that
@@ -274,6 +274,37 @@ struct Batch {
 }
 
 impl Batch {
+    /// Queues the first leases of new notifications of a group, (sequence, lease end, consumer),
+    /// and the group's new read position.
+    fn lease_new(&mut self, ns: &str, group: &str, leases: &[(i64, i64, &str)], read_seq: Option<i64>) {
+        for chunk in leases.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "INSERT INTO deliveries (namespace, group_name, seq, state, attempt, available_us, consumer) \
+                 VALUES {}",
+                placeholders(chunk.len(), 7, 1)
+            );
+            let mut values = Vec::with_capacity(chunk.len() * 7);
+            for &(seq, until, consumer) in chunk {
+                values.extend([
+                    Value::from(ns),
+                    Value::from(group),
+                    Value::from(seq),
+                    Value::from("leased"),
+                    Value::from(1),
+                    Value::from(until),
+                    Value::from(consumer),
+                ]);
+            }
+            self.writes.push(Statement::with(sql, values));
+        }
+        if let Some(position) = read_seq {
+            self.writes.push(Statement::with(
+                "UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3",
+                vec![Value::from(position), Value::from(ns), Value::from(group)],
+            ));
+        }
+    }
+
     /// Runs the queued writes.
     async fn write(&mut self, tx: &mut Tx) -> Result<()> {
         for statement in self.writes.drain(..) {
@@ -494,6 +525,8 @@ impl Writer {
             outputs.push(out);
         }
         self.flush(b)?;
+        // Group positions a claim of this batch moved are read by the hand-over.
+        b.write(tx).await?;
         self.hand_over(tx, b).await?;
         self.write_namespaces(b);
         Ok(outputs)
@@ -833,33 +866,15 @@ impl Writer {
                     }
                     position = n.seq;
                 }
-                for chunk in rows.chunks(INSERT_CHUNK) {
-                    let sql = format!(
-                        "INSERT INTO deliveries (namespace, group_name, seq, state, attempt, available_us, consumer) \
-                         VALUES {}",
-                        placeholders(chunk.len(), 7, 1)
-                    );
-                    let mut values = Vec::with_capacity(chunk.len() * 7);
-                    for (seq, i) in chunk {
-                        let slot = &slots[*i];
-                        values.extend([
-                            Value::from(ns.as_str()),
-                            Value::from(group),
-                            Value::from(*seq),
-                            Value::from("leased"),
-                            Value::from(1),
-                            Value::from(micros(b.now).saturating_add(slot.lease.as_micros() as i64)),
-                            Value::from(slot.consumer.as_str()),
-                        ]);
-                    }
-                    b.writes.push(Statement::with(sql, values));
-                }
-                if position != read_seq {
-                    b.writes.push(Statement::with(
-                        "UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3",
-                        vec![Value::from(position), Value::from(ns.as_str()), Value::from(group)],
-                    ));
-                }
+                let now = micros(b.now);
+                let leases: Vec<_> = rows
+                    .iter()
+                    .map(|&(seq, i)| {
+                        let slot = &slots[i];
+                        (seq, now.saturating_add(slot.lease.as_micros() as i64), slot.consumer.as_str())
+                    })
+                    .collect();
+                b.lease_new(&ns, group, &leases, (position != read_seq).then_some(position));
                 for (slot, leased) in slots.into_iter().zip(leased) {
                     if !leased.is_empty() {
                         b.effects.leased.push((slot, leased.len() as u64, leased));
@@ -1132,6 +1147,7 @@ impl Writer {
         }
         // New: notifications past the group's read position.
         let mut position = read_seq;
+        let mut leases = Vec::new();
         const SCAN: i64 = 256;
         'scan: while claimed.len() < max as usize {
             let q = Statement::new(
@@ -1147,12 +1163,8 @@ impl Writer {
                 if !settings.matches(kind.parse()?, &target) {
                     continue;
                 }
-                let q = Statement::new(
-                    "INSERT INTO deliveries (namespace, group_name, seq, state, attempt, available_us, consumer) \
-                     VALUES ($1, $2, $3, 'leased', 1, $4, $5)",
-                );
-                tx.execute(q.bind(ns).bind(group).bind(seq).bind(until).bind(consumer)).await?;
                 claimed.push((seq, 1));
+                leases.push((seq, until, consumer));
                 if claimed.len() >= max as usize {
                     break 'scan;
                 }
@@ -1161,10 +1173,7 @@ impl Writer {
                 break;
             }
         }
-        if position != read_seq {
-            let q = Statement::new("UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3");
-            tx.execute(q.bind(position).bind(ns).bind(group)).await?;
-        }
+        b.lease_new(ns, group, &leases, (position != read_seq).then_some(position));
         let mut by_seq: HashMap<i64, Notification> = HashMap::with_capacity(claimed.len());
         let seqs: Vec<i64> = claimed.iter().map(|(s, _)| *s).collect();
         for chunk in seqs.chunks(CHUNK) {
