@@ -19,6 +19,7 @@
 #                            which `step` was running if the shell is exiting with an error
 #   port_in_use PORT         true if something listens on 127.0.0.1:PORT (or any address)
 #   find_go                  prints the Go toolchain's path (PATH, then /usr/local/go/bin)
+#   find_gofmt GO            prints the path of gofmt: next to the go binary GO, else on PATH
 #   ensure_apt_packages PKG...  installs Debian packages that are missing (root only)
 #
 # The caller owns the traps. Install them BEFORE starting any service, e.g. in run.sh:
@@ -160,6 +161,17 @@ find_go() {
         printf '%s\n' /usr/local/go/bin/go
     else
         return 1
+    fi
+}
+
+# Prints the path of gofmt: the one next to the Go binary $1 (from find_go), else gofmt on PATH.
+find_gofmt() {
+    local gofmt
+    gofmt="$(dirname "$1")/gofmt"
+    if [[ -x "$gofmt" ]]; then
+        printf '%s\n' "$gofmt"
+    else
+        command -v gofmt
     fi
 }
 

@@ -42,8 +42,7 @@ deploy_check() (
     set -euo pipefail
     local go gofmt unformatted
     go=$(find_go) || die "deploy: no Go toolchain found (need Go >= 1.25.5 on PATH)"
-    gofmt="$(dirname "$go")/gofmt"
-    [[ -x "$gofmt" ]] || gofmt=$(command -v gofmt) || die "deploy: gofmt not found next to $go or on PATH"
+    gofmt=$(find_gofmt "$go") || die "deploy: gofmt not found next to $go or on PATH"
 
     cd "$EVENTBUS_ROOT/deploy/validate"
     unformatted=$("$gofmt" -l .)

@@ -48,8 +48,7 @@ go_client_tests() (
     log "go client: $("$go" version)"
     log "go client: gofmt -l eventbus examples"
     local gofmt unformatted
-    gofmt="$(dirname "$go")/gofmt"
-    [[ -x "$gofmt" ]] || gofmt=$(command -v gofmt) || die "go client: gofmt not found next to $go or on PATH"
+    gofmt=$(find_gofmt "$go") || die "go client: gofmt not found next to $go or on PATH"
     unformatted=$("$gofmt" -l eventbus examples)
     [[ -z "$unformatted" ]] ||
         die "go client: files not gofmt-ed (fix with: cd client/go && gofmt -w eventbus examples):"$'\n'"$unformatted"
