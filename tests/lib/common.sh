@@ -20,6 +20,9 @@
 #   port_in_use PORT         true if something listens on 127.0.0.1:PORT (or any address)
 #   find_go                  prints the Go toolchain's path (PATH, then /usr/local/go/bin)
 #   find_gofmt GO            prints the path of gofmt: next to the go binary GO, else on PATH
+#   run_pytest LABEL ARGS... runs .venv's pytest (-ra -p no:cacheprovider) with ARGS from the
+#                            current directory; returns 0 if it passed, else logs why and returns
+#                            1 (collecting no tests, pytest's exit 5, is a failure too)
 #   ensure_apt_packages PKG...  installs Debian packages that are missing (root only)
 #
 # The caller owns the traps. Install them BEFORE starting any service, e.g. in run.sh:
@@ -173,6 +176,20 @@ find_gofmt() {
     else
         command -v gofmt
     fi
+}
+
+# Runs pytest from the repository's .venv with ARGS and reports the outcome under LABEL.
+# Returns instead of dying so that callers can stop their services first.
+run_pytest() {
+    local label=$1 rc=0
+    shift
+    "$EVENTBUS_ROOT/.venv/bin/python" -m pytest -ra -p no:cacheprovider "$@" || rc=$?
+    case $rc in
+        0) log "$label: pytest passed" ;;
+        5) log "ERROR: $label: pytest collected no tests (exit 5)" ;;
+        *) log "ERROR: $label: pytest failed (exit $rc)" ;;
+    esac
+    ((rc == 0))
 }
 
 # Installs the given Debian packages if dpkg does not already have them.

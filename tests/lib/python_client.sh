@@ -40,13 +40,7 @@ python_client_tests() (
         client/python/src client/python/tests client/python/examples client/python/tools
 
     log "python client: pytest client/python/tests with EVENTBUS_BIN=$bin"
-    local rc=0
-    EVENTBUS_BIN="$bin" .venv/bin/python -m pytest client/python/tests -ra -p no:cacheprovider || rc=$?
-    case $rc in
-        0) log "python client: pytest passed" ;;
-        5) die "python client: pytest collected no tests (exit 5)" ;;
-        *) die "python client: pytest failed (exit $rc)" ;;
-    esac
+    EVENTBUS_BIN="$bin" run_pytest "python client" client/python/tests
 )
 
 python_example() (

@@ -18,12 +18,8 @@ trace_tests() {
     cd "$EVENTBUS_ROOT" || return 1
     .venv/bin/mypy --config-file client/python/pyproject.toml tests/trace
     local rc=0
-    .venv/bin/python -m pytest tests/trace -ra -p no:cacheprovider || rc=$?
+    run_pytest "trace tests" tests/trace || rc=$?
     # Also unsets OTEL_EXPORTER_OTLP_ENDPOINT: servers that later steps start must not trace.
     jaeger_stop
-    case $rc in
-        0) log "trace tests passed" ;;
-        5) die "trace tests: pytest collected no tests (exit 5)" ;;
-        *) die "trace tests failed (exit $rc)" ;;
-    esac
+    ((rc == 0)) || die "trace tests failed"
 }
