@@ -69,45 +69,35 @@ func checkCompose(r *report, path string, img image) []string {
 		r.failf(file, "eventbus must depend on postgres with condition service_healthy")
 	}
 
-	env := func(k string) string {
-		if v := eb.Environment[k]; v != nil {
-			return *v
-		}
-		return ""
-	}
-	db, err := url.Parse(env("EVENTBUS_DATABASE_URL"))
+	env := eb.Environment.ToMapping()
+	db, err := url.Parse(env["EVENTBUS_DATABASE_URL"])
 	switch {
 	case err != nil || db.Scheme != "postgres":
-		r.failf(file, "eventbus EVENTBUS_DATABASE_URL %q is not a postgres:// URL (%v)", env("EVENTBUS_DATABASE_URL"), err)
+		r.failf(file, "eventbus EVENTBUS_DATABASE_URL %q is not a postgres:// URL (%v)", env["EVENTBUS_DATABASE_URL"], err)
 	case db.Hostname() != "postgres" || (db.Port() != "" && db.Port() != "5432"):
 		r.failf(file, "eventbus EVENTBUS_DATABASE_URL points at %s, not the postgres service", db.Host)
 	default:
-		pgEnv := func(k string) string {
-			if v := pg.Environment[k]; v != nil {
-				return *v
-			}
-			return ""
-		}
+		pgEnv := pg.Environment.ToMapping()
 		pass, _ := db.User.Password()
-		if db.User.Username() != pgEnv("POSTGRES_USER") || pass != pgEnv("POSTGRES_PASSWORD") ||
-			strings.TrimPrefix(db.Path, "/") != pgEnv("POSTGRES_DB") {
+		if db.User.Username() != pgEnv["POSTGRES_USER"] || pass != pgEnv["POSTGRES_PASSWORD"] ||
+			strings.TrimPrefix(db.Path, "/") != pgEnv["POSTGRES_DB"] {
 			r.failf(file, "eventbus EVENTBUS_DATABASE_URL (user %q, database %q) does not match the postgres service's POSTGRES_USER/PASSWORD/DB",
 				db.User.Username(), strings.TrimPrefix(db.Path, "/"))
 		}
 	}
 
-	otlp, err := url.Parse(env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	otlp, err := url.Parse(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
 	if err != nil || otlp.Host == "" {
-		r.failf(file, "eventbus OTEL_EXPORTER_OTLP_ENDPOINT %q is not a URL (%v)", env("OTEL_EXPORTER_OTLP_ENDPOINT"), err)
+		r.failf(file, "eventbus OTEL_EXPORTER_OTLP_ENDPOINT %q is not a URL (%v)", env["OTEL_EXPORTER_OTLP_ENDPOINT"], err)
 	} else if j, ok := project.Services[otlp.Hostname()]; !ok || !strings.HasPrefix(j.Image, "jaegertracing/jaeger:2") || otlp.Port() != "4317" {
 		r.failf(file, "eventbus OTEL_EXPORTER_OTLP_ENDPOINT %s is not OTLP gRPC (4317) of a jaegertracing/jaeger:2.x service", otlp)
 	} else if _, ok := eb.DependsOn[otlp.Hostname()]; !ok {
 		r.failf(file, "eventbus does not depend on %s", otlp.Hostname())
 	}
-	if env("OTEL_SERVICE_NAME") != "eventbus" {
-		r.failf(file, "eventbus OTEL_SERVICE_NAME=%q, want eventbus", env("OTEL_SERVICE_NAME"))
+	if env["OTEL_SERVICE_NAME"] != "eventbus" {
+		r.failf(file, "eventbus OTEL_SERVICE_NAME=%q, want eventbus", env["OTEL_SERVICE_NAME"])
 	}
-	if got, want := env("EVENTBUS_LISTEN"), fmt.Sprintf("0.0.0.0:%d", grpcPort); got != "" && got != want {
+	if got, want := env["EVENTBUS_LISTEN"], fmt.Sprintf("0.0.0.0:%d", grpcPort); got != "" && got != want {
 		r.failf(file, "eventbus EVENTBUS_LISTEN=%q, want %q", got, want)
 	}
 
