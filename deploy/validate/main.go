@@ -14,8 +14,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // report collects failed checks; each names the file it is about.
@@ -60,7 +62,7 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("Dockerfile: %d stages linted, runtime user %s, ports %v, health check %q\n",
-		s.image.stages, s.image.user, sortedPorts(s.image.exposed), s.image.healthcheck)
+		s.image.stages, s.image.user, slices.Sorted(maps.Keys(s.image.exposed)), s.image.healthcheck)
 	fmt.Printf("k8s: %d objects strict-decoded and checked (%s)\n", len(s.objects), joinKinds(s.objects))
 	fmt.Printf("compose.yaml: schema and wiring checked, services %v\n", s.services)
 }

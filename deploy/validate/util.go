@@ -2,20 +2,8 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
-
-func sortedPorts(m map[int]bool) []int {
-	var out []int
-	for p, ok := range m {
-		if ok {
-			out = append(out, p)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
 
 func joinKinds(objs []object) string {
 	var parts []string
