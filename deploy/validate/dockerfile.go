@@ -27,9 +27,9 @@ const (
 // image is what the other files need to know about the runtime stage of the Dockerfile.
 type image struct {
 	stages      int
-	user        string // as written in USER
-	uid         int64  // -1 when not numeric
-	exposed     map[int]bool
+	user        string       // as written in USER
+	uid         int64        // -1 when not numeric
+	exposed     map[int]bool // nil unless the runtime stage was parsed: port cross-checks skip then
 	env         map[string]string
 	healthcheck []string // HEALTHCHECK CMD, exec form, without the "CMD" marker
 	entrypoint  []string
@@ -55,7 +55,7 @@ func (offlineResolver) ResolveImageConfig(_ context.Context, ref string, _ sourc
 // reports) and checks the runtime stage: non-root numeric user, exposed ports, environment,
 // volume, exec-form health check and entrypoint.
 func checkDockerfile(r *report, path string) image {
-	img := image{uid: -1, exposed: map[int]bool{}, env: map[string]string{}}
+	img := image{uid: -1, env: map[string]string{}}
 	const name = "Dockerfile"
 	dt, err := os.ReadFile(path)
 	if err != nil {
@@ -104,6 +104,7 @@ func checkDockerfile(r *report, path string) image {
 		return img
 	}
 	runtime := stages[len(stages)-1]
+	img.exposed = map[int]bool{}
 	var volumes []string
 	for _, c := range runtime.Commands {
 		switch c := c.(type) {

@@ -92,6 +92,8 @@ func TestDefectsAreCaught(t *testing.T) {
 		{"dockerfile lint: shell-form CMD", "Dockerfile", `CMD ["serve"]`, "CMD serve", "JSONArgsRecommended"},
 		{"dockerfile lint: undefined ARG in FROM", "Dockerfile", "FROM rust:${RUST_VERSION}-bookworm", "FROM rust:${RUST_VERSON}-bookworm", "UndefinedArgInFrom"},
 		{"dockerfile loopback listen", "Dockerfile", "ENV EVENTBUS_LISTEN=0.0.0.0:50051", "ENV EVENTBUS_LISTEN=127.0.0.1:50051", "EVENTBUS_LISTEN"},
+		{"k8s port not exposed", "k8s/deployment.yaml", "containerPort: 9464", "containerPort: 9465", "port 9465 is not EXPOSEd"},
+		{"compose port not exposed", "compose.yaml", `"127.0.0.1:9464:9464"`, `"127.0.0.1:9464:9465"`, "container port 9465, which the Dockerfile does not EXPOSE"},
 		{"dockerfile no metrics port", "Dockerfile", "EXPOSE 50051 9464", "EXPOSE 50051", "does not EXPOSE 9464"},
 		{"dockerfile data outside volume", "Dockerfile", `VOLUME ["/var/lib/eventbus"]`, `VOLUME ["/data"]`, "not inside a VOLUME"},
 		{"dockerfile shell health check", "Dockerfile", `CMD ["/usr/local/bin/eventbus", "health", "--addr", "http://127.0.0.1:50051"]`, "CMD /usr/local/bin/eventbus health", "exec form"},
@@ -115,6 +117,42 @@ func TestDefectsAreCaught(t *testing.T) {
 			all := strings.Join(r.failures, "\n")
 			if !strings.Contains(all, c.want) {
 				t.Errorf("breaking %s (%q -> %q): want a failure containing %q, got:\n%s", c.file, c.old, c.new, c.want, all)
+			}
+		})
+	}
+}
+
+// A Dockerfile that cannot be read or parsed is reported once, as itself: the cross-file
+// checks that need its runtime stage (EXPOSEd ports) are skipped rather than failing every port.
+func TestBrokenDockerfileReportsOnlyItself(t *testing.T) {
+	cases := []struct {
+		name    string
+		breakIt func(path string) error
+	}{
+		{"missing", os.Remove},
+		{"unparsable", func(path string) error { return os.WriteFile(path, []byte("FROM\n"), 0o644) }},
+		{"one stage", func(path string) error {
+			return os.WriteFile(path, []byte("FROM gcr.io/distroless/cc-debian12:nonroot\n"), 0o644)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyDeploy(t)
+			if err := c.breakIt(filepath.Join(dir, "Dockerfile")); err != nil {
+				t.Fatal(err)
+			}
+			r, _ := validate(dir)
+			var dockerfile int
+			for _, f := range r.failures {
+				switch {
+				case strings.HasPrefix(f, "Dockerfile: "):
+					dockerfile++
+				case strings.Contains(f, "EXPOSE"):
+					t.Errorf("spurious failure from the broken Dockerfile: %s", f)
+				}
+			}
+			if dockerfile == 0 {
+				t.Errorf("no failure names the Dockerfile; got:\n%s", strings.Join(r.failures, "\n"))
 			}
 		})
 	}
