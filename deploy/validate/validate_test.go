@@ -27,9 +27,6 @@ func copyDeploy(t *testing.T) string {
 			}
 			target := filepath.Join(dst, strings.TrimPrefix(path, ".."+string(filepath.Separator)))
 			if info.IsDir() {
-				if info.Name() == "validate" {
-					return filepath.SkipDir
-				}
 				return os.MkdirAll(target, 0o755)
 			}
 			data, err := os.ReadFile(path)
