@@ -46,13 +46,8 @@ deploy_check() (
     unformatted=$("$gofmt" -l .)
     [[ -z "$unformatted" ]] ||
         die "deploy: files not gofmt-ed (fix with: cd deploy/validate && gofmt -w .):"$'\n'"$unformatted"
-    log "deploy: go vet + go test (each defect case must fail the validator)"
+    log "deploy: go vet + go test (deploy/ must pass; each defect case must fail the validator)"
     "$go" vet ./...
-    "$go" test ./...
-    mkdir -p "$EVENTBUS_ROOT/.tools/bin"
-    "$go" build -o "$EVENTBUS_ROOT/.tools/bin/eventbus-deploy-validate" .
-
-    cd "$EVENTBUS_ROOT"
-    log "deploy: validating deploy/ (Dockerfile lint, compose schema, k8s strict decode)"
-    .tools/bin/eventbus-deploy-validate -deploy deploy
+    # -count=1: the tests read deploy/ outside the Go module, which go test's cache does not track.
+    "$go" test -count=1 ./...
 )
