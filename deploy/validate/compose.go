@@ -17,7 +17,7 @@ import (
 // compose-spec schema, interpolation with an empty environment so the defaults are what is
 // checked, consistency of references), then checks the wiring: eventbus on the Postgres
 // service, traces to the Jaeger service, health checks behind every service_healthy
-// condition.
+// condition, and any override of the image's health check.
 func checkCompose(r *report, path string, img image) []string {
 	const file = "compose.yaml"
 	opts, err := cli.NewProjectOptions([]string{path},
@@ -42,7 +42,10 @@ func checkCompose(r *report, path string, img image) []string {
 	for name, s := range project.Services {
 		for dep, d := range s.DependsOn {
 			if d.Condition == types.ServiceConditionHealthy {
-				if hc := project.Services[dep].HealthCheck; hc == nil || hc.Disable || len(hc.Test) == 0 {
+				hc := project.Services[dep].HealthCheck
+				// eventbus inherits the image's HEALTHCHECK unless it disables or replaces it.
+				inherits := dep == "eventbus" && img.healthcheck != nil && (hc == nil || !hc.Disable && len(hc.Test) == 0)
+				if !inherits && (hc == nil || hc.Disable || len(hc.Test) == 0) {
 					r.failf(file, "service %s waits for %s to be healthy, but %s has no healthcheck", name, dep, dep)
 				}
 			}
@@ -111,9 +114,15 @@ func checkCompose(r *report, path string, img image) []string {
 	if !published[grpcPort] {
 		r.failf(file, "eventbus does not publish the gRPC port %d", grpcPort)
 	}
-	if hc := eb.HealthCheck; hc == nil || len(hc.Test) < 2 || hc.Test[0] != "CMD" {
-		r.failf(file, "eventbus needs an exec-form healthcheck (test: [\"CMD\", ...]; the image has no shell)")
-	} else {
+	// The image's HEALTHCHECK applies unless the service overrides it: check only an override.
+	switch hc := eb.HealthCheck; {
+	case hc == nil:
+	case hc.Disable:
+		r.failf(file, "eventbus disables the image's health check")
+	case len(hc.Test) == 0: // timings only: the image's command
+	case len(hc.Test) < 2 || hc.Test[0] != "CMD":
+		r.failf(file, "eventbus healthcheck must be exec-form (test: [\"CMD\", ...]; the image has no shell)")
+	default:
 		checkHealthCommand(r, file, hc.Test[1:])
 	}
 	if eb.Build == nil {
