@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -100,9 +99,7 @@ func checkCompose(r *report, path string, img image) []string {
 	if env["OTEL_SERVICE_NAME"] != "eventbus" {
 		r.failf(file, "eventbus OTEL_SERVICE_NAME=%q, want eventbus", env["OTEL_SERVICE_NAME"])
 	}
-	if got, want := env["EVENTBUS_LISTEN"], fmt.Sprintf("0.0.0.0:%d", grpcPort); got != "" && got != want {
-		r.failf(file, "eventbus EVENTBUS_LISTEN=%q, want %q", got, want)
-	}
+	checkAddrOverrides(r, file, "eventbus", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 
 	published := map[uint32]bool{}
 	for _, p := range eb.Ports {

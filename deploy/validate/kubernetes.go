@@ -389,9 +389,7 @@ func checkDeployment(r *report, d *appsv1.Deployment, secrets map[string]*corev1
 			r.failf(file, "Secret %s key %s: want a postgres:// URL (replicas share one Postgres), got %q", ref.Name, ref.Key, url)
 		}
 	}
-	if got, want := env["EVENTBUS_LISTEN"].Value, fmt.Sprintf("0.0.0.0:%d", grpcPort); got != want {
-		r.failf(file, "%s: EVENTBUS_LISTEN=%q, want %q", cname, got, want)
-	}
+	checkAddrOverrides(r, file, cname, func(k string) (string, bool) { e, ok := env[k]; return e.Value, ok })
 	for _, v := range []string{"OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
 		if env[v].Value == "" {
 			r.failf(file, "%s: %s is not set", cname, v)
