@@ -1,9 +1,4 @@
-// Command validate checks deploy/ offline: the Kubernetes manifests (built with kustomize and
-// strict-decoded into the typed Kubernetes API, so unknown or misspelled fields fail), the
-// compose file (loaded and schema-checked by compose-go, the loader Docker Compose itself
-// uses) and the Dockerfile (parsed and linted by BuildKit's Dockerfile frontend, the rules of
-// `docker build --check`), then checks what the deployment relies on and that the three agree
-// (ports, user, health check command).
+// Command validate checks deploy/ offline; deploy/README.md lists the checks.
 //
 // Usage: validate [-deploy DIR]   (DIR defaults to ./deploy, for runs from the repository root)
 //
