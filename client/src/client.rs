@@ -329,13 +329,7 @@ const MAX_REASON_BYTES: usize = 1024;
 
 /// Cuts `s` to at most `max` bytes without splitting a character.
 fn truncated(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    s.truncate(s.floor_char_boundary(max));
     s
 }
 
