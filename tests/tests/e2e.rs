@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use eventbus_client::pb;
 use eventbus_client::{CloudEventBuilder, ListenerSpecBuilder, StartPosition, SubscribeOptions};
+use eventbus_engine::store::trigger_span_id;
 use eventbus_tests::{Database, SOURCE, TestServer, event, field_violations};
 use futures::StreamExt;
 use tonic::Code;
@@ -191,7 +192,8 @@ async fn subscribe_ack_and_broadcast_across_groups(db: Database) {
     c.register_listener("ns", ListenerSpecBuilder::start("wf").one("order.created")).await.unwrap();
     let mut g1 = c.subscribe(SubscribeOptions::new("ns", "g1")).await.unwrap();
     let mut g2 = c.subscribe(SubscribeOptions::new("ns", "g2")).await.unwrap();
-    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let traceparent = format!("00-{trace_id}-b7ad6b7169203331-01");
     let e = CloudEventBuilder::new("/shop", "order.created").id("o1").trace(traceparent, "").build();
     c.publish("ns", [e]).await.unwrap();
     for sub in [&mut g1, &mut g2] {
@@ -203,8 +205,9 @@ async fn subscribe_ack_and_broadcast_across_groups(db: Database) {
         assert_eq!(n.events.len(), 1);
         assert_eq!(n.events[0].id, "o1");
         // The trigger's span (its id derived from the fire id), a child of the publish call's.
-        let trigger_span = &n.fire_id.replace('-', "")[..16];
-        assert_eq!(n.traceparent, format!("00-0af7651916cd43dd8448eb211c80319c-{trigger_span}-01"));
+        let fire_id = uuid::Uuid::parse_str(&n.fire_id).unwrap();
+        let trigger_span: String = trigger_span_id(fire_id).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(n.traceparent, format!("00-{trace_id}-{trigger_span}-01"));
         d.ack().await.unwrap();
     }
     assert_eq!(c.ack("ns", "g1", [1]).await.unwrap(), 0, "acking twice is harmless");

@@ -227,8 +227,9 @@ def test_one_trace_from_producer_through_trigger_to_runner(
     assert work.parent == process.span_id
     assert [publish.service, trigger.service, deliver.service] == ["eventbus"] * 3
     assert (produce_span.service, process.service) == ("trace-test-producer", "trace-test-runner")
-    # The trigger span is the one the store fixed when it recorded the notification.
-    assert trigger.span_id == note.fire_id.replace("-", "")[:16]
+    # The trigger span is the one the store fixed when it recorded the notification: its id is
+    # the first 8 bytes of the fire id (eventbus_engine::store::trigger_span_id).
+    assert trigger.span_id == uuid.UUID(note.fire_id).bytes[:8].hex()
     assert note.traceparent == f"00-{trace_id}-{deliver.span_id}-01"
     assert trigger.links == []
 
