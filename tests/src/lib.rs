@@ -5,18 +5,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventbus_client::Client;
+use eventbus_client::{Client, Delivery, Subscription, pb};
 pub use eventbus_engine::store::Backend;
 use eventbus_engine::store::StoreConfig;
 use eventbus_server::ServerConfig;
+use futures::StreamExt;
 use sqlx::Executor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic::Streaming;
 
 /// Runs each named `async fn case(db: Database)` of the calling module twice, as
 /// `sqlite::case` and `postgres::case`, each on a fresh database.
@@ -200,8 +204,64 @@ impl Drop for TestServer {
 pub const SOURCE: &str = "/tests";
 
 /// A minimal event of type `ty` with id `id`, from [`SOURCE`].
-pub fn event(ty: &str, id: &str) -> eventbus_client::pb::CloudEvent {
+pub fn event(ty: &str, id: &str) -> pb::CloudEvent {
     eventbus_client::CloudEventBuilder::new(SOURCE, ty).id(id).build()
+}
+
+/// A string-valued CloudEvents extension attribute.
+pub fn string_attr(s: &str) -> pb::cloud_event::CloudEventAttributeValue {
+    use pb::cloud_event::cloud_event_attribute_value::Attr;
+    pb::cloud_event::CloudEventAttributeValue { attr: Some(Attr::CeString(s.into())) }
+}
+
+/// How long the suites wait for what should come at once (a notification, a stream's end).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Awaits `f`, failing the test with "`what` within `limit`" if it takes longer.
+pub async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("{what} within {limit:?}"))
+}
+
+/// The next delivery of `sub`, within `limit` (failing the test with `what` otherwise); the
+/// subscription must neither end nor fail.
+pub async fn delivery_within(limit: Duration, what: &str, sub: &mut Subscription) -> Delivery {
+    within(limit, what, sub.next()).await.expect("the subscription goes on").expect("a delivery, not an error")
+}
+
+/// The next delivery of `sub`, within [`WAIT`].
+pub async fn next_delivery(sub: &mut Subscription) -> Delivery {
+    delivery_within(WAIT, "a notification", sub).await
+}
+
+/// The next message of a raw Subscribe stream, within [`WAIT`]: it must be a notification.
+pub async fn next_notification(stream: &mut Streaming<pb::SubscribeResponse>) -> pb::Notification {
+    let message = within(WAIT, "a notification", stream.message()).await.expect("the stream goes on");
+    let Some(pb::subscribe_response::Message::Notification(n)) = message.and_then(|m| m.message) else {
+        panic!("a notification")
+    };
+    n
+}
+
+/// Reads a stream to its end, within `limit`: the code of the status it ends with, or `None`
+/// when it ends without one.
+pub async fn stream_end<T>(limit: Duration, stream: &mut Streaming<T>) -> Option<Code> {
+    within(limit, "the stream to end", async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.code()),
+            }
+        }
+    })
+    .await
+}
+
+/// The dead letters of a consumer group (the first page), through the raw ListDeadLetters call.
+pub async fn dead_letters(client: &Client, namespace: &str, group: &str) -> Result<Vec<pb::DeadLetter>, tonic::Status> {
+    let request =
+        pb::ListDeadLettersRequest { namespace: namespace.into(), consumer_group: group.into(), ..Default::default() };
+    Ok(client.raw().list_dead_letters(request).await?.into_inner().dead_letters)
 }
 
 /// The fields named by the `google.rpc.BadRequest` field violations of a status, in order.

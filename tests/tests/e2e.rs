@@ -9,8 +9,10 @@ use std::time::Duration;
 use eventbus_client::pb;
 use eventbus_client::{CloudEventBuilder, ListenerSpecBuilder, StartPosition, SubscribeOptions};
 use eventbus_engine::store::trigger_span_id;
-use eventbus_tests::{Database, SOURCE, TestServer, event, field_violations};
-use futures::StreamExt;
+use eventbus_tests::{
+    Database, SOURCE, TestServer, WAIT, dead_letters, event, field_violations, next_delivery, next_notification,
+    stream_end, string_attr, within,
+};
 use tonic::Code;
 
 eventbus_tests::backend_cases!(
@@ -25,10 +27,6 @@ eventbus_tests::backend_cases!(
     nack_dead_letters_and_redrive,
     graceful_shutdown_ends_streams_with_unavailable,
 );
-
-async fn next_notification(sub: &mut eventbus_client::Subscription) -> eventbus_client::Delivery {
-    tokio::time::timeout(Duration::from_secs(10), sub.next()).await.expect("a notification in time").unwrap().unwrap()
-}
 
 async fn publish_and_history(db: Database) {
     let s = TestServer::start(&db).await;
@@ -91,19 +89,9 @@ async fn invalid_input_names_the_field_and_changes_nothing(db: Database) {
     let mut bad = event("a", "2");
     bad.source.clear();
     let mut bad_ext = event("a", "3");
-    bad_ext.attributes.insert(
-        "Bad-Name".into(),
-        pb::cloud_event::CloudEventAttributeValue {
-            attr: Some(pb::cloud_event::cloud_event_attribute_value::Attr::CeString("x".into())),
-        },
-    );
+    bad_ext.attributes.insert("Bad-Name".into(), string_attr("x"));
     let mut shadow = event("a", "4");
-    shadow.attributes.insert(
-        "type".into(),
-        pb::cloud_event::CloudEventAttributeValue {
-            attr: Some(pb::cloud_event::cloud_event_attribute_value::Attr::CeString("x".into())),
-        },
-    );
+    shadow.attributes.insert("type".into(), string_attr("x"));
     let mut version = event("a", "5");
     version.spec_version = "0.3".into();
     let err = s.client.publish("ns", [event("a", "1"), bad, bad_ext, shadow, version]).await.unwrap_err();
@@ -197,7 +185,7 @@ async fn subscribe_ack_and_broadcast_across_groups(db: Database) {
     let e = CloudEventBuilder::new("/shop", "order.created").id("o1").trace(traceparent, "").build();
     c.publish("ns", [e]).await.unwrap();
     for sub in [&mut g1, &mut g2] {
-        let d = next_notification(sub).await;
+        let d = next_delivery(sub).await;
         let n = d.notification();
         assert_eq!(n.kind, pb::NotificationKind::Start as i32);
         assert_eq!(n.workflow_id, "wf");
@@ -219,12 +207,12 @@ async fn redelivery_after_a_subscriber_dies(db: Database) {
     c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
     c.publish("ns", [event("a", "1")]).await.unwrap();
     let mut first = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
-    let d = next_notification(&mut first).await;
+    let d = next_delivery(&mut first).await;
     assert_eq!(d.notification().attempt, 1);
     drop(d);
     drop(first); // dies without acking
     let mut second = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
-    let d = next_notification(&mut second).await;
+    let d = next_delivery(&mut second).await;
     assert_eq!((d.notification().sequence, d.notification().attempt), (1, 2));
     d.ack().await.unwrap();
 }
@@ -235,7 +223,7 @@ async fn late_nack_and_ack_after_the_stream_died(db: Database) {
     c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
     c.publish("ns", [event("a", "1")]).await.unwrap();
     let mut first = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
-    let d = next_notification(&mut first).await;
+    let d = next_delivery(&mut first).await;
     drop(d);
     drop(first); // its leases are released as the stream ends
     // The runner finished late: whether or not the lease ended yet, nack and ack still count.
@@ -243,7 +231,7 @@ async fn late_nack_and_ack_after_the_stream_died(db: Database) {
     assert_eq!(c.ack("ns", "g", [1]).await.unwrap(), 1);
     c.publish("ns", [event("a", "2")]).await.unwrap();
     let mut second = c.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
-    let d = next_notification(&mut second).await;
+    let d = next_delivery(&mut second).await;
     assert_eq!((d.notification().sequence, d.notification().attempt), (2, 1), "1 was acked: never again");
     d.ack().await.unwrap();
 }
@@ -261,7 +249,7 @@ async fn one_group_shares_the_load_between_streams(db: Database) {
     let mut seen = BTreeSet::new();
     for _ in 0..5 {
         for sub in [&mut s1, &mut s2] {
-            let d = next_notification(sub).await;
+            let d = next_delivery(sub).await;
             assert!(seen.insert(d.notification().sequence), "no notification twice");
         }
     }
@@ -278,7 +266,7 @@ async fn notification_survives_restart(db: Database) {
     s.stop().await;
     let s = TestServer::start(&db).await;
     let mut sub = s.client.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
-    let d = next_notification(&mut sub).await;
+    let d = next_delivery(&mut sub).await;
     assert_eq!(d.notification().events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["1", "2"]);
 }
 
@@ -291,24 +279,16 @@ async fn nack_dead_letters_and_redrive(db: Database) {
     o.max_attempts = 2;
     o.start = StartPosition::Earliest;
     let mut sub = c.subscribe(o).await.unwrap();
-    let d = next_notification(&mut sub).await;
+    let d = next_delivery(&mut sub).await;
     assert!(!d.nack(Duration::ZERO, "boom 1").await.unwrap());
-    let d = next_notification(&mut sub).await;
+    let d = next_delivery(&mut sub).await;
     assert_eq!(d.notification().attempt, 2);
     assert!(d.nack(Duration::ZERO, "boom 2").await.unwrap(), "attempts used up");
-    let mut raw = c.raw();
-    let dead = raw
-        .list_dead_letters(pb::ListDeadLettersRequest {
-            namespace: "ns".into(),
-            consumer_group: "g".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(dead.dead_letters.len(), 1);
-    assert_eq!(dead.dead_letters[0].last_error, "boom 2");
-    let n = raw
+    let dead = dead_letters(c, "ns", "g").await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error, "boom 2");
+    let n = c
+        .raw()
         .redrive_dead_letters(pb::RedriveDeadLettersRequest {
             namespace: "ns".into(),
             consumer_group: "g".into(),
@@ -318,7 +298,7 @@ async fn nack_dead_letters_and_redrive(db: Database) {
         .unwrap()
         .into_inner();
     assert_eq!(n.redriven_count, 1);
-    let d = next_notification(&mut sub).await;
+    let d = next_delivery(&mut sub).await;
     assert_eq!((d.notification().sequence, d.notification().attempt), (1, 1));
     d.ack().await.unwrap();
     let err = c.nack("ns", "g", 1, Duration::ZERO, "late").await.unwrap_err();
@@ -336,23 +316,8 @@ async fn graceful_shutdown_ends_streams_with_unavailable(db: Database) {
         .into_inner();
     s.client.publish("ns", [event("a", "1")]).await.unwrap();
     // The stream is live before the shutdown: it delivers.
-    let first = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("a notification");
-    let Some(pb::subscribe_response::Message::Notification(n)) = first.unwrap().and_then(|m| m.message) else {
-        panic!("a notification first")
-    };
-    assert_eq!(n.sequence, 1);
+    assert_eq!(next_notification(&mut stream).await.sequence, 1);
     let stopping = tokio::spawn(s.stop());
-    let end = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => return None,
-                Err(status) => return Some(status.code()),
-            }
-        }
-    })
-    .await
-    .expect("the stream ends");
-    assert_eq!(end, Some(Code::Unavailable));
-    tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("the server stops").unwrap();
+    assert_eq!(stream_end(WAIT, &mut stream).await, Some(Code::Unavailable));
+    within(WAIT, "the server to stop", stopping).await.unwrap();
 }

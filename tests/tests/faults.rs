@@ -5,16 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use eventbus_client::pb;
-use eventbus_client::pb::cloud_event::CloudEventAttributeValue;
-use eventbus_client::pb::cloud_event::cloud_event_attribute_value::Attr;
 use eventbus_client::{CloudEventBuilder, ListenerSpecBuilder, SubscribeOptions};
 use eventbus_engine::store::Backend;
-use eventbus_tests::{Database, Proxy, SOURCE, TestServer, event, field_violations};
-use futures::StreamExt;
+use eventbus_tests::{
+    Database, Proxy, SOURCE, TestServer, WAIT, dead_letters, delivery_within, event, field_violations, next_delivery,
+    next_notification, stream_end, string_attr, within,
+};
 use sqlx::Executor;
 use tonic::Code;
 
@@ -42,10 +41,6 @@ mod postgres_outage {
 /// waiting the timeout out in turn.
 const OUTAGE_ANSWER: Duration = Duration::from_secs(8);
 
-fn string_attr(s: &str) -> CloudEventAttributeValue {
-    CloudEventAttributeValue { attr: Some(Attr::CeString(s.into())) }
-}
-
 async fn stored_ids(s: &TestServer, ns: &str) -> Vec<(u64, String)> {
     let list = s
         .client
@@ -59,10 +54,6 @@ async fn stored_ids(s: &TestServer, ns: &str) -> Vec<(u64, String)> {
 
 fn subscribe_request(group: &str) -> pb::SubscribeRequest {
     pb::SubscribeRequest { namespace: "ns".into(), consumer_group: group.into(), ..Default::default() }
-}
-
-async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("{what} within {limit:?}"))
 }
 
 async fn publish_over_the_message_size_is_resource_exhausted(db: Database) {
@@ -147,15 +138,13 @@ async fn calls_over_the_streams_per_connection_wait_for_a_free_stream(db: Databa
         async move { client.publish("ns", [event("a", "1")]).await }
     });
     let other = eventbus_client::Client::connect(format!("http://{}", s.addr)).await.unwrap();
-    let r = within(Duration::from_secs(10), "a publish on another connection", other.publish("ns", [event("a", "2")]))
-        .await
-        .unwrap();
+    let r = within(WAIT, "a publish on another connection", other.publish("ns", [event("a", "2")])).await.unwrap();
     assert_eq!(r[0].sequence, 1, "the other connection's publish went first");
     // No signal exists for a call that has not happened: give it time it would not need.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!third.is_finished(), "a third call on a connection with two open streams waits");
     drop(first);
-    let r = within(Duration::from_secs(10), "the waiting call once a stream ended", third).await.unwrap().unwrap();
+    let r = within(WAIT, "the waiting call once a stream ended", third).await.unwrap().unwrap();
     assert_eq!((r[0].sequence, r[0].duplicate), (2, false));
     drop(second);
     assert_eq!(stored_ids(&s, "ns").await, vec![(1, "2".to_string()), (2, "1".to_string())]);
@@ -173,9 +162,7 @@ async fn subscribe_over_the_subscription_limit_is_resource_exhausted(db: Databas
     assert_eq!(raw.subscribe(rejected).await.unwrap_err().code(), Code::ResourceExhausted);
     // The open streams keep working.
     s.client.publish("ns", [event("a", "1")]).await.unwrap();
-    let n = within(Duration::from_secs(10), "a notification", second.message()).await.unwrap().unwrap();
-    let Some(pb::subscribe_response::Message::Notification(n)) = n.message else { panic!("a notification") };
-    assert_eq!(n.sequence, 1);
+    assert_eq!(next_notification(&mut second).await.sequence, 1);
     // A stream that ends frees its slot once the server has released its leases; no signal
     // reaches the client, so poll with a deadline.
     drop(first);
@@ -240,8 +227,8 @@ async fn nack_of_a_settled_notification_is_failed_precondition(db: Database) {
     let mut o = SubscribeOptions::new("ns", "g");
     o.max_attempts = 1;
     let mut sub = c.subscribe(o).await.unwrap();
-    let first = within(Duration::from_secs(10), "a notification", sub.next()).await.unwrap().unwrap();
-    let second = within(Duration::from_secs(10), "a notification", sub.next()).await.unwrap().unwrap();
+    let first = next_delivery(&mut sub).await;
+    let second = next_delivery(&mut sub).await;
     assert_eq!((first.notification().sequence, second.notification().sequence), (1, 2));
     first.ack().await.unwrap();
     assert!(second.nack(Duration::ZERO, "boom").await.unwrap(), "the only attempt is used up");
@@ -256,15 +243,7 @@ async fn nack_of_a_settled_notification_is_failed_precondition(db: Database) {
         let codes = [
             c.ack(ns, group, [1]).await.unwrap_err().code(),
             c.nack(ns, group, 1, Duration::ZERO, "x").await.unwrap_err().code(),
-            c.raw()
-                .list_dead_letters(pb::ListDeadLettersRequest {
-                    namespace: ns.into(),
-                    consumer_group: group.into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_err()
-                .code(),
+            dead_letters(c, ns, group).await.unwrap_err().code(),
             c.raw()
                 .redrive_dead_letters(pb::RedriveDeadLettersRequest {
                     namespace: ns.into(),
@@ -277,17 +256,7 @@ async fn nack_of_a_settled_notification_is_failed_precondition(db: Database) {
         ];
         assert_eq!(codes, [Code::NotFound; 4], "{ns}/{group}");
     }
-    let dead = c
-        .raw()
-        .list_dead_letters(pb::ListDeadLettersRequest {
-            namespace: "ns".into(),
-            consumer_group: "g".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dead_letters;
+    let dead = dead_letters(c, "ns", "g").await.unwrap();
     assert_eq!(
         dead.iter().map(|d| (d.notification.as_ref().unwrap().sequence, d.last_error.as_str())).collect::<Vec<_>>(),
         vec![(2, "boom")],
@@ -327,12 +296,10 @@ async fn database_outage_answers_unavailable_and_recovers(db: Database) {
     let mut stream = raw.subscribe(subscribe_request("raw")).await.unwrap().into_inner();
     let mut sub = c.subscribe(SubscribeOptions::new("ns", "sub")).await.unwrap();
     for seq in [1, 2] {
-        let d = within(Duration::from_secs(10), "a notification", sub.next()).await.unwrap().unwrap();
+        let d = next_delivery(&mut sub).await;
         assert_eq!(d.notification().sequence, seq);
         d.ack().await.unwrap();
-        let m = within(Duration::from_secs(10), "a notification", stream.message()).await.unwrap().unwrap();
-        let Some(pb::subscribe_response::Message::Notification(n)) = m.message else { panic!("a notification") };
-        assert_eq!(n.sequence, seq);
+        assert_eq!(next_notification(&mut stream).await.sequence, seq);
         assert_eq!(c.ack("ns", "raw", [seq]).await.unwrap(), 1);
     }
 
@@ -350,17 +317,11 @@ async fn database_outage_answers_unavailable_and_recovers(db: Database) {
     .await
     .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
-    let end = within(OUTAGE_ANSWER, "the raw stream to end", async {
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => return None,
-                Err(status) => return Some(status.code()),
-            }
-        }
-    })
-    .await;
-    assert_eq!(end, Some(Code::Unavailable), "a stream whose database went away ends with UNAVAILABLE");
+    assert_eq!(
+        stream_end(OUTAGE_ANSWER, &mut stream).await,
+        Some(Code::Unavailable),
+        "a stream whose database went away ends with UNAVAILABLE"
+    );
 
     proxy.restore().await;
     // The pool reconnects on the next call; no signal says when, so retry with a deadline.
@@ -380,12 +341,10 @@ async fn database_outage_answers_unavailable_and_recovers(db: Database) {
         vec![(1, "1".to_string()), (2, "2".to_string()), (3, "3".to_string())],
         "the events published before the outage are intact"
     );
-    let d =
-        within(Duration::from_secs(30), "the reconnecting subscription to deliver", sub.next()).await.unwrap().unwrap();
+    let d = delivery_within(Duration::from_secs(30), "the reconnecting subscription to deliver", &mut sub).await;
     assert_eq!((d.notification().sequence, d.notification().attempt), (3, 1));
     d.ack().await.unwrap();
     let mut stream = raw.subscribe(subscribe_request("raw")).await.unwrap().into_inner();
-    let m = within(Duration::from_secs(10), "a notification", stream.message()).await.unwrap().unwrap();
-    let Some(pb::subscribe_response::Message::Notification(n)) = m.message else { panic!("a notification") };
+    let n = next_notification(&mut stream).await;
     assert_eq!((n.sequence, n.attempt), (3, 1));
 }
