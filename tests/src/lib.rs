@@ -23,18 +23,22 @@ use tonic::Code;
 use tonic::Streaming;
 
 /// Runs each named `async fn case(db: Database)` of the calling module twice, as
-/// `sqlite::case` and `postgres::case`, each on a fresh database.
+/// `sqlite::case` and `postgres::case`, each on a fresh database;
+/// `backend_cases!(postgres only: case, ...)` runs them on Postgres alone, as `postgres_only::case`.
 #[macro_export]
 macro_rules! backend_cases {
+    (@mod $module:ident, $backend:ident: $($name:ident),*) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Database::fresh($crate::Backend::$backend).await).await; })*
+        }
+    };
+    (postgres only: $($name:ident),* $(,)?) => {
+        $crate::backend_cases!(@mod postgres_only, Postgres: $($name),*);
+    };
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name($crate::Database::fresh($crate::Backend::Sqlite).await).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name($crate::Database::fresh($crate::Backend::Postgres).await).await; })*
-        }
+        $crate::backend_cases!(@mod sqlite, Sqlite: $($name),*);
+        $crate::backend_cases!(@mod postgres, Postgres: $($name),*);
     };
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use eventbus_client::pb;
 use eventbus_client::{CloudEventBuilder, ListenerSpecBuilder, SubscribeOptions};
-use eventbus_engine::store::Backend;
 use eventbus_tests::{
     Database, Proxy, SOURCE, TestServer, WAIT, dead_letters, delivery_within, event, field_violations, next_delivery,
     next_notification, stream_end, string_attr, within,
@@ -28,13 +27,7 @@ eventbus_tests::backend_cases!(
     internal_errors_are_masked,
 );
 
-mod postgres_outage {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn database_outage_answers_unavailable_and_recovers() {
-        super::database_outage_answers_unavailable_and_recovers(super::Database::fresh(super::Backend::Postgres).await)
-            .await;
-    }
-}
+eventbus_tests::backend_cases!(postgres only: database_outage_answers_unavailable_and_recovers);
 
 /// Longest a call may take to answer while the database is away: the pool's acquire timeout
 /// (5 s), with a margin. Commands that queue behind a failing one fail with it instead of each
