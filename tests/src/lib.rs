@@ -61,11 +61,8 @@ impl Database {
                 let base = std::env::var("EVENTBUS_TEST_DATABASE_URL").expect(
                     "EVENTBUS_TEST_DATABASE_URL is not set: the Postgres suites need a server (./tests/run.sh starts one)",
                 );
-                sqlx::any::install_default_drivers();
-                let admin = sqlx::AnyPool::connect(&base).await.expect("connecting to EVENTBUS_TEST_DATABASE_URL");
                 let schema = format!("e2e_{}", uuid::Uuid::now_v7().simple());
-                admin.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.unwrap();
-                admin.close().await;
+                execute(&base, sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await;
                 let sep = if base.contains('?') { '&' } else { '?' };
                 Self { url: format!("{base}{sep}options=-c%20search_path%3D{schema}"), _dir: None }
             }
@@ -74,6 +71,11 @@ impl Database {
 }
 
 impl Database {
+    /// Runs `sql` on this database over a connection of its own, behind the server's back.
+    pub async fn execute(&self, sql: impl sqlx::SqlSafeStr) {
+        execute(&self.url, sql).await;
+    }
+
     /// Returns the address of the database server (Postgres only).
     pub async fn server_addr(&self) -> SocketAddr {
         let (_, rest) = self.url.split_once("://").expect("a URL");
@@ -92,6 +94,14 @@ impl Database {
         let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
         Database { url: format!("{scheme}://{user}{addr}{tail}"), _dir: None }
     }
+}
+
+/// Runs `sql` on the database at `url` over a connection of its own.
+async fn execute(url: &str, sql: impl sqlx::SqlSafeStr) {
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(url).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    admin.execute(sql.into_sql_str()).await.unwrap();
+    admin.close().await;
 }
 
 /// A TCP proxy the test can cut, to take a database away from the server and give it back.
