@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use eventbus_client::{Client, Delivery, Subscription, pb};
@@ -68,9 +67,7 @@ impl Database {
             }
         }
     }
-}
 
-impl Database {
     /// Runs `sql` on this database over a connection of its own, behind the server's back.
     pub async fn execute(&self, sql: impl sqlx::SqlSafeStr) {
         execute(&self.url, sql).await;
@@ -78,22 +75,36 @@ impl Database {
 
     /// Returns the address of the database server (Postgres only).
     pub async fn server_addr(&self) -> SocketAddr {
-        let (_, rest) = self.url.split_once("://").expect("a URL");
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-        let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+        let url = self.url_parts();
+        let host_port =
+            if url.host_port.contains(':') { url.host_port.to_owned() } else { format!("{}:5432", url.host_port) };
         tokio::net::lookup_host(&host_port).await.unwrap().next().expect("the database host resolves")
     }
 
     /// Returns this database reached through `addr` instead (Postgres only): same user, database
     /// and schema.
-    pub async fn through(&self, addr: SocketAddr) -> Database {
-        let (scheme, rest) = self.url.split_once("://").expect("a URL");
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
-        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
+    pub fn through(&self, addr: SocketAddr) -> Database {
+        let UrlParts { scheme, user, tail, .. } = self.url_parts();
         Database { url: format!("{scheme}://{user}{addr}{tail}"), _dir: None }
     }
+
+    /// Splits `scheme://[user@]host[:port][/path][?query]`.
+    fn url_parts(&self) -> UrlParts<'_> {
+        let (scheme, rest) = self.url.split_once("://").expect("a URL");
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let (user, host_port) = authority.split_at(authority.rfind('@').map_or(0, |at| at + 1));
+        UrlParts { scheme, user, host_port, tail }
+    }
+}
+
+/// The parts of a database URL that [`Database::server_addr`] and [`Database::through`] use.
+struct UrlParts<'a> {
+    scheme: &'a str,
+    /// `user[:password]@`, or empty.
+    user: &'a str,
+    host_port: &'a str,
+    /// The path and query, from the first `/` or `?`.
+    tail: &'a str,
 }
 
 /// Runs `sql` on the database at `url` over a connection of its own.
@@ -111,8 +122,9 @@ async fn execute(url: &str, sql: impl sqlx::SqlSafeStr) {
 pub struct Proxy {
     pub addr: SocketAddr,
     upstream: SocketAddr,
-    cut: Arc<watch::Sender<bool>>,
-    task: Option<JoinHandle<()>>,
+    /// While listening: the accept loop, and the sender (one per listening period) whose drop
+    /// closes every connection accepted in that period.
+    listening: Option<(JoinHandle<()>, watch::Sender<()>)>,
 }
 
 impl Proxy {
@@ -120,45 +132,47 @@ impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(watch::channel(false).0);
-        let task = Some(tokio::spawn(Self::accept(listener, upstream, cut.clone())));
-        Self { addr, upstream, cut, task }
+        Self { addr, upstream, listening: Some(Self::listen(listener, upstream)) }
     }
 
-    async fn accept(listener: TcpListener, upstream: SocketAddr, cut: Arc<watch::Sender<bool>>) {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let mut cut_rx = cut.subscribe();
-            tokio::spawn(async move {
-                let Ok(mut server) = TcpStream::connect(upstream).await else { return };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    _ = cut_rx.wait_for(|cut| *cut) => {}
-                }
-            });
-        }
+    fn listen(listener: TcpListener, upstream: SocketAddr) -> (JoinHandle<()>, watch::Sender<()>) {
+        let (open, open_rx) = watch::channel(());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut open = open_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        // Nothing is ever sent: this fails once the sender is dropped.
+                        _ = open.changed() => {}
+                    }
+                });
+            }
+        });
+        (task, open)
     }
 
     /// Closes every open connection and refuses new ones until [`Self::restore`].
     pub async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
+        if let Some((task, open)) = self.listening.take() {
             task.abort();
-            let _ = task.await;
+            let _ = task.await; // the listener is closed
+            drop(open); // every connection closes
         }
-        self.cut.send_replace(true);
     }
 
     /// Listens and forwards again, on the same address.
     pub async fn restore(&mut self) {
-        self.cut.send_replace(false);
+        assert!(self.listening.is_none(), "restore a cut proxy");
         let listener = TcpListener::bind(self.addr).await.unwrap();
-        self.task = Some(tokio::spawn(Self::accept(listener, self.upstream, self.cut.clone())));
+        self.listening = Some(Self::listen(listener, self.upstream));
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.cut.send_replace(true);
-        if let Some(task) = &self.task {
+        if let Some((task, _)) = &self.listening {
             task.abort();
         }
     }

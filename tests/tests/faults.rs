@@ -276,7 +276,7 @@ async fn internal_errors_are_masked(db: Database) {
 
 async fn database_outage_answers_unavailable_and_recovers(db: Database) {
     let mut proxy = Proxy::start(db.server_addr().await).await;
-    let s = TestServer::start(&db.through(proxy.addr).await).await;
+    let s = TestServer::start(&db.through(proxy.addr)).await;
     let c = &s.client;
     c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
     let before = c.publish("ns", [event("a", "1"), event("a", "2")]).await.unwrap();
