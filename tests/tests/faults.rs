@@ -185,7 +185,7 @@ async fn subscribe_with_other_group_settings_is_failed_precondition(db: Database
         max_attempts: 3,
         ..subscribe_request("g")
     };
-    let first = raw.subscribe(created.clone()).await.unwrap().into_inner();
+    let _first = raw.subscribe(created.clone()).await.unwrap().into_inner();
     let others = [
         pb::SubscribeRequest { kinds: vec![start], ..created.clone() },
         pb::SubscribeRequest { workflow_ids: vec!["wf1".into()], ..created.clone() },
@@ -208,7 +208,6 @@ async fn subscribe_with_other_group_settings_is_failed_precondition(db: Database
         ..created.clone()
     };
     let _second = raw.subscribe(same).await.unwrap().into_inner();
-    drop(first);
 }
 
 async fn nack_of_a_settled_notification_is_failed_precondition(db: Database) {
