@@ -17,7 +17,7 @@ import pytest
 from opentelemetry import trace
 
 from conftest import LiveServer, Tracing, start_server
-from fakebus import async_wait_for, wait_for
+from fakebus import wait_for
 from eventbus import (
     AsyncClient,
     AsyncRunner,
@@ -259,8 +259,7 @@ async def test_async_runner_redelivers_and_stops_cleanly(
         )
         task = asyncio.ensure_future(runner.run())
         await asyncio.wait_for(done.wait(), WAIT_TIMEOUT)
-        await async_wait_for(lambda: runner.stats.acked, WAIT_TIMEOUT, "the ack")
-        runner.stop()
+        runner.stop()  # the handler in flight finishes and settles (acks) before run returns
         await asyncio.wait_for(task, WAIT_TIMEOUT)
     assert attempts == [1, 2]
     assert trace_ids == [producer.get_span_context().trace_id] * 2

@@ -188,8 +188,7 @@ async def test_async_runner_acks_nacks_and_traces(fake: FakeServer, tracing: Tra
         )
         task = asyncio.ensure_future(runner.run())
         await asyncio.wait_for(done.wait(), 10)
-        await async_wait_for(lambda: sorted(fake.bus.acked) == [1, 2], what="acks of 1 and 2")
-        runner.stop()
+        runner.stop()  # the handlers in flight finish and settle before run returns
         await asyncio.wait_for(task, 10)
     assert sorted(attempts) == [(1, 1), (2, 1), (2, 2)]
     assert trace_ids[0] == TRACE_ID
