@@ -68,17 +68,38 @@ class Server:
         with log.open("ab") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + WAIT_TIMEOUT
-        while not (addr_file.exists() and addr_file.read_text().strip()):
+        # The address file holding host:port is the readiness signal; nothing to wait on.
+        while (address := read_address(addr_file)) is None:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
+                process.wait()
                 pytest.fail(f"eventbus serve did not start:\n{log.read_text()}")
-            time.sleep(0.02)  # the address file is the readiness signal; nothing to wait on
-        return cls(process, addr_file.read_text().strip(), f"http://{metrics}/metrics", log)
+            time.sleep(0.02)
+        return cls(process, address, f"http://{metrics}/metrics", log)
 
     def stop(self) -> None:
-        """SIGTERM; the server flushes its spans and must exit 0."""
+        """SIGTERM; the server flushes its spans and must exit 0. Killed if it ignores SIGTERM."""
         self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(timeout=WAIT_TIMEOUT) == 0, self.log.read_text()
+        try:
+            status = self.process.wait(timeout=WAIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"eventbus serve ignored SIGTERM for {WAIT_TIMEOUT} s:\n{self.log.read_text()}")
+        assert status == 0, self.log.read_text()
+
+
+#: A complete address in the address file (as in client/python/tests/conftest.py).
+ADDRESS = re.compile(r"^\S+:\d+$")
+
+
+def read_address(path: Path) -> str | None:
+    """The host:port in `path`, or None while it is missing or only partly written."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text if ADDRESS.match(text) else None
 
 
 @dataclass
