@@ -99,7 +99,8 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the gRPC listener on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let server = tokio::spawn(serve(listener, config, shutdown_signal()));
+    // Before the address file: whoever sees it may signal at once.
+    let server = tokio::spawn(serve(listener, config, shutdown_signal()?));
     if let Some(path) = addr_file {
         // Written once the socket is bound, so a reader that sees it can connect.
         let tmp = path.with_extension("tmp");

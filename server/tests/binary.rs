@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use eventbus_client::{Client, CloudEventBuilder, ListenerSpecBuilder, SubscribeOptions};
 use futures::StreamExt;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binary_serves_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr_file = dir.path().join("addr");
+/// Starts the binary on an ephemeral port with its data in `dir`; returns it and its address
+/// once it is ready.
+async fn start(dir: &std::path::Path) -> (tokio::process::Child, String) {
+    let addr_file = dir.join("addr");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
         .args(["serve", "--listen", "127.0.0.1:0", "--listen-addr-file"])
         .arg(&addr_file)
         .arg("--data-file")
-        .arg(dir.path().join("eventbus.db"))
+        .arg(dir.join("eventbus.db"))
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -32,6 +32,24 @@ async fn binary_serves_and_stops_on_sigterm() {
         assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    (child, addr)
+}
+
+/// Sends SIGTERM and returns the exit status.
+async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("the server is running").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("server did not stop on SIGTERM within 20 s")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start(dir.path()).await;
     let client = Client::connect(format!("http://{addr}")).await.unwrap();
     client.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
     let results = client.publish("ns", [CloudEventBuilder::new("/bin", "a").id("1").build()]).await.unwrap();
@@ -54,13 +72,19 @@ async fn binary_serves_and_stops_on_sigterm() {
     }
     assert!(!health(&addr, "no.such.Service").status.success(), "an unknown service is not healthy");
 
-    let pid = child.id().expect("the server is running").to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("server did not stop on SIGTERM within 20 s")
-        .unwrap();
+    let exit = terminate(&mut child).await;
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
     assert!(!health(&addr, "").status.success(), "a stopped server is not healthy");
+}
+
+/// A SIGTERM sent the moment the server says it is ready (its address file) is a graceful
+/// shutdown too: the handler is installed before the file is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_ready_exits_0() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, _) = start(dir.path()).await;
+        let exit = terminate(&mut child).await;
+        assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    }
 }
