@@ -21,12 +21,14 @@
 //! lagging consumer group still has notifications referring to them; such a notification is
 //! delivered without those events.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -35,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, TraceContext};
 use crate::listener::{Listener, ListenerKind, ListenerSpec};
 
+mod checkpoint;
 mod conn;
 pub mod consume;
 mod read;
@@ -85,6 +88,9 @@ pub struct StoreConfig {
     pub retention_batch: u32,
     /// Told about fired triggers after each commit; `None` skips that work.
     pub observer: Option<Arc<dyn Observer>>,
+    /// SQLite: the size in bytes the WAL file is kept under (see the checkpointer's docs for
+    /// when it cannot be).
+    pub sqlite_wal_limit: u64,
 }
 
 impl StoreConfig {
@@ -98,9 +104,13 @@ impl StoreConfig {
             sweep_interval: Duration::from_secs(1),
             retention_batch: 1000,
             observer: None,
+            sqlite_wal_limit: DEFAULT_SQLITE_WAL_LIMIT,
         }
     }
 }
+
+/// The default of [`StoreConfig::sqlite_wal_limit`]: 64 MiB.
+pub const DEFAULT_SQLITE_WAL_LIMIT: u64 = 64 << 20;
 
 /// The database behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +240,15 @@ pub struct GroupBacklog {
     pub leased: u64,
     /// Dead-lettered.
     pub dead: u64,
+}
+
+/// Sizes of a SQLite store's files, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSizes {
+    /// The database file, bytes.
+    pub database: u64,
+    /// The WAL file, bytes (0 when absent).
+    pub wal: u64,
 }
 
 /// Connections of the read pool, for monitoring.
@@ -368,6 +387,8 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     slots: Slots,
     config: StoreConfig,
+    /// The database file of a SQLite store.
+    sqlite_path: Option<PathBuf>,
 }
 
 impl Store {
@@ -382,14 +403,18 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&read).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&read).await?,
         }
-        let conn = match backend {
-            Backend::Sqlite => Conn::sqlite(&config.database_url, durability)?,
-            Backend::Postgres => Conn::Postgres { pool: read.clone(), durability },
+        let sqlite_path = match backend {
+            Backend::Sqlite => Some(SqliteConnectOptions::from_str(&config.database_url)?.get_filename().to_owned()),
+            Backend::Postgres => None,
+        };
+        let conn = match &sqlite_path {
+            Some(path) => Conn::sqlite(path.clone(), durability, config.sqlite_wal_limit)?,
+            None => Conn::Postgres { pool: read.clone(), durability },
         };
         let (tx, rx) = mpsc::channel(4096);
         let slots = Slots::default();
         writer::spawn(writer::Writer::new(conn, slots.clone(), config.clone()), rx)?;
-        let store = Self { inner: Arc::new(Inner { backend, read, commands: tx, slots, config }) };
+        let store = Self { inner: Arc::new(Inner { backend, read, commands: tx, slots, config, sqlite_path }) };
         store.spawn_sweeper();
         Ok(store)
     }
@@ -400,6 +425,15 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    /// Returns the sizes of a SQLite store's files (`None` on Postgres, or when the database file
+    /// cannot be read).
+    pub fn file_sizes(&self) -> Option<FileSizes> {
+        let path = self.inner.sqlite_path.as_ref()?;
+        let database = std::fs::metadata(path).ok()?.len();
+        let wal = std::fs::metadata(checkpoint::wal_path(path)).map_or(0, |m| m.len());
+        Some(FileSizes { database, wal })
     }
 
     async fn call(&self, op: Op) -> Result<Output> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use eventbus_engine::store::{
-    Backend, Consumer, ConsumerOptions, ConsumerStats, Delivery, EventKey, EventQuery, GroupSpec, ListenerQuery,
-    ListenerSelector, NotificationKind, StartPosition, Store, StoreConfig, trigger_span_id,
+    Backend, Consumer, ConsumerOptions, ConsumerStats, Delivery, Durability, EventKey, EventQuery, GroupSpec,
+    ListenerQuery, ListenerSelector, NotificationKind, StartPosition, Store, StoreConfig, trigger_span_id,
 };
 use eventbus_engine::{
     AttrValue, Condition, Data, ErrorKind, Event, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus,
@@ -910,4 +910,63 @@ async fn sqlite_wal_is_checkpointed_after_commits() {
         assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s: {} bytes", main_size());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// SQLite only: under continuous publishing with readers that keep read transactions open, the
+/// WAL file stays under its limit (passive checkpoints alone let it grow for ever), and it is
+/// emptied once the writer is idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_stays_under_its_limit_with_readers() {
+    const LIMIT: u64 = 8 << 20;
+    let db = fresh(Backend::Sqlite).await;
+    let mut config = StoreConfig::new(&db.url);
+    config.sweep_interval = Duration::from_secs(3600);
+    config.durability = Durability::Relaxed;
+    config.sqlite_wal_limit = LIMIT;
+    let store = Store::open(config).await.unwrap();
+    let path = db._dir.as_ref().unwrap().path().join("eventbus.db");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two readers, each holding a read transaction open for a few milliseconds at a time, so
+    // that a reader is nearly always on some frame of the WAL.
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let conn = rusqlite::Connection::open(&path).unwrap();
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    conn.execute_batch("BEGIN").unwrap();
+                    let _: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+                    std::thread::sleep(Duration::from_millis(3));
+                    conn.execute_batch("COMMIT").unwrap();
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let wal = || std::fs::metadata(path.with_file_name("eventbus.db-wal")).map_or(0, |m| m.len());
+    let payload = "x".repeat(4000);
+    let mut largest = 0;
+    // About 30 kB of WAL per publish: several times the limit in all.
+    for i in 0..2000 {
+        let mut e = ev("a", &i.to_string());
+        e.data = Some(Data::Text(payload.clone()));
+        store.publish("ns", vec![e]).await.unwrap();
+        largest = largest.max(wal());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(largest <= LIMIT, "the WAL reached {largest} bytes, over its limit of {LIMIT}");
+    assert!(largest > 0);
+    assert_eq!(store.file_sizes().unwrap().wal, wal());
+    // Idle: the WAL file is emptied.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wal() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the WAL still holds {} bytes after 10 s idle", wal());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.get_event("ns", EventKey::Sequence(2000)).await.unwrap().id, "1999");
 }

@@ -42,6 +42,11 @@ struct PoolLabels {
     state: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: &'static str,
+}
+
 /// The server's metrics; cheap to update from any task.
 #[derive(Debug)]
 pub struct Metrics {
@@ -56,6 +61,7 @@ pub struct Metrics {
     notifications: Family<GroupLabels, Gauge>,
     open_streams: Gauge,
     db_connections: Family<PoolLabels, Gauge>,
+    database_bytes: Family<FileLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -74,6 +80,7 @@ impl Default for Metrics {
             notifications: Family::default(),
             open_streams: Gauge::default(),
             db_connections: Family::default(),
+            database_bytes: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -95,6 +102,7 @@ impl Default for Metrics {
         );
         r.register("open_streams", "Open Subscribe streams", m.open_streams.clone());
         r.register("db_connections", "Read pool connections by state (idle, busy, max)", m.db_connections.clone());
+        r.register("database_bytes", "Size of the SQLite database and WAL files", m.database_bytes.clone());
         Self { registry, ..m }
     }
 }
@@ -113,6 +121,11 @@ impl Metrics {
         let pool = store.pool_stats();
         for (state, n) in [("idle", pool.idle), ("busy", pool.open.saturating_sub(pool.idle)), ("max", pool.max)] {
             self.db_connections.get_or_create(&PoolLabels { state }).set(i64::from(n));
+        }
+        if let Some(sizes) = store.file_sizes() {
+            for (file, n) in [("database", sizes.database), ("wal", sizes.wal)] {
+                self.database_bytes.get_or_create(&FileLabels { file }).set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
         }
         self.open_streams.set(max_streams.saturating_sub(streams.available_permits()) as i64);
         let mut text = String::new();

@@ -328,6 +328,8 @@ def test_metrics_count_what_happened(
         labels = f'namespace="{namespace}",group="runners",state="{state}"'
         assert after[("eventbus_notifications", labels)] == want, state
     assert after[("eventbus_db_connections", 'state="max"')] >= 1
+    assert after[("eventbus_database_bytes", 'file="database"')] > 0
+    assert ("eventbus_database_bytes", 'file="wal"') in after
     assert ("eventbus_open_streams", "") in after
 
 

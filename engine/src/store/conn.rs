@@ -6,8 +6,8 @@
 //! SQLite statement on the connection's worker thread and waits for the answer: two thread
 //! switches per statement, which on small machines cost more than the statements themselves.)
 //! The reads of the other tasks stay on sqlx's pool: WAL lets them read while the writer writes.
-//! The WAL is copied back into the database file by a thread of its own ([`checkpoints`]): a
-//! checkpoint syncs the database file, which would stall the writer for milliseconds.
+//! The WAL is copied back into the database file, and kept under its limit, by a thread of its
+//! own ([`super::checkpoint`]).
 //!
 //! Postgres: the writer is a task on the runtime and runs the statements over sqlx, in a
 //! transaction of the shared pool.
@@ -18,13 +18,12 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::AnyTypeInfoKind;
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Column, Row as _, Transaction, TypeInfo as _};
 
+use super::checkpoint::{self, Checkpointer};
 use super::{Backend, Durability};
 use crate::error::{Error, Result};
 
@@ -153,9 +152,6 @@ impl<T: FromValue> FromValue for Option<T> {
 /// How long a SQLite statement waits for another process's write lock before it fails.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often, at most, the WAL is checkpointed while the writer commits.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(20);
-
 /// The writer's way to the database.
 #[derive(Debug)]
 pub(crate) enum Conn {
@@ -171,21 +167,18 @@ pub(crate) struct SqliteWriter {
     conn: Option<rusqlite::Connection>,
     /// The `synchronous` setting of the connection, if known.
     synchronous: Option<&'static str>,
-    /// Tells the checkpointer about a commit.
-    committed: std::sync::mpsc::SyncSender<()>,
+    /// `journal_size_limit`: the WAL file is cut back to this when the WAL starts over.
+    wal_keep: u64,
+    checkpointer: Checkpointer,
 }
 
 impl Conn {
-    /// The writer's connection to the SQLite database at `url` (a sqlx URL, as the read pool's).
-    pub(crate) fn sqlite(url: &str, durability: Durability) -> Result<Self> {
-        let path = SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
-        let (committed, commits) = std::sync::mpsc::sync_channel(1);
-        let checkpointer = path.clone();
-        std::thread::Builder::new()
-            .name(super::CHECKPOINT_THREAD.into())
-            .spawn(move || checkpoints(&checkpointer, &commits))
-            .map_err(|e| Error::Internal(format!("starting the checkpoint thread: {e}")))?;
-        Ok(Self::Sqlite(SqliteWriter { path, durability, conn: None, synchronous: None, committed }))
+    /// The writer's connection to the SQLite database at `path`, whose WAL file is kept under
+    /// `wal_limit` bytes.
+    pub(crate) fn sqlite(path: PathBuf, durability: Durability, wal_limit: u64) -> Result<Self> {
+        let checkpointer = Checkpointer::spawn(path.clone(), wal_limit)?;
+        let wal_keep = checkpoint::restart_size(wal_limit);
+        Ok(Self::Sqlite(SqliteWriter { path, durability, conn: None, synchronous: None, wal_keep, checkpointer }))
     }
 
     /// Opens a transaction. Under [`Durability::Full`] its commit waits for the disk unless
@@ -209,9 +202,8 @@ impl Conn {
         match (self, tx) {
             (Self::Sqlite(w), Tx::Sqlite(conn)) => match conn.execute_batch("COMMIT") {
                 Ok(()) => {
+                    w.checkpointer.committed(&conn);
                     w.conn = Some(conn);
-                    // A full channel: a checkpoint is pending already.
-                    let _ = w.committed.try_send(());
                     Ok(())
                 }
                 Err(e) => {
@@ -278,7 +270,10 @@ impl SqliteWriter {
         )?;
         conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
         // The checkpointer copies the WAL back, not the commits.
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0")?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={}",
+            self.wal_keep
+        ))?;
         // Enough for every distinct statement of the writer (chunked statements vary in size).
         conn.set_prepared_statement_cache_capacity(256);
         Ok(conn)
@@ -291,36 +286,6 @@ impl SqliteWriter {
             self.conn = Some(conn);
         } else {
             self.synchronous = None;
-        }
-    }
-}
-
-/// Checkpoints the WAL of the database at `path`, at most every [`CHECKPOINT_INTERVAL`] while
-/// the writer commits, until the writer is gone. A passive checkpoint waits for no one: what
-/// the readers still use stays in the WAL for the next one. Failures are logged and retried
-/// with the next commit (meanwhile the WAL grows, which only costs disk and read time).
-fn checkpoints(path: &std::path::Path, commits: &std::sync::mpsc::Receiver<()>) {
-    let mut conn = None;
-    while commits.recv().is_ok() {
-        // Commits in the meantime are covered by this checkpoint.
-        std::thread::sleep(CHECKPOINT_INTERVAL);
-        let _ = commits.try_recv();
-        if conn.is_none() {
-            conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-                .and_then(|c| {
-                    c.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
-                    // It syncs the WAL before and the database file after copying (no more).
-                    c.execute_batch("PRAGMA synchronous=NORMAL")?;
-                    Ok(c)
-                })
-                .inspect_err(|e| tracing::warn!(error = %e, "opening the checkpoint connection"))
-                .ok();
-        }
-        if let Some(c) = &conn
-            && let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %e, "checkpointing the WAL");
-            conn = None;
         }
     }
 }
