@@ -6,7 +6,9 @@
 //! * `sequential`: one Publish of one ~512-byte event at a time: the latency of one publish;
 //! * `pipelined`: C connections x M calls in flight: publish throughput;
 //! * `notify`: publish-to-notification latency at fixed rates, open loop (see [`notify`]);
-//! * `listeners`: pipelined throughput with 0 to 100k registered listeners (see [`scale`]).
+//! * `listeners`: pipelined throughput with 0 to 100k registered listeners (see [`scale`]);
+//! * `soak` (not by default): `notify` held at one rate for minutes, a line per minute (see
+//!   [`soak`]); the bench exits non-zero if the server falls behind.
 //!
 //! Latencies go into HDR histograms (microseconds). Server CPU time and RSS come from `/proc`
 //! (see [`target`] for what exactly is counted). A progress line goes to stderr every second;
@@ -28,6 +30,7 @@ mod notify;
 mod progress;
 mod report;
 mod scale;
+mod soak;
 mod target;
 
 use self::progress::Progress;
@@ -46,6 +49,8 @@ pub enum Workload {
     Notify,
     /// Pipelined throughput with 0 to 100k registered listeners.
     Listeners,
+    /// Publish-to-notification latency at one rate for minutes, a line per minute.
+    Soak,
 }
 
 /// Flags of `eventbus bench`.
@@ -63,7 +68,7 @@ pub struct BenchArgs {
     /// Relaxed durability for the in-process server (acknowledged before flushed to disk).
     #[arg(long)]
     pub relaxed: bool,
-    /// Workloads to run, comma-separated [default: all].
+    /// Workloads to run, comma-separated [default: all but soak].
     #[arg(long, short = 'w', value_enum, value_delimiter = ',')]
     pub workloads: Vec<Workload>,
     /// Size of each event's JSON payload, bytes.
@@ -109,6 +114,15 @@ pub struct BenchArgs {
     /// listeners: event types the listeners spread over.
     #[arg(long, default_value_t = 500)]
     pub scale_types: u64,
+    /// soak: publish rate, events per second.
+    #[arg(long, default_value_t = 5000)]
+    pub soak_rate: u64,
+    /// soak: how long to publish.
+    #[arg(long, default_value = "10m", value_parser = parse::duration)]
+    pub soak_duration: Duration,
+    /// soak: the length of each reported window.
+    #[arg(long, default_value = "60s", value_parser = parse::duration)]
+    pub soak_window: Duration,
 }
 
 /// Runs the bench and prints its results.
@@ -129,6 +143,13 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     } else {
         println!();
         println!("total {:.1}s", report.total_seconds);
+    }
+    for w in &report.workloads {
+        if let WorkloadResult::Soak(soak) = w
+            && let Some(failure) = soak.failure()
+        {
+            anyhow::bail!("soak failed: {failure}");
+        }
     }
     Ok(())
 }
@@ -158,6 +179,19 @@ async fn run_workloads(args: &BenchArgs, target: &Target, json: bool) -> anyhow:
         report::print_header(&report);
     }
     let meter = target.meter;
+    let notify_settings = |ns: String, rate: u64, duration: Duration| notify::Settings {
+        addr: target.addr.clone(),
+        namespace: ns,
+        rate,
+        duration,
+        subscribers: args.subscribers,
+        connections: args.connections,
+        max_in_flight: args.subscriber_in_flight,
+        payload: payload.clone(),
+        drain: args.drain_timeout,
+        background_listeners: args.background_listeners,
+        background_types: args.scale_types,
+    };
     for workload in workloads {
         let result = match workload {
             Workload::Sequential => {
@@ -183,19 +217,7 @@ async fn run_workloads(args: &BenchArgs, target: &Target, json: bool) -> anyhow:
             Workload::Notify => {
                 let mut runs = Vec::new();
                 for &rate in &args.rates {
-                    let settings = notify::Settings {
-                        addr: target.addr.clone(),
-                        namespace: namespace(&format!("notify-{rate}")),
-                        rate,
-                        duration: args.rate_duration,
-                        subscribers: args.subscribers,
-                        connections: args.connections,
-                        max_in_flight: args.subscriber_in_flight,
-                        payload: payload.clone(),
-                        drain: args.drain_timeout,
-                        background_listeners: args.background_listeners,
-                        background_types: args.scale_types,
-                    };
+                    let settings = notify_settings(namespace(&format!("notify-{rate}")), rate, args.rate_duration);
                     runs.push(notify::run(&settings, meter).await.with_context(|| format!("notify at {rate}/s"))?);
                 }
                 if !json {
@@ -237,6 +259,29 @@ async fn run_workloads(args: &BenchArgs, target: &Target, json: bool) -> anyhow:
                     in_flight: args.in_flight,
                     runs,
                 }
+            }
+            Workload::Soak => {
+                let settings = notify_settings(namespace("soak"), args.soak_rate, args.soak_duration);
+                if !json {
+                    soak::print_header(
+                        args.soak_rate,
+                        args.soak_duration,
+                        args.soak_window,
+                        args.subscribers,
+                        args.background_listeners,
+                    );
+                }
+                let printing = soak::Printing { period: args.soak_window, stdout: !json };
+                let (run, windows) = notify::run_in_windows(&settings, meter, Some(printing)).await.context("soak")?;
+                let result = soak::SoakResult::new(args.soak_window, windows, run);
+                if !json {
+                    report::print_notify(
+                        args.subscribers,
+                        args.background_listeners,
+                        std::slice::from_ref(&result.run),
+                    );
+                }
+                WorkloadResult::Soak(result)
             }
         };
         report.workloads.push(result);

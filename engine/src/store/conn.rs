@@ -155,7 +155,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The writer's way to the database.
 #[derive(Debug)]
 pub(crate) enum Conn {
-    Sqlite(SqliteWriter),
+    Sqlite(Box<SqliteWriter>),
     Postgres { pool: AnyPool, durability: Durability },
 }
 
@@ -178,7 +178,14 @@ impl Conn {
     pub(crate) fn sqlite(path: PathBuf, durability: Durability, wal_limit: u64) -> Result<Self> {
         let checkpointer = Checkpointer::spawn(path.clone(), wal_limit)?;
         let wal_keep = checkpoint::restart_size(wal_limit);
-        Ok(Self::Sqlite(SqliteWriter { path, durability, conn: None, synchronous: None, wal_keep, checkpointer }))
+        Ok(Self::Sqlite(Box::new(SqliteWriter {
+            path,
+            durability,
+            conn: None,
+            synchronous: None,
+            wal_keep,
+            checkpointer,
+        })))
     }
 
     /// Opens a transaction. Under [`Durability::Full`] its commit waits for the disk unless

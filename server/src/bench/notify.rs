@@ -15,8 +15,8 @@
 //! Hazard: a notification delivered twice (lease expiry, reconnect) is counted once, at its first
 //! arrival.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,6 +30,7 @@ use super::load::{self, Latency};
 use super::progress::Progress;
 use super::report::Resources;
 use super::scale;
+use super::soak::{self, Window};
 use super::target::Meter;
 
 const EVENT_TYPE: &str = "bench.notify.v1";
@@ -87,6 +88,16 @@ fn intended(start: Instant, rate: u64, i: u64) -> Instant {
 
 /// Runs one fixed-rate measurement in a fresh namespace.
 pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
+    Ok(run_in_windows(s, meter, None).await?.0)
+}
+
+/// Runs one fixed-rate measurement in a fresh namespace; with a `window` period, also measures
+/// (and prints) each such period on its own ([`soak`]).
+pub async fn run_in_windows(
+    s: &Settings,
+    meter: Meter,
+    window: Option<soak::Printing>,
+) -> anyhow::Result<(RateResult, Vec<Window>)> {
     let n = ((s.rate as f64 * s.duration.as_secs_f64()).round() as u64).max(1);
     let senders = load::connect(&s.addr, s.connections).await?;
     senders[0]
@@ -114,6 +125,8 @@ pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
     let progress = Progress::start(format!("notify {}/s", s.rate), n, "notifications");
     let seen: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
     let received = progress.counter();
+    let published_so_far = Arc::new(AtomicU64::new(0));
+    let window_hist = Arc::new(Mutex::new(load::histogram()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let before = meter.sample();
     // A short lead, so the first sends are not already late.
@@ -127,9 +140,14 @@ pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
             rate: s.rate,
             seen: seen.clone(),
             received: received.clone(),
+            window: window_hist.clone(),
         };
         readers.spawn(reader.read(subscription, stop_rx.clone()));
     }
+    let windows = window.map(|printing| {
+        let counters = soak::Counters { published: published_so_far.clone(), received: received.clone() };
+        tokio::spawn(soak::windows(printing, meter, counters, window_hist.clone(), stop_rx.clone()))
+    });
 
     // The open-loop sender: a pacing thread that starts each publish on the runtime when due.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<Instant, eventbus_client::Error>)>();
@@ -166,6 +184,7 @@ pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
         match result {
             Ok(done) => {
                 published += 1;
+                published_so_far.fetch_add(1, Ordering::Relaxed);
                 load::record(&mut publish_hist, done.saturating_duration_since(intended(start, s.rate, i)));
             }
             Err(e) => {
@@ -195,9 +214,13 @@ pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
         }
     }
     progress.finish();
+    let windows = match windows {
+        Some(task) => task.await.context("window task")?,
+        None => Vec::new(),
+    };
     let got = received.load(Ordering::Relaxed);
     let send_span = last_send.saturating_duration_since(start).as_secs_f64();
-    Ok(RateResult {
+    let result = RateResult {
         namespace: s.namespace.clone(),
         target_rate: s.rate,
         events: n,
@@ -213,7 +236,8 @@ pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
         publish_latency: Latency::of(&publish_hist),
         resources: Resources::between(&before, &after, got),
         first_error,
-    })
+    };
+    Ok((result, windows))
 }
 
 /// One subscriber: records first arrivals and acks everything through an [`Acker`].
@@ -224,6 +248,8 @@ struct Reader {
     rate: u64,
     seen: Arc<Vec<AtomicBool>>,
     received: Arc<AtomicU64>,
+    /// The latencies of the current window (see [`soak`]).
+    window: Arc<Mutex<Histogram<u64>>>,
 }
 
 struct ReaderOutcome {
@@ -261,7 +287,11 @@ impl Reader {
                     outcome.duplicates += 1;
                     continue;
                 }
-                load::record(&mut outcome.hist, arrival.saturating_duration_since(intended(self.start, self.rate, i)));
+                let latency = arrival.saturating_duration_since(intended(self.start, self.rate, i));
+                load::record(&mut outcome.hist, latency);
+                if let Ok(mut window) = self.window.lock() {
+                    load::record(&mut window, latency);
+                }
                 self.received.fetch_add(1, Ordering::Relaxed);
                 outcome.last_arrival = outcome.last_arrival.max(arrival);
             }

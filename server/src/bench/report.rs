@@ -5,7 +5,8 @@ use serde::Serialize;
 use super::load::Latency;
 use super::notify::RateResult;
 use super::scale::SizeResult;
-use super::target::{Sample, TargetInfo};
+use super::soak::SoakResult;
+use super::target::{DatabaseFiles, Sample, TargetInfo};
 
 /// The server's CPU time and memory over a measurement.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -23,6 +24,12 @@ pub struct Resources {
     pub rss_bytes: Option<u64>,
     /// Peak resident set size so far, bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// Bytes the server wrote to disk during the measurement (`/proc/<pid>/io` `write_bytes`).
+    pub bytes_written: Option<u64>,
+    /// `bytes_written` per event.
+    pub bytes_written_per_event: Option<u64>,
+    /// The SQLite files at the end of the measurement (`None` for Postgres or unmeasured).
+    pub files: Option<DatabaseFiles>,
 }
 
 impl Resources {
@@ -31,6 +38,7 @@ impl Resources {
         let server = before.server_cpu.zip(after.server_cpu).map(|(b, a)| (a - b).max(0.0));
         let process = before.process_cpu.zip(after.process_cpu).map(|(b, a)| (a - b).max(0.0));
         let wall = after.at.saturating_duration_since(before.at).as_secs_f64();
+        let written = before.written.zip(after.written).map(|(b, a)| a.saturating_sub(b));
         Self {
             server_cpu_seconds: server.map(round3),
             server_cpu_seconds_per_1k_events: server.map(per_1k),
@@ -38,6 +46,9 @@ impl Resources {
             process_cpu_seconds_per_1k_events: process.map(per_1k),
             rss_bytes: after.rss,
             peak_rss_bytes: after.peak_rss,
+            bytes_written: written,
+            bytes_written_per_event: written.filter(|_| events > 0).map(|w| w / events),
+            files: after.files,
         }
     }
 }
@@ -70,6 +81,7 @@ pub enum WorkloadResult {
     Pipelined(PublishResult),
     Notify { subscribers: usize, background_listeners: u64, consumer_group: &'static str, runs: Vec<RateResult> },
     Listeners { types: u64, events_per_size: u64, connections: usize, in_flight: usize, runs: Vec<SizeResult> },
+    Soak(SoakResult),
 }
 
 /// What `eventbus bench --json` prints.
@@ -135,11 +147,22 @@ fn resources_line(r: &Resources) -> String {
     };
     let busy = r.server_cores_busy.map_or_else(String::new, |c| format!(", {c:.2} cores busy"));
     format!(
-        "server cpu {} per 1k events{process}{busy}; rss {} (peak {})",
+        "server cpu {} per 1k events{process}{busy}; rss {} (peak {}); {}",
         secs(r.server_cpu_seconds_per_1k_events),
         mib(r.rss_bytes),
-        mib(r.peak_rss_bytes)
+        mib(r.peak_rss_bytes),
+        disk(r)
     )
+}
+
+/// Bytes written per event and the database's files: `written 2.4 kB/event; db 225.0 MiB, wal 3.1 MiB`.
+pub fn disk(r: &Resources) -> String {
+    let written =
+        r.bytes_written_per_event.map_or_else(|| "n/a".to_owned(), |b| format!("{:.1} kB/event", b as f64 / 1000.0));
+    match r.files {
+        Some(f) => format!("written {written}; db {}, wal {}", mib(Some(f.database_bytes)), mib(Some(f.wal_bytes))),
+        None => format!("written {written}"),
+    }
 }
 
 pub fn print_header(report: &Report) {
@@ -210,6 +233,7 @@ pub fn print_scale(types: u64, events: u64, runs: &[SizeResult]) {
         "p99".to_owned(),
         "p99.9".to_owned(),
         "cpu/1k ev".to_owned(),
+        "written/ev".to_owned(),
         "rss".to_owned(),
     ]];
     for r in runs {
@@ -226,10 +250,11 @@ pub fn print_scale(types: u64, events: u64, runs: &[SizeResult]) {
             micros(r.latency.p99_us),
             micros(r.latency.p999_us),
             secs(r.resources.server_cpu_seconds_per_1k_events),
+            r.resources.bytes_written_per_event.map_or_else(|| "n/a".to_owned(), |b| format!("{b} B")),
             mib(r.resources.rss_bytes),
         ]);
     }
-    let mut widths = [0usize; 9];
+    let mut widths = [0usize; 10];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());

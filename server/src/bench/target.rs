@@ -183,32 +183,81 @@ pub struct Sample {
     pub rss: Option<u64>,
     /// Peak resident set size of the measured process, bytes.
     pub peak_rss: Option<u64>,
+    /// Bytes the measured process caused to be written to disk so far (`write_bytes` of
+    /// `/proc/<pid>/io`; in-process, the whole process's, though only the server writes).
+    pub written: Option<u64>,
+    /// Sizes of the SQLite database and WAL files the measured process holds open.
+    pub files: Option<DatabaseFiles>,
+}
+
+/// Sizes of a SQLite database's files, bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DatabaseFiles {
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
 }
 
 impl Meter {
     pub fn sample(&self) -> Sample {
         let at = Instant::now();
         match *self {
-            Meter::InProcess => Sample {
-                at,
-                server_cpu: server_thread_cpu(),
-                process_cpu: process_cpu(Path::new("/proc/self/stat")),
-                rss: status_bytes(Path::new("/proc/self/status"), "VmRSS:"),
-                peak_rss: status_bytes(Path::new("/proc/self/status"), "VmHWM:"),
-            },
-            Meter::Pid(pid) => {
-                let dir = PathBuf::from(format!("/proc/{pid}"));
+            Meter::InProcess => {
+                let dir = Path::new("/proc/self");
                 Sample {
-                    at,
-                    server_cpu: process_cpu(&dir.join("stat")),
-                    process_cpu: None,
-                    rss: status_bytes(&dir.join("status"), "VmRSS:"),
-                    peak_rss: status_bytes(&dir.join("status"), "VmHWM:"),
+                    server_cpu: server_thread_cpu(),
+                    process_cpu: process_cpu(&dir.join("stat")),
+                    ..Self::process(at, dir)
                 }
             }
-            Meter::None => Sample { at, server_cpu: None, process_cpu: None, rss: None, peak_rss: None },
+            Meter::Pid(pid) => {
+                let dir = PathBuf::from(format!("/proc/{pid}"));
+                Sample { server_cpu: process_cpu(&dir.join("stat")), ..Self::process(at, &dir) }
+            }
+            Meter::None => Sample {
+                at,
+                server_cpu: None,
+                process_cpu: None,
+                rss: None,
+                peak_rss: None,
+                written: None,
+                files: None,
+            },
         }
     }
+
+    /// The figures of the process whose `/proc` directory is `dir`, CPU aside.
+    fn process(at: Instant, dir: &Path) -> Sample {
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        Sample {
+            at,
+            server_cpu: None,
+            process_cpu: None,
+            rss: parse_status_kb(&status, "VmRSS:"),
+            peak_rss: parse_status_kb(&status, "VmHWM:"),
+            written: std::fs::read_to_string(dir.join("io")).ok().and_then(|io| parse_io_written(&io)),
+            files: sqlite_files(dir),
+        }
+    }
+}
+
+/// Returns `write_bytes` from the text of a `/proc/.../io` file.
+fn parse_io_written(io: &str) -> Option<u64> {
+    io.lines().find_map(|l| l.strip_prefix("write_bytes:")).and_then(|n| n.trim().parse().ok())
+}
+
+/// Finds the SQLite WAL file among the process's open files and returns its and its
+/// database's sizes.
+fn sqlite_files(proc_dir: &Path) -> Option<DatabaseFiles> {
+    let wal = std::fs::read_dir(proc_dir.join("fd"))
+        .ok()?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .find(|target| target.to_string_lossy().ends_with(".db-wal"))?;
+    let wal_name = wal.to_string_lossy();
+    let database = PathBuf::from(wal_name.strip_suffix("-wal")?);
+    Some(DatabaseFiles {
+        database_bytes: std::fs::metadata(database).ok()?.len(),
+        wal_bytes: std::fs::metadata(&wal).map_or(0, |m| m.len()),
+    })
 }
 
 /// Returns utime + stime, in seconds, from the text of a `/proc/.../stat` file.
@@ -239,11 +288,6 @@ fn server_thread_cpu() -> Option<f64> {
     Some(total)
 }
 
-/// Returns a `kB` line of a `/proc/.../status` file in bytes.
-fn status_bytes(path: &Path, key: &str) -> Option<u64> {
-    parse_status_kb(&std::fs::read_to_string(path).ok()?, key)
-}
-
 fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
@@ -264,6 +308,9 @@ mod tests {
         assert_eq!(parse_status_kb(status, "VmHWM:"), Some(2048 * 1024));
         assert_eq!(parse_status_kb(status, "VmSwap:"), None);
         assert!(Meter::InProcess.sample().process_cpu.is_some());
+        let io = "rchar: 10\nwchar: 20\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_io_written(io), Some(4096));
+        assert_eq!(parse_io_written("rchar: 1\n"), None);
     }
 
     #[test]
