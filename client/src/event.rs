@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use base64::Engine as _;
 use prost_types::Timestamp;
 use serde::Serialize;
 
@@ -165,6 +166,35 @@ impl AttributeValue {
     /// finds attributes kept in `attributes`, not `id`, `source`, `specversion` or `type`.
     pub fn of(event: &pb::CloudEvent, name: &str) -> Option<Self> {
         event.attributes.get(name).and_then(Self::from_proto)
+    }
+
+    /// Returns the canonical string form, which listener filters, `correlate_by` and
+    /// `Notification.correlation` compare: Boolean `true` or `false`; Integer in decimal; String,
+    /// URI and URI-reference unchanged; Binary in standard base64 with padding; Timestamp in
+    /// RFC 3339 in UTC with a `Z`, with fractional seconds only when they are not zero and
+    /// without trailing zeros (`2026-11-22T10:00:00Z`, `2026-11-22T10:00:00.25Z`).
+    ///
+    /// `proto/testdata/canonical_attributes.json` pins these forms for every client. A timestamp
+    /// outside the years 1 to 9999, which the server rejects, has no RFC 3339 form; it is
+    /// written with a signed year of more than four digits.
+    pub fn canonical_string(&self) -> String {
+        match self {
+            Self::Boolean(b) => b.to_string(),
+            Self::Integer(n) => n.to_string(),
+            Self::String(s) | Self::Uri(s) | Self::UriRef(s) => s.clone(),
+            Self::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b),
+            Self::Timestamp(t) => canonical_time(t),
+        }
+    }
+}
+
+/// Returns `t` in RFC 3339 in UTC without trailing fractional zeros. prost writes 0, 3, 6 or 9
+/// fractional digits (the protobuf JSON mapping), so the zeros are trimmed from its text.
+fn canonical_time(t: &Timestamp) -> String {
+    let text = t.to_string();
+    match text.strip_suffix('Z').and_then(|t| t.split_once('.')) {
+        Some((whole, fraction)) => format!("{whole}.{}Z", fraction.trim_end_matches('0')),
+        None => text,
     }
 }
 
@@ -353,6 +383,44 @@ mod tests {
         assert!(!event.attributes.contains_key("tracestate"));
         let event = CloudEventBuilder::new("s", "t").trace(tp, "v=1").build();
         assert_eq!(attr(&event, "tracestate"), Attr::CeString("v=1".into()));
+    }
+
+    /// Attribute values and their canonical strings, shared by the tests of every implementation
+    /// (see its "comment").
+    const CANONICAL_FIXTURE: &str = include_str!("../../proto/testdata/canonical_attributes.json");
+
+    /// Returns the value of a fixture case; a timestamp is parsed from its RFC 3339 text, and
+    /// must be the `Timestamp` its `seconds` and `nanos` say.
+    fn fixture_value(case: &serde_json::Value) -> AttributeValue {
+        let value = &case["value"];
+        let text = || value.as_str().unwrap().to_owned();
+        match case["type"].as_str().unwrap() {
+            "boolean" => AttributeValue::Boolean(value.as_bool().unwrap()),
+            "integer" => AttributeValue::Integer(i32::try_from(value.as_i64().unwrap()).unwrap()),
+            "string" => AttributeValue::String(text()),
+            "bytes" => AttributeValue::Bytes(serde_json::from_value(value.clone()).unwrap()),
+            "uri" => AttributeValue::Uri(text()),
+            "uri_ref" => AttributeValue::UriRef(text()),
+            "timestamp" => {
+                let parsed: Timestamp = text().parse().unwrap();
+                let seconds = case["seconds"].as_i64().unwrap();
+                let nanos = i32::try_from(case["nanos"].as_i64().unwrap()).unwrap();
+                assert_eq!(parsed, Timestamp { seconds, nanos }, "fixture: {}", case["name"]);
+                AttributeValue::Timestamp(parsed)
+            }
+            other => panic!("fixture: unknown type {other}"),
+        }
+    }
+
+    #[test]
+    fn canonical_strings_match_the_shared_fixture() {
+        let fixture: serde_json::Value = serde_json::from_str(CANONICAL_FIXTURE).unwrap();
+        let cases = fixture["cases"].as_array().unwrap();
+        assert!(!cases.is_empty());
+        for case in cases {
+            let value = fixture_value(case);
+            assert_eq!(value.canonical_string(), case["canonical"].as_str().unwrap(), "{}", case["name"]);
+        }
     }
 
     #[test]

@@ -236,6 +236,44 @@ mod tests {
         assert_eq!(canonical_time(&t.with_timezone(&Utc)), "2026-11-22T10:00:00.5Z");
     }
 
+    /// Attribute values and their canonical strings, shared by the tests of every implementation
+    /// (see its "comment").
+    const CANONICAL_FIXTURE: &str = include_str!("../../proto/testdata/canonical_attributes.json");
+
+    /// Returns the value of a fixture case; a timestamp is parsed from its RFC 3339 text, and
+    /// must be the instant its `seconds` and `nanos` say.
+    fn fixture_value(case: &serde_json::Value) -> AttrValue {
+        let value = &case["value"];
+        let text = || value.as_str().unwrap().to_owned();
+        match case["type"].as_str().unwrap() {
+            "boolean" => AttrValue::Boolean(value.as_bool().unwrap()),
+            "integer" => AttrValue::Integer(i32::try_from(value.as_i64().unwrap()).unwrap()),
+            "string" => AttrValue::String(text()),
+            "bytes" => AttrValue::Bytes(serde_json::from_value(value.clone()).unwrap()),
+            "uri" => AttrValue::Uri(text()),
+            "uri_ref" => AttrValue::UriRef(text()),
+            "timestamp" => {
+                let t = DateTime::parse_from_rfc3339(&text()).unwrap().with_timezone(&Utc);
+                let nanos = u32::try_from(case["nanos"].as_u64().unwrap()).unwrap();
+                let wire = DateTime::from_timestamp(case["seconds"].as_i64().unwrap(), nanos).unwrap();
+                assert_eq!(t, wire, "fixture: {} and its seconds and nanos differ", case["name"]);
+                AttrValue::Timestamp(t)
+            }
+            other => panic!("fixture: unknown type {other}"),
+        }
+    }
+
+    #[test]
+    fn canonical_forms_match_the_shared_fixture() {
+        let fixture: serde_json::Value = serde_json::from_str(CANONICAL_FIXTURE).unwrap();
+        let cases = fixture["cases"].as_array().unwrap();
+        assert!(!cases.is_empty());
+        for case in cases {
+            let value = fixture_value(case);
+            assert_eq!(value.canonical(), case["canonical"].as_str().unwrap(), "{}", case["name"]);
+        }
+    }
+
     #[test]
     fn traceparents() {
         assert!(valid_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));

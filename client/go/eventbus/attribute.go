@@ -122,8 +122,10 @@ func uri(u *url.URL) (*eventbusv1.CloudEvent_CloudEventAttributeValue, error) {
 // AttributeString returns the canonical string form of an attribute value, the form listener
 // filters, correlate_by and Notification.Correlation work on: Boolean "true" or "false";
 // Integer in decimal; String, URI and URI-reference unchanged; Binary in standard base64 with
-// padding; Timestamp in RFC 3339, UTC with a "Z", with 0, 3, 6 or 9 fractional digits. Returns
-// "" for nil or a value with no type set.
+// padding; Timestamp in RFC 3339 in UTC with a "Z", with fractional seconds only when they are
+// not zero and without trailing zeros ("2026-11-22T10:00:00Z", "2026-11-22T10:00:00.25Z").
+// Returns "" for nil or a value with no type set. The file
+// proto/testdata/canonical_attributes.json pins these forms for every client.
 func AttributeString(v *eventbusv1.CloudEvent_CloudEventAttributeValue) string {
 	switch a := v.GetAttr().(type) {
 	case *eventbusv1.CloudEvent_CloudEventAttributeValue_CeBoolean:
@@ -166,21 +168,11 @@ func Attribute(e *eventbusv1.CloudEvent, name string) (string, bool) {
 	return AttributeString(v), true
 }
 
-// timestampString formats ts like the protobuf JSON mapping of Timestamp.
+// timestampString formats ts in UTC (AsTime's zone, which RFC3339Nano writes as "Z"); the
+// layout's ".999999999" writes fractional seconds without trailing zeros, and no dot when they
+// are zero.
 func timestampString(ts *timestamppb.Timestamp) string {
-	t := ts.AsTime().UTC()
-	nanos := t.Nanosecond()
-	var frac string
-	switch {
-	case nanos == 0:
-	case nanos%1_000_000 == 0:
-		frac = fmt.Sprintf(".%03d", nanos/1_000_000)
-	case nanos%1_000 == 0:
-		frac = fmt.Sprintf(".%06d", nanos/1_000)
-	default:
-		frac = fmt.Sprintf(".%09d", nanos)
-	}
-	return t.Format("2006-01-02T15:04:05") + frac + "Z"
+	return ts.AsTime().Format(time.RFC3339Nano)
 }
 
 // QuoteGlob returns a listener filter pattern (see EventFilter) that matches exactly s: it

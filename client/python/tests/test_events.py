@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +27,7 @@ from eventbus import (
     new_event_id,
     to_cloudevents,
 )
-from eventbus.events import from_attribute_value, to_attribute_value
+from eventbus.events import AttributeInput, from_attribute_value, to_attribute_value
 from eventbus.v1 import cloudevent_pb2
 
 T0 = datetime(2026, 11, 22, 10, 30, 15, 123456, tzinfo=timezone.utc)
@@ -194,26 +196,71 @@ def test_event_data_decodes_by_content_type() -> None:
 # --- canonical strings ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (AttrValue(ce_boolean=True), "true"),
-        (AttrValue(ce_boolean=False), "false"),
-        (AttrValue(ce_integer=-42), "-42"),
-        (AttrValue(ce_string="a b"), "a b"),
-        (AttrValue(ce_bytes=b"\xff\x00"), "/wA="),
-        (AttrValue(ce_uri="https://x/y?z"), "https://x/y?z"),
-        (AttrValue(ce_uri_ref="/a/b"), "/a/b"),
-        (AttrValue(ce_timestamp=timestamp_pb2.Timestamp(seconds=0)), "1970-01-01T00:00:00Z"),
-        (AttrValue(ce_timestamp=timestamp_pb2.Timestamp(seconds=0, nanos=5_000_000)), "1970-01-01T00:00:00.005Z"),
-        (AttrValue(ce_timestamp=timestamp_pb2.Timestamp(seconds=0, nanos=5_000)), "1970-01-01T00:00:00.000005Z"),
-        (AttrValue(ce_timestamp=timestamp_pb2.Timestamp(seconds=0, nanos=5)), "1970-01-01T00:00:00.000000005Z"),
-        (T0, "2026-11-22T10:30:15.123456Z"),
-        (7, "7"),
-    ],
-)
-def test_canonical_string(value: Any, expected: str) -> None:
-    assert canonical_string(value) == expected
+# The shared fixture of every implementation (see its "comment"): from the repository root.
+CANONICAL_FIXTURE = Path(__file__).resolve().parents[3] / "proto" / "testdata" / "canonical_attributes.json"
+_OFFSET = re.compile(r"([+-])(\d\d):(\d\d)$")
+
+
+def canonical_cases() -> list[Any]:
+    cases = json.loads(CANONICAL_FIXTURE.read_text(encoding="utf-8"))["cases"]
+    return [pytest.param(case, id=case["name"]) for case in cases]
+
+
+def fixture_value(case: dict[str, Any]) -> AttrValue:
+    """Returns the protobuf attribute value of a fixture case, checking a timestamp's input text."""
+    kind, value = case["type"], case["value"]
+    if kind == "bytes":
+        return AttrValue(ce_bytes=bytes(value))
+    if kind == "timestamp":
+        ts = timestamp_pb2.Timestamp()
+        ts.FromJsonString(value)
+        assert (ts.seconds, ts.nanos) == (case["seconds"], case["nanos"]), "fixture: value and seconds/nanos differ"
+        return AttrValue(ce_timestamp=ts)
+    return AttrValue(**{f"ce_{kind}": value})
+
+
+def fixture_input(case: dict[str, Any], pb: AttrValue) -> AttributeInput | None:
+    """Returns the plain Python value of a fixture case, or None when Python has none (nanos)."""
+    kind = case["type"]
+    if kind == "timestamp":
+        if case["nanos"] % 1000:
+            return None
+        match = _OFFSET.search(case["value"])
+        offset = timedelta(0)
+        if match:
+            sign = -1 if match[1] == "-" else 1
+            offset = sign * timedelta(hours=int(match[2]), minutes=int(match[3]))
+        return pb.ce_timestamp.ToDatetime(tzinfo=timezone(offset))
+    value = from_attribute_value(pb)
+    assert not isinstance(value, datetime)
+    return value
+
+
+@pytest.mark.parametrize("case", canonical_cases())
+def test_canonical_string_of_shared_fixture(case: dict[str, Any]) -> None:
+    pb = fixture_value(case)
+    assert canonical_string(pb) == case["canonical"]
+    plain = fixture_input(case, pb)
+    if plain is not None:
+        assert canonical_string(plain) == case["canonical"], f"from {plain!r}"
+
+
+def test_shared_fixture_covers_every_type_and_fraction_length() -> None:
+    cases = json.loads(CANONICAL_FIXTURE.read_text(encoding="utf-8"))["cases"]
+    kinds = {case["type"] for case in cases}
+    oneof = AttrValue.DESCRIPTOR.oneofs_by_name["attr"]
+    assert kinds == {field.name.removeprefix("ce_") for field in oneof.fields}
+    digits = {len(_fraction(case["canonical"])) for case in cases if case["type"] == "timestamp"}
+    assert digits == set(range(10))
+
+
+def _fraction(text: str) -> str:
+    return text[20:-1] if "." in text else ""
+
+
+def test_canonical_string_rejects_an_empty_value() -> None:
+    with pytest.raises(ValueError, match="no type set"):
+        canonical_string(AttrValue())
 
 
 # --- ids ------------------------------------------------------------------------------------

@@ -3,18 +3,16 @@
 //! for people.
 
 use base64::Engine as _;
-use chrono::{DateTime, SecondsFormat, Utc};
-use eventbus_client::pb;
 use eventbus_client::pb::cloud_event::Data;
 use eventbus_client::pb::cloud_event::cloud_event_attribute_value::Attr;
+use eventbus_client::{AttributeValue, pb};
 use serde_json::{Map, Value, json};
 
-/// Returns a protobuf timestamp as RFC 3339 in UTC, or an empty string for an invalid one.
+/// Returns a protobuf timestamp in the canonical form of timestamp attributes: RFC 3339 in UTC,
+/// without trailing fractional zeros (`2026-11-22T10:00:00.25Z`), so that every time the CLI
+/// shows can be pasted into a filter.
 pub fn time(ts: &prost_types::Timestamp) -> String {
-    let nanos = u32::try_from(ts.nanos).unwrap_or(0);
-    DateTime::<Utc>::from_timestamp(ts.seconds, nanos)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_default()
+    AttributeValue::Timestamp(*ts).canonical_string()
 }
 
 fn opt_time(ts: Option<&prost_types::Timestamp>) -> Value {
@@ -31,16 +29,10 @@ pub fn duration(d: &prost_types::Duration) -> String {
     }
 }
 
-/// Returns an attribute value's canonical string (see `CloudEvent` in the proto).
+/// Returns an attribute value's canonical string (see `CloudEvent` in the proto), or an empty
+/// string for a value with no type set.
 pub fn attribute_text(value: &pb::cloud_event::CloudEventAttributeValue) -> String {
-    match &value.attr {
-        Some(Attr::CeBoolean(b)) => b.to_string(),
-        Some(Attr::CeInteger(n)) => n.to_string(),
-        Some(Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => s.clone(),
-        Some(Attr::CeBytes(b)) => base64::engine::general_purpose::STANDARD.encode(b),
-        Some(Attr::CeTimestamp(t)) => time(t),
-        None => String::new(),
-    }
+    AttributeValue::from_proto(value).map(|v| v.canonical_string()).unwrap_or_default()
 }
 
 fn attribute_json(value: &pb::cloud_event::CloudEventAttributeValue) -> Value {
@@ -407,10 +399,51 @@ mod tests {
         assert_eq!(event_json(&bin)["data_base64"], json!("AQ=="));
     }
 
+    /// Attribute values and their canonical strings, shared by the tests of every implementation
+    /// (see its "comment").
+    const CANONICAL_FIXTURE: &str = include_str!("../../../proto/testdata/canonical_attributes.json");
+
+    /// Returns the value of a fixture case as it arrives on the wire (timestamps from their
+    /// `seconds` and `nanos`).
+    fn fixture_value(case: &Value) -> pb::cloud_event::CloudEventAttributeValue {
+        let value = &case["value"];
+        let text = || value.as_str().unwrap().to_owned();
+        let attr = match case["type"].as_str().unwrap() {
+            "boolean" => Attr::CeBoolean(value.as_bool().unwrap()),
+            "integer" => Attr::CeInteger(i32::try_from(value.as_i64().unwrap()).unwrap()),
+            "string" => Attr::CeString(text()),
+            "bytes" => Attr::CeBytes(serde_json::from_value(value.clone()).unwrap()),
+            "uri" => Attr::CeUri(text()),
+            "uri_ref" => Attr::CeUriRef(text()),
+            "timestamp" => Attr::CeTimestamp(prost_types::Timestamp {
+                seconds: case["seconds"].as_i64().unwrap(),
+                nanos: i32::try_from(case["nanos"].as_i64().unwrap()).unwrap(),
+            }),
+            other => panic!("fixture: unknown type {other}"),
+        };
+        pb::cloud_event::CloudEventAttributeValue { attr: Some(attr) }
+    }
+
+    #[test]
+    fn attributes_render_in_the_canonical_form_of_the_shared_fixture() {
+        let fixture: Value = serde_json::from_str(CANONICAL_FIXTURE).unwrap();
+        let cases = fixture["cases"].as_array().unwrap();
+        assert!(!cases.is_empty());
+        for case in cases {
+            let (value, name) = (fixture_value(case), &case["name"]);
+            assert_eq!(attribute_text(&value), case["canonical"].as_str().unwrap(), "{name}");
+            let json = match case["type"].as_str().unwrap() {
+                "boolean" | "integer" => case["value"].clone(),
+                _ => case["canonical"].clone(),
+            };
+            assert_eq!(attribute_json(&value), json, "{name}");
+        }
+    }
+
     #[test]
     fn durations_and_times() {
         assert_eq!(duration(&prost_types::Duration { seconds: 600, nanos: 0 }), "600s");
         assert_eq!(duration(&prost_types::Duration { seconds: 1, nanos: 500_000_000 }), "1.5s");
-        assert_eq!(time(&prost_types::Timestamp { seconds: 0, nanos: 250_000_000 }), "1970-01-01T00:00:00.250Z");
+        assert_eq!(time(&prost_types::Timestamp { seconds: 0, nanos: 250_000_000 }), "1970-01-01T00:00:00.25Z");
     }
 }

@@ -222,7 +222,11 @@ def canonical_string(value: cloudevent_pb2.CloudEvent.CloudEventAttributeValue |
     """Returns the canonical string of an attribute value, as filters and ``correlate_by`` see it.
 
     ``true``/``false``; decimal integers; strings and URIs unchanged; bytes as padded standard
-    base64; timestamps as RFC 3339 UTC with a ``Z`` and 0, 3, 6 or 9 fractional digits.
+    base64; timestamps as RFC 3339 in UTC with a ``Z``, with fractional seconds only when they
+    are not zero and without trailing zeros (``2026-11-22T10:00:00Z``,
+    ``2026-11-22T10:00:00.25Z``). ``proto/testdata/canonical_attributes.json`` pins these forms
+    for every client. Raises ``ValueError`` for a value with no type set or a timestamp outside
+    the years 1 to 9999.
     """
     pb = value if isinstance(value, _AttrValue) else to_attribute_value(value)
     case = pb.WhichOneof("attr")
@@ -239,8 +243,15 @@ def canonical_string(value: cloudevent_pb2.CloudEvent.CloudEventAttributeValue |
     if case == "ce_uri_ref":
         return pb.ce_uri_ref
     if case == "ce_timestamp":
-        return pb.ce_timestamp.ToJsonString()
+        return _canonical_time(pb.ce_timestamp)
     raise ValueError("attribute value has no type set")
+
+
+def _canonical_time(ts: timestamp_pb2.Timestamp) -> str:
+    # The JSON mapping writes 0, 3, 6 or 9 fractional digits; the canonical form trims zeros.
+    text: str = ts.ToJsonString()
+    whole, dot, fraction = text[:-1].partition(".")
+    return f"{whole}{dot}{fraction.rstrip('0')}Z"
 
 
 # --- building -------------------------------------------------------------------------------
