@@ -9,6 +9,7 @@ use anyhow::Context;
 use eventbus_engine::store::{Durability, StoreConfig};
 use serde::Deserialize;
 
+use crate::limits;
 use crate::telemetry::TelemetryArgs;
 
 /// Request and stream limits.
@@ -31,12 +32,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_message_bytes: 4 << 20,
-            max_events_per_publish: 1000,
-            max_attributes: 64,
-            max_data_bytes: 1 << 20,
-            max_streams_per_connection: 1024,
-            max_subscriptions: 10_000,
+            max_message_bytes: limits::DEFAULT_MAX_MESSAGE_BYTES,
+            max_events_per_publish: limits::DEFAULT_MAX_EVENTS_PER_PUBLISH,
+            max_attributes: limits::DEFAULT_MAX_ATTRIBUTES,
+            max_data_bytes: limits::DEFAULT_MAX_DATA_BYTES,
+            max_streams_per_connection: limits::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            max_subscriptions: limits::DEFAULT_MAX_SUBSCRIPTIONS,
         }
     }
 }
@@ -65,7 +66,7 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             store,
             limits: Limits::default(),
-            keepalive: Duration::from_secs(15),
+            keepalive: limits::DEFAULT_KEEPALIVE,
             poll_interval: Duration::from_millis(500),
             metrics_addr: None,
             traces: false,

@@ -601,7 +601,7 @@ fn validation_names_the_field() {
             ListenerSpec { filters: vec![filter("c", &[("x", "y")])], ..base() },
             "filters[0].type",
         ),
-        ("bad glob", ListenerSpec { filters: vec![filter("a", &[("x", "[")])], ..base() }, "filters[0].attributes.x"),
+        ("bad glob", ListenerSpec { filters: vec![filter("a", &[("x", "[")])], ..base() }, "filters[0].attributes[x]"),
         ("empty filter set", ListenerSpec { filters: vec![filter("a", &[])], ..base() }, "filters[0].attributes"),
         (
             "too many sets",
