@@ -213,6 +213,8 @@ pub struct Listener {
     pub created_at: DateTime<Utc>,
     /// The registering call's trace context; a TIMEOUT continues it.
     pub trace: TraceContext,
+    /// The idempotency key it was registered with, if any.
+    pub request_id: Option<String>,
     pub status: ListenerStatus,
 }
 

@@ -109,7 +109,7 @@ pub fn spec_to(s: ListenerSpec) -> pb::ListenerSpec {
     }
 }
 
-pub fn listener_to(l: Listener, request_id: Option<String>) -> pb::Listener {
+pub fn listener_to(l: Listener) -> pb::Listener {
     let (status, fire_id, finish) = match l.status {
         ListenerStatus::Active => (pb::ListenerStatus::Active, String::new(), None),
         ListenerStatus::Fired { fire_id, at } => (pb::ListenerStatus::Fired, fire_id.to_string(), Some(time_to(at))),
@@ -125,7 +125,7 @@ pub fn listener_to(l: Listener, request_id: Option<String>) -> pb::Listener {
         fire_id,
         create_time: Some(time_to(l.created_at)),
         finish_time: finish,
-        request_id: request_id.unwrap_or_default(),
+        request_id: l.request_id.unwrap_or_default(),
     }
 }
 

@@ -123,21 +123,21 @@ impl EventBus {
         trace: TraceContext,
     ) -> Result<pb::RegisterListenerResponse, ApiError> {
         let Register { namespace, spec, request_id } = self.checked(req)?;
-        let (listener, created) = self.store.register_listener(&namespace, spec, request_id.clone(), trace).await?;
-        Ok(pb::RegisterListenerResponse { listener: Some(convert::listener_to(listener, request_id)), created })
+        let (listener, created) = self.store.register_listener(&namespace, spec, request_id, trace).await?;
+        Ok(pb::RegisterListenerResponse { listener: Some(convert::listener_to(listener)), created })
     }
 
     async fn get_listener_inner(&self, req: pb::GetListenerRequest) -> Result<pb::GetListenerResponse, ApiError> {
         let ListenerId { namespace, id } = self.checked(req)?;
         let l = self.store.get_listener(&namespace, id).await?;
-        Ok(pb::GetListenerResponse { listener: Some(convert::listener_to(l, None)) })
+        Ok(pb::GetListenerResponse { listener: Some(convert::listener_to(l)) })
     }
 
     async fn list_listeners_inner(&self, req: pb::ListListenersRequest) -> Result<pb::ListListenersResponse, ApiError> {
         let ListListeners { namespace, query } = self.checked(req)?;
         let page = self.store.list_listeners(&namespace, query).await?;
         Ok(pb::ListListenersResponse {
-            listeners: page.items.into_iter().map(|l| convert::listener_to(l, None)).collect(),
+            listeners: page.items.into_iter().map(convert::listener_to).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         })
     }

@@ -135,6 +135,9 @@ async fn request_id_is_free_again_after_its_listener_is_deleted(db: Database) {
     let second = c.register_listener_with_request_id("ns", spec(), "req-1").await.unwrap();
     assert!(second.created, "a deleted listener's request_id registers a new listener");
     assert_ne!(second.listener.id, first.listener.id);
+    assert_eq!(c.get_listener("ns", &second.listener.id).await.unwrap().request_id, "req-1");
+    let listed = c.list_listeners("ns", &Default::default()).await.unwrap();
+    assert_eq!(listed.iter().map(|l| l.request_id.as_str()).collect::<Vec<_>>(), ["req-1"]);
     let retry = c.register_listener_with_request_id("ns", spec(), "req-1").await.unwrap();
     assert_eq!((retry.created, retry.listener.id.as_str()), (false, second.listener.id.as_str()));
     assert_eq!(c.delete_listeners_for_workflow("ns", "wf").await.unwrap(), 1);

@@ -122,6 +122,7 @@ impl Harness {
             spec,
             created_at: t0(),
             trace: TraceContext { traceparent: "00-registration-01".into(), tracestate: String::new() },
+            request_id: None,
             status: ListenerStatus::Active,
         };
         self.next_order += 1;
