@@ -168,3 +168,31 @@ pub fn dead_letter_to(d: DeadLetter, group: &str) -> pb::DeadLetter {
         dead_time: Some(time_to(d.dead_at)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_listeners_stored_without_a_policy_report_first() {
+        let spec = |condition, policy| ListenerSpec {
+            kind: ListenerKind::Start,
+            target: "wf".into(),
+            condition,
+            types: vec!["a".into(), "b".into()],
+            filters: vec![],
+            lifespan: None,
+            correlate_by: vec![],
+            policy,
+            deadline: None,
+        };
+        let cases = [
+            (Condition::All, None, pb::ConsumptionPolicy::First),
+            (Condition::All, Some(Policy::Latest), pb::ConsumptionPolicy::Latest),
+            (Condition::Any, None, pb::ConsumptionPolicy::Unspecified),
+        ];
+        for (condition, policy, want) in cases {
+            assert_eq!(spec_to(spec(condition, policy)).policy(), want, "{condition:?} {policy:?}");
+        }
+    }
+}

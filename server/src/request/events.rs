@@ -95,10 +95,9 @@ fn attributes(map: HashMap<String, CloudEventAttributeValue>, limits: &Limits) -
     if map.len() > max {
         return Err(Violations::exceeded("attributes", format!("at most {max} attributes")));
     }
-    let checked = all(map.into_iter().map(|(name, value)| {
-        attribute(&name, value)
-            .map(|v| (name.clone(), v))
-            .map_err(|description| Violations::invalid(format!("attributes[{name}]"), description))
+    let checked = all(map.into_iter().map(|(name, value)| match attribute(&name, value) {
+        Ok(value) => Ok((name, value)),
+        Err(description) => Err(Violations::invalid(format!("attributes[{name}]"), description)),
     }));
     let checked = checked.map_err(|mut v| {
         // The map's order is random; the client sees its violations in name order.
