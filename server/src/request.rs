@@ -136,8 +136,8 @@ pub fn namespace(ns: String) -> Result<String, Violations> {
 }
 
 /// Checks a consumer group name (the rules of a namespace).
-pub fn group(name_: String) -> Result<String, Violations> {
-    name("consumer_group", name_)
+pub fn group(consumer_group: String) -> Result<String, Violations> {
+    name("consumer_group", consumer_group)
 }
 
 fn name(field: &str, s: String) -> Result<String, Violations> {
