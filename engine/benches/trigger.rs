@@ -78,6 +78,7 @@ impl Registry {
             spec,
             created_at: now(),
             trace: TraceContext::default(),
+            request_id: None,
             status: ListenerStatus::Active,
         };
         self.engine.insert(CompiledListener::compile(listener).expect("valid listener"), partials);

@@ -12,6 +12,16 @@ use serde::{Deserialize, Serialize};
 pub const CONTEXT_ATTRIBUTES: [&str; 8] =
     ["id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema"];
 
+/// The required context attributes, the first four of [`CONTEXT_ATTRIBUTES`]: an event carries
+/// them in fields of their own, never among its optional and extension attributes.
+pub const REQUIRED_ATTRIBUTES: &[&str] = CONTEXT_ATTRIBUTES.split_at(4).0;
+
+/// Returns whether `name` may not appear among an event's optional and extension attributes:
+/// a required context attribute, or `data` (the payload in the CloudEvents JSON format).
+pub fn is_reserved_attribute(name: &str) -> bool {
+    name == "data" || REQUIRED_ATTRIBUTES.contains(&name)
+}
+
 /// A value of one of the CloudEvents attribute types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "v", rename_all = "snake_case")]
@@ -271,6 +281,16 @@ mod tests {
         for case in cases {
             let value = fixture_value(case);
             assert_eq!(value.canonical(), case["canonical"].as_str().unwrap(), "{}", case["name"]);
+        }
+    }
+
+    #[test]
+    fn reserved_attributes() {
+        for name in ["id", "source", "specversion", "type", "data"] {
+            assert!(is_reserved_attribute(name), "{name}");
+        }
+        for name in ["subject", "time", "datacontenttype", "dataschema", "traceparent", "orderid", "ID"] {
+            assert!(!is_reserved_attribute(name), "{name}");
         }
     }
 

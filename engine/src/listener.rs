@@ -86,7 +86,7 @@ pub struct ListenerSpec {
 
 impl ListenerSpec {
     /// Checks every rule and returns all violations at once, with field paths relative to the
-    /// spec (`types[1]`, `filters[0].attributes.source`).
+    /// spec (`types[1]`, `filters[0].attributes[source]`).
     pub fn validate(&self) -> Result<()> {
         let mut v = Vec::new();
         if self.target.is_empty() {
@@ -131,7 +131,7 @@ impl ListenerSpec {
             }
             let mut names = HashSet::new();
             for (name, pattern) in &set.attributes {
-                let clause = format!("{field}.attributes.{name}");
+                let clause = format!("{field}.attributes[{name}]");
                 if name.is_empty() {
                     v.push(FieldViolation::new(clause.clone(), "attribute name must not be empty"));
                 }
@@ -213,6 +213,8 @@ pub struct Listener {
     pub created_at: DateTime<Utc>,
     /// The registering call's trace context; a TIMEOUT continues it.
     pub trace: TraceContext,
+    /// The idempotency key it was registered with, if any.
+    pub request_id: Option<String>,
     pub status: ListenerStatus,
 }
 

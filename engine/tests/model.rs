@@ -549,6 +549,7 @@ impl Run {
             spec: spec.clone(),
             created_at: self.now,
             trace: trace.clone(),
+            request_id: None,
             status: ListenerStatus::Active,
         };
         self.engine.insert(CompiledListener::compile(listener).expect("valid listener compiles"), []);

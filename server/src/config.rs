@@ -1,5 +1,6 @@
 //! Typed server configuration, resolved once from flags, `EVENTBUS_*` variables and an optional
-//! TOML file (flags and variables win over the file, the file over defaults).
+//! TOML file (flags and variables win over the file, the file over defaults). The settings are
+//! defined once, in [`ServeArgs`]: its fields are the flags, the variables and the file's keys.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use eventbus_engine::store::{Durability, StoreConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::telemetry::TelemetryArgs;
+use crate::limits;
+use crate::telemetry::{LogFormat, TelemetryArgs};
 
 /// Request and stream limits.
 #[derive(Debug, Clone)]
@@ -31,12 +33,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_message_bytes: 4 << 20,
-            max_events_per_publish: 1000,
-            max_attributes: 64,
-            max_data_bytes: 1 << 20,
-            max_streams_per_connection: 1024,
-            max_subscriptions: 10_000,
+            max_message_bytes: limits::DEFAULT_MAX_MESSAGE_BYTES,
+            max_events_per_publish: limits::DEFAULT_MAX_EVENTS_PER_PUBLISH,
+            max_attributes: limits::DEFAULT_MAX_ATTRIBUTES,
+            max_data_bytes: limits::DEFAULT_MAX_DATA_BYTES,
+            max_streams_per_connection: limits::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            max_subscriptions: limits::DEFAULT_MAX_SUBSCRIPTIONS,
         }
     }
 }
@@ -65,7 +67,7 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             store,
             limits: Limits::default(),
-            keepalive: Duration::from_secs(15),
+            keepalive: limits::DEFAULT_KEEPALIVE,
             poll_interval: Duration::from_millis(500),
             metrics_addr: None,
             traces: false,
@@ -73,11 +75,16 @@ impl ServerConfig {
     }
 }
 
-/// `eventbus serve` flags; each also reads an `EVENTBUS_*` variable.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// The settings of `eventbus serve`, defined once: each field is a flag (`--max-data-bytes`), an
+/// environment variable (`EVENTBUS_MAX_DATA_BYTES`) and a key of the `--config` TOML file
+/// (`max_data_bytes`). Flags and variables win over the file, the file over the defaults.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServeArgs {
-    /// TOML file with any of the settings below (keys as the flags, with `_` for `-`).
+    /// TOML file with any of the settings below (keys as the flags, with `_` for `-`, and
+    /// `log_format`).
     #[arg(long, env = "EVENTBUS_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on for gRPC [default: 127.0.0.1:50051]; port 0 picks a free port.
     #[arg(long, env = "EVENTBUS_LISTEN")]
@@ -94,8 +101,9 @@ pub struct ServeArgs {
     pub data_file: Option<PathBuf>,
     /// Acknowledge a publish once committed, before it is flushed to disk: faster, but a machine
     /// crash may lose the last acknowledged writes.
-    #[arg(long, env = "EVENTBUS_RELAXED_DURABILITY")]
-    pub relaxed_durability: bool,
+    #[arg(long, env = "EVENTBUS_RELAXED_DURABILITY", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub relaxed_durability: Option<bool>,
     /// Delete events, finished notifications and finished listeners older than this many
     /// seconds [default: keep forever].
     #[arg(long, env = "EVENTBUS_RETENTION_SECONDS")]
@@ -125,75 +133,84 @@ pub struct ServeArgs {
     /// none, no metrics endpoint].
     #[arg(long, env = "EVENTBUS_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    #[command(flatten)]
+    /// OTLP/gRPC endpoint to export traces to, e.g. `http://localhost:4317` [default: none, no
+    /// traces]. The standard OTEL_* variables configure the rest.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Log line format: the global `--log-format` flag (and `EVENTBUS_LOG_FORMAT`), which `main`
+    /// puts here; in the file, `log_format = "json"`.
+    #[arg(skip)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// What `serve` runs with, resolved from [`ServeArgs`].
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub config: ServerConfig,
+    /// Where to write the bound address, if anywhere.
+    pub listen_addr_file: Option<PathBuf>,
+    pub log_format: LogFormat,
     pub telemetry: TelemetryArgs,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    listen_addr_file: Option<PathBuf>,
-    database_url: Option<String>,
-    data_file: Option<PathBuf>,
-    relaxed_durability: Option<bool>,
-    retention_seconds: Option<u64>,
-    pool_size: Option<u32>,
-    max_message_bytes: Option<usize>,
-    max_data_bytes: Option<usize>,
-    max_attributes: Option<usize>,
-    max_subscriptions: Option<usize>,
-    max_streams_per_connection: Option<u32>,
-    keepalive_seconds: Option<u64>,
-    metrics_addr: Option<SocketAddr>,
-}
-
 impl ServeArgs {
-    /// Resolves flags, variables, the file and defaults into a config, and the address file.
-    pub fn resolve(self) -> anyhow::Result<(ServerConfig, Option<PathBuf>)> {
-        let file: FileConfig = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => FileConfig::default(),
+    /// Returns these settings over those of the file (each field set here wins).
+    fn over(self, file: ServeArgs) -> anyhow::Result<ServeArgs> {
+        let table = |s: &ServeArgs| match toml::Value::try_from(s) {
+            Ok(toml::Value::Table(t)) => Ok(t),
+            Ok(_) => Err(anyhow::anyhow!("settings are not a table")),
+            Err(e) => Err(e).context("encoding settings"),
         };
-        let data_file = self.data_file.or(file.data_file).unwrap_or_else(|| PathBuf::from("eventbus.db"));
-        let url =
-            self.database_url.or(file.database_url).unwrap_or_else(|| format!("sqlite://{}", data_file.display()));
+        let mut merged = table(&file)?;
+        merged.extend(table(&self)?);
+        let config = self.config;
+        let merged: ServeArgs = toml::Value::Table(merged).try_into().context("merging settings")?;
+        Ok(ServeArgs { config, ..merged })
+    }
+
+    /// Reads the `--config` file, if any, and returns the settings of flags and variables over
+    /// it.
+    fn merged(self) -> anyhow::Result<ServeArgs> {
+        let Some(path) = &self.config else { return Ok(self) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: ServeArgs = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        self.over(file)
+    }
+
+    /// Resolves flags, variables, the file and defaults into what `serve` runs with.
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let s = self.merged()?;
+        let data_file = s.data_file.unwrap_or_else(|| PathBuf::from("eventbus.db"));
+        let url = s.database_url.unwrap_or_else(|| format!("sqlite://{}", data_file.display()));
         let mut store = StoreConfig::new(url);
-        if self.relaxed_durability || file.relaxed_durability.unwrap_or(false) {
+        if s.relaxed_durability.unwrap_or(false) {
             store.durability = Durability::Relaxed;
         }
-        store.retention = self.retention_seconds.or(file.retention_seconds).map(Duration::from_secs);
-        if let Some(n) = self.pool_size.or(file.pool_size) {
+        store.retention = s.retention_seconds.map(Duration::from_secs);
+        if let Some(n) = s.pool_size {
             store.pool_size = n;
         }
         let mut config = ServerConfig::new(store);
-        if let Some(a) = self.listen.or(file.listen) {
+        if let Some(a) = s.listen {
             config.listen = a;
         }
         let l = &mut config.limits;
-        if let Some(n) = self.max_message_bytes.or(file.max_message_bytes) {
-            l.max_message_bytes = n;
+        l.max_message_bytes = s.max_message_bytes.unwrap_or(l.max_message_bytes);
+        l.max_data_bytes = s.max_data_bytes.unwrap_or(l.max_data_bytes);
+        l.max_attributes = s.max_attributes.unwrap_or(l.max_attributes);
+        l.max_subscriptions = s.max_subscriptions.unwrap_or(l.max_subscriptions);
+        l.max_streams_per_connection = s.max_streams_per_connection.unwrap_or(l.max_streams_per_connection);
+        if let Some(secs) = s.keepalive_seconds {
+            config.keepalive = Duration::from_secs(secs.max(1));
         }
-        if let Some(n) = self.max_data_bytes.or(file.max_data_bytes) {
-            l.max_data_bytes = n;
-        }
-        if let Some(n) = self.max_attributes.or(file.max_attributes) {
-            l.max_attributes = n;
-        }
-        if let Some(n) = self.max_subscriptions.or(file.max_subscriptions) {
-            l.max_subscriptions = n;
-        }
-        if let Some(n) = self.max_streams_per_connection.or(file.max_streams_per_connection) {
-            l.max_streams_per_connection = n;
-        }
-        if let Some(s) = self.keepalive_seconds.or(file.keepalive_seconds) {
-            config.keepalive = Duration::from_secs(s.max(1));
-        }
-        config.metrics_addr = self.metrics_addr.or(file.metrics_addr);
-        config.traces = self.telemetry.traces_enabled();
-        Ok((config, self.listen_addr_file.or(file.listen_addr_file)))
+        config.metrics_addr = s.metrics_addr;
+        let telemetry = TelemetryArgs { otlp_endpoint: s.otlp_endpoint };
+        config.traces = telemetry.traces_enabled();
+        let log_format = s.log_format.unwrap_or_default();
+        Ok(Resolved { config, listen_addr_file: s.listen_addr_file, log_format, telemetry })
     }
 }
+
+#[cfg(test)]
+#[path = "config/tests.rs"]
+mod tests;

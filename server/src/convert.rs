@@ -1,8 +1,6 @@
-//! Conversions between the wire types (`eventbus_client::pb`) and the engine's, with the
-//! validation of everything a client sends. Violations name the field path as the client
-//! wrote it (`events[3].attributes[time]`, `listener.types[1]`).
+//! Conversions from the engine's types to the wire types (`eventbus_client::pb`): what the
+//! server answers. What clients send is checked and converted by [`crate::request`].
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,199 +9,15 @@ use eventbus_client::pb::cloud_event::CloudEventAttributeValue;
 use eventbus_client::pb::cloud_event::cloud_event_attribute_value::Attr;
 use eventbus_engine::store::{DeadLetter, Delivery, Notification, NotificationKind};
 use eventbus_engine::{
-    AttrValue, Condition, Data, Event, FieldViolation, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus,
-    Policy, TraceContext, valid_traceparent,
+    AttrValue, Condition, Data, Event, Listener, ListenerKind, ListenerSpec, ListenerStatus, Policy,
 };
-
-use crate::config::Limits;
-
-pub type Violations = Vec<FieldViolation>;
-
-/// Maximum namespace length in bytes.
-pub const MAX_NAMESPACE: usize = 128;
-
-/// Checks a namespace: 1 to 128 bytes of ASCII letters, digits, `-`, `_`, `.`.
-pub fn namespace(ns: &str, v: &mut Violations) {
-    if ns.is_empty() {
-        v.push(FieldViolation::new("namespace", "must not be empty"));
-    } else if ns.len() > MAX_NAMESPACE {
-        v.push(FieldViolation::new("namespace", format!("must be at most {MAX_NAMESPACE} bytes")));
-    } else if !ns.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        v.push(FieldViolation::new("namespace", "may hold only ASCII letters, digits, '-', '_' and '.'"));
-    }
-}
-
-/// Checks a consumer group name (same rules as a namespace).
-pub fn group(name: &str, v: &mut Violations) {
-    let mut inner = Vec::new();
-    namespace(name, &mut inner);
-    v.extend(inner.into_iter().map(|x| FieldViolation::new("consumer_group", x.description)));
-}
-
-pub fn finish(v: Violations) -> Result<(), tonic::Status> {
-    if v.is_empty() { Ok(()) } else { Err(crate::status::invalid(v)) }
-}
-
-pub fn time_from(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
-}
 
 pub fn time_to(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
 }
 
-pub fn duration_from(d: &prost_types::Duration) -> Option<Duration> {
-    if d.seconds < 0 || d.nanos < 0 {
-        return None;
-    }
-    Some(Duration::new(d.seconds as u64, d.nanos as u32))
-}
-
 pub fn duration_to(d: Duration) -> prost_types::Duration {
     prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
-}
-
-const RESERVED: [&str; 5] = ["id", "source", "specversion", "type", "data"];
-
-fn attr_name_ok(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-}
-
-fn has_scheme(s: &str) -> bool {
-    match s.split_once(':') {
-        Some((scheme, _)) => {
-            !scheme.is_empty()
-                && scheme.as_bytes()[0].is_ascii_alphabetic()
-                && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        }
-        None => false,
-    }
-}
-
-/// Validates and converts one published event. `call_trace` is the Publish call's context,
-/// used unless the event carries a valid `traceparent` attribute. Invalid fields go to `v`,
-/// fields over the server's limits (attributes, data size) to `exceeded`.
-pub fn event_from(
-    i: usize,
-    ce: pb::CloudEvent,
-    call_trace: &TraceContext,
-    limits: &Limits,
-    v: &mut Violations,
-    exceeded: &mut Violations,
-) -> Option<Event> {
-    let field = |f: &str| format!("events[{i}].{f}");
-    let before = (v.len(), exceeded.len());
-    for (name, value, max) in [("id", &ce.id, 256), ("source", &ce.source, 1024), ("type", &ce.r#type, 256)] {
-        if value.is_empty() {
-            v.push(FieldViolation::new(field(name), "is required"));
-        } else if value.len() > max {
-            v.push(FieldViolation::new(field(name), format!("must be at most {max} bytes")));
-        }
-    }
-    if ce.spec_version != "1.0" {
-        v.push(FieldViolation::new(field("spec_version"), "must be \"1.0\""));
-    }
-    if ce.attributes.len() > limits.max_attributes {
-        exceeded
-            .push(FieldViolation::new(field("attributes"), format!("at most {} attributes", limits.max_attributes)));
-    }
-    let data_len = match &ce.data {
-        Some(pb::cloud_event::Data::BinaryData(b)) => b.len(),
-        Some(pb::cloud_event::Data::TextData(t)) => t.len(),
-        Some(pb::cloud_event::Data::ProtoData(a)) => a.value.len() + a.type_url.len(),
-        None => 0,
-    };
-    if data_len > limits.max_data_bytes {
-        exceeded.push(FieldViolation::new(field("data"), format!("at most {} bytes of data", limits.max_data_bytes)));
-    }
-    let mut subject = None;
-    let mut time = None;
-    let mut datacontenttype = None;
-    let mut dataschema = None;
-    let mut extensions = BTreeMap::new();
-    let mut own_trace = TraceContext::default();
-    for (name, value) in ce.attributes {
-        // Named only when it is wrong: valid attributes cost no allocation.
-        let f = || field(&format!("attributes[{name}]"));
-        if !attr_name_ok(&name) {
-            v.push(FieldViolation::new(f(), "attribute names are 1 to 64 lower-case ASCII letters and digits"));
-            continue;
-        }
-        if RESERVED.contains(&name.as_str()) {
-            v.push(FieldViolation::new(f(), "shadows a context attribute or the data; use the message field"));
-            continue;
-        }
-        let Some(attr) = value.attr else {
-            v.push(FieldViolation::new(f(), "has no value"));
-            continue;
-        };
-        let value = match attr {
-            Attr::CeBoolean(b) => AttrValue::Boolean(b),
-            Attr::CeInteger(n) => AttrValue::Integer(n),
-            Attr::CeString(s) => AttrValue::String(s),
-            Attr::CeBytes(b) => AttrValue::Bytes(b),
-            Attr::CeUri(s) if has_scheme(&s) => AttrValue::Uri(s),
-            Attr::CeUri(_) => {
-                v.push(FieldViolation::new(f(), "a ce_uri must be an absolute URI"));
-                continue;
-            }
-            Attr::CeUriRef(s) => AttrValue::UriRef(s),
-            Attr::CeTimestamp(ts) => match time_from(&ts) {
-                Some(t) => AttrValue::Timestamp(t),
-                None => {
-                    v.push(FieldViolation::new(f(), "timestamp out of range"));
-                    continue;
-                }
-            },
-        };
-        match (name.as_str(), value) {
-            ("subject", AttrValue::String(s)) => subject = Some(s),
-            ("datacontenttype", AttrValue::String(s)) => datacontenttype = Some(s),
-            ("time", AttrValue::Timestamp(t)) => time = Some(t),
-            ("dataschema", AttrValue::Uri(s)) => dataschema = Some(s),
-            ("subject" | "datacontenttype", _) => v.push(FieldViolation::new(f(), "must be a ce_string")),
-            ("time", _) => v.push(FieldViolation::new(f(), "must be a ce_timestamp")),
-            ("dataschema", _) => v.push(FieldViolation::new(f(), "must be a ce_uri")),
-            ("traceparent" | "tracestate", AttrValue::String(s)) => {
-                if name == "traceparent" {
-                    own_trace.traceparent = s.clone();
-                } else {
-                    own_trace.tracestate = s.clone();
-                }
-                extensions.insert(name, AttrValue::String(s));
-            }
-            ("traceparent" | "tracestate", _) => v.push(FieldViolation::new(f(), "must be a ce_string")),
-            (_, value) => {
-                extensions.insert(name, value);
-            }
-        }
-    }
-    if (v.len(), exceeded.len()) != before {
-        return None;
-    }
-    let trace = if valid_traceparent(&own_trace.traceparent) { own_trace } else { call_trace.clone() };
-    let data = ce.data.map(|d| match d {
-        pb::cloud_event::Data::BinaryData(b) => Data::Binary(b),
-        pb::cloud_event::Data::TextData(t) => Data::Text(t),
-        pb::cloud_event::Data::ProtoData(a) => Data::Proto { type_url: a.type_url, value: a.value },
-    });
-    Some(Event {
-        namespace: String::new(),
-        sequence: 0,
-        id: ce.id,
-        source: ce.source,
-        specversion: ce.spec_version,
-        event_type: ce.r#type,
-        subject,
-        time,
-        datacontenttype,
-        dataschema,
-        extensions,
-        data,
-        // Set by the store when it stores the event.
-        received_at: DateTime::UNIX_EPOCH,
-        trace,
-    })
 }
 
 fn attr(a: Attr) -> CloudEventAttributeValue {
@@ -261,94 +75,6 @@ pub fn stored_event_to(e: Event) -> pb::StoredEvent {
     }
 }
 
-/// Validates and converts a listener spec; field paths start with `listener.`.
-pub fn spec_from(spec: Option<pb::ListenerSpec>, v: &mut Violations) -> Option<ListenerSpec> {
-    let Some(s) = spec else {
-        v.push(FieldViolation::new("listener", "is required"));
-        return None;
-    };
-    let before = v.len();
-    let f = |name: &str| format!("listener.{name}");
-    let kind = match pb::ListenerKind::try_from(s.kind) {
-        Ok(pb::ListenerKind::Start) => Some(ListenerKind::Start),
-        Ok(pb::ListenerKind::Wait) => Some(ListenerKind::Wait),
-        _ => {
-            v.push(FieldViolation::new(f("kind"), "must be START or WAIT"));
-            None
-        }
-    };
-    let condition = match pb::ListenerCondition::try_from(s.condition) {
-        Ok(pb::ListenerCondition::One) => Some(Condition::One),
-        Ok(pb::ListenerCondition::Any) => Some(Condition::Any),
-        Ok(pb::ListenerCondition::All) => Some(Condition::All),
-        _ => {
-            v.push(FieldViolation::new(f("condition"), "must be ONE, ANY or ALL"));
-            None
-        }
-    };
-    let target = match kind {
-        Some(ListenerKind::Start) => {
-            if !s.instance_id.is_empty() {
-                v.push(FieldViolation::new(f("instance_id"), "only allowed with kind WAIT"));
-            }
-            s.workflow_id
-        }
-        Some(ListenerKind::Wait) => {
-            if !s.workflow_id.is_empty() {
-                v.push(FieldViolation::new(f("workflow_id"), "only allowed with kind START"));
-            }
-            s.instance_id
-        }
-        None => String::new(),
-    };
-    let policy = match pb::ConsumptionPolicy::try_from(s.policy) {
-        Ok(pb::ConsumptionPolicy::Unspecified) => None,
-        Ok(pb::ConsumptionPolicy::First) => Some(Policy::First),
-        Ok(pb::ConsumptionPolicy::Latest) => Some(Policy::Latest),
-        Err(_) => {
-            v.push(FieldViolation::new(f("policy"), "unknown policy"));
-            None
-        }
-    };
-    let lifespan = match s.lifespan.as_ref().map(duration_from) {
-        None => None,
-        Some(Some(d)) => Some(d),
-        Some(None) => {
-            v.push(FieldViolation::new(f("lifespan"), "must not be negative"));
-            None
-        }
-    };
-    let deadline = match s.deadline.as_ref().map(time_from) {
-        None => None,
-        Some(Some(t)) => Some(t),
-        Some(None) => {
-            v.push(FieldViolation::new(f("deadline"), "timestamp out of range"));
-            None
-        }
-    };
-    let filters = s
-        .filters
-        .into_iter()
-        .map(|e| FilterSet { event_type: e.r#type, attributes: e.attributes.into_iter().collect() })
-        .collect();
-    let (Some(kind), Some(condition)) = (kind, condition) else { return None };
-    let spec = ListenerSpec {
-        kind,
-        target,
-        condition,
-        types: s.types,
-        filters,
-        lifespan,
-        correlate_by: s.correlate_by,
-        policy,
-        deadline,
-    };
-    if let Err(eventbus_engine::Error::InvalidArgument(inner)) = spec.validate() {
-        v.extend(inner.into_iter().map(|x| x.prefixed("listener")));
-    }
-    (v.len() == before).then_some(spec)
-}
-
 pub fn spec_to(s: ListenerSpec) -> pb::ListenerSpec {
     let (workflow_id, instance_id, kind) = match s.kind {
         ListenerKind::Start => (s.target, String::new(), pb::ListenerKind::Start),
@@ -371,7 +97,10 @@ pub fn spec_to(s: ListenerSpec) -> pb::ListenerSpec {
             .collect(),
         lifespan: s.lifespan.map(duration_to),
         correlate_by: s.correlate_by,
+        // Listeners stored before FIRST was stored for ALL listeners registered without a policy
+        // behave as FIRST, and say so.
         policy: match s.policy {
+            None if s.condition == Condition::All => pb::ConsumptionPolicy::First,
             None => pb::ConsumptionPolicy::Unspecified,
             Some(Policy::First) => pb::ConsumptionPolicy::First,
             Some(Policy::Latest) => pb::ConsumptionPolicy::Latest,
@@ -380,7 +109,7 @@ pub fn spec_to(s: ListenerSpec) -> pb::ListenerSpec {
     }
 }
 
-pub fn listener_to(l: Listener, request_id: Option<String>) -> pb::Listener {
+pub fn listener_to(l: Listener) -> pb::Listener {
     let (status, fire_id, finish) = match l.status {
         ListenerStatus::Active => (pb::ListenerStatus::Active, String::new(), None),
         ListenerStatus::Fired { fire_id, at } => (pb::ListenerStatus::Fired, fire_id.to_string(), Some(time_to(at))),
@@ -396,16 +125,7 @@ pub fn listener_to(l: Listener, request_id: Option<String>) -> pb::Listener {
         fire_id,
         create_time: Some(time_to(l.created_at)),
         finish_time: finish,
-        request_id: request_id.unwrap_or_default(),
-    }
-}
-
-pub fn kind_from(k: i32) -> Option<NotificationKind> {
-    match pb::NotificationKind::try_from(k) {
-        Ok(pb::NotificationKind::Start) => Some(NotificationKind::Start),
-        Ok(pb::NotificationKind::Wake) => Some(NotificationKind::Wake),
-        Ok(pb::NotificationKind::Timeout) => Some(NotificationKind::Timeout),
-        _ => None,
+        request_id: l.request_id.unwrap_or_default(),
     }
 }
 
@@ -454,10 +174,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uri_schemes() {
-        assert!(has_scheme("https://acme.io/x"));
-        assert!(has_scheme("urn:isbn:1"));
-        assert!(!has_scheme("/relative"));
-        assert!(!has_scheme("1http://x"));
+    fn all_listeners_stored_without_a_policy_report_first() {
+        let spec = |condition, policy| ListenerSpec {
+            kind: ListenerKind::Start,
+            target: "wf".into(),
+            condition,
+            types: vec!["a".into(), "b".into()],
+            filters: vec![],
+            lifespan: None,
+            correlate_by: vec![],
+            policy,
+            deadline: None,
+        };
+        let cases = [
+            (Condition::All, None, pb::ConsumptionPolicy::First),
+            (Condition::All, Some(Policy::Latest), pb::ConsumptionPolicy::Latest),
+            (Condition::Any, None, pb::ConsumptionPolicy::Unspecified),
+        ];
+        for (condition, policy, want) in cases {
+            assert_eq!(spec_to(spec(condition, policy)).policy(), want, "{condition:?} {policy:?}");
+        }
     }
 }

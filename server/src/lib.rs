@@ -1,7 +1,8 @@
 //! eventbus-server: the process. It serves the `eventbus.v1.EventBusService` contract over gRPC
 //! (with health checks and reflection) on top of the engine's store, and owns everything a
-//! process owns: sockets, configuration, signals, telemetry. Conversions between the wire and
-//! the engine live in [`convert`]; the mapping of errors to status codes in [`status`].
+//! process owns: sockets, configuration, signals, telemetry. Requests are checked and converted
+//! for the engine in [`request`] (every limit named in [`limits`]), answers converted back in
+//! [`convert`]; errors become status codes in [`status`] only.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub mod config;
 pub mod convert;
+pub mod limits;
 pub mod metrics;
+pub mod request;
 pub mod service;
 pub mod status;
 pub mod subscribe;
@@ -88,7 +91,7 @@ async fn run(
         }
         None => None,
     };
-    let service = status::OversizeExhausted(
+    let service = status::RequestFaults(
         EventBusServiceServer::new(bus)
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes.max(64 << 20)),

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use eventbus_server::config::Resolved;
 use eventbus_server::telemetry::{self, LogFormat};
 use eventbus_server::{ServeArgs, serve, shutdown_signal};
 
@@ -20,9 +21,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "eventbus", version, about, long_about = None)]
 struct Cli {
-    /// Log line format.
-    #[arg(long, global = true, env = "EVENTBUS_LOG_FORMAT", value_enum, default_value_t)]
-    log_format: LogFormat,
+    /// Log line format [default: text; for `serve`, also the `log_format` key of its file].
+    #[arg(long, global = true, env = "EVENTBUS_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(flatten)]
     client: cli::ClientArgs,
     #[command(subcommand)]
@@ -47,16 +48,22 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => match telemetry::init(cli.log_format, &args.telemetry) {
-            Ok(_guard) => run_server(args).await,
-            Err(e) => Err(e),
-        },
+        Command::Serve(args) => {
+            let args = ServeArgs { log_format: cli.log_format, ..args };
+            match args.resolve() {
+                Ok(resolved) => match telemetry::init(resolved.log_format, &resolved.telemetry) {
+                    Ok(_guard) => run_server(resolved).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
         Command::Client(command) => {
-            quiet_logs(cli.log_format);
+            quiet_logs(cli.log_format.unwrap_or_default());
             cli::run(&cli.client, command).await
         }
         Command::Bench(args) => {
-            quiet_logs(cli.log_format);
+            quiet_logs(cli.log_format.unwrap_or_default());
             bench::run(args, cli.client.json).await
         }
     };
@@ -93,8 +100,8 @@ fn quiet_logs(format: LogFormat) {
     }
 }
 
-async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, addr_file) = args.resolve()?;
+async fn run_server(resolved: Resolved) -> anyhow::Result<()> {
+    let Resolved { config, listen_addr_file: addr_file, .. } = resolved;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the gRPC listener on {}", config.listen))?;

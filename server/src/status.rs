@@ -1,42 +1,98 @@
-//! The one place that turns engine errors into gRPC statuses. Invalid input becomes
-//! INVALID_ARGUMENT with `google.rpc.BadRequest` field violations; internal errors are logged in
-//! full and answered as "internal error".
+//! The one place that names `tonic::Code`: every error a call can end with is an [`ApiError`],
+//! turned into a gRPC status here, through the engine's [`ErrorKind`]. Invalid input becomes
+//! INVALID_ARGUMENT with `google.rpc.BadRequest` field violations; internal errors are logged here,
+//! once, in full, and answered "internal error" and nothing more.
+//!
+//! [`RequestFaults`] does the same for what tonic answers before a handler runs: bodies that do
+//! not decode, and messages over the size limit.
 
 use std::task::{Context, Poll};
 
-use eventbus_engine::{Error, FieldViolation};
+use eventbus_engine::{Error, ErrorKind, FieldViolation};
 use futures::TryFutureExt;
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// Returns the status a client sees for an engine or store error.
-pub fn to_status(e: Error) -> Status {
-    match e {
-        Error::InvalidArgument(violations) => invalid(violations),
-        Error::NotFound(what) => Status::not_found(format!("{what} not found")),
-        Error::AlreadyExists(msg) => Status::already_exists(msg),
-        Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
-        Error::Unavailable(e) => {
-            tracing::warn!(error = %e, "database unavailable");
-            Status::unavailable("database unavailable, retry later")
-        }
-        other => {
-            tracing::error!(error = ?other, "internal error");
-            Status::internal("internal error")
+use crate::request::Violations;
+
+/// The only message an INTERNAL status carries.
+pub const INTERNAL_MESSAGE: &str = "internal error";
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The store or the engine said no, or failed.
+    Engine(Error),
+    /// The request breaks rules of the contract.
+    Invalid(Violations),
+    /// A server-wide limit (open streams) is reached.
+    Exhausted(String),
+    /// The server is shutting down; clients reconnect.
+    ShuttingDown,
+    /// A fault of the server itself.
+    Internal(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidArgument(v) => Self::Invalid(v.into()),
+            e => Self::Engine(e),
         }
     }
 }
 
-/// Returns INVALID_ARGUMENT naming every violated field.
-pub fn invalid(violations: Vec<FieldViolation>) -> Status {
-    with_violations(Code::InvalidArgument, violations)
+impl From<Violations> for ApiError {
+    fn from(v: Violations) -> Self {
+        Self::Invalid(v)
+    }
 }
 
-/// Returns RESOURCE_EXHAUSTED naming every field over a server limit (attributes, data size).
-pub fn over_limit(violations: Vec<FieldViolation>) -> Status {
-    with_violations(Code::ResourceExhausted, violations)
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Engine(e) => engine_status(e),
+            ApiError::Invalid(v) => violations_status(v),
+            ApiError::Exhausted(message) => Status::resource_exhausted(message),
+            ApiError::ShuttingDown => Status::unavailable("server shutting down; reconnect"),
+            ApiError::Internal(what) => internal(&what),
+        }
+    }
+}
+
+fn engine_status(e: Error) -> Status {
+    match e.kind() {
+        ErrorKind::NotFound => Status::not_found(e.to_string()),
+        ErrorKind::AlreadyExists => Status::already_exists(e.to_string()),
+        ErrorKind::FailedPrecondition => Status::failed_precondition(e.to_string()),
+        ErrorKind::Unavailable => {
+            tracing::warn!(error = %e, "database unavailable");
+            Status::unavailable("database unavailable, retry later")
+        }
+        ErrorKind::InvalidArgument => match e {
+            Error::InvalidArgument(v) => violations_status(v.into()),
+            other => internal(&other),
+        },
+        ErrorKind::Internal => internal(&e),
+    }
+}
+
+/// Logs an internal error in full and returns the status that says nothing of it.
+fn internal(e: &dyn std::fmt::Debug) -> Status {
+    tracing::error!(error = ?e, "internal error");
+    Status::internal(INTERNAL_MESSAGE)
+}
+
+/// INVALID_ARGUMENT naming every invalid field; when none is invalid but some are over a server
+/// limit, RESOURCE_EXHAUSTED naming those.
+fn violations_status(v: Violations) -> Status {
+    if v.invalid.is_empty() && !v.exceeded.is_empty() {
+        with_violations(Code::ResourceExhausted, v.exceeded)
+    } else {
+        with_violations(Code::InvalidArgument, v.invalid)
+    }
 }
 
 fn with_violations(code: Code, violations: Vec<FieldViolation>) -> Status {
@@ -48,29 +104,28 @@ fn with_violations(code: Code, violations: Vec<FieldViolation>) -> Status {
     Status::with_error_details(code, message, details)
 }
 
-/// Returns RESOURCE_EXHAUSTED for a limit.
-pub fn exhausted(message: impl Into<String>) -> Status {
-    Status::resource_exhausted(message)
-}
+/// The answer to a request body that is not a valid message of its method.
+const MALFORMED: &str = "malformed request: the body is not a valid protobuf message of this method";
 
-/// Returns UNAVAILABLE telling stream clients to reconnect (shutdown, overload).
-pub fn unavailable(message: impl Into<String>) -> Status {
-    Status::unavailable(message)
-}
-
-/// Wraps a gRPC service so that a request larger than the maximum message size is answered
-/// RESOURCE_EXHAUSTED, as the gRPC status code table and our contract say; tonic's decoder
-/// answers OUT_OF_RANGE. No handler of this server answers OUT_OF_RANGE itself.
+/// Wraps a gRPC service so that what tonic answers before a handler runs follows the contract:
+/// - a request larger than the maximum message size is RESOURCE_EXHAUSTED (tonic's decoder says
+///   OUT_OF_RANGE; no handler of this server answers OUT_OF_RANGE itself);
+/// - a body that does not decode (truncated, bad wire types, bad compression flag, no message)
+///   is INVALID_ARGUMENT with a short message (tonic says INTERNAL with the decoder's text).
+///
+/// Handlers answer INTERNAL only with [`INTERNAL_MESSAGE`]; any other INTERNAL in the response
+/// headers (a trailers-only response, sent before any message) therefore comes from decoding the
+/// request.
 #[derive(Debug, Clone)]
-pub struct OversizeExhausted<S>(pub S);
+pub struct RequestFaults<S>(pub S);
 
-impl<S: NamedService> NamedService for OversizeExhausted<S> {
+impl<S: NamedService> NamedService for RequestFaults<S> {
     const NAME: &'static str = S::NAME;
 }
 
 type MapResponse<F, B> = futures::future::MapOk<F, fn(http::Response<B>) -> http::Response<B>>;
 
-impl<S, R, B> Service<R> for OversizeExhausted<S>
+impl<S, R, B> Service<R> for RequestFaults<S>
 where
     S: Service<R, Response = http::Response<B>>,
 {
@@ -83,16 +138,77 @@ where
     }
 
     fn call(&mut self, req: R) -> Self::Future {
-        self.0.call(req).map_ok(oversize_exhausted)
+        self.0.call(req).map_ok(request_fault_status)
     }
 }
 
-fn oversize_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
-    if let Some(status) = Status::from_header_map(response.headers())
-        && status.code() == Code::OutOfRange
-    {
-        let exhausted = Status::resource_exhausted(status.message().to_owned());
-        let _ = exhausted.add_header(response.headers_mut());
-    }
+fn request_fault_status<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let Some(status) = Status::from_header_map(response.headers()) else { return response };
+    let replaced = match status.code() {
+        Code::OutOfRange => Status::resource_exhausted(status.message().to_owned()),
+        Code::Internal if status.message() != INTERNAL_MESSAGE => {
+            tracing::debug!(error = status.message(), "request body did not decode");
+            Status::invalid_argument(MALFORMED)
+        }
+        _ => return response,
+    };
+    let headers = response.headers_mut();
+    headers.remove("grpc-status-details-bin");
+    let _ = replaced.add_header(headers);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(status: Status) -> Status {
+        let response = status.into_http::<()>();
+        Status::from_header_map(request_fault_status(response).headers()).unwrap()
+    }
+
+    #[test]
+    fn request_faults_follow_the_contract() {
+        let decode = Status::internal("failed to decode Protobuf message: invalid wire type value: 6");
+        let cases = [
+            (decode, Code::InvalidArgument, MALFORMED),
+            (Status::internal("Unexpected EOF decoding stream."), Code::InvalidArgument, MALFORMED),
+            (Status::internal("Missing request message."), Code::InvalidArgument, MALFORMED),
+            (Status::out_of_range("message too large"), Code::ResourceExhausted, "message too large"),
+            (Status::internal(INTERNAL_MESSAGE), Code::Internal, INTERNAL_MESSAGE),
+            (Status::not_found("listener x not found"), Code::NotFound, "listener x not found"),
+        ];
+        for (status, code, message) in cases {
+            let got = answered(status.clone());
+            assert_eq!((got.code(), got.message()), (code, message), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn engine_errors_map_by_kind_and_internals_are_masked() {
+        let cases = [
+            (Error::NotFound("listener x".into()), Code::NotFound, "listener x not found"),
+            (Error::AlreadyExists("taken".into()), Code::AlreadyExists, "taken"),
+            (Error::FailedPrecondition("acked".into()), Code::FailedPrecondition, "acked"),
+            (Error::Internal("secret detail".into()), Code::Internal, INTERNAL_MESSAGE),
+            (Error::invalid("page_token", "bad"), Code::InvalidArgument, "page_token: bad"),
+        ];
+        for (e, code, message) in cases {
+            let status = Status::from(ApiError::from(e));
+            assert_eq!((status.code(), status.message()), (code, message));
+        }
+        let status = Status::from(ApiError::Internal("consumer gone".into()));
+        assert_eq!((status.code(), status.message()), (Code::Internal, INTERNAL_MESSAGE));
+        assert!(status.details().is_empty());
+    }
+
+    #[test]
+    fn invalid_fields_win_over_exceeded_ones() {
+        let mut v = Violations::exceeded("events[0].data", "too big");
+        let status = Status::from(ApiError::from(v.clone()));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        v.extend(Violations::invalid("events[1].id", "is required"));
+        let status = Status::from(ApiError::from(v));
+        assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "events[1].id: is required"));
+    }
 }

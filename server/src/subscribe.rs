@@ -6,11 +6,8 @@
 //! Hazard: a stream whose client stops acking holds at most `max_in_flight` notifications until
 //! their leases expire; an ack made on another server frees its room only at the next poll.
 
-use std::time::Duration;
-
 use eventbus_client::pb;
-use eventbus_engine::FieldViolation;
-use eventbus_engine::store::{Consumer, ConsumerOptions, Delivery, GroupSpec, StartPosition};
+use eventbus_engine::store::{Consumer, ConsumerOptions, Delivery};
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, sleep_until};
@@ -18,102 +15,19 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::convert::{self, finish};
+use crate::convert;
+use crate::request::Subscribe;
 use crate::service::EventBus;
-use crate::status::{to_status, unavailable};
+use crate::status::ApiError;
 use crate::telemetry::trace;
-
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
-pub const MAX_MAX_IN_FLIGHT: u32 = 1024;
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-pub const MIN_LEASE: Duration = Duration::from_secs(1);
-pub const MAX_LEASE: Duration = Duration::from_secs(3600);
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
-pub const MAX_MAX_ATTEMPTS: u32 = 100;
-
-/// A validated Subscribe request.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub namespace: String,
-    pub group: GroupSpec,
-    pub max_in_flight: u32,
-    pub lease: Duration,
-}
-
-impl Options {
-    pub fn from_request(req: pb::SubscribeRequest) -> Result<Self, Status> {
-        let mut v = Vec::new();
-        convert::namespace(&req.namespace, &mut v);
-        convert::group(&req.consumer_group, &mut v);
-        let max_in_flight = match req.max_in_flight {
-            0 => DEFAULT_MAX_IN_FLIGHT,
-            n if n <= MAX_MAX_IN_FLIGHT => n,
-            _ => {
-                v.push(FieldViolation::new("max_in_flight", format!("at most {MAX_MAX_IN_FLIGHT}")));
-                0
-            }
-        };
-        let lease = match req.lease_duration.as_ref().map(convert::duration_from) {
-            None => DEFAULT_LEASE,
-            Some(Some(d)) if (MIN_LEASE..=MAX_LEASE).contains(&d) => d,
-            Some(_) => {
-                v.push(FieldViolation::new("lease_duration", "must be 1 second to 1 hour"));
-                DEFAULT_LEASE
-            }
-        };
-        let max_attempts = match req.max_attempts {
-            0 => DEFAULT_MAX_ATTEMPTS,
-            n if n <= MAX_MAX_ATTEMPTS => n,
-            _ => {
-                v.push(FieldViolation::new("max_attempts", format!("at most {MAX_MAX_ATTEMPTS}")));
-                0
-            }
-        };
-        let mut kinds = Vec::new();
-        for (i, k) in req.kinds.iter().enumerate() {
-            match convert::kind_from(*k) {
-                Some(k) => kinds.push(k),
-                None => v.push(FieldViolation::new(format!("kinds[{i}]"), "must be START, WAKE or TIMEOUT")),
-            }
-        }
-        if req.workflow_ids.len() > 1000 {
-            v.push(FieldViolation::new("workflow_ids", "at most 1000"));
-        }
-        for (i, w) in req.workflow_ids.iter().enumerate() {
-            if w.is_empty() {
-                v.push(FieldViolation::new(format!("workflow_ids[{i}]"), "must not be empty"));
-            }
-        }
-        let start = match pb::StartPosition::try_from(req.start) {
-            Ok(pb::StartPosition::Unspecified | pb::StartPosition::Earliest) => StartPosition::Earliest,
-            Ok(pb::StartPosition::Latest) => StartPosition::Latest,
-            Ok(pb::StartPosition::Sequence) if req.start_sequence > 0 => StartPosition::Sequence(req.start_sequence),
-            Ok(pb::StartPosition::Sequence) => {
-                v.push(FieldViolation::new("start_sequence", "must be at least 1 with start SEQUENCE"));
-                StartPosition::Earliest
-            }
-            Err(_) => {
-                v.push(FieldViolation::new("start", "unknown start position"));
-                StartPosition::Earliest
-            }
-        };
-        finish(v)?;
-        Ok(Self {
-            namespace: req.namespace,
-            group: GroupSpec { name: req.consumer_group, kinds, workflow_ids: req.workflow_ids, start, max_attempts },
-            max_in_flight,
-            lease,
-        })
-    }
-}
 
 /// Starts the consumer of a subscriber (its group must exist) and returns its stream; the work
 /// runs in a task that ends with the stream.
 pub async fn stream(
     bus: EventBus,
-    options: Options,
+    options: Subscribe,
     permit: OwnedSemaphorePermit,
-) -> Result<impl Stream<Item = Result<pb::SubscribeResponse, Status>> + Send + use<>, Status> {
+) -> Result<impl Stream<Item = Result<pb::SubscribeResponse, Status>> + Send + use<>, ApiError> {
     let consumer_options = ConsumerOptions {
         namespace: options.namespace.clone(),
         group: options.group.name.clone(),
@@ -122,12 +36,12 @@ pub async fn stream(
         lease: options.lease,
         poll_interval: bus.config.poll_interval,
     };
-    let mut consumer = bus.store.consume(consumer_options).await.map_err(to_status)?;
+    let mut consumer = bus.store.consume(consumer_options).await?;
     let (tx, rx) = mpsc::channel(options.max_in_flight as usize + 1);
     tokio::spawn(async move {
         let end = deliver(&bus, &mut consumer, &tx).await;
-        if let Err(status) = end {
-            let _ = tx.send(Err(status)).await;
+        if let Err(e) = end {
+            let _ = tx.send(Err(Status::from(e))).await;
         }
         if let Err(e) = consumer.close().await {
             let (ns, group) = (&options.namespace, &options.group.name);
@@ -141,12 +55,12 @@ pub async fn stream(
 type Sender = mpsc::Sender<Result<pb::SubscribeResponse, Status>>;
 
 /// Delivers until the client goes away (`Ok`) or the stream must end with a status.
-async fn deliver(bus: &EventBus, consumer: &mut Consumer, tx: &Sender) -> Result<(), Status> {
+async fn deliver(bus: &EventBus, consumer: &mut Consumer, tx: &Sender) -> Result<(), ApiError> {
     let mut shutdown = bus.shutdown.clone();
     let mut last_sent = Instant::now();
     loop {
         if *shutdown.borrow() {
-            return Err(unavailable("server shutting down; reconnect"));
+            return Err(ApiError::ShuttingDown);
         }
         tokio::select! {
             next = consumer.recv() => match next {
@@ -156,8 +70,8 @@ async fn deliver(bus: &EventBus, consumer: &mut Consumer, tx: &Sender) -> Result
                     }
                     last_sent = Instant::now();
                 }
-                Some(Err(e)) => return Err(to_status(e)),
-                None => return Err(Status::internal("internal error")),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(ApiError::Internal("the consumer ended without an error".into())),
             },
             _ = sleep_until(last_sent + bus.config.keepalive) => {
                 let keepalive = pb::Keepalive { server_time: Some(convert::time_to(chrono::Utc::now())) };

@@ -28,19 +28,18 @@ use tracing_subscriber::prelude::*;
 pub mod trace;
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
 }
 
-/// Flags of the telemetry set-up.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Settings of the telemetry set-up (from `eventbus serve`'s settings).
+#[derive(Debug, Clone, Default)]
 pub struct TelemetryArgs {
-    /// OTLP/gRPC endpoint to export traces to, e.g. `http://localhost:4317` [default: none, no
-    /// traces]. The standard OTEL_* variables configure the rest.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    /// OTLP/gRPC endpoint to export traces to; the standard OTEL_* variables configure the rest.
     pub otlp_endpoint: Option<String>,
 }
 

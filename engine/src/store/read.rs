@@ -31,25 +31,87 @@ fn page_size(requested: u32) -> i64 {
 }
 
 /// Cuts a listing fetched with `size + 1` rows to `size` and returns the next page's token: the
-/// key of the last row kept, when more rows follow.
-fn split_page<T>(mut rows: Vec<T>, size: i64, key: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
+/// key of the last row kept, when more rows follow, bound to the listing.
+fn split_page<T>(mut rows: Vec<T>, size: i64, binding: Binding, key: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
     if rows.len() as i64 <= size {
         return (rows, None);
     }
     rows.truncate(size as usize);
-    let next = rows.last().map(|r| key(r).to_string());
+    let next = rows.last().map(|r| binding.token(key(r)));
     (rows, next)
 }
 
-fn parse_token(token: Option<&str>) -> Result<i64> {
-    match token {
-        None | Some("") => Ok(0),
-        Some(t) => t
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| Error::invalid("page_token", "is not a token this server issued")),
+/// What a page token is bound to: the listing it continues (which call, namespace, filters), as
+/// a 64-bit FNV-1a hash, stable across processes and versions. A token carries the key of the
+/// last row of its page and this hash, so a token used in another namespace or with other
+/// filters is refused (INVALID_ARGUMENT on `page_token`) instead of silently skipping rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Binding(u64);
+
+impl Binding {
+    fn new(listing: &str, namespace: &str) -> Self {
+        Self(0xcbf2_9ce4_8422_2325).with(Some(listing.as_bytes())).with(Some(namespace.as_bytes()))
     }
+
+    /// Adds one filter; `None` (the filter unset) differs from every value.
+    fn with(mut self, part: Option<&[u8]>) -> Self {
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        match part {
+            None => eat(&[0]),
+            Some(p) => {
+                eat(&[1]);
+                eat(&(p.len() as u64).to_le_bytes());
+                eat(p);
+            }
+        }
+        self
+    }
+
+    fn with_str(self, part: Option<&str>) -> Self {
+        self.with(part.map(str::as_bytes))
+    }
+
+    fn with_int(self, part: Option<i64>) -> Self {
+        self.with(part.map(i64::to_le_bytes).as_ref().map(|b| &b[..]))
+    }
+
+    fn token(self, key: i64) -> String {
+        format!("{key}.{:016x}", self.0)
+    }
+
+    /// Returns the key of a token bound to this listing; 0 for no token.
+    fn parse(self, token: Option<&str>) -> Result<i64> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(0) };
+        let key = token
+            .split_once('.')
+            .filter(|(_, hash)| u64::from_str_radix(hash, 16).ok() == Some(self.0) && hash.len() == 16)
+            .and_then(|(key, _)| key.parse::<i64>().ok())
+            .filter(|key| *key >= 0);
+        key.ok_or_else(|| {
+            Error::invalid("page_token", "is not a token this server issued for this namespace and these filters")
+        })
+    }
+}
+
+fn listeners_binding(namespace: &str, query: &ListenerQuery) -> Binding {
+    Binding::new("listeners", namespace)
+        .with_str(query.kind.map(kind_str))
+        .with_str(query.workflow_id.as_deref())
+        .with_str(query.instance_id.as_deref())
+        .with_int(Some(i64::from(query.include_finished)))
+}
+
+fn events_binding(namespace: &str, query: &EventQuery) -> Binding {
+    Binding::new("events", namespace)
+        .with_str(query.event_type.as_deref())
+        .with_str(query.source.as_deref())
+        .with_str(query.subject.as_deref())
+        .with_int(query.start.map(micros))
+        .with_int(query.end.map(micros))
 }
 
 impl Store {
@@ -68,7 +130,8 @@ impl Store {
 
     /// Lists listeners in creation order.
     pub async fn list_listeners(&self, namespace: &str, query: ListenerQuery) -> Result<Page<Listener>> {
-        let after = parse_token(query.page_token.as_deref())?;
+        let binding = listeners_binding(namespace, &query);
+        let after = binding.parse(query.page_token.as_deref())?;
         let mut sql = format!("SELECT {LISTENER_COLUMNS} FROM listeners WHERE namespace = $1 AND ord > $2");
         let mut binds = vec![Bind::Text(namespace.to_owned()), Bind::Int(after)];
         let mut and = |clause: &str, value: Bind, binds: &mut Vec<Bind>| {
@@ -92,7 +155,7 @@ impl Store {
         let size = page_size(query.page_size);
         sql.push_str(&format!(" AND status IN ({statuses}) ORDER BY ord LIMIT {}", size + 1));
         let rows: Vec<ListenerRow> = self.fetch(sql, binds).await?;
-        let (rows, next) = split_page(rows, size, |r| r.ord);
+        let (rows, next) = split_page(rows, size, binding, |r| r.ord);
         let items = rows.into_iter().map(ListenerRow::into_listener).collect::<Result<_>>()?;
         Ok(Page { items, next_page_token: next })
     }
@@ -128,7 +191,8 @@ impl Store {
 
     /// Lists stored events in sequence order.
     pub async fn list_events(&self, namespace: &str, query: EventQuery) -> Result<Page<Event>> {
-        let after = parse_token(query.page_token.as_deref())?.max(query.after_sequence.unwrap_or(0) as i64);
+        let binding = events_binding(namespace, &query);
+        let after = binding.parse(query.page_token.as_deref())?.max(query.after_sequence.unwrap_or(0) as i64);
         let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND seq > $2");
         let mut binds = vec![Bind::Text(namespace.to_owned()), Bind::Int(after)];
         let mut and = |clause: &str, value: Bind, binds: &mut Vec<Bind>| {
@@ -153,7 +217,7 @@ impl Store {
         let size = page_size(query.page_size);
         sql.push_str(&format!(" ORDER BY seq LIMIT {}", size + 1));
         let rows: Vec<EventRow> = self.fetch(sql, binds).await?;
-        let (rows, next) = split_page(rows, size, |r| r.seq);
+        let (rows, next) = split_page(rows, size, binding, |r| r.seq);
         let items = rows.into_iter().map(EventRow::into_event).collect::<Result<_>>()?;
         Ok(Page { items, next_page_token: next })
     }
@@ -181,7 +245,8 @@ impl Store {
         page_size_requested: u32,
         page_token: Option<&str>,
     ) -> Result<Page<DeadLetter>> {
-        let after = parse_token(page_token)?;
+        let binding = Binding::new("dead_letters", namespace).with_str(Some(group));
+        let after = binding.parse(page_token)?;
         let size = page_size(page_size_requested);
         let columns = NOTIFICATION_COLUMNS.split(", ").map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
@@ -212,7 +277,7 @@ impl Store {
         }
         let next = (items.len() as i64 > size).then(|| {
             items.truncate(size as usize);
-            items.last().map(|d| d.notification.sequence.to_string())
+            items.last().map(|d| binding.token(d.notification.sequence as i64))
         });
         Ok(Page { items, next_page_token: next.flatten() })
     }
@@ -318,5 +383,45 @@ impl Store {
         );
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).bind(namespace).fetch_one(&self.inner.read).await?;
         Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_bound_to_their_listing() {
+        let query = EventQuery { event_type: Some("a".into()), ..EventQuery::default() };
+        let binding = events_binding("ns", &query);
+        let token = binding.token(42);
+        assert_eq!(binding.parse(Some(&token)).unwrap(), 42);
+        assert_eq!(binding.parse(None).unwrap(), 0);
+        assert_eq!(binding.parse(Some("")).unwrap(), 0);
+        let others = [
+            events_binding("other", &query),
+            events_binding("ns", &EventQuery::default()),
+            events_binding("ns", &EventQuery { source: Some("a".into()), ..EventQuery::default() }),
+            events_binding("ns", &EventQuery { start: Some(chrono::Utc::now()), ..query.clone() }),
+            listeners_binding("ns", &ListenerQuery::default()),
+            Binding::new("dead_letters", "ns").with_str(Some("g")),
+        ];
+        for other in others {
+            assert_ne!(other, binding);
+            let err = other.parse(Some(&token)).unwrap_err();
+            assert!(matches!(&err, Error::InvalidArgument(v) if v[0].field == "page_token"), "{err:?}");
+        }
+        for junk in ["42", "x.y", "-1.0000000000000000", &format!("{token}0"), &token.replace("42.", "x.")] {
+            assert!(binding.parse(Some(junk)).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn unset_filters_differ_from_every_value() {
+        let unset = events_binding("ns", &EventQuery::default());
+        let empty = events_binding("ns", &EventQuery { event_type: Some(String::new()), ..EventQuery::default() });
+        let shifted = events_binding("ns", &EventQuery { source: Some(String::new()), ..EventQuery::default() });
+        assert_ne!(unset, empty);
+        assert_ne!(empty, shifted);
     }
 }

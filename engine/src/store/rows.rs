@@ -113,9 +113,11 @@ pub(crate) struct ListenerRow {
     pub finished_us: Option<i64>,
     pub created_us: i64,
     pub trace: String,
+    pub request_id: Option<String>,
 }
 
-pub(crate) const LISTENER_COLUMNS: &str = "id, namespace, ord, spec, status, fire_id, finished_us, created_us, trace";
+pub(crate) const LISTENER_COLUMNS: &str =
+    "id, namespace, ord, spec, status, fire_id, finished_us, created_us, trace, request_id";
 
 pub(crate) const STATUS_ACTIVE: &str = "active";
 pub(crate) const STATUS_FIRED: &str = "fired";
@@ -150,6 +152,7 @@ impl ListenerRow {
             finished_us: row.get(6)?,
             created_us: row.get(7)?,
             trace: row.get(8)?,
+            request_id: row.get(9)?,
         })
     }
 
@@ -170,6 +173,7 @@ impl ListenerRow {
             spec,
             created_at: from_micros(self.created_us),
             trace: from_json(&self.trace)?,
+            request_id: self.request_id,
             status,
         })
     }

@@ -948,6 +948,7 @@ impl Writer {
             spec: spec.clone(),
             created_at: b.now,
             trace: trace.clone(),
+            request_id: request_id.map(str::to_owned),
             status: ListenerStatus::Active,
         };
         let compiled = match CompiledListener::compile(listener.clone()) {

@@ -122,6 +122,7 @@ impl Harness {
             spec,
             created_at: t0(),
             trace: TraceContext { traceparent: "00-registration-01".into(), tracestate: String::new() },
+            request_id: None,
             status: ListenerStatus::Active,
         };
         self.next_order += 1;
@@ -601,7 +602,7 @@ fn validation_names_the_field() {
             ListenerSpec { filters: vec![filter("c", &[("x", "y")])], ..base() },
             "filters[0].type",
         ),
-        ("bad glob", ListenerSpec { filters: vec![filter("a", &[("x", "[")])], ..base() }, "filters[0].attributes.x"),
+        ("bad glob", ListenerSpec { filters: vec![filter("a", &[("x", "[")])], ..base() }, "filters[0].attributes[x]"),
         ("empty filter set", ListenerSpec { filters: vec![filter("a", &[])], ..base() }, "filters[0].attributes"),
         (
             "too many sets",

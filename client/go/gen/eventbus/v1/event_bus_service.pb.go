@@ -484,7 +484,8 @@ type ListListenersRequest struct {
 	// even when more follow; only an empty `next_page_token` marks the end.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Continues a listing: the `next_page_token` of the previous response, sent with the same
-	// filters. Opaque. Empty (the default) starts at the beginning.
+	// filters. Opaque, and bound to the namespace and filters it was issued for: with others it is
+	// INVALID_ARGUMENT on `page_token`. Empty (the default) starts at the beginning.
 	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1381,7 +1382,8 @@ type ListDeadLettersRequest struct {
 	// when more follow; only an empty `next_page_token` marks the end.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Continues a listing: the `next_page_token` of the previous response for the same group.
-	// Opaque. Empty (the default) starts at the beginning.
+	// Opaque, and bound to the namespace and group it was issued for: with others it is
+	// INVALID_ARGUMENT on `page_token`. Empty (the default) starts at the beginning.
 	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1779,7 +1781,8 @@ type ListEventsRequest struct {
 	// when more follow; only an empty `next_page_token` marks the end.
 	PageSize int32 `protobuf:"varint,8,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Continues a listing: the `next_page_token` of the previous response, sent with the same
-	// filters. Opaque. Empty (the default) starts at the beginning.
+	// filters. Opaque, and bound to the namespace and filters it was issued for: with others it is
+	// INVALID_ARGUMENT on `page_token`. Empty (the default) starts at the beginning.
 	PageToken     string `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -45,6 +45,10 @@ const (
 // namespace never see those of another. Namespaces need no registration; a namespace name is
 // 1 to 128 bytes of ASCII letters, digits, '-', '_' and '.'.
 //
+// Timestamps in requests lie in years 1 to 9999, the range of `google.protobuf.Timestamp`
+// (nanos 0 to 999,999,999); others are INVALID_ARGUMENT. So is a body that is not a valid
+// message of its method (truncated, or not protobuf), without field violations.
+//
 // Errors. Every RPC can return:
 //   - INVALID_ARGUMENT for a malformed request, with a `google.rpc.BadRequest` detail whose field
 //     violations name each offending field by its path in the request, for example
@@ -193,7 +197,8 @@ type EventBusServiceClient interface {
 	// GetEvent returns one stored event, by sequence or by (source, id).
 	//
 	// Errors:
-	// * INVALID_ARGUMENT: bad namespace, no key, a zero sequence or an empty source or id;
+	// * INVALID_ARGUMENT: bad namespace, no key, a zero sequence (field `sequence`), or an empty or
+	//   too long source or id (fields `source_id.source`, `source_id.id`);
 	// * NOT_FOUND: no such event in that namespace (or it is past retention);
 	// * UNAVAILABLE: the database cannot be reached.
 	GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*GetEventResponse, error)
@@ -365,6 +370,10 @@ func (c *eventBusServiceClient) ListEvents(ctx context.Context, in *ListEventsRe
 // namespace never see those of another. Namespaces need no registration; a namespace name is
 // 1 to 128 bytes of ASCII letters, digits, '-', '_' and '.'.
 //
+// Timestamps in requests lie in years 1 to 9999, the range of `google.protobuf.Timestamp`
+// (nanos 0 to 999,999,999); others are INVALID_ARGUMENT. So is a body that is not a valid
+// message of its method (truncated, or not protobuf), without field violations.
+//
 // Errors. Every RPC can return:
 //   - INVALID_ARGUMENT for a malformed request, with a `google.rpc.BadRequest` detail whose field
 //     violations name each offending field by its path in the request, for example
@@ -513,7 +522,8 @@ type EventBusServiceServer interface {
 	// GetEvent returns one stored event, by sequence or by (source, id).
 	//
 	// Errors:
-	// * INVALID_ARGUMENT: bad namespace, no key, a zero sequence or an empty source or id;
+	// * INVALID_ARGUMENT: bad namespace, no key, a zero sequence (field `sequence`), or an empty or
+	//   too long source or id (fields `source_id.source`, `source_id.id`);
 	// * NOT_FOUND: no such event in that namespace (or it is past retention);
 	// * UNAVAILABLE: the database cannot be reached.
 	GetEvent(context.Context, *GetEventRequest) (*GetEventResponse, error)

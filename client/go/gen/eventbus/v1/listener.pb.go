@@ -354,7 +354,7 @@ type ListenerSpec struct {
 	// ALL only (must be empty otherwise): attribute names whose values tie events together. The
 	// listener keeps separate partial state per tuple of canonical values of these attributes, so
 	// it only completes a set from events that agree on all of them. Names are context attributes
-	// (as in EventFilter) or extensions, case-insensitive, stored lower-cased; 0 to 8 distinct
+	// (as in EventFilter) or extensions, case-insensitive, stored lower-cased; 0 to 16 distinct
 	// names. An event that lacks one of them is not collected. Empty (the default) keeps one
 	// state for the whole listener.
 	CorrelateBy []string `protobuf:"bytes,8,rep,name=correlate_by,json=correlateBy,proto3" json:"correlate_by,omitempty"`

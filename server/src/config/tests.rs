@@ -1,0 +1,88 @@
+use clap::{Args, Command, Parser};
+
+use super::*;
+
+#[derive(Debug, Parser)]
+struct Serve {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+/// A value for every setting, as a flag value and as a TOML value.
+const SAMPLES: [(&str, &str, &str); 15] = [
+    ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
+    ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
+    ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
+    ("data_file", "/tmp/y.db", "\"/tmp/y.db\""),
+    ("relaxed_durability", "true", "true"),
+    ("retention_seconds", "60", "60"),
+    ("pool_size", "3", "3"),
+    ("max_message_bytes", "1000", "1000"),
+    ("max_data_bytes", "100", "100"),
+    ("max_attributes", "5", "5"),
+    ("max_subscriptions", "7", "7"),
+    ("max_streams_per_connection", "9", "9"),
+    ("keepalive_seconds", "4", "4"),
+    ("metrics_addr", "127.0.0.1:7002", "\"127.0.0.1:7002\""),
+    ("otlp_endpoint", "http://collector:4317", "\"http://collector:4317\""),
+];
+
+fn parse(argv: &[String]) -> ServeArgs {
+    let mut all = vec!["serve".to_string()];
+    all.extend_from_slice(argv);
+    Serve::try_parse_from(all).unwrap().args
+}
+
+#[test]
+fn every_flag_is_a_key_of_the_file() {
+    let flags: Vec<String> = ServeArgs::augment_args(Command::new("serve"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .filter(|id| id != "config")
+        .collect();
+    let sampled: Vec<&str> = SAMPLES.iter().map(|(key, _, _)| *key).collect();
+    assert_eq!(flags, sampled, "every flag has a sample here, in the order of the definition");
+    let argv: Vec<String> =
+        SAMPLES.iter().flat_map(|(key, flag, _)| [format!("--{}", key.replace('_', "-")), flag.to_string()]).collect();
+    let from_flags = parse(&argv);
+    let toml: String = SAMPLES.iter().map(|(key, _, value)| format!("{key} = {value}\n")).collect();
+    let from_file: ServeArgs = toml::from_str(&toml).unwrap();
+    assert_eq!(from_file, from_flags);
+    let resolved = from_file.resolve().unwrap();
+    assert_eq!(resolved.config.listen.to_string(), "127.0.0.1:7001");
+    assert_eq!(resolved.config.limits.max_streams_per_connection, 9);
+    assert_eq!(resolved.config.store.durability, Durability::Relaxed);
+    assert_eq!(resolved.telemetry.otlp_endpoint.as_deref(), Some("http://collector:4317"));
+}
+
+#[test]
+fn the_file_takes_log_format_and_rejects_unknown_keys() {
+    let file: ServeArgs = toml::from_str("log_format = \"json\"").unwrap();
+    assert_eq!(file.log_format, Some(LogFormat::Json));
+    assert!(toml::from_str::<ServeArgs>("lisen = \"127.0.0.1:1\"").is_err());
+    assert!(toml::from_str::<ServeArgs>("config = \"other.toml\"").is_err(), "a file names no other file");
+}
+
+#[test]
+fn flags_win_over_the_file_and_the_file_over_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eventbus.toml");
+    std::fs::write(&path, "pool_size = 3\nmax_attributes = 5\nlog_format = \"json\"\nrelaxed_durability = true\n")
+        .unwrap();
+    let argv = ["--config".to_string(), path.display().to_string(), "--pool-size".into(), "4".into()];
+    let resolved = parse(&argv).resolve().unwrap();
+    assert_eq!(resolved.config.store.pool_size, 4, "the flag wins");
+    assert_eq!(resolved.config.limits.max_attributes, 5, "the file fills what flags leave unset");
+    assert_eq!(resolved.log_format, LogFormat::Json);
+    assert_eq!(resolved.config.store.durability, Durability::Relaxed);
+    assert_eq!(resolved.config.limits.max_data_bytes, Limits::default().max_data_bytes, "the default stays");
+    let argv = ["--config".to_string(), path.display().to_string(), "--relaxed-durability=false".into()];
+    assert_eq!(parse(&argv).resolve().unwrap().config.store.durability, Durability::Full);
+}
+
+#[test]
+fn relaxed_durability_is_a_switch() {
+    assert_eq!(parse(&["--relaxed-durability".into()]).relaxed_durability, Some(true));
+    assert_eq!(parse(&["--relaxed-durability".into(), "--pool-size".into(), "2".into()]).pool_size, Some(2));
+    assert_eq!(parse(&[]).relaxed_durability, None);
+}
