@@ -85,6 +85,10 @@ pub struct StoreConfig {
     pub retention_batch: u32,
     /// Told about fired triggers after each commit; `None` skips that work.
     pub observer: Option<Arc<dyn Observer>>,
+    /// Longest a call waits for the database (queueing for the writer, a connection, its
+    /// statements) before it fails with `Unavailable`; also Postgres's `statement_timeout` and
+    /// `idle_in_transaction_session_timeout` for the store's sessions.
+    pub database_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -98,6 +102,7 @@ impl StoreConfig {
             sweep_interval: Duration::from_secs(1),
             retention_batch: 1000,
             observer: None,
+            database_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -377,14 +382,21 @@ impl Store {
         install_default_drivers();
         let backend = Backend::from_url(&config.database_url)?;
         let durability = config.durability;
-        let read = connect(backend, &config.database_url, config.pool_size.max(1), durability).await?;
+        let timeout = config.database_timeout;
+        let read = connect(backend, &config.database_url, config.pool_size.max(1), durability, timeout).await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&read).await?,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&read).await?,
+            Backend::Postgres => {
+                // A migration may take longer than a statement of a call may.
+                let mut conn = read.acquire().await?;
+                conn.execute("SET statement_timeout = 0").await?;
+                sqlx::migrate!("migrations/postgres").run(&mut *conn).await?;
+                conn.close_on_drop();
+            }
         }
         let conn = match backend {
             Backend::Sqlite => Conn::sqlite(&config.database_url, durability)?,
-            Backend::Postgres => Conn::Postgres { pool: read.clone(), durability },
+            Backend::Postgres => Conn::Postgres { pool: read.clone(), durability, timeout },
         };
         let (tx, rx) = mpsc::channel(4096);
         let slots = Slots::default();
@@ -402,14 +414,26 @@ impl Store {
         &self.inner.config
     }
 
+    /// Runs a command on the writer; `Unavailable` if it has not answered within the database
+    /// timeout. The writer skips a command whose caller stopped waiting before it began.
     async fn call(&self, op: Op) -> Result<Output> {
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .commands
-            .send(Command { op, reply })
-            .await
-            .map_err(|_| Error::Internal("store writer stopped".into()))?;
-        rx.await.map_err(|_| Error::Internal("store writer dropped a command".into()))?
+        let asked = async {
+            self.inner
+                .commands
+                .send(Command { op, reply })
+                .await
+                .map_err(|_| Error::Internal("store writer stopped".into()))?;
+            rx.await.map_err(|_| Error::Internal("store writer dropped a command".into()))?
+        };
+        let timeout = self.inner.config.database_timeout;
+        tokio::time::timeout(timeout, asked).await.unwrap_or_else(|_| Err(no_answer(timeout)))
+    }
+
+    /// Runs `SELECT 1` on a connection of the read pool: `Unavailable` if the database cannot be
+    /// reached or does not answer within the database timeout (for health checks).
+    pub async fn ping(&self) -> Result<()> {
+        self.read(async |conn| conn.execute("SELECT 1").await).await.map(drop)
     }
 
     /// Stores, sequences and evaluates events in one transaction (see the crate docs).
@@ -592,7 +616,12 @@ fn unexpected(output: Output) -> Error {
     Error::Internal(format!("unexpected writer output {output:?}"))
 }
 
-async fn connect(backend: Backend, url: &str, size: u32, durability: Durability) -> Result<AnyPool> {
+/// The error of a call the database did not answer within the database timeout.
+fn no_answer(timeout: Duration) -> Error {
+    Error::Unavailable(format!("no answer from the database within {timeout:?}").into())
+}
+
+async fn connect(backend: Backend, url: &str, size: u32, durability: Durability, timeout: Duration) -> Result<AnyPool> {
     let url = match backend {
         Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
         _ => url.to_owned(),
@@ -600,7 +629,7 @@ async fn connect(backend: Backend, url: &str, size: u32, durability: Durability)
     let pool = AnyPoolOptions::new()
         .max_connections(size)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(timeout)
         // A SQLite connection is a local file that cannot break while idle; pinging it would only
         // cost a trip to its worker thread per read. A Postgres connection can.
         .test_before_acquire(backend == Backend::Postgres)
@@ -617,6 +646,14 @@ async fn connect(backend: Backend, url: &str, size: u32, durability: Durability)
                     (Backend::Postgres, Durability::Relaxed) => "SET synchronous_commit = off",
                 };
                 conn.execute(setup).await?;
+                if backend == Backend::Postgres {
+                    // The server gives up on what a call stopped waiting for, and a session whose
+                    // process went silent in a transaction releases its locks.
+                    let ms = timeout.as_millis().max(1);
+                    let limits =
+                        format!("SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}");
+                    conn.execute(sqlx::AssertSqlSafe(limits)).await?;
+                }
                 Ok(())
             })
         })
