@@ -86,8 +86,10 @@ pub struct StoreConfig {
     /// Told about fired triggers after each commit; `None` skips that work.
     pub observer: Option<Arc<dyn Observer>>,
     /// Longest a call waits for the database (queueing for the writer, a connection, its
-    /// statements) before it fails with `Unavailable`; also Postgres's `statement_timeout` and
-    /// `idle_in_transaction_session_timeout` for the store's sessions.
+    /// statements) before it fails with `Unavailable`. On Postgres also the `statement_timeout`
+    /// of the writer's transactions and the `idle_in_transaction_session_timeout` of every
+    /// session, so the server gives up on what the store stopped waiting for and releases its
+    /// locks.
     pub database_timeout: Duration,
 }
 
@@ -386,13 +388,7 @@ impl Store {
         let read = connect(backend, &config.database_url, config.pool_size.max(1), durability, timeout).await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&read).await?,
-            Backend::Postgres => {
-                // A migration may take longer than a statement of a call may.
-                let mut conn = read.acquire().await?;
-                conn.execute("SET statement_timeout = 0").await?;
-                sqlx::migrate!("migrations/postgres").run(&mut *conn).await?;
-                conn.close_on_drop();
-            }
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&read).await?,
         }
         let conn = match backend {
             Backend::Sqlite => Conn::sqlite(&config.database_url, durability)?,
@@ -647,12 +643,10 @@ async fn connect(backend: Backend, url: &str, size: u32, durability: Durability,
                 };
                 conn.execute(setup).await?;
                 if backend == Backend::Postgres {
-                    // The server gives up on what a call stopped waiting for, and a session whose
-                    // process went silent in a transaction releases its locks.
+                    // A session whose process went silent in a transaction releases its locks.
                     let ms = timeout.as_millis().max(1);
-                    let limits =
-                        format!("SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}");
-                    conn.execute(sqlx::AssertSqlSafe(limits)).await?;
+                    let limit = format!("SET idle_in_transaction_session_timeout = {ms}");
+                    conn.execute(sqlx::AssertSqlSafe(limit)).await?;
                 }
                 Ok(())
             })

@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// Database connections [default: 8].
     #[arg(long, env = "EVENTBUS_POOL_SIZE")]
     pub pool_size: Option<u32>,
+    /// Seconds a call waits for the database before it fails with UNAVAILABLE (also the
+    /// Postgres statement and idle-in-transaction timeouts) [default: 5].
+    #[arg(long, env = "EVENTBUS_DATABASE_TIMEOUT_SECONDS")]
+    pub database_timeout_seconds: Option<u64>,
     /// Largest gRPC message, bytes [default: 4194304].
     #[arg(long, env = "EVENTBUS_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -139,6 +143,7 @@ struct FileConfig {
     relaxed_durability: Option<bool>,
     retention_seconds: Option<u64>,
     pool_size: Option<u32>,
+    database_timeout_seconds: Option<u64>,
     max_message_bytes: Option<usize>,
     max_data_bytes: Option<usize>,
     max_attributes: Option<usize>,
@@ -168,6 +173,9 @@ impl ServeArgs {
         store.retention = self.retention_seconds.or(file.retention_seconds).map(Duration::from_secs);
         if let Some(n) = self.pool_size.or(file.pool_size) {
             store.pool_size = n;
+        }
+        if let Some(s) = self.database_timeout_seconds.or(file.database_timeout_seconds) {
+            store.database_timeout = Duration::from_secs(s.max(1));
         }
         let mut config = ServerConfig::new(store);
         if let Some(a) = self.listen.or(file.listen) {

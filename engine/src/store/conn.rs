@@ -202,12 +202,12 @@ impl Conn {
                 let deadline = Instant::now() + *timeout;
                 let conn = PgTx::bounded(deadline, *timeout, pool.acquire()).await?;
                 let mut tx = PgTx { conn, deadline, timeout: *timeout, open: true };
+                // The server, too, gives up on a statement the writer stopped waiting for.
+                let mut begin = format!("BEGIN; SET LOCAL statement_timeout = {}", timeout.as_millis().max(1));
                 // Relaxed durability turned it off for the whole session already.
-                let begin = if leases_only && *durability == Durability::Full {
-                    "BEGIN; SET LOCAL synchronous_commit = off"
-                } else {
-                    "BEGIN"
-                };
+                if leases_only && *durability == Durability::Full {
+                    begin.push_str("; SET LOCAL synchronous_commit = off");
+                }
                 tx.run(begin).await?;
                 Ok(Tx::Postgres(tx))
             }
@@ -371,7 +371,8 @@ impl PgTx {
     }
 
     /// Runs statements without values (the simple query protocol: several may be sent at once).
-    async fn run(&mut self, sql: &'static str) -> Result<()> {
+    async fn run(&mut self, sql: impl Into<String>) -> Result<()> {
+        let sql = AssertSqlSafe(sql.into());
         Self::bounded(self.deadline, self.timeout, self.conn.execute(sql)).await.map(drop)
     }
 
