@@ -1,7 +1,8 @@
 //! eventbus-server: the process. It serves the `eventbus.v1.EventBusService` contract over gRPC
 //! (with health checks and reflection) on top of the engine's store, and owns everything a
 //! process owns: sockets, configuration, signals, telemetry. Conversions between the wire and
-//! the engine live in [`convert`]; the mapping of errors to status codes in [`status`].
+//! the engine live in [`convert`]; the mapping of errors to status codes in [`status`]; the
+//! health of the event bus service follows the database ([`readiness`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,13 +12,14 @@ use eventbus_client::FILE_DESCRIPTOR_SET;
 use eventbus_client::pb::event_bus_service_server::EventBusServiceServer;
 use eventbus_engine::store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub mod config;
 pub mod convert;
 pub mod metrics;
+pub mod readiness;
 pub mod service;
 pub mod status;
 pub mod subscribe;
@@ -66,12 +68,15 @@ async fn run(
     health.set_serving::<EventBusServiceServer<EventBus>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = config.limits.clone();
     let traces = config.traces;
     let metrics_addr = config.metrics_addr;
+    let (drain, drain_rx) = oneshot::channel();
+    let readiness = tokio::spawn(readiness::follow_database(store.clone(), health, drain_rx));
     let bus = EventBus::new(store, config, metrics, stop_rx);
     let metrics_server = match metrics_addr {
         Some(addr) => {
@@ -104,7 +109,9 @@ async fn run(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, streams end with UNAVAILABLE");
-        health.set_not_serving::<EventBusServiceServer<EventBus>>().await;
+        // The readiness task reports NOT_SERVING before it ends.
+        let _ = drain.send(());
+        let _ = readiness.await;
         let _ = stop_tx.send(true);
     };
     let served = tonic::transport::Server::builder()
