@@ -21,7 +21,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 eventbus_tests::backend_cases!(postgres only:
     calls_answer_unavailable_within_the_timeout_and_health_follows_the_database,
-    a_frozen_database_answers_unavailable_in_time_and_is_left_behind,
+    a_statement_that_never_answers_is_given_up_in_time,
     terminated_sessions_mid_publish_answer_ok_or_unavailable,
 );
 
@@ -153,78 +153,113 @@ async fn calls_answer_unavailable_within_the_timeout_and_health_follows_the_data
     );
 }
 
-/// A network that silently drops everything: statements in flight never get an answer. Calls
-/// still answer in time, and once the network is back, the server works on new connections
-/// instead of waiting on the hung ones forever.
-async fn a_frozen_database_answers_unavailable_in_time_and_is_left_behind(db: Database) {
+/// A network that silently drops everything while the writer waits for a statement (its
+/// publish waits for a namespace lock another session holds): the answer never comes. Calls
+/// still answer in time, and once the network is back the server works on new connections
+/// instead of waiting on the hung one forever, and the hung session's locks are released.
+async fn a_statement_that_never_answers_is_given_up_in_time(db: Database) {
+    let name = session_name();
     let mut proxy = Proxy::start(db.server_addr().await).await;
-    let s = start(&db.through(proxy.addr)).await;
+    let s = start(&db.named(&name).through(proxy.addr)).await;
     let c = &s.client;
-    c.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
-    let before = c.publish("ns", [event("a", "1")]).await.unwrap();
-    assert_eq!(before[0].sequence, 1);
-
-    // Publishes keep the writer busy while the network freezes under it.
-    let (progress, mut progressed) = watch::channel(0_u64);
-    let (stop, stopped) = watch::channel(false);
-    let load = tokio::spawn({
+    assert_eq!(c.publish("ns", [event("a", "1")]).await.unwrap()[0].sequence, 1);
+    let admin = admin(&db).await;
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM namespaces WHERE name = 'ns' FOR UPDATE").execute(&mut *lock).await.unwrap();
+    let blocked = tokio::spawn({
         let c = c.clone();
-        async move {
-            let mut results = Vec::new();
-            for i in 0.. {
-                if *stopped.borrow() {
-                    break;
-                }
-                let id = format!("load{i}");
-                let started = Instant::now();
-                let r = publish_ids(&c, std::slice::from_ref(&id)).await;
-                results.push((id, started.elapsed(), r));
-                progress.send_modify(|n| *n += 1);
-            }
-            results
-        }
+        async move { c.publish("ns", [event("a", "2")]).await.map_err(|e| e.status().unwrap().clone()) }
     });
-    within(WAIT, "some publishes", progressed.wait_for(|n| *n >= 5)).await.unwrap();
+    wait_for_lock(&admin, &name).await;
     proxy.freeze();
+    // The statement goes on in the database; its answer is lost on the way.
+    lock.rollback().await.unwrap();
+    unavailable_in_time("the blocked publish", async { blocked.await.unwrap() }).await;
     let mut raw = c.raw();
     unavailable_in_time("get event", raw.get_event(get_event(1))).await;
     unavailable_in_time("publish", async {
-        c.publish("ns", [event("a", "2")]).await.map_err(|e| e.status().unwrap().clone())
+        c.publish("ns", [event("a", "3")]).await.map_err(|e| e.status().unwrap().clone())
     })
     .await;
-    let frozen_at = *progressed.borrow();
-    within(WAIT, "publishes to go on answering", progressed.wait_for(|n| *n >= frozen_at + 3)).await.unwrap();
 
     proxy.restore().await;
-    // The hung connections are left behind and new ones serve (the pool drops each hung idle
-    // connection after one timeout, so allow a few); no signal says when, so retry.
+    // Each hung idle connection costs the pool one timeout before it is dropped, and the hung
+    // session holds the namespace lock until Postgres ends it; no signal says when, so retry.
     let deadline = Instant::now() + Duration::from_secs(20);
     let after = loop {
-        match c.publish("ns", [event("a", "after")]).await {
+        match c.publish("ns", [event("a", "3")]).await {
             Ok(r) => break r,
             Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => continue,
             Err(e) => panic!("publish once the network is back: {e:?}"),
         }
     };
-    assert!(!after[0].duplicate);
-    stop.send_replace(true);
-    let results = within(WAIT, "the load to stop", load).await.unwrap();
-    let stored = stored(&s, "ns").await;
-    for (id, took, r) in &results {
-        assert!(*took < ANSWER_WITHIN, "publish {id} took {took:?}");
-        match r {
-            Ok(sequences) => assert_eq!(stored.get(&sequences[0]), Some(id), "acknowledged publish {id} is stored"),
-            Err(code) => assert_eq!(*code, Code::Unavailable, "publish {id}"),
+    assert_eq!((after[0].sequence, after[0].duplicate), (2, false), "the given-up publish was rolled back");
+    let ids: Vec<_> = stored(&s, "ns").await.into_values().collect();
+    assert_eq!(ids, ["1", "3"]);
+    admin.close().await;
+}
+
+/// A name for the server's sessions, to find them in `pg_stat_activity`.
+fn session_name() -> String {
+    format!("eventbus_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A pool of the test's own on the database, behind the server's back.
+async fn admin(db: &Database) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&db.url).await.unwrap()
+}
+
+/// Waits until a session named `name` waits for a lock, within [`WAIT`] (polling: Postgres sends
+/// no signal).
+async fn wait_for_lock(admin: &sqlx::AnyPool, name: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(name)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
         }
+        assert!(Instant::now() < deadline, "a session of the server waits for the lock within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
+/// Terminates every session named `name`; returns how many there were.
+async fn terminate(admin: &sqlx::AnyPool, name: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) t",
+    )
+    .bind(name)
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
 /// Postgres ends the server's sessions (`57P01 terminating connection due to administrator
-/// command`) while publishes run: each publish answers OK or UNAVAILABLE, and every OK'd event
-/// is stored.
+/// command`) while a publish waits in a statement, and then while publishes run: each publish
+/// answers OK or UNAVAILABLE, and every OK'd event is stored.
 async fn terminated_sessions_mid_publish_answer_ok_or_unavailable(db: Database) {
-    let name = format!("eventbus_{}", uuid::Uuid::now_v7().simple());
+    let name = session_name();
     let s = start(&db.named(&name)).await;
+    let admin = admin(&db).await;
+    assert_eq!(s.client.publish("ns", [event("a", "first")]).await.unwrap()[0].sequence, 1);
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM namespaces WHERE name = 'ns' FOR UPDATE").execute(&mut *lock).await.unwrap();
+    let blocked = tokio::spawn({
+        let c = s.client.clone();
+        async move { c.publish("ns", [event("a", "blocked")]).await.map_err(|e| e.status().unwrap().clone()) }
+    });
+    wait_for_lock(&admin, &name).await;
+    assert!(terminate(&admin, &name).await > 0);
+    unavailable_in_time("the publish whose session was terminated", async { blocked.await.unwrap() }).await;
+    lock.rollback().await.unwrap();
+
     let (progress, mut progressed) = watch::channel(0_u64);
     let progress = Arc::new(progress);
     let (stop, stopped) = watch::channel(false);
@@ -251,18 +286,9 @@ async fn terminated_sessions_mid_publish_answer_ok_or_unavailable(db: Database) 
         })
         .collect();
 
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&db.url).await.unwrap();
     for round in 1..=3_u64 {
         within(WAIT, "publishes to go on", progressed.wait_for(|n| *n >= round * 20)).await.unwrap();
-        let terminated: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) t",
-        )
-        .bind(&name)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
-        assert!(terminated > 0, "round {round}: the server's sessions were found");
+        assert!(terminate(&admin, &name).await > 0, "round {round}: the server's sessions were found");
     }
     within(WAIT, "publishes after the last round", progressed.wait_for(|n| *n >= 80)).await.unwrap();
     stop.send_replace(true);
