@@ -77,6 +77,8 @@ async fn run(
     let metrics_addr = config.metrics_addr;
     let (drain, drain_rx) = oneshot::channel();
     let readiness = tokio::spawn(readiness::follow_database(store.clone(), health, drain_rx));
+    // Ends the probes (and their handle on the store) also when serving fails before a shutdown.
+    let probes = readiness.abort_handle();
     let bus = EventBus::new(store, config, metrics, stop_rx);
     let metrics_server = match metrics_addr {
         Some(addr) => {
@@ -128,6 +130,7 @@ async fn run(
     if let Some(server) = metrics_server {
         server.abort();
     }
+    probes.abort();
     served
 }
 

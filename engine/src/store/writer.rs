@@ -434,6 +434,9 @@ impl Writer {
                 tracing::warn!(error = %e, commands = batch.len(), "batch failed, retrying its commands one by one");
                 let mut unavailable = false;
                 for cmd in batch.drain(..) {
+                    if cmd.reply.is_closed() {
+                        continue;
+                    }
                     if unavailable {
                         // The database went away meanwhile: the rest would each wait for it.
                         let _ = cmd.reply.send(Err(unavailable_meanwhile()));
