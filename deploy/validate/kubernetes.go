@@ -35,7 +35,7 @@ type object struct {
 }
 
 // The gRPC service whose health the readiness probe asks for: the server reports it
-// NOT_SERVING once it starts draining.
+// NOT_SERVING while the database cannot be reached and once it starts draining.
 const grpcServiceName = "eventbus.v1.EventBusService"
 
 func strictDecoder() runtime.Decoder {
@@ -322,7 +322,7 @@ func checkDeployment(r *report, d *appsv1.Deployment, secrets map[string]*corev1
 		}
 	}
 	if p := c.ReadinessProbe; p != nil && p.GRPC != nil && (p.GRPC.Service == nil || *p.GRPC.Service != grpcServiceName) {
-		r.failf(file, "%s: readinessProbe should ask for service %q (NOT_SERVING while draining)", cname, grpcServiceName)
+		r.failf(file, "%s: readinessProbe should ask for service %q (NOT_SERVING without a database and while draining)", cname, grpcServiceName)
 	}
 	if p := c.LivenessProbe; p != nil && p.GRPC != nil && p.GRPC.Service != nil && *p.GRPC.Service != "" {
 		r.failf(file, "%s: livenessProbe should ask for the server as a whole (service \"\"), not %q: a draining server is alive", cname, *p.GRPC.Service)

@@ -91,6 +91,12 @@ pub struct StoreConfig {
     /// SQLite: the size in bytes the WAL file is kept under (see the checkpointer's docs for
     /// when it cannot be).
     pub sqlite_wal_limit: u64,
+    /// Longest a call waits for the database (queueing for the writer, a connection, its
+    /// statements) before it fails with `Unavailable`. On Postgres also the `statement_timeout`
+    /// of the writer's transactions and the `idle_in_transaction_session_timeout` of every
+    /// session, so the server gives up on what the store stopped waiting for and releases its
+    /// locks.
+    pub database_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -105,6 +111,7 @@ impl StoreConfig {
             retention_batch: 1000,
             observer: None,
             sqlite_wal_limit: DEFAULT_SQLITE_WAL_LIMIT,
+            database_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -398,7 +405,8 @@ impl Store {
         install_default_drivers();
         let backend = Backend::from_url(&config.database_url)?;
         let durability = config.durability;
-        let read = connect(backend, &config.database_url, config.pool_size.max(1), durability).await?;
+        let timeout = config.database_timeout;
+        let read = connect(backend, &config.database_url, config.pool_size.max(1), durability, timeout).await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&read).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&read).await?,
@@ -409,7 +417,7 @@ impl Store {
         };
         let conn = match &sqlite_path {
             Some(path) => Conn::sqlite(path.clone(), durability, config.sqlite_wal_limit)?,
-            None => Conn::Postgres { pool: read.clone(), durability },
+            None => Conn::Postgres { pool: read.clone(), durability, timeout },
         };
         let (tx, rx) = mpsc::channel(4096);
         let slots = Slots::default();
@@ -436,14 +444,26 @@ impl Store {
         Some(FileSizes { database, wal })
     }
 
+    /// Runs a command on the writer; `Unavailable` if it has not answered within the database
+    /// timeout. The writer skips a command whose caller stopped waiting before it began.
     async fn call(&self, op: Op) -> Result<Output> {
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .commands
-            .send(Command { op, reply })
-            .await
-            .map_err(|_| Error::Internal("store writer stopped".into()))?;
-        rx.await.map_err(|_| Error::Internal("store writer dropped a command".into()))?
+        let asked = async {
+            self.inner
+                .commands
+                .send(Command { op, reply })
+                .await
+                .map_err(|_| Error::Internal("store writer stopped".into()))?;
+            rx.await.map_err(|_| Error::Internal("store writer dropped a command".into()))?
+        };
+        let timeout = self.inner.config.database_timeout;
+        tokio::time::timeout(timeout, asked).await.unwrap_or_else(|_| Err(no_answer(timeout)))
+    }
+
+    /// Runs `SELECT 1` on a connection of the read pool: `Unavailable` if the database cannot be
+    /// reached or does not answer within the database timeout (for health checks).
+    pub async fn ping(&self) -> Result<()> {
+        self.read(async |conn| conn.execute("SELECT 1").await).await.map(drop)
     }
 
     /// Stores, sequences and evaluates events in one transaction (see the crate docs).
@@ -626,7 +646,12 @@ fn unexpected(output: Output) -> Error {
     Error::Internal(format!("unexpected writer output {output:?}"))
 }
 
-async fn connect(backend: Backend, url: &str, size: u32, durability: Durability) -> Result<AnyPool> {
+/// The error of a call the database did not answer within the database timeout.
+fn no_answer(timeout: Duration) -> Error {
+    Error::Unavailable(format!("no answer from the database within {timeout:?}").into())
+}
+
+async fn connect(backend: Backend, url: &str, size: u32, durability: Durability, timeout: Duration) -> Result<AnyPool> {
     let url = match backend {
         Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
         _ => url.to_owned(),
@@ -634,7 +659,7 @@ async fn connect(backend: Backend, url: &str, size: u32, durability: Durability)
     let pool = AnyPoolOptions::new()
         .max_connections(size)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(timeout)
         // A SQLite connection is a local file that cannot break while idle; pinging it would only
         // cost a trip to its worker thread per read. A Postgres connection can.
         .test_before_acquire(backend == Backend::Postgres)
@@ -651,6 +676,12 @@ async fn connect(backend: Backend, url: &str, size: u32, durability: Durability)
                     (Backend::Postgres, Durability::Relaxed) => "SET synchronous_commit = off",
                 };
                 conn.execute(setup).await?;
+                if backend == Backend::Postgres {
+                    // A session whose process went silent in a transaction releases its locks.
+                    let ms = timeout.as_millis().max(1);
+                    let limit = format!("SET idle_in_transaction_session_timeout = {ms}");
+                    conn.execute(sqlx::AssertSqlSafe(limit)).await?;
+                }
                 Ok(())
             })
         })

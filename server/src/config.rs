@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// Database connections [default: 8].
     #[arg(long, env = "EVENTBUS_POOL_SIZE")]
     pub pool_size: Option<u32>,
+    /// Seconds a call waits for the database before it fails with UNAVAILABLE (also the
+    /// Postgres statement and idle-in-transaction timeouts) [default: 5].
+    #[arg(long, env = "EVENTBUS_DATABASE_TIMEOUT_SECONDS")]
+    pub database_timeout_seconds: Option<u64>,
     /// Largest gRPC message, bytes [default: 4194304].
     #[arg(long, env = "EVENTBUS_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -189,6 +193,9 @@ impl ServeArgs {
         store.retention = s.retention_seconds.map(Duration::from_secs);
         if let Some(n) = s.pool_size {
             store.pool_size = n;
+        }
+        if let Some(secs) = s.database_timeout_seconds {
+            store.database_timeout = Duration::from_secs(secs.max(1));
         }
         let mut config = ServerConfig::new(store);
         if let Some(a) = s.listen {

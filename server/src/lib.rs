@@ -2,7 +2,8 @@
 //! (with health checks and reflection) on top of the engine's store, and owns everything a
 //! process owns: sockets, configuration, signals, telemetry. Requests are checked and converted
 //! for the engine in [`request`] (every limit named in [`limits`]), answers converted back in
-//! [`convert`]; errors become status codes in [`status`] only.
+//! [`convert`]; errors become status codes in [`status`] only; the health of the event bus
+//! service follows the database ([`readiness`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use eventbus_client::FILE_DESCRIPTOR_SET;
 use eventbus_client::pb::event_bus_service_server::EventBusServiceServer;
 use eventbus_engine::store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod convert;
 pub mod limits;
 pub mod metrics;
+pub mod readiness;
 pub mod request;
 pub mod service;
 pub mod status;
@@ -69,12 +71,17 @@ async fn run(
     health.set_serving::<EventBusServiceServer<EventBus>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = config.limits.clone();
     let traces = config.traces;
     let metrics_addr = config.metrics_addr;
+    let (drain, drain_rx) = oneshot::channel();
+    let readiness = tokio::spawn(readiness::follow_database(store.clone(), health, drain_rx));
+    // Ends the probes (and their handle on the store) also when serving fails before a shutdown.
+    let probes = readiness.abort_handle();
     let bus = EventBus::new(store, config, metrics, stop_rx);
     let metrics_server = match metrics_addr {
         Some(addr) => {
@@ -107,7 +114,9 @@ async fn run(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, streams end with UNAVAILABLE");
-        health.set_not_serving::<EventBusServiceServer<EventBus>>().await;
+        // The readiness task reports NOT_SERVING before it ends.
+        let _ = drain.send(());
+        let _ = readiness.await;
         let _ = stop_tx.send(true);
     };
     let served = tonic::transport::Server::builder()
@@ -124,6 +133,7 @@ async fn run(
     if let Some(server) = metrics_server {
         server.abort();
     }
+    probes.abort();
     served
 }
 

@@ -88,6 +88,13 @@ impl Database {
         Database { url: format!("{scheme}://{user}{addr}{tail}"), _dir: None }
     }
 
+    /// Returns this database with `application_name` set on every connection (Postgres only),
+    /// so that a test can find the server's sessions in `pg_stat_activity`.
+    pub fn named(&self, application_name: &str) -> Database {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        Database { url: format!("{}{sep}application_name={application_name}", self.url), _dir: None }
+    }
+
     /// Splits `scheme://[user@]host[:port][/path][?query]`.
     fn url_parts(&self) -> UrlParts<'_> {
         let (scheme, rest) = self.url.split_once("://").expect("a URL");
@@ -117,7 +124,9 @@ async fn execute(url: &str, sql: impl sqlx::SqlSafeStr) {
 
 /// A TCP proxy the test can cut, to take a database away from the server and give it back.
 /// [`Self::cut`] closes every open connection and stops listening, so new connections are
-/// refused, as with a database that is down; [`Self::restore`] listens on the same address again.
+/// refused, as with a database that is down; [`Self::freeze`] keeps every connection open but
+/// silent, as with a network that drops packets; [`Self::restore`] listens on the same address
+/// again.
 #[derive(Debug)]
 pub struct Proxy {
     pub addr: SocketAddr,
@@ -125,6 +134,11 @@ pub struct Proxy {
     /// While listening: the accept loop, and the sender (one per listening period) whose drop
     /// closes every connection accepted in that period.
     listening: Option<(JoinHandle<()>, watch::Sender<()>)>,
+    /// Whether the connections of the current listening period forward nothing.
+    frozen: watch::Sender<bool>,
+    /// The closing senders of frozen periods: their connections stay open, and silent, until
+    /// [`Self::cut`] or the drop of the proxy.
+    held: Vec<watch::Sender<()>>,
 }
 
 impl Proxy {
@@ -132,25 +146,44 @@ impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        Self { addr, upstream, listening: Some(Self::listen(listener, upstream)) }
+        let frozen = watch::Sender::new(false);
+        let listening = Some(Self::listen(listener, upstream, &frozen));
+        Self { addr, upstream, listening, frozen, held: Vec::new() }
     }
 
-    fn listen(listener: TcpListener, upstream: SocketAddr) -> (JoinHandle<()>, watch::Sender<()>) {
+    fn listen(
+        listener: TcpListener,
+        upstream: SocketAddr,
+        frozen: &watch::Sender<bool>,
+    ) -> (JoinHandle<()>, watch::Sender<()>) {
         let (open, open_rx) = watch::channel(());
+        let frozen = frozen.subscribe();
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let mut open = open_rx.clone();
+                let mut frozen = frozen.clone();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(upstream).await else { return };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
                         // Nothing is ever sent: this fails once the sender is dropped.
-                        _ = open.changed() => {}
+                        _ = open.changed() => return,
+                        _ = frozen.wait_for(|f| *f) => {}
                     }
+                    // Frozen: both ends stay open, and nothing passes, until the period ends.
+                    let _ = open.changed().await;
+                    drop((client, server));
                 });
             }
         });
         (task, open)
+    }
+
+    /// Keeps every open connection open but forwards nothing any more, and accepts new
+    /// connections without forwarding anything either, until [`Self::restore`] (which leaves
+    /// the frozen connections hanging) or [`Self::cut`] (which closes them).
+    pub fn freeze(&mut self) {
+        self.frozen.send_replace(true);
     }
 
     /// Closes every open connection and refuses new ones until [`Self::restore`].
@@ -160,13 +193,23 @@ impl Proxy {
             let _ = task.await; // the listener is closed
             drop(open); // every connection closes
         }
+        self.held.clear();
     }
 
-    /// Listens and forwards again, on the same address.
+    /// Listens and forwards again, on the same address. Connections frozen by [`Self::freeze`]
+    /// stay open and silent: the server must give up on them by itself.
     pub async fn restore(&mut self) {
-        assert!(self.listening.is_none(), "restore a cut proxy");
+        if *self.frozen.borrow() {
+            if let Some((task, open)) = self.listening.take() {
+                task.abort();
+                let _ = task.await;
+                self.held.push(open);
+            }
+            self.frozen = watch::Sender::new(false);
+        }
+        assert!(self.listening.is_none(), "restore a cut or frozen proxy");
         let listener = TcpListener::bind(self.addr).await.unwrap();
-        self.listening = Some(Self::listen(listener, self.upstream));
+        self.listening = Some(Self::listen(listener, self.upstream, &self.frozen));
     }
 }
 

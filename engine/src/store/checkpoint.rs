@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::conn::SQLITE_BUSY_TIMEOUT;
 use crate::error::{Error, Result};
 
 /// How often, at most, the WAL is checkpointed while the writer commits.
@@ -93,23 +94,31 @@ impl Checkpointer {
         let _ = self.commits.try_send(());
     }
 
-    /// Runs a RESTART checkpoint on the writer's connection, retrying while the thread's own
-    /// checkpoint is in the way, for at most [`PUSH_BACK_WAIT`].
+    /// Runs a RESTART checkpoint on the writer's connection, each try waiting at most
+    /// [`READER_WAIT`] for readers, retrying while the thread's own checkpoint or readers are in
+    /// the way, for at most [`PUSH_BACK_WAIT`] in all.
     fn restart(&self, conn: &Connection) {
         let deadline = Instant::now() + PUSH_BACK_WAIT;
+        if let Err(e) = conn.busy_timeout(READER_WAIT) {
+            tracing::warn!(error = %e, "setting the writer's busy timeout");
+            return;
+        }
         loop {
             match conn.query_row(Mode::Restart.pragma(), [], |r| r.get::<_, i64>(0)) {
-                Ok(0) => return,
+                Ok(0) => break,
                 Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
                 Ok(_) => {
                     tracing::debug!(path = %self.wal.display(), "the writer could not start the WAL over in time");
-                    return;
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, path = %self.wal.display(), "the writer checkpointing the WAL");
-                    return;
+                    break;
                 }
             }
+        }
+        if let Err(e) = conn.busy_timeout(SQLITE_BUSY_TIMEOUT) {
+            tracing::warn!(error = %e, "restoring the writer's busy timeout");
         }
     }
 }

@@ -10,7 +10,10 @@
 //! own ([`super::checkpoint`]).
 //!
 //! Postgres: the writer is a task on the runtime and runs the statements over sqlx, in a
-//! transaction of the shared pool.
+//! transaction on a connection of the shared pool ([`PgTx`]). A transaction has the database
+//! timeout to finish, from waiting for its connection to its commit: a statement still
+//! unanswered then fails as `Unavailable`, and a connection left in a transaction is closed,
+//! never returned to the pool (a dead server or a cut network may never answer it).
 //!
 //! Statements are written with `$1..$n` placeholders on both backends, and hold no other `$`
 //! (values are always bound). SQLite would take `$n` as a named parameter, whose index is found
@@ -21,7 +24,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sqlx::any::AnyTypeInfoKind;
-use sqlx::{Any, AnyPool, AssertSqlSafe, Column, Row as _, Transaction, TypeInfo as _};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Column, Executor as _, Row as _, TypeInfo as _};
+use tokio::time::Instant;
 
 use super::checkpoint::{self, Checkpointer};
 use super::{Backend, Durability};
@@ -150,13 +155,13 @@ impl<T: FromValue> FromValue for Option<T> {
 }
 
 /// How long a SQLite statement waits for another process's write lock before it fails.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The writer's way to the database.
 #[derive(Debug)]
 pub(crate) enum Conn {
     Sqlite(Box<SqliteWriter>),
-    Postgres { pool: AnyPool, durability: Durability },
+    Postgres { pool: AnyPool, durability: Durability, timeout: Duration },
 }
 
 /// The writer's SQLite connection, opened on first use and again after it broke.
@@ -193,12 +198,17 @@ impl Conn {
     pub(crate) async fn begin(&mut self, leases_only: bool) -> Result<Tx> {
         match self {
             Self::Sqlite(w) => w.begin(leases_only).map(Tx::Sqlite),
-            Self::Postgres { pool, durability } => {
-                let mut tx = pool.begin().await?;
+            Self::Postgres { pool, durability, timeout } => {
+                let deadline = Instant::now() + *timeout;
+                let conn = PgTx::bounded(deadline, *timeout, pool.acquire()).await?;
+                let mut tx = PgTx { conn, deadline, timeout: *timeout, open: true };
+                // The server, too, gives up on a statement the writer stopped waiting for.
+                let mut begin = format!("BEGIN; SET LOCAL statement_timeout = {}", timeout.as_millis().max(1));
                 // Relaxed durability turned it off for the whole session already.
                 if leases_only && *durability == Durability::Full {
-                    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+                    begin.push_str("; SET LOCAL synchronous_commit = off");
                 }
+                tx.run(begin).await?;
                 Ok(Tx::Postgres(tx))
             }
         }
@@ -218,7 +228,16 @@ impl Conn {
                     Err(e.into())
                 }
             },
-            (Self::Postgres { .. }, Tx::Postgres(tx)) => Ok(tx.commit().await?),
+            (Self::Postgres { .. }, Tx::Postgres(mut tx)) => match tx.run("COMMIT").await {
+                Ok(()) => {
+                    tx.open = false;
+                    Ok(())
+                }
+                Err(e) => {
+                    tx.rollback().await;
+                    Err(e)
+                }
+            },
             _ => Err(Error::Internal("a transaction of the other backend".into())),
         }
     }
@@ -226,9 +245,7 @@ impl Conn {
     pub(crate) async fn rollback(&mut self, tx: Tx) {
         match (self, tx) {
             (Self::Sqlite(w), Tx::Sqlite(conn)) => w.rollback(conn),
-            (_, Tx::Postgres(tx)) => {
-                let _ = tx.rollback().await;
-            }
+            (_, Tx::Postgres(mut tx)) => tx.rollback().await,
             (Self::Postgres { .. }, Tx::Sqlite(_)) => {}
         }
     }
@@ -301,7 +318,50 @@ impl SqliteWriter {
 #[derive(Debug)]
 pub(crate) enum Tx {
     Sqlite(rusqlite::Connection),
-    Postgres(Transaction<'static, Any>),
+    Postgres(PgTx),
+}
+
+/// A Postgres transaction of the writer: its connection and when it must be done by. Dropped
+/// while still open (a failed rollback, a cancelled writer), it closes its connection.
+#[derive(Debug)]
+pub(crate) struct PgTx {
+    conn: PoolConnection<Any>,
+    deadline: Instant,
+    /// The database timeout, for the error message.
+    timeout: Duration,
+    /// Whether the connection may be in a transaction.
+    open: bool,
+}
+
+impl PgTx {
+    /// Awaits `f` until `deadline`; `Unavailable` once it has passed.
+    async fn bounded<T>(deadline: Instant, timeout: Duration, f: impl Future<Output = sqlx::Result<T>>) -> Result<T> {
+        match tokio::time::timeout_at(deadline, f).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(super::no_answer(timeout)),
+        }
+    }
+
+    /// Runs statements without values (the simple query protocol: several may be sent at once).
+    async fn run(&mut self, sql: impl Into<String>) -> Result<()> {
+        let sql = AssertSqlSafe(sql.into());
+        Self::bounded(self.deadline, self.timeout, self.conn.execute(sql)).await.map(drop)
+    }
+
+    /// Rolls back before the deadline; otherwise the connection is closed when `self` drops.
+    async fn rollback(&mut self) {
+        if self.run("ROLLBACK").await.is_ok() {
+            self.open = false;
+        }
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 impl Tx {
@@ -320,7 +380,10 @@ impl Tx {
                 bind_sqlite(&mut stmt, &statement.values)?;
                 Ok(stmt.raw_execute()? as u64)
             }
-            Self::Postgres(tx) => Ok(postgres_query(&statement).execute(&mut **tx).await?.rows_affected()),
+            Self::Postgres(tx) => {
+                let done = PgTx::bounded(tx.deadline, tx.timeout, postgres_query(&statement).execute(&mut *tx.conn));
+                Ok(done.await?.rows_affected())
+            }
         }
     }
 
@@ -339,7 +402,8 @@ impl Tx {
                 Ok(out)
             }
             Self::Postgres(tx) => {
-                let rows = postgres_query(&statement).fetch_all(&mut **tx).await?;
+                let rows =
+                    PgTx::bounded(tx.deadline, tx.timeout, postgres_query(&statement).fetch_all(&mut *tx.conn)).await?;
                 rows.iter().map(postgres_row).collect()
             }
         }

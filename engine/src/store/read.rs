@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{AssertSqlSafe, FromRow, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, FromRow, Row};
 use uuid::Uuid;
 
 use super::rows::{
@@ -115,15 +115,34 @@ fn events_binding(namespace: &str, query: &EventQuery) -> Binding {
 }
 
 impl Store {
+    /// Runs `read` on a connection of the read pool, within the database timeout (waiting for the
+    /// connection included); `Unavailable` once it has passed. A connection whose statement did
+    /// not answer in time is closed instead of going back to the pool: it may never answer.
+    pub(crate) async fn read<T>(&self, read: impl AsyncFnOnce(&mut AnyConnection) -> sqlx::Result<T>) -> Result<T> {
+        let timeout = self.inner.config.database_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut conn = match tokio::time::timeout_at(deadline, self.inner.read.acquire()).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(super::no_answer(timeout)),
+        };
+        match tokio::time::timeout_at(deadline, read(&mut conn)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                conn.close_on_drop();
+                Err(super::no_answer(timeout))
+            }
+        }
+    }
+
     /// Returns a listener of the namespace, active or finished.
     pub async fn get_listener(&self, namespace: &str, id: Uuid) -> Result<Listener> {
         let sql = format!(
             "SELECT {LISTENER_COLUMNS} FROM listeners WHERE namespace = $1 AND id = $2 AND status <> '{STATUS_DELETED}'"
         );
-        let row: Option<ListenerRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(namespace)
-            .bind(id.to_string())
-            .fetch_optional(&self.inner.read)
+        let row: Option<ListenerRow> = self
+            .read(async |c| {
+                sqlx::query_as(AssertSqlSafe(sql)).bind(namespace).bind(id.to_string()).fetch_optional(c).await
+            })
             .await?;
         row.ok_or_else(|| Error::NotFound(format!("listener {id}")))?.into_listener()
     }
@@ -165,21 +184,19 @@ impl Store {
         let row: Option<EventRow> = match &key {
             EventKey::Sequence(seq) => {
                 let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND seq = $2");
-                sqlx::query_as(AssertSqlSafe(sql))
-                    .bind(namespace)
-                    .bind(*seq as i64)
-                    .fetch_optional(&self.inner.read)
-                    .await?
+                self.read(async |c| {
+                    sqlx::query_as(AssertSqlSafe(sql)).bind(namespace).bind(*seq as i64).fetch_optional(c).await
+                })
+                .await?
             }
             EventKey::SourceId { source, id } => {
                 let sql =
                     format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND source = $2 AND id = $3");
-                sqlx::query_as(AssertSqlSafe(sql))
-                    .bind(namespace)
-                    .bind(source.as_str())
-                    .bind(id.as_str())
-                    .fetch_optional(&self.inner.read)
-                    .await?
+                self.read(async |c| {
+                    let q = sqlx::query_as(AssertSqlSafe(sql)).bind(namespace).bind(source.as_str());
+                    q.bind(id.as_str()).fetch_optional(c).await
+                })
+                .await?
             }
         };
         let what = match key {
@@ -234,7 +251,7 @@ impl Store {
                 Bind::Text(t) => q.bind(t),
             };
         }
-        Ok(q.fetch_all(&self.inner.read).await?)
+        self.read(async |c| q.fetch_all(c).await).await
     }
 
     /// Lists a group's dead letters in sequence order; NotFound if the group does not exist.
@@ -256,8 +273,9 @@ impl Store {
              ORDER BY d.seq LIMIT {}",
             size + 1
         );
-        let rows =
-            sqlx::query(AssertSqlSafe(sql)).bind(namespace).bind(group).bind(after).fetch_all(&self.inner.read).await?;
+        let rows = self
+            .read(async |c| sqlx::query(AssertSqlSafe(sql)).bind(namespace).bind(group).bind(after).fetch_all(c).await)
+            .await?;
         if rows.is_empty() && !self.group_exists(namespace, group).await? {
             return Err(super::writer::group_not_found(group));
         }
@@ -283,10 +301,11 @@ impl Store {
     }
 
     async fn group_exists(&self, namespace: &str, group: &str) -> Result<bool> {
-        let found = sqlx::query("SELECT 1 FROM consumer_groups WHERE namespace = $1 AND name = $2")
-            .bind(namespace)
-            .bind(group)
-            .fetch_optional(&self.inner.read)
+        let found = self
+            .read(async |c| {
+                let q = sqlx::query("SELECT 1 FROM consumer_groups WHERE namespace = $1 AND name = $2");
+                q.bind(namespace).bind(group).fetch_optional(c).await
+            })
             .await?;
         Ok(found.is_some())
     }
@@ -308,7 +327,7 @@ impl Store {
             for s in chunk {
                 q = q.bind(*s as i64);
             }
-            for row in q.fetch_all(&self.inner.read).await? {
+            for row in self.read(async |c| q.fetch_all(c).await).await? {
                 let e = row.into_event()?;
                 by_seq.insert(e.sequence, e);
             }
@@ -321,16 +340,15 @@ impl Store {
 
     /// Counts the notifications leased to `consumer` whose lease has not expired.
     pub async fn leased_count(&self, namespace: &str, group: &str, consumer: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
+        let q = sqlx::query_scalar(
             "SELECT COUNT(*) FROM deliveries WHERE namespace = $1 AND group_name = $2 AND consumer = $3 \
              AND state = 'leased' AND available_us > $4",
         )
         .bind(namespace)
         .bind(group)
         .bind(consumer)
-        .bind(micros(chrono::Utc::now()))
-        .fetch_one(&self.inner.read)
-        .await?;
+        .bind(micros(chrono::Utc::now()));
+        let n: i64 = self.read(async |c| q.fetch_one(c).await).await?;
         Ok(n as u64)
     }
 
@@ -340,9 +358,8 @@ impl Store {
         let unread = sqlx::query(
             "SELECT g.namespace, g.name, (SELECT COUNT(*) FROM notifications n \
              WHERE n.namespace = g.namespace AND n.seq > g.read_seq) FROM consumer_groups g",
-        )
-        .fetch_all(&self.inner.read)
-        .await?;
+        );
+        let unread = self.read(async |c| unread.fetch_all(c).await).await?;
         for row in unread {
             let (namespace, group): (String, String) = (row.try_get(0)?, row.try_get(1)?);
             let pending = row.try_get::<i64, _>(2)? as u64;
@@ -351,9 +368,8 @@ impl Store {
         }
         let states = sqlx::query(
             "SELECT namespace, group_name, state, COUNT(*) FROM deliveries GROUP BY namespace, group_name, state",
-        )
-        .fetch_all(&self.inner.read)
-        .await?;
+        );
+        let states = self.read(async |c| states.fetch_all(c).await).await?;
         for row in states {
             let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
             let state: String = row.try_get(2)?;
@@ -381,7 +397,8 @@ impl Store {
         let sql = format!(
             "SELECT COUNT(*) FROM partials p JOIN listeners l ON l.id = p.listener_id WHERE l.namespace = $1{kind_clause}"
         );
-        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).bind(namespace).fetch_one(&self.inner.read).await?;
+        let n: i64 =
+            self.read(async |c| sqlx::query_scalar(AssertSqlSafe(sql)).bind(namespace).fetch_one(c).await).await?;
         Ok(n as u64)
     }
 }

@@ -398,7 +398,13 @@ impl Writer {
     }
 
     /// Runs a batch and answers its commands; returns whether the database was unavailable.
+    /// Commands whose caller stopped waiting (the store's timeout, a cancelled call) are dropped
+    /// unanswered: nobody would learn their outcome.
     async fn run(&mut self, batch: &mut Vec<Command>) -> bool {
+        batch.retain(|c| !c.reply.is_closed());
+        if batch.is_empty() {
+            return false;
+        }
         let ops: Vec<&Op> = batch.iter().map(|c| &c.op).collect();
         match self.transact(&ops).await {
             Ok((outputs, effects)) => {
@@ -426,18 +432,29 @@ impl Writer {
             }
             Err(e) => {
                 tracing::warn!(error = %e, commands = batch.len(), "batch failed, retrying its commands one by one");
+                let mut unavailable = false;
                 for cmd in batch.drain(..) {
-                    let result = self.transact(&[&cmd.op]).await;
-                    let out = match result {
+                    if cmd.reply.is_closed() {
+                        continue;
+                    }
+                    if unavailable {
+                        // The database went away meanwhile: the rest would each wait for it.
+                        let _ = cmd.reply.send(Err(unavailable_meanwhile()));
+                        continue;
+                    }
+                    let out = match self.transact(&[&cmd.op]).await {
                         Ok((mut outputs, effects)) => {
                             effects.apply(&self.slots, self.config.observer.as_deref());
                             outputs.pop().unwrap_or_else(|| Err(Error::Internal("no output".into())))
                         }
-                        Err(e) => Err(e),
+                        Err(e) => {
+                            unavailable = e.kind() == ErrorKind::Unavailable;
+                            Err(e)
+                        }
                     };
                     let _ = cmd.reply.send(out);
                 }
-                false
+                unavailable
             }
         }
     }

@@ -15,7 +15,7 @@ use super::{ClientArgs, print_json};
 #[derive(Debug, clap::Args)]
 pub struct HealthArgs {
     /// Service to ask about: empty for the whole server, `eventbus.v1.EventBusService` for the
-    /// event bus (NOT_SERVING while the server drains).
+    /// event bus (NOT_SERVING while the database cannot be reached or the server drains).
     #[arg(long, default_value = "")]
     pub service: String,
     /// Gives up after this many seconds.
