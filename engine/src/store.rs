@@ -21,7 +21,6 @@
 //! lagging consumer group still has notifications referring to them; such a notification is
 //! delivered without those events.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,18 +32,26 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, TraceContext};
-use crate::listener::{Listener, ListenerKind, ListenerSpec};
+use crate::listener::{Listener, ListenerSpec};
 
+mod config;
 mod conn;
 pub mod consume;
+mod model;
 mod read;
 mod rows;
 mod sql;
 mod writer;
 
+pub use config::{Backend, Durability, StoreConfig};
 use conn::Conn;
 use consume::Slots;
 pub use consume::{Consumer, ConsumerOptions, ConsumerStats};
+pub use model::{
+    DEFAULT_PAGE_SIZE, DeadLetter, Delivery, EventKey, EventQuery, Fired, GroupBacklog, GroupSpec, ListenerQuery,
+    ListenerSelector, MAX_PAGE_SIZE, Notification, NotificationKind, Observer, Page, PoolStats, Published,
+    StartPosition, SweepReport, trigger_span_id,
+};
 pub use rows::{from_micros, micros};
 use writer::{Command, Op, Output};
 
@@ -52,308 +59,6 @@ use writer::{Command, Op, Output};
 /// the 15 bytes Linux keeps).
 pub const WRITER_THREAD: &str = "eb-store-writer";
 pub const CHECKPOINT_THREAD: &str = "eb-store-ckpt";
-
-/// Whether an acknowledged write is on disk.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Durability {
-    /// Acknowledged after the commit is flushed to disk (SQLite `synchronous=FULL`, Postgres
-    /// `synchronous_commit=on`).
-    #[default]
-    Full,
-    /// Acknowledged after the commit; a crash of the machine may lose the last writes
-    /// (SQLite `synchronous=NORMAL` in WAL mode, Postgres `synchronous_commit=off`). The
-    /// database stays consistent.
-    Relaxed,
-}
-
-/// How the store connects and behaves.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
-    pub database_url: String,
-    pub durability: Durability,
-    /// Connections for reads (and, on Postgres, for the writer too).
-    pub pool_size: u32,
-    /// Most events one writer transaction takes from the queue.
-    pub max_batch_events: usize,
-    /// Events and finished notifications and listeners older than this are deleted in the
-    /// background; `None` keeps them forever.
-    pub retention: Option<Duration>,
-    /// How often the background sweeper runs (deadlines, retention).
-    pub sweep_interval: Duration,
-    /// Rows the retention sweeper deletes per table per transaction.
-    pub retention_batch: u32,
-    /// Told about fired triggers after each commit; `None` skips that work.
-    pub observer: Option<Arc<dyn Observer>>,
-}
-
-impl StoreConfig {
-    pub fn new(database_url: impl Into<String>) -> Self {
-        Self {
-            database_url: database_url.into(),
-            durability: Durability::Full,
-            pool_size: 8,
-            max_batch_events: 2048,
-            retention: None,
-            sweep_interval: Duration::from_secs(1),
-            retention_batch: 1000,
-            observer: None,
-        }
-    }
-}
-
-/// The database behind the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn from_url(url: &str) -> Result<Self> {
-        if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite)
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Ok(Self::Postgres)
-        } else {
-            Err(Error::invalid("database_url", "must start with sqlite: or postgres:"))
-        }
-    }
-}
-
-/// The result of publishing one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Published {
-    pub sequence: u64,
-    /// The (source, id) was already stored (or earlier in the batch): `sequence` is the
-    /// original's and the event was not evaluated again.
-    pub duplicate: bool,
-}
-
-/// What a notification asks a runner to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotificationKind {
-    Start,
-    Wake,
-    Timeout,
-}
-
-impl NotificationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Start => "start",
-            Self::Wake => "wake",
-            Self::Timeout => "timeout",
-        }
-    }
-}
-
-impl FromStr for NotificationKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "start" => Ok(Self::Start),
-            "wake" => Ok(Self::Wake),
-            "timeout" => Ok(Self::Timeout),
-            _ => Err(Error::Internal(format!("unknown notification kind {s:?}"))),
-        }
-    }
-}
-
-/// A fired listener's notification, as delivered to runners.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
-    pub namespace: String,
-    /// Per-namespace notification sequence: the ack key.
-    pub sequence: u64,
-    pub fire_id: Uuid,
-    pub kind: NotificationKind,
-    pub listener_id: Uuid,
-    /// The workflow id (START) or instance id (WAKE, TIMEOUT).
-    pub target: String,
-    pub correlation: Vec<(String, String)>,
-    /// Contributing events in collection order.
-    pub event_sequences: Vec<u64>,
-    /// The contributing events that are still retained, in collection order.
-    pub events: Vec<Event>,
-    pub created_at: DateTime<Utc>,
-    /// The trigger's trace context: runners continue it.
-    pub trace: TraceContext,
-}
-
-/// A listener that fired, as told to the [`Observer`] once the transaction that recorded its
-/// notification has committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fired {
-    pub namespace: String,
-    /// The notification's sequence.
-    pub sequence: u64,
-    pub fire_id: Uuid,
-    pub kind: NotificationKind,
-    pub listener_id: Uuid,
-    /// The workflow id (START) or instance id (WAKE, TIMEOUT).
-    pub target: String,
-    pub at: DateTime<Utc>,
-    /// The trigger's own context, which the notification carries: a child of `cause` whose span
-    /// id is derived from the fire id ([`trigger_span_id`]). Empty when `cause` is.
-    pub trace: TraceContext,
-    /// What the trigger continues: the completing event's context, or for a TIMEOUT the
-    /// registering call's.
-    pub cause: TraceContext,
-    /// The contexts of the other contributing events (fan-in of an ALL listener).
-    pub links: Vec<TraceContext>,
-}
-
-/// Told about the store's side effects after they committed; the server turns them into trace
-/// spans and metrics.
-///
-/// Hazard: called from the writer, between transactions: it must return quickly and must
-/// not call back into the store.
-pub trait Observer: Send + Sync + std::fmt::Debug {
-    /// Triggers fired by one committed transaction, in notification order.
-    fn fired(&self, fired: &[Fired]);
-
-    /// Notifications a group acknowledged, by the time each was created (its publish commit).
-    fn acked(&self, namespace: &str, group: &str, created_at: &[DateTime<Utc>]);
-}
-
-/// A consumer group's notifications by state, for monitoring.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupBacklog {
-    pub namespace: String,
-    pub group: String,
-    /// Not yet leased: not looked at yet (counted before the group's filters apply), waiting for
-    /// a retry, or released.
-    pub pending: u64,
-    /// Leased to a consumer (including leases that expired and await a new claim).
-    pub leased: u64,
-    /// Dead-lettered.
-    pub dead: u64,
-}
-
-/// Connections of the read pool, for monitoring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStats {
-    pub max: u32,
-    pub open: u32,
-    pub idle: u32,
-}
-
-/// The span id of a trigger: the first 8 bytes of its fire id, so the same firing always gets the
-/// same span id (fire ids are UUIDv5, whose version nibble keeps these bytes from being zero).
-pub fn trigger_span_id(fire_id: Uuid) -> [u8; 8] {
-    let mut id = [0; 8];
-    id.copy_from_slice(&fire_id.as_bytes()[..8]);
-    id
-}
-
-/// A notification leased to one consumer of a group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub notification: Notification,
-    pub group: String,
-    /// 1 on the first delivery.
-    pub attempt: u32,
-}
-
-/// A notification a group gave up on after its maximum attempts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub notification: Notification,
-    pub attempt: u32,
-    pub last_error: String,
-    pub dead_at: DateTime<Utc>,
-}
-
-/// Where a new consumer group starts reading.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum StartPosition {
-    /// The earliest retained notification.
-    #[default]
-    Earliest,
-    /// Only notifications created after the group.
-    Latest,
-    /// Notifications from this sequence on.
-    Sequence(u64),
-}
-
-/// A consumer group: its filters are fixed when it is created.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GroupSpec {
-    pub name: String,
-    /// Empty: every kind.
-    pub kinds: Vec<NotificationKind>,
-    /// Empty: every notification; otherwise only START notifications of these workflows.
-    pub workflow_ids: Vec<String>,
-    pub start: StartPosition,
-    /// Deliveries after which a notification becomes a dead letter.
-    pub max_attempts: u32,
-}
-
-/// Which listeners [`Store::delete_listeners`] removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenerSelector {
-    Workflow(String),
-    Instance(String),
-}
-
-/// Filters and cursor of [`Store::list_listeners`].
-#[derive(Debug, Clone, Default)]
-pub struct ListenerQuery {
-    pub kind: Option<ListenerKind>,
-    pub workflow_id: Option<String>,
-    pub instance_id: Option<String>,
-    /// Also list WAIT listeners that fired or timed out.
-    pub include_finished: bool,
-    pub page_size: u32,
-    pub page_token: Option<String>,
-}
-
-/// Filters and cursor of [`Store::list_events`].
-#[derive(Debug, Clone, Default)]
-pub struct EventQuery {
-    pub event_type: Option<String>,
-    pub source: Option<String>,
-    pub subject: Option<String>,
-    /// Inclusive, on the receive time.
-    pub start: Option<DateTime<Utc>>,
-    /// Exclusive, on the receive time.
-    pub end: Option<DateTime<Utc>>,
-    pub after_sequence: Option<u64>,
-    pub page_size: u32,
-    pub page_token: Option<String>,
-}
-
-/// How an event is addressed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventKey {
-    Sequence(u64),
-    SourceId { source: String, id: String },
-}
-
-/// One page of a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Present when more items may follow.
-    pub next_page_token: Option<String>,
-}
-
-/// What a sweep did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    pub timed_out: u64,
-    /// (listener, correlation key) partial states that lost events past their lifespan.
-    pub partials_pruned: u64,
-    pub events_deleted: u64,
-    pub notifications_deleted: u64,
-    pub listeners_deleted: u64,
-}
-
-/// Default and maximum page sizes of listings.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// A handle to the store; cheap to clone.
 #[derive(Debug, Clone)]
