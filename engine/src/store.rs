@@ -53,7 +53,7 @@ pub use model::{
     StartPosition, SweepReport, trigger_span_id,
 };
 pub use rows::{from_micros, micros};
-use writer::{Command, Op, Output};
+use writer::{Claimed, Command, Reply};
 
 /// Names of the store's own threads with SQLite: the writer and the WAL checkpointer (at most
 /// the 15 bytes Linux keeps).
@@ -107,11 +107,12 @@ impl Store {
         &self.inner.config
     }
 
-    async fn call(&self, op: Op) -> Result<Output> {
-        let (reply, rx) = oneshot::channel();
+    /// Sends a command to the writer and waits for its result.
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (sender, rx) = oneshot::channel();
         self.inner
             .commands
-            .send(Command { op, reply })
+            .send(command(Reply::new(sender)))
             .await
             .map_err(|_| Error::Internal("store writer stopped".into()))?;
         rx.await.map_err(|_| Error::Internal("store writer dropped a command".into()))?
@@ -120,14 +121,12 @@ impl Store {
     /// Stores, sequences and evaluates events in one transaction (see the crate docs).
     /// Each event's `sequence`, `namespace` and `received_at` are assigned here.
     pub async fn publish(&self, namespace: &str, events: Vec<Event>) -> Result<Vec<Published>> {
-        match self.call(Op::Publish { namespace: namespace.to_owned(), events }).await? {
-            Output::Published(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::Publish { namespace: namespace.to_owned(), events, reply }).await
     }
 
     /// Registers a listener. With a `request_id`, a retry returns the listener registered
-    /// first (the same spec) or fails with `AlreadyExists` (another spec).
+    /// first (the same spec) or fails with `AlreadyExists` (another spec). Also returns whether
+    /// the listener was created by this call.
     pub async fn register_listener(
         &self,
         namespace: &str,
@@ -135,35 +134,30 @@ impl Store {
         request_id: Option<String>,
         trace: TraceContext,
     ) -> Result<(Listener, bool)> {
-        match self.call(Op::Register { namespace: namespace.to_owned(), spec, request_id, trace }).await? {
-            Output::Registered(l, created) => Ok((*l, created)),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::Register {
+            namespace: namespace.to_owned(),
+            spec,
+            request_id,
+            trace,
+            reply: Box::new(reply),
+        })
+        .await
     }
 
     /// Deletes one listener; `NotFound` if the namespace has no such listener.
     pub async fn delete_listener(&self, namespace: &str, id: Uuid) -> Result<()> {
-        match self.call(Op::DeleteListener { namespace: namespace.to_owned(), id }).await? {
-            Output::Count(_) => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.delete_listeners(namespace, ListenerSelector::Id(id)).await.map(|_| ())
     }
 
-    /// Deletes every listener of a workflow (START) or an instance (WAIT); returns how many.
+    /// Deletes the selected listeners (see [`ListenerSelector`]); returns how many.
     pub async fn delete_listeners(&self, namespace: &str, selector: ListenerSelector) -> Result<u64> {
-        match self.call(Op::DeleteListeners { namespace: namespace.to_owned(), selector }).await? {
-            Output::Count(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::DeleteListeners { namespace: namespace.to_owned(), selector, reply }).await
     }
 
     /// Creates the consumer group if it does not exist; `FailedPrecondition` if it exists with
     /// other filters.
     pub async fn ensure_group(&self, namespace: &str, group: GroupSpec) -> Result<()> {
-        match self.call(Op::EnsureGroup { namespace: namespace.to_owned(), group }).await? {
-            Output::Unit => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::EnsureGroup { namespace: namespace.to_owned(), group, reply }).await
     }
 
     /// Leases up to `max` notifications of the group to `consumer` for `lease`: first those
@@ -189,18 +183,17 @@ impl Store {
         max: u32,
         lease: Duration,
     ) -> Result<(Vec<Delivery>, bool)> {
-        let op = Op::Claim {
-            namespace: namespace.to_owned(),
-            group: group.to_owned(),
-            consumer: consumer.to_owned(),
-            max,
-            lease,
-        };
-        let (claimed, full) = match self.call(op).await? {
-            Output::Claimed(c, full) => (c, full),
-            other => return Err(unexpected(other)),
-        };
-        let (mut notifications, attempts): (Vec<_>, Vec<_>) = claimed.into_iter().unzip();
+        let Claimed { leased, full } = self
+            .call(|reply| Command::Claim {
+                namespace: namespace.to_owned(),
+                group: group.to_owned(),
+                consumer: consumer.to_owned(),
+                max,
+                lease,
+                reply,
+            })
+            .await?;
+        let (mut notifications, attempts): (Vec<_>, Vec<_>) = leased.into_iter().unzip();
         self.load_events(namespace, &mut notifications).await?;
         let deliveries = notifications
             .into_iter()
@@ -215,10 +208,8 @@ impl Store {
     /// (acked, dead and unknown sequences are ignored: acking twice is harmless). NotFound if the
     /// group does not exist.
     pub async fn ack(&self, namespace: &str, group: &str, sequences: Vec<u64>) -> Result<u64> {
-        match self.call(Op::Ack { namespace: namespace.to_owned(), group: group.to_owned(), sequences }).await? {
-            Output::Count(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::Ack { namespace: namespace.to_owned(), group: group.to_owned(), sequences, reply })
+            .await
     }
 
     /// Gives a leased notification back for a retry after `retry_after`; returns whether it
@@ -233,38 +224,43 @@ impl Store {
         retry_after: Duration,
         reason: String,
     ) -> Result<bool> {
-        let op = Op::Nack { namespace: namespace.to_owned(), group: group.to_owned(), sequence, retry_after, reason };
-        match self.call(op).await? {
-            Output::DeadLettered(d) => Ok(d),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::Nack {
+            namespace: namespace.to_owned(),
+            group: group.to_owned(),
+            sequence,
+            retry_after,
+            reason,
+            reply,
+        })
+        .await
     }
 
     /// Makes everything leased to `consumer` claimable again now (its stream went away).
     pub async fn release(&self, namespace: &str, group: &str, consumer: &str) -> Result<u64> {
-        let op =
-            Op::Release { namespace: namespace.to_owned(), group: group.to_owned(), consumer: consumer.to_owned() };
-        match self.call(op).await? {
-            Output::Count(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::Release {
+            namespace: namespace.to_owned(),
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+            reply,
+        })
+        .await
     }
 
     /// Makes dead letters claimable again with fresh attempts (all when `sequences` is empty);
     /// returns how many. NotFound if the group does not exist.
     pub async fn redrive(&self, namespace: &str, group: &str, sequences: Vec<u64>) -> Result<u64> {
-        match self.call(Op::Redrive { namespace: namespace.to_owned(), group: group.to_owned(), sequences }).await? {
-            Output::Count(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::Redrive {
+            namespace: namespace.to_owned(),
+            group: group.to_owned(),
+            sequences,
+            reply,
+        })
+        .await
     }
 
     /// Times out passed WAIT deadlines and applies retention once.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<SweepReport> {
-        match self.call(Op::Sweep { now }).await? {
-            Output::Swept(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+        self.call(|reply| Command::Sweep { now, reply }).await
     }
 
     fn spawn_sweeper(&self) {
@@ -291,10 +287,6 @@ impl Store {
             }
         });
     }
-}
-
-fn unexpected(output: Output) -> Error {
-    Error::Internal(format!("unexpected writer output {output:?}"))
 }
 
 async fn connect(backend: Backend, url: &str, size: u32, durability: Durability) -> Result<AnyPool> {

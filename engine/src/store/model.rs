@@ -187,7 +187,11 @@ pub struct GroupSpec {
 /// Which listeners [`Store::delete_listeners`](super::Store::delete_listeners) removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerSelector {
+    /// One listener: `NotFound` if the namespace has no such listener.
+    Id(Uuid),
+    /// Every START listener of a workflow (none is not an error).
     Workflow(String),
+    /// Every WAIT listener of an instance (none is not an error).
     Instance(String),
 }
 

@@ -53,39 +53,87 @@ use crate::event::{Event, EventRef, TraceContext};
 use crate::listener::{CompiledListener, Listener, ListenerKind, ListenerSpec, ListenerStatus};
 use crate::trigger::{ActionKind, CorrelationKey, Engine, Outcome};
 
-pub(crate) struct Command {
-    pub op: Op,
-    pub reply: oneshot::Sender<Result<Output>>,
-}
-
+/// A command to the writer: one variant per operation, each with the channel its own result
+/// goes back on.
 #[derive(Debug)]
-pub(crate) enum Op {
-    Publish { namespace: String, events: Vec<Event> },
-    Register { namespace: String, spec: ListenerSpec, request_id: Option<String>, trace: TraceContext },
-    DeleteListener { namespace: String, id: Uuid },
-    DeleteListeners { namespace: String, selector: ListenerSelector },
-    EnsureGroup { namespace: String, group: GroupSpec },
-    Claim { namespace: String, group: String, consumer: String, max: u32, lease: Duration },
-    Ack { namespace: String, group: String, sequences: Vec<u64> },
-    Nack { namespace: String, group: String, sequence: u64, retry_after: Duration, reason: String },
-    Release { namespace: String, group: String, consumer: String },
-    Redrive { namespace: String, group: String, sequences: Vec<u64> },
-    Sweep { now: DateTime<Utc> },
+pub(crate) enum Command {
+    Publish {
+        namespace: String,
+        events: Vec<Event>,
+        reply: Reply<Vec<Published>>,
+    },
+    /// Replies with the listener and whether it was created (not found by its request id).
+    Register {
+        namespace: String,
+        spec: ListenerSpec,
+        request_id: Option<String>,
+        trace: TraceContext,
+        /// Boxed: it holds a listener (which holds a spec) until the commit.
+        reply: Box<Reply<(Listener, bool)>>,
+    },
+    DeleteListeners {
+        namespace: String,
+        selector: ListenerSelector,
+        reply: Reply<u64>,
+    },
+    EnsureGroup {
+        namespace: String,
+        group: GroupSpec,
+        reply: Reply<()>,
+    },
+    Claim {
+        namespace: String,
+        group: String,
+        consumer: String,
+        max: u32,
+        lease: Duration,
+        reply: Reply<Claimed>,
+    },
+    Ack {
+        namespace: String,
+        group: String,
+        sequences: Vec<u64>,
+        reply: Reply<u64>,
+    },
+    /// Replies whether the notification became a dead letter.
+    Nack {
+        namespace: String,
+        group: String,
+        sequence: u64,
+        retry_after: Duration,
+        reason: String,
+        reply: Reply<bool>,
+    },
+    Release {
+        namespace: String,
+        group: String,
+        consumer: String,
+        reply: Reply<u64>,
+    },
+    Redrive {
+        namespace: String,
+        group: String,
+        sequences: Vec<u64>,
+        reply: Reply<u64>,
+    },
+    Sweep {
+        now: DateTime<Utc>,
+        reply: Reply<SweepReport>,
+    },
 }
 
-impl Op {
-    /// The namespace whose row the op locks (ops that evaluate or change listeners).
+impl Command {
+    /// The namespace whose row the command locks (commands that evaluate or change listeners).
     fn locked_namespace(&self) -> Option<&str> {
         match self {
             Self::Publish { namespace, .. }
             | Self::Register { namespace, .. }
-            | Self::DeleteListener { namespace, .. }
             | Self::DeleteListeners { namespace, .. } => Some(namespace),
             _ => None,
         }
     }
 
-    /// Whether the op changes only leases (see the module docs on durability).
+    /// Whether the command changes only leases (see the module docs on durability).
     fn leases_only(&self) -> bool {
         matches!(self, Self::Claim { .. } | Self::Ack { .. } | Self::Nack { .. } | Self::Release { .. })
     }
@@ -96,18 +144,106 @@ impl Op {
             _ => 1,
         }
     }
+
+    /// Whether the command must run in a transaction alone (a sweep locks namespaces of its own
+    /// choosing).
+    fn alone(&self) -> bool {
+        matches!(self, Self::Sweep { .. })
+    }
+
+    /// Sends the result held for the command, once its transaction committed.
+    fn answer(self) {
+        self.finish(None);
+    }
+
+    /// Sends `error` instead of a result: the command's transaction did not commit.
+    fn fail(self, error: Error) {
+        self.finish(Some(error));
+    }
+
+    fn finish(self, error: Option<Error>) {
+        match self {
+            Self::Publish { reply, .. } => reply.send(error),
+            Self::Register { reply, .. } => (*reply).send(error),
+            Self::DeleteListeners { reply, .. }
+            | Self::Ack { reply, .. }
+            | Self::Release { reply, .. }
+            | Self::Redrive { reply, .. } => reply.send(error),
+            Self::EnsureGroup { reply, .. } => reply.send(error),
+            Self::Claim { reply, .. } => reply.send(error),
+            Self::Nack { reply, .. } => reply.send(error),
+            Self::Sweep { reply, .. } => reply.send(error),
+        }
+    }
 }
 
+/// The channel a command's result goes back on, and the result of the attempt in progress,
+/// held until its transaction commits (a failed batch is run again, command by command).
 #[derive(Debug)]
-pub(crate) enum Output {
-    Published(Vec<Published>),
-    Registered(Box<Listener>, bool),
-    Count(u64),
-    Unit,
-    /// Leases, and whether the claim took as many as it could (more may be claimable).
-    Claimed(Vec<Leased>, bool),
-    DeadLettered(bool),
-    Swept(SweepReport),
+pub(crate) struct Reply<T> {
+    sender: oneshot::Sender<Result<T>>,
+    held: Option<Result<T>>,
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn new(sender: oneshot::Sender<Result<T>>) -> Self {
+        Self { sender, held: None }
+    }
+
+    /// Holds what the command's handler returned: its value or its rejection. An abort is
+    /// returned, for the transaction to roll back.
+    fn hold(&mut self, handled: Handled<T>) -> Result<()> {
+        self.held = Some(match handled {
+            Ok(value) => Ok(value),
+            Err(CommandError::Rejected(e)) => Err(e),
+            Err(CommandError::Abort(e)) => return Err(e),
+        });
+        Ok(())
+    }
+
+    /// Sends `error`, or else the held result. The caller may be gone: nothing to do then.
+    fn send(self, error: Option<Error>) {
+        let result = match error {
+            Some(e) => Err(e),
+            None => self.held.unwrap_or_else(|| Err(Error::Internal("the writer held no result".into()))),
+        };
+        let _ = self.sender.send(result);
+    }
+}
+
+/// Why a command of a batch did not complete.
+///
+/// A command is run inside the batch's transaction, so it can fail in two ways:
+/// - [`CommandError::Rejected`]: the caller's fault (an invalid argument, a listener or group
+///   that does not exist, a failed precondition). The command changed nothing before it was
+///   rejected, so the batch goes on and commits; the caller gets the error.
+/// - [`CommandError::Abort`]: the transaction cannot go on (a database error, a broken
+///   invariant). The batch is rolled back and its commands are run again one by one, so that
+///   one command's trouble does not fail the others.
+///
+/// `?` on a [`Result`] aborts: a handler rejects explicitly, and only before it writes anything.
+/// (A rejection that aborted by mistake would still give its caller the right error, after
+/// costing the batch a retry.)
+#[derive(Debug)]
+pub(crate) enum CommandError {
+    Rejected(Error),
+    Abort(Error),
+}
+
+impl From<Error> for CommandError {
+    fn from(e: Error) -> Self {
+        Self::Abort(e)
+    }
+}
+
+/// What a command's handler returns: see [`CommandError`].
+pub(crate) type Handled<T> = std::result::Result<T, CommandError>;
+
+/// What a claim leased, and whether it took as many as it could (more may be claimable).
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    pub leased: Vec<Leased>,
+    pub full: bool,
 }
 
 /// A consumer group's fixed settings, stored as JSON.
@@ -369,18 +505,18 @@ impl Writer {
                     None => return,
                 },
             };
-            let alone = matches!(first.op, Op::Sweep { .. });
-            let mut weight = first.op.weight();
+            let alone = first.alone();
+            let mut weight = first.weight();
             batch.push(first);
             while !alone && weight < self.config.max_batch_events {
                 match rx.try_recv() {
                     // A sweep locks namespaces of its own choosing: it runs in a transaction alone.
-                    Ok(c) if matches!(c.op, Op::Sweep { .. }) => {
+                    Ok(c) if c.alone() => {
                         held = Some(c);
                         break;
                     }
                     Ok(c) => {
-                        weight += c.op.weight();
+                        weight += c.weight();
                         batch.push(c);
                     }
                     Err(_) => break,
@@ -391,7 +527,7 @@ impl Writer {
                 // each would otherwise wait out the pool's acquire timeout in turn, and a
                 // caller behind a few of them would wait many times that.
                 for cmd in held.take().into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-                    let _ = cmd.reply.send(Err(unavailable_meanwhile()));
+                    cmd.fail(unavailable_meanwhile());
                 }
             }
         }
@@ -399,20 +535,17 @@ impl Writer {
 
     /// Runs a batch and answers its commands; returns whether the database was unavailable.
     async fn run(&mut self, batch: &mut Vec<Command>) -> bool {
-        let ops: Vec<&Op> = batch.iter().map(|c| &c.op).collect();
-        match self.transact(&ops).await {
-            Ok((outputs, effects)) => {
+        match self.transact(batch).await {
+            Ok(effects) => {
                 effects.apply(&self.slots, self.config.observer.as_deref());
-                for (cmd, out) in batch.drain(..).zip(outputs) {
-                    let _ = cmd.reply.send(out);
-                }
+                batch.drain(..).for_each(Command::answer);
                 false
             }
             Err(e) if batch.len() == 1 => {
                 tracing::warn!(error = %e, "store transaction failed");
                 let unavailable = e.kind() == ErrorKind::Unavailable;
                 if let Some(cmd) = batch.pop() {
-                    let _ = cmd.reply.send(Err(e));
+                    cmd.fail(e);
                 }
                 unavailable
             }
@@ -420,32 +553,30 @@ impl Writer {
                 // No command is to blame: retrying them one by one would only wait again.
                 tracing::warn!(error = %e, commands = batch.len(), "store transaction failed");
                 for cmd in batch.drain(..) {
-                    let _ = cmd.reply.send(Err(unavailable_meanwhile()));
+                    cmd.fail(unavailable_meanwhile());
                 }
                 true
             }
             Err(e) => {
                 tracing::warn!(error = %e, commands = batch.len(), "batch failed, retrying its commands one by one");
-                for cmd in batch.drain(..) {
-                    let result = self.transact(&[&cmd.op]).await;
-                    let out = match result {
-                        Ok((mut outputs, effects)) => {
+                for mut cmd in batch.drain(..) {
+                    match self.transact(std::slice::from_mut(&mut cmd)).await {
+                        Ok(effects) => {
                             effects.apply(&self.slots, self.config.observer.as_deref());
-                            outputs.pop().unwrap_or_else(|| Err(Error::Internal("no output".into())))
+                            cmd.answer();
                         }
-                        Err(e) => Err(e),
-                    };
-                    let _ = cmd.reply.send(out);
+                        Err(e) => cmd.fail(e),
+                    }
                 }
                 false
             }
         }
     }
 
-    /// Runs ops in one transaction. The outer error aborts the whole transaction; the inner
-    /// results are each op's own (an op that fails on its own changes nothing).
-    async fn transact(&mut self, ops: &[&Op]) -> Result<(Vec<Result<Output>>, Effects)> {
-        let leases_only = ops.iter().all(|op| op.leases_only());
+    /// Runs commands in one transaction and holds each one's result in its reply (see
+    /// [`CommandError`]). An error aborted the whole transaction: nothing of it was committed.
+    async fn transact(&mut self, commands: &mut [Command]) -> Result<Effects> {
+        let leases_only = commands.iter().all(Command::leases_only);
         let mut b = Batch {
             now: super::from_micros(micros(Utc::now())),
             ns: BTreeMap::new(),
@@ -455,9 +586,9 @@ impl Writer {
             effects: Effects::default(),
         };
         let mut tx = self.conn.begin(leases_only).await?;
-        let result = match self.execute(&mut tx, &mut b, ops).await {
-            Ok(outputs) => match b.write(&mut tx).await {
-                Ok(()) => self.conn.commit(tx).await.map(|()| outputs),
+        let result = match self.execute(&mut tx, &mut b, commands).await {
+            Ok(()) => match b.write(&mut tx).await {
+                Ok(()) => self.conn.commit(tx).await,
                 Err(e) => {
                     self.conn.rollback(tx).await;
                     Err(e)
@@ -469,13 +600,13 @@ impl Writer {
             }
         };
         match result {
-            Ok(outputs) => {
+            Ok(()) => {
                 for (name, st) in &b.ns {
                     if let Some(l) = self.loaded.get_mut(name) {
                         l.generation = if st.changed.is_empty() { st.generation } else { st.new_gen() };
                     }
                 }
-                Ok((outputs, b.effects))
+                Ok(b.effects)
             }
             Err(e) => {
                 // The engine ran ahead of what was stored: forget these namespaces.
@@ -487,49 +618,67 @@ impl Writer {
         }
     }
 
-    async fn execute(&mut self, tx: &mut Tx, b: &mut Batch, ops: &[&Op]) -> Result<Vec<Result<Output>>> {
-        let namespaces: BTreeSet<&str> = ops.iter().filter_map(|op| op.locked_namespace()).collect();
+    async fn execute(&mut self, tx: &mut Tx, b: &mut Batch, commands: &mut [Command]) -> Result<()> {
+        let namespaces: BTreeSet<&str> = commands.iter().filter_map(Command::locked_namespace).collect();
         for ns in namespaces {
             self.lock_namespace(tx, b, ns).await?;
         }
         // Shared by every publish of the batch to a namespace (each may repeat a stored key).
-        let existing = lookup_existing(tx, ops).await?;
-        let mut outputs = Vec::with_capacity(ops.len());
-        for op in ops {
-            if !matches!(op, Op::Publish { .. }) {
-                // The op may read what earlier publishes of the batch wrote.
+        let existing = lookup_existing(tx, commands).await?;
+        for command in commands {
+            if !matches!(command, Command::Publish { .. }) {
+                // The command may read what earlier publishes of the batch wrote.
                 self.flush(b)?;
                 b.write(tx).await?;
             }
-            let out = match op {
-                Op::Publish { namespace, events } => {
-                    self.publish(b, namespace, events, existing.get(namespace.as_str()))?
-                }
-                Op::Register { namespace, spec, request_id, trace } => {
-                    self.register(tx, b, namespace, spec, request_id.as_deref(), trace).await?
-                }
-                Op::DeleteListener { namespace, id } => self.delete(tx, b, namespace, Err(*id)).await?,
-                Op::DeleteListeners { namespace, selector } => self.delete(tx, b, namespace, Ok(selector)).await?,
-                Op::EnsureGroup { namespace, group } => self.ensure_group(tx, b, namespace, group).await?,
-                Op::Claim { namespace, group, consumer, max, lease } => {
-                    self.claim(tx, b, namespace, group, consumer, *max, *lease).await?
-                }
-                Op::Ack { namespace, group, sequences } => self.ack(tx, b, namespace, group, sequences).await?,
-                Op::Nack { namespace, group, sequence, retry_after, reason } => {
-                    self.nack(tx, b, namespace, group, *sequence, *retry_after, reason).await?
-                }
-                Op::Release { namespace, group, consumer } => self.release(tx, b, namespace, group, consumer).await?,
-                Op::Redrive { namespace, group, sequences } => self.redrive(tx, b, namespace, group, sequences).await?,
-                Op::Sweep { now } => self.sweep(tx, b, *now).await?,
-            };
-            outputs.push(out);
+            self.dispatch(tx, b, command, &existing).await?;
         }
         self.flush(b)?;
         // Group positions a claim of this batch moved are read by the hand-over.
         b.write(tx).await?;
         self.hand_over(tx, b).await?;
         self.write_namespaces(b);
-        Ok(outputs)
+        Ok(())
+    }
+
+    /// Runs one command of the batch and holds its result; an error aborts the batch.
+    async fn dispatch(
+        &mut self,
+        tx: &mut Tx,
+        b: &mut Batch,
+        command: &mut Command,
+        existing: &HashMap<String, HashMap<(String, String), i64>>,
+    ) -> Result<()> {
+        match command {
+            Command::Publish { namespace, events, reply } => {
+                reply.hold(self.publish(b, namespace, events, existing.get(namespace.as_str())))
+            }
+            Command::Register { namespace, spec, request_id, trace, reply } => {
+                reply.hold(self.register(tx, b, namespace, spec, request_id.as_deref(), trace).await)
+            }
+            Command::DeleteListeners { namespace, selector, reply } => {
+                reply.hold(self.delete(tx, b, namespace, selector).await)
+            }
+            Command::EnsureGroup { namespace, group, reply } => {
+                reply.hold(self.ensure_group(tx, b, namespace, group).await)
+            }
+            Command::Claim { namespace, group, consumer, max, lease, reply } => {
+                reply.hold(self.claim(tx, b, namespace, group, consumer, *max, *lease).await)
+            }
+            Command::Ack { namespace, group, sequences, reply } => {
+                reply.hold(self.ack(tx, b, namespace, group, sequences).await)
+            }
+            Command::Nack { namespace, group, sequence, retry_after, reason, reply } => {
+                reply.hold(self.nack(tx, b, namespace, group, *sequence, *retry_after, reason).await)
+            }
+            Command::Release { namespace, group, consumer, reply } => {
+                reply.hold(self.release(tx, b, namespace, group, consumer).await)
+            }
+            Command::Redrive { namespace, group, sequences, reply } => {
+                reply.hold(self.redrive(tx, b, namespace, group, sequences).await)
+            }
+            Command::Sweep { now, reply } => reply.hold(self.sweep(tx, b, *now).await),
+        }
     }
 
     fn unload(&mut self, namespace: &str) {
@@ -652,10 +801,8 @@ impl Writer {
         ns: &str,
         events: &[Event],
         existing: Option<&HashMap<(String, String), i64>>,
-    ) -> Result<Result<Output>> {
-        if let Err(e) = validate_events(events) {
-            return Ok(Err(e));
-        }
+    ) -> Handled<Vec<Published>> {
+        validate_events(events).map_err(CommandError::Rejected)?;
         let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
         let mut results = Vec::with_capacity(events.len());
         let mut fresh = Vec::new();
@@ -678,7 +825,7 @@ impl Writer {
         let outcome = self.engine.evaluate(&fresh, b.now);
         b.staged.events.extend(fresh);
         self.stage(b, ns, outcome)?;
-        Ok(Ok(Output::Published(results)))
+        Ok(results)
     }
 
     /// Stages what an evaluation decided: notifications, partial state, finished listeners.
@@ -920,24 +1067,21 @@ impl Writer {
         spec: &ListenerSpec,
         request_id: Option<&str>,
         trace: &TraceContext,
-    ) -> Result<Result<Output>> {
-        if let Err(e) = spec.validate() {
-            return Ok(Err(e));
-        }
+    ) -> Handled<(Listener, bool)> {
+        spec.validate().map_err(CommandError::Rejected)?;
         if let Some(request_id) = request_id {
             let sql = format!(
                 "SELECT {LISTENER_COLUMNS} FROM listeners WHERE namespace = $1 AND request_id = $2 AND status <> '{STATUS_DELETED}'"
             );
             if let Some(row) = tx.fetch_optional(Statement::new(sql).bind(ns).bind(request_id)).await? {
                 let existing = ListenerRow::read(&row)?.into_listener()?;
-                return Ok(if existing.spec == *spec {
-                    Ok(Output::Registered(Box::new(existing), false))
-                } else {
-                    Err(Error::AlreadyExists(format!(
+                if existing.spec != *spec {
+                    return Err(CommandError::Rejected(Error::AlreadyExists(format!(
                         "request_id {request_id:?} was already used to register listener {} with another spec",
                         existing.id
-                    )))
-                });
+                    ))));
+                }
+                return Ok((existing, false));
             }
         }
         let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
@@ -950,10 +1094,7 @@ impl Writer {
             trace: trace.clone(),
             status: ListenerStatus::Active,
         };
-        let compiled = match CompiledListener::compile(listener.clone()) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let compiled = CompiledListener::compile(listener.clone()).map_err(CommandError::Rejected)?;
         st.next_listener_ord += 1;
         st.changed.insert(listener.id);
         tx.execute(
@@ -983,36 +1124,33 @@ impl Writer {
             self.stage(b, ns, outcome)?;
             self.flush(b)?;
         }
-        Ok(Ok(Output::Registered(Box::new(listener), true)))
+        Ok((listener, true))
     }
 
-    async fn delete(
-        &mut self,
-        tx: &mut Tx,
-        b: &mut Batch,
-        ns: &str,
-        which: std::result::Result<&ListenerSelector, Uuid>,
-    ) -> Result<Result<Output>> {
+    async fn delete(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, selector: &ListenerSelector) -> Handled<u64> {
         let live = format!("namespace = $1 AND status <> '{STATUS_DELETED}'");
-        let query = match which {
-            Err(id) => Statement::new(format!("SELECT id FROM listeners WHERE {live} AND id = $2"))
+        let by_target = |kind: ListenerKind, target: &str| {
+            let sql = format!("SELECT id FROM listeners WHERE {live} AND kind = $2 AND target = $3");
+            Statement::new(sql).bind(ns).bind(kind_str(kind)).bind(target)
+        };
+        let query = match selector {
+            ListenerSelector::Id(id) => Statement::new(format!("SELECT id FROM listeners WHERE {live} AND id = $2"))
                 .bind(ns)
                 .bind(id.to_string()),
-            Ok(selector) => {
-                let (kind, target) = match selector {
-                    ListenerSelector::Workflow(w) => (ListenerKind::Start, w),
-                    ListenerSelector::Instance(i) => (ListenerKind::Wait, i),
-                };
-                let sql = format!("SELECT id FROM listeners WHERE {live} AND kind = $2 AND target = $3");
-                Statement::new(sql).bind(ns).bind(kind_str(kind)).bind(target.as_str())
-            }
+            ListenerSelector::Workflow(w) => by_target(ListenerKind::Start, w),
+            ListenerSelector::Instance(i) => by_target(ListenerKind::Wait, i),
         };
         let ids: Vec<String> = tx.fetch_all(query).await?.iter().map(|r| r.get(0)).collect::<Result<_>>()?;
-        if let Err(id) = which
+        if let ListenerSelector::Id(id) = selector
             && ids.is_empty()
         {
-            return Ok(Err(Error::NotFound(format!("listener {id}"))));
+            return Err(CommandError::Rejected(Error::NotFound(format!("listener {id}"))));
         }
+        Ok(self.delete_ids(tx, b, ns, &ids).await?)
+    }
+
+    /// Marks listeners deleted (a tombstone other processes sync) and drops their partial state.
+    async fn delete_ids(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, ids: &[String]) -> Result<u64> {
         let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
         let generation = st.new_gen();
         let loaded = self.loaded.entry(ns.to_owned()).or_default();
@@ -1030,22 +1168,16 @@ impl Writer {
             let values = chunk.iter().map(Value::from).collect();
             tx.execute(Statement::with(sql, values)).await?;
         }
-        for id in &ids {
+        for id in ids {
             let id = parse_uuid(id)?;
             self.engine.remove(id);
             loaded.listeners.remove(&id);
             st.changed.insert(id);
         }
-        Ok(Ok(Output::Count(ids.len() as u64)))
+        Ok(ids.len() as u64)
     }
 
-    async fn ensure_group(
-        &mut self,
-        tx: &mut Tx,
-        b: &mut Batch,
-        ns: &str,
-        group: &GroupSpec,
-    ) -> Result<Result<Output>> {
+    async fn ensure_group(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, group: &GroupSpec) -> Handled<()> {
         let mut kinds = group.kinds.clone();
         kinds.sort();
         kinds.dedup();
@@ -1054,15 +1186,14 @@ impl Writer {
         workflow_ids.dedup();
         let settings = GroupSettings { kinds, workflow_ids, max_attempts: group.max_attempts.max(1) };
         if let Some((existing, _)) = group_settings(tx, ns, &group.name, false).await? {
-            return Ok(if existing == settings {
-                Ok(Output::Unit)
-            } else {
-                Err(Error::FailedPrecondition(format!(
+            if existing != settings {
+                return Err(CommandError::Rejected(Error::FailedPrecondition(format!(
                     "consumer group {:?} exists with other kinds, workflow_ids or max_attempts; \
                      they are fixed when a group is created: use another group name",
                     group.name
-                )))
-            });
+                ))));
+            }
+            return Ok(());
         }
         let next = match b.ns.get(ns) {
             Some(st) => st.next_notification_seq,
@@ -1088,7 +1219,7 @@ impl Writer {
             .bind(micros(b.now)),
         )
         .await?;
-        Ok(Ok(Output::Unit))
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1101,9 +1232,9 @@ impl Writer {
         consumer: &str,
         max: u32,
         lease: Duration,
-    ) -> Result<Result<Output>> {
+    ) -> Handled<Claimed> {
         let Some((settings, read_seq)) = group_settings(tx, ns, group, true).await? else {
-            return Ok(Err(group_not_found(group)));
+            return Err(CommandError::Rejected(group_not_found(group)));
         };
         // A consumer of this process claims no more than its room (direct deliveries may have
         // taken some since it asked).
@@ -1113,7 +1244,7 @@ impl Writer {
             None => max,
         };
         if max == 0 {
-            return Ok(Ok(Output::Claimed(Vec::new(), true)));
+            return Ok(Claimed { leased: Vec::new(), full: true });
         }
         let now = micros(b.now);
         let until = now.saturating_add(lease.as_micros() as i64);
@@ -1201,10 +1332,10 @@ impl Writer {
                 out.push((n, attempt));
             }
         }
-        Ok(Ok(Output::Claimed(out, full)))
+        Ok(Claimed { leased: out, full })
     }
 
-    async fn ack(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, group: &str, seqs: &[u64]) -> Result<Result<Output>> {
+    async fn ack(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, group: &str, seqs: &[u64]) -> Handled<u64> {
         let mut acked = 0;
         let mut by_consumer: HashMap<String, u64> = HashMap::new();
         let observed = self.config.observer.is_some();
@@ -1241,7 +1372,7 @@ impl Writer {
             }
         }
         if acked == 0 && group_settings(tx, ns, group, false).await?.is_none() {
-            return Ok(Err(group_not_found(group)));
+            return Err(CommandError::Rejected(group_not_found(group)));
         }
         // Freed in-flight room: the consumers may take more.
         for (consumer, n) in by_consumer {
@@ -1249,7 +1380,7 @@ impl Writer {
                 b.effects.freed.push((slot, n));
             }
         }
-        Ok(Ok(Output::Count(acked)))
+        Ok(acked)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1262,9 +1393,9 @@ impl Writer {
         seq: u64,
         retry_after: Duration,
         reason: &str,
-    ) -> Result<Result<Output>> {
+    ) -> Handled<bool> {
         let Some((settings, read_seq)) = group_settings(tx, ns, group, false).await? else {
-            return Ok(Err(group_not_found(group)));
+            return Err(CommandError::Rejected(group_not_found(group)));
         };
         let q = Statement::new(
             "SELECT state, attempt, consumer FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3",
@@ -1277,7 +1408,7 @@ impl Writer {
             (Some("leased"), Some(row)) => (false, row.get(1)?, row.get(2)?),
             (Some("ready"), _) => (true, 0, None),
             (Some("dead"), _) => {
-                return Ok(Err(Error::FailedPrecondition(format!(
+                return Err(CommandError::Rejected(Error::FailedPrecondition(format!(
                     "notification {seq} is a dead letter in group {group:?}"
                 ))));
             }
@@ -1290,13 +1421,15 @@ impl Writer {
                     Some(r) => settings.matches(r.get::<String>(0)?.parse()?, &r.get::<String>(1)?),
                     None => false,
                 };
-                return Ok(Err(if acked {
+                return Err(CommandError::Rejected(if acked {
                     Error::FailedPrecondition(format!("notification {seq} is already acked in group {group:?}"))
                 } else {
                     Error::NotFound(format!("notification {seq} in group {group:?}"))
                 }));
             }
-            _ => return Ok(Err(Error::NotFound(format!("notification {seq} in group {group:?}")))),
+            _ => {
+                return Err(CommandError::Rejected(Error::NotFound(format!("notification {seq} in group {group:?}"))));
+            }
         };
         let now = micros(b.now);
         let dead = !ended && attempt >= settings.max_attempts as i64;
@@ -1315,17 +1448,10 @@ impl Writer {
             b.effects.freed.push((slot, 1));
         }
         b.effects.claims.insert((ns.to_owned(), group.to_owned()));
-        Ok(Ok(Output::DeadLettered(dead)))
+        Ok(dead)
     }
 
-    async fn release(
-        &mut self,
-        tx: &mut Tx,
-        b: &mut Batch,
-        ns: &str,
-        group: &str,
-        consumer: &str,
-    ) -> Result<Result<Output>> {
+    async fn release(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, group: &str, consumer: &str) -> Handled<u64> {
         let q = Statement::new(
             "UPDATE deliveries SET state = 'ready', available_us = $1, consumer = NULL \
              WHERE namespace = $2 AND group_name = $3 AND consumer = $4 AND state = 'leased'",
@@ -1334,17 +1460,10 @@ impl Writer {
         if n > 0 {
             b.effects.claims.insert((ns.to_owned(), group.to_owned()));
         }
-        Ok(Ok(Output::Count(n)))
+        Ok(n)
     }
 
-    async fn redrive(
-        &mut self,
-        tx: &mut Tx,
-        b: &mut Batch,
-        ns: &str,
-        group: &str,
-        seqs: &[u64],
-    ) -> Result<Result<Output>> {
+    async fn redrive(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, group: &str, seqs: &[u64]) -> Handled<u64> {
         let base = "UPDATE deliveries SET state = 'ready', attempt = 0, available_us = $1, dead_us = NULL \
                     WHERE namespace = $2 AND group_name = $3 AND state = 'dead'";
         let mut n = 0;
@@ -1362,12 +1481,12 @@ impl Writer {
         if n > 0 {
             b.effects.claims.insert((ns.to_owned(), group.to_owned()));
         } else if group_settings(tx, ns, group, false).await?.is_none() {
-            return Ok(Err(group_not_found(group)));
+            return Err(CommandError::Rejected(group_not_found(group)));
         }
-        Ok(Ok(Output::Count(n)))
+        Ok(n)
     }
 
-    async fn sweep(&mut self, tx: &mut Tx, b: &mut Batch, now: DateTime<Utc>) -> Result<Result<Output>> {
+    async fn sweep(&mut self, tx: &mut Tx, b: &mut Batch, now: DateTime<Utc>) -> Handled<SweepReport> {
         let mut report = SweepReport::default();
         let q = Statement::new(
             "SELECT DISTINCT namespace FROM listeners WHERE status = 'active' AND deadline_us IS NOT NULL \
@@ -1433,16 +1552,16 @@ impl Writer {
             }
             report.listeners_deleted = purge.len() as u64;
         }
-        Ok(Ok(Output::Swept(report)))
+        Ok(report)
     }
 }
 
 /// Returns, per namespace, the sequences of already stored events that have the (source,
 /// id) of an event the batch publishes: one query per [`CHUNK`] keys, not per publish.
-async fn lookup_existing(tx: &mut Tx, ops: &[&Op]) -> Result<HashMap<String, HashMap<(String, String), i64>>> {
+async fn lookup_existing(tx: &mut Tx, commands: &[Command]) -> Result<HashMap<String, HashMap<(String, String), i64>>> {
     let mut keys: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
-    for op in ops {
-        if let Op::Publish { namespace, events } = op {
+    for command in commands {
+        if let Command::Publish { namespace, events, .. } = command {
             let set = keys.entry(namespace).or_default();
             set.extend(events.iter().map(|e| (e.source.as_str(), e.id.as_str())));
         }
