@@ -8,8 +8,8 @@ use sqlx::{AssertSqlSafe, FromRow, Row};
 use uuid::Uuid;
 
 use super::rows::{
-    EVENT_COLUMNS, EventRow, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE,
-    STATUS_DELETED, STATUS_FIRED, STATUS_TIMED_OUT, from_micros, kind_str, micros,
+    DeliveryState, EVENT_COLUMNS, EventRow, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow,
+    STATUS_ACTIVE, STATUS_DELETED, STATUS_FIRED, STATUS_TIMED_OUT, from_micros, kind_str, micros,
 };
 use super::sql::{CHUNK, list};
 use super::{
@@ -187,8 +187,9 @@ impl Store {
         let sql = format!(
             "SELECT {columns}, d.attempt, d.last_error, d.dead_us FROM deliveries d \
              JOIN notifications n ON n.namespace = d.namespace AND n.seq = d.seq \
-             WHERE d.namespace = $1 AND d.group_name = $2 AND d.state = 'dead' AND d.seq > $3 \
+             WHERE d.namespace = $1 AND d.group_name = $2 AND d.state = '{}' AND d.seq > $3 \
              ORDER BY d.seq LIMIT {}",
+            DeliveryState::Dead,
             size + 1
         );
         let rows =
@@ -256,16 +257,18 @@ impl Store {
 
     /// Counts the notifications leased to `consumer` whose lease has not expired.
     pub async fn leased_count(&self, namespace: &str, group: &str, consumer: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
+        let sql = format!(
             "SELECT COUNT(*) FROM deliveries WHERE namespace = $1 AND group_name = $2 AND consumer = $3 \
-             AND state = 'leased' AND available_us > $4",
-        )
-        .bind(namespace)
-        .bind(group)
-        .bind(consumer)
-        .bind(micros(chrono::Utc::now()))
-        .fetch_one(&self.inner.read)
-        .await?;
+             AND state = '{}' AND available_us > $4",
+            DeliveryState::Leased
+        );
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(namespace)
+            .bind(group)
+            .bind(consumer)
+            .bind(micros(chrono::Utc::now()))
+            .fetch_one(&self.inner.read)
+            .await?;
         Ok(n as u64)
     }
 
@@ -294,10 +297,10 @@ impl Store {
             let state: String = row.try_get(2)?;
             let n = row.try_get::<i64, _>(3)? as u64;
             let Some(b) = out.get_mut(&key) else { continue };
-            match state.as_str() {
-                "leased" => b.leased += n,
-                "dead" => b.dead += n,
-                _ => b.pending += n,
+            match state.parse() {
+                Ok(DeliveryState::Leased) => b.leased += n,
+                Ok(DeliveryState::Dead) => b.dead += n,
+                Ok(DeliveryState::Ready) | Err(_) => b.pending += n,
             }
         }
         Ok(out.into_values().collect())

@@ -2,12 +2,14 @@
 //! epoch, ids UUID text, structured values JSON text: the same on both backends.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::conn::Row;
+use super::conn::{Row, Value};
 use super::{Notification, NotificationKind};
 use crate::error::{Error, Result};
 use crate::event::{AttrValue, Data, Event, TraceContext};
@@ -175,6 +177,57 @@ impl ListenerRow {
     }
 }
 
+/// The state of a delivery row: a notification of one consumer group that is not acked yet
+/// (an ack deletes the row). Stored as its [`Self::as_str`] text.
+///
+/// Hazard: SQL text spells the states inline (`state <> 'dead'`, through [`fmt::Display`]),
+/// never as a bound value, so that the partial index `deliveries_by_available` (`WHERE state <>
+/// 'dead'`) stays usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryState {
+    /// Claimable once `available_us` has passed: a retry after a nack, a released lease, a
+    /// redriven dead letter.
+    Ready,
+    /// Leased to `consumer` until `available_us`, claimable again after that.
+    Leased,
+    /// A dead letter: given up after the group's maximum attempts, until it is redriven.
+    Dead,
+}
+
+impl DeliveryState {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Leased => "leased",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeliveryState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "ready" => Ok(Self::Ready),
+            "leased" => Ok(Self::Leased),
+            "dead" => Ok(Self::Dead),
+            _ => Err(Error::Internal(format!("unknown delivery state {s:?}"))),
+        }
+    }
+}
+
+impl From<DeliveryState> for Value {
+    fn from(state: DeliveryState) -> Self {
+        Self::from(state.as_str())
+    }
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct NotificationRow {
     pub namespace: String,
@@ -224,5 +277,23 @@ impl NotificationRow {
             created_at: from_micros(self.created_us),
             trace: from_json(&self.trace)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_states_round_trip() -> Result<()> {
+        for (state, text) in
+            [(DeliveryState::Ready, "ready"), (DeliveryState::Leased, "leased"), (DeliveryState::Dead, "dead")]
+        {
+            assert_eq!(state.as_str(), text);
+            assert_eq!(state.to_string(), text);
+            assert_eq!(text.parse::<DeliveryState>()?, state);
+        }
+        assert!("acked".parse::<DeliveryState>().is_err());
+        Ok(())
     }
 }

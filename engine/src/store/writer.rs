@@ -40,8 +40,8 @@ use uuid::Uuid;
 use super::conn::{Conn, Statement, Tx, Value};
 use super::consume::{Leased, Slot, Slots};
 use super::rows::{
-    EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE, STATUS_DELETED,
-    event_body, from_json, kind_str, micros, parse_uuid, status_columns, to_json,
+    DeliveryState, EVENT_COLUMNS, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE,
+    STATUS_DELETED, event_body, from_json, kind_str, micros, parse_uuid, status_columns, to_json,
 };
 use super::sql::{CHUNK, INSERT_CHUNK, events_by_keys, list, placeholders};
 use super::{
@@ -425,7 +425,7 @@ impl Batch {
                     Value::from(ns),
                     Value::from(group),
                     Value::from(seq),
-                    Value::from("leased"),
+                    Value::from(DeliveryState::Leased),
                     Value::from(1),
                     Value::from(until),
                     Value::from(consumer),
@@ -1251,28 +1251,32 @@ impl Writer {
         let mut claimed: Vec<(i64, u32)> = Vec::new();
         // Due: leases that expired and retries whose time came.
         let sql = format!(
-            "SELECT seq, state, attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> 'dead' \
+            "SELECT seq, state, attempt FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> '{}' \
              AND available_us <= $3 ORDER BY available_us, seq LIMIT $4{}",
+            DeliveryState::Dead,
             tx.backend().for_update_skip_locked()
         );
         let due = tx.fetch_all(Statement::new(sql).bind(ns).bind(group).bind(now).bind(max as i64)).await?;
         for row in due {
             let seq: i64 = row.get(0)?;
-            let state: String = row.get(1)?;
+            let state: DeliveryState = row.get::<String>(1)?.parse()?;
             let attempt: i64 = row.get(2)?;
             if attempt >= settings.max_attempts as i64 {
-                let q = Statement::new(
-                    "UPDATE deliveries SET state = 'dead', dead_us = $1, consumer = NULL, \
-                     last_error = CASE WHEN $2 = 'leased' THEN 'lease expired' ELSE last_error END \
+                let q = Statement::new(format!(
+                    "UPDATE deliveries SET state = '{dead}', dead_us = $1, consumer = NULL, \
+                     last_error = CASE WHEN $2 = '{leased}' THEN 'lease expired' ELSE last_error END \
                      WHERE namespace = $3 AND group_name = $4 AND seq = $5",
-                );
+                    dead = DeliveryState::Dead,
+                    leased = DeliveryState::Leased,
+                ));
                 tx.execute(q.bind(now).bind(state).bind(ns).bind(group).bind(seq)).await?;
                 continue;
             }
-            let q = Statement::new(
-                "UPDATE deliveries SET state = 'leased', attempt = attempt + 1, available_us = $1, consumer = $2 \
+            let q = Statement::new(format!(
+                "UPDATE deliveries SET state = '{}', attempt = attempt + 1, available_us = $1, consumer = $2 \
                  WHERE namespace = $3 AND group_name = $4 AND seq = $5",
-            );
+                DeliveryState::Leased
+            ));
             tx.execute(q.bind(until).bind(consumer).bind(ns).bind(group).bind(seq)).await?;
             claimed.push((seq, attempt as u32 + 1));
         }
@@ -1341,8 +1345,9 @@ impl Writer {
         let observed = self.config.observer.is_some();
         for chunk in seqs.chunks(CHUNK) {
             let sql = format!(
-                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> 'dead' AND seq IN ({}) \
+                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> '{}' AND seq IN ({}) \
                  RETURNING consumer, seq",
+                DeliveryState::Dead,
                 list(chunk.len(), 3)
             );
             let mut q = Statement::new(sql).bind(ns).bind(group);
@@ -1401,13 +1406,13 @@ impl Writer {
             "SELECT state, attempt, consumer FROM deliveries WHERE namespace = $1 AND group_name = $2 AND seq = $3",
         );
         let delivery = tx.fetch_optional(q.bind(ns).bind(group).bind(seq as i64)).await?;
-        let state = delivery.as_ref().map(|r| r.get::<String>(0)).transpose()?;
+        let state = delivery.as_ref().map(|r| r.get::<String>(0)?.parse::<DeliveryState>()).transpose()?;
         // Whether the lease ended (expired and was taken back, or its stream went away) before
         // this nack: that was the failed attempt, so only when and why it comes again change.
-        let (ended, attempt, consumer): (bool, i64, Option<String>) = match (state.as_deref(), delivery) {
-            (Some("leased"), Some(row)) => (false, row.get(1)?, row.get(2)?),
-            (Some("ready"), _) => (true, 0, None),
-            (Some("dead"), _) => {
+        let (ended, attempt, consumer): (bool, i64, Option<String>) = match (state, delivery) {
+            (Some(DeliveryState::Leased), Some(row)) => (false, row.get(1)?, row.get(2)?),
+            (Some(DeliveryState::Ready), _) => (true, 0, None),
+            (Some(DeliveryState::Dead), _) => {
                 return Err(CommandError::Rejected(Error::FailedPrecondition(format!(
                     "notification {seq} is a dead letter in group {group:?}"
                 ))));
@@ -1434,9 +1439,9 @@ impl Writer {
         let now = micros(b.now);
         let dead = !ended && attempt >= settings.max_attempts as i64;
         let (state, available, dead_us) = if dead {
-            ("dead", now, Some(now))
+            (DeliveryState::Dead, now, Some(now))
         } else {
-            ("ready", now.saturating_add(retry_after.as_micros() as i64), None)
+            (DeliveryState::Ready, now.saturating_add(retry_after.as_micros() as i64), None)
         };
         let q = Statement::new(
             "UPDATE deliveries SET state = $1, available_us = $2, dead_us = $3, last_error = $4, consumer = NULL \
@@ -1452,10 +1457,12 @@ impl Writer {
     }
 
     async fn release(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, group: &str, consumer: &str) -> Handled<u64> {
-        let q = Statement::new(
-            "UPDATE deliveries SET state = 'ready', available_us = $1, consumer = NULL \
-             WHERE namespace = $2 AND group_name = $3 AND consumer = $4 AND state = 'leased'",
-        );
+        let q = Statement::new(format!(
+            "UPDATE deliveries SET state = '{ready}', available_us = $1, consumer = NULL \
+             WHERE namespace = $2 AND group_name = $3 AND consumer = $4 AND state = '{leased}'",
+            ready = DeliveryState::Ready,
+            leased = DeliveryState::Leased,
+        ));
         let n = tx.execute(q.bind(micros(b.now)).bind(ns).bind(group).bind(consumer)).await?;
         if n > 0 {
             b.effects.claims.insert((ns.to_owned(), group.to_owned()));
@@ -1464,11 +1471,15 @@ impl Writer {
     }
 
     async fn redrive(&mut self, tx: &mut Tx, b: &mut Batch, ns: &str, group: &str, seqs: &[u64]) -> Handled<u64> {
-        let base = "UPDATE deliveries SET state = 'ready', attempt = 0, available_us = $1, dead_us = NULL \
-                    WHERE namespace = $2 AND group_name = $3 AND state = 'dead'";
+        let base = format!(
+            "UPDATE deliveries SET state = '{ready}', attempt = 0, available_us = $1, dead_us = NULL \
+             WHERE namespace = $2 AND group_name = $3 AND state = '{dead}'",
+            ready = DeliveryState::Ready,
+            dead = DeliveryState::Dead,
+        );
         let mut n = 0;
         if seqs.is_empty() {
-            n = tx.execute(Statement::new(base).bind(micros(b.now)).bind(ns).bind(group)).await?;
+            n = tx.execute(Statement::new(base.clone()).bind(micros(b.now)).bind(ns).bind(group)).await?;
         }
         for chunk in seqs.chunks(CHUNK) {
             let sql = format!("{base} AND seq IN ({})", list(chunk.len(), 4));
