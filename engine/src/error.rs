@@ -1,5 +1,8 @@
 //! Errors of the engine and the store, with a small category that callers map to their own
 //! status codes (the server maps [`ErrorKind`] to gRPC codes in one place).
+//!
+//! Free of any database driver: the store converts its drivers' errors into [`Error`] itself
+//! (`store::error`), so the pure core builds without them.
 
 use std::fmt;
 
@@ -60,8 +63,6 @@ pub enum Error {
     Unavailable(#[source] BoxError),
     #[error("database error: {0}")]
     Database(#[source] BoxError),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -79,39 +80,14 @@ impl Error {
             Self::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Self::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             Self::Unavailable(_) => ErrorKind::Unavailable,
-            Self::Database(_) | Self::Migrate(_) | Self::Internal(_) => ErrorKind::Internal,
+            Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
         }
     }
 }
 
-/// The error of a database driver.
+/// The error of a database driver (the store converts its drivers' errors, see
+/// `store::error`).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_) => Self::Unavailable(e.into()),
-            _ => Self::Database(e.into()),
-        }
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
-        match e.sqlite_error_code() {
-            // The file cannot be reached or written, or another process held it too long.
-            Some(CannotOpen | SystemIoFailure | DiskFull | DatabaseBusy | DatabaseLocked) => {
-                Self::Unavailable(e.into())
-            }
-            _ => Self::Database(e.into()),
-        }
-    }
-}
 
 fn join(violations: &[FieldViolation]) -> String {
     violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")

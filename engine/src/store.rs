@@ -37,6 +37,7 @@ use crate::listener::{Listener, ListenerSpec};
 mod config;
 mod conn;
 pub mod consume;
+mod error;
 mod model;
 mod read;
 mod rows;
@@ -84,9 +85,10 @@ impl Store {
         let durability = config.durability;
         let read = connect(backend, &config.database_url, config.pool_size.max(1), durability).await?;
         match backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&read).await?,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&read).await?,
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&read).await,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&read).await,
         }
+        .map_err(error::migration_failed)?;
         let conn = match backend {
             Backend::Sqlite => Conn::sqlite(&config.database_url, durability)?,
             Backend::Postgres => Conn::Postgres { pool: read.clone(), durability },
