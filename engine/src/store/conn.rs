@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use sqlx::any::AnyTypeInfoKind;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Any, AnyPool, AssertSqlSafe, Column, Row as _, Transaction, TypeInfo as _};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Column, Row as _, Transaction, TypeInfo as _, ValueRef as _};
 
 use super::{Backend, Durability};
 use crate::error::{Error, Result};
@@ -348,7 +348,7 @@ impl Tx {
                 bind_sqlite(&mut stmt, &statement.values)?;
                 Ok(stmt.raw_execute()? as u64)
             }
-            Self::Postgres(tx) => Ok(postgres_query(&statement).execute(&mut **tx).await?.rows_affected()),
+            Self::Postgres(tx) => Ok(any_query(&statement).execute(&mut **tx).await?.rows_affected()),
         }
     }
 
@@ -367,8 +367,8 @@ impl Tx {
                 Ok(out)
             }
             Self::Postgres(tx) => {
-                let rows = postgres_query(&statement).fetch_all(&mut **tx).await?;
-                rows.iter().map(postgres_row).collect()
+                let rows = any_query(&statement).fetch_all(&mut **tx).await?;
+                rows.iter().map(any_row).collect()
             }
         }
     }
@@ -413,9 +413,16 @@ fn sqlite_value(value: rusqlite::types::ValueRef<'_>) -> Result<Value> {
     }
 }
 
-type PgQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+/// Runs a read on sqlx's pool (either backend) and returns its rows, mapped as the writer's are.
+pub(crate) async fn fetch_pooled(pool: &AnyPool, statement: Statement) -> Result<Vec<Row>> {
+    let rows = any_query(&statement).fetch_all(pool).await?;
+    rows.iter().map(any_row).collect()
+}
 
-fn postgres_query(statement: &Statement) -> PgQuery<'_> {
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// The statement for sqlx's Any driver: the Postgres writer's and every read of the pool.
+fn any_query(statement: &Statement) -> AnyQuery<'_> {
     let mut q = sqlx::query(AssertSqlSafe(statement.sql.as_ref()));
     for v in &statement.values {
         q = match v {
@@ -428,10 +435,16 @@ fn postgres_query(statement: &Statement) -> PgQuery<'_> {
     q
 }
 
-fn postgres_row(row: &sqlx::any::AnyRow) -> Result<Row> {
+/// Maps a row of sqlx's Any driver: integers and text, null or not (all the schema holds).
+fn any_row(row: &sqlx::any::AnyRow) -> Result<Row> {
     let mut values = Vec::with_capacity(row.columns().len());
     for (i, column) in row.columns().iter().enumerate() {
-        let value = match column.type_info().kind() {
+        // A SQLite expression (`COUNT(*)`) has no declared type: its value's type decides.
+        let kind = match column.type_info().kind() {
+            AnyTypeInfoKind::Null => row.try_get_raw(i)?.type_info().kind(),
+            kind => kind,
+        };
+        let value = match kind {
             AnyTypeInfoKind::SmallInt | AnyTypeInfoKind::Integer | AnyTypeInfoKind::BigInt => {
                 row.try_get::<Option<i64>, _>(i)?.into()
             }

@@ -67,13 +67,21 @@ pub(crate) fn event_body(e: &Event) -> Result<String> {
     })
 }
 
-#[derive(Debug, sqlx::FromRow)]
+/// A row type, read from a row that selected its `*_COLUMNS` list (first, in that order): the one
+/// row mapping of the store, for the writer's statements and the pool's reads alike.
+///
+/// Hazard: columns are read by position, so a `*_COLUMNS` list and its `read` change together.
+pub(crate) trait StoredRow: Sized {
+    fn read(row: &Row) -> Result<Self>;
+}
+
+#[derive(Debug)]
 pub(crate) struct EventRow {
     pub namespace: String,
     pub seq: i64,
     pub source: String,
     pub id: String,
-    #[sqlx(rename = "type")]
+    /// The `type` column.
     pub event_type: String,
     pub subject: Option<String>,
     pub received_us: i64,
@@ -81,6 +89,21 @@ pub(crate) struct EventRow {
 }
 
 pub(crate) const EVENT_COLUMNS: &str = "namespace, seq, source, id, type, subject, received_us, body";
+
+impl StoredRow for EventRow {
+    fn read(row: &Row) -> Result<Self> {
+        Ok(Self {
+            namespace: row.get(0)?,
+            seq: row.get(1)?,
+            source: row.get(2)?,
+            id: row.get(3)?,
+            event_type: row.get(4)?,
+            subject: row.get(5)?,
+            received_us: row.get(6)?,
+            body: row.get(7)?,
+        })
+    }
+}
 
 impl EventRow {
     pub fn into_event(self) -> Result<Event> {
@@ -104,7 +127,7 @@ impl EventRow {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub(crate) struct ListenerRow {
     pub id: String,
     pub namespace: String,
@@ -139,9 +162,8 @@ pub(crate) fn status_columns(status: &ListenerStatus) -> (&'static str, Option<S
     }
 }
 
-impl ListenerRow {
-    /// Reads a row of the writer's that selected [`LISTENER_COLUMNS`].
-    pub(crate) fn read(row: &Row) -> Result<Self> {
+impl StoredRow for ListenerRow {
+    fn read(row: &Row) -> Result<Self> {
         Ok(Self {
             id: row.get(0)?,
             namespace: row.get(1)?,
@@ -154,7 +176,9 @@ impl ListenerRow {
             trace: row.get(8)?,
         })
     }
+}
 
+impl ListenerRow {
     pub fn into_listener(self) -> Result<Listener> {
         let spec: ListenerSpec = from_json(&self.spec)?;
         let at = || from_micros(self.finished_us.unwrap_or_default());
@@ -228,7 +252,7 @@ impl From<DeliveryState> for Value {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub(crate) struct NotificationRow {
     pub namespace: String,
     pub seq: i64,
@@ -245,9 +269,8 @@ pub(crate) struct NotificationRow {
 pub(crate) const NOTIFICATION_COLUMNS: &str =
     "namespace, seq, fire_id, kind, listener_id, target, correlation, event_seqs, created_us, trace";
 
-impl NotificationRow {
-    /// Reads a row of the writer's that selected [`NOTIFICATION_COLUMNS`].
-    pub(crate) fn read(row: &Row) -> Result<Self> {
+impl StoredRow for NotificationRow {
+    fn read(row: &Row) -> Result<Self> {
         Ok(Self {
             namespace: row.get(0)?,
             seq: row.get(1)?,
@@ -261,7 +284,9 @@ impl NotificationRow {
             trace: row.get(9)?,
         })
     }
+}
 
+impl NotificationRow {
     /// Maps the row; the events are loaded separately.
     pub fn into_notification(self) -> Result<Notification> {
         Ok(Notification {

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::store::conn::{Statement, Tx, Value};
 use crate::store::consume::{Leased, Slot};
 use crate::store::rows::{
-    DeliveryState, NOTIFICATION_COLUMNS, NotificationRow, from_json, from_micros, micros, to_json,
+    DeliveryState, NOTIFICATION_COLUMNS, NotificationRow, StoredRow, from_json, from_micros, micros, to_json,
 };
 use crate::store::sql::{CHUNK, INSERT_CHUNK, list, placeholders};
 use crate::store::{GroupSpec, Notification, NotificationKind, StartPosition};

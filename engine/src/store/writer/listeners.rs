@@ -17,7 +17,7 @@ use crate::listener::{CompiledListener, Listener, ListenerKind, ListenerSpec, Li
 use crate::store::ListenerSelector;
 use crate::store::conn::{Statement, Tx, Value};
 use crate::store::rows::{
-    LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, STATUS_DELETED, kind_str, micros, parse_uuid, to_json,
+    LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, STATUS_DELETED, StoredRow, kind_str, micros, parse_uuid, to_json,
 };
 use crate::store::sql::{CHUNK, list};
 

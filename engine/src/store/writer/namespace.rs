@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::event::EventRef;
 use crate::listener::CompiledListener;
 use crate::store::conn::{Statement, Tx, Value};
-use crate::store::rows::{LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, from_json};
+use crate::store::rows::{LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, StoredRow, from_json};
 use crate::store::sql::{CHUNK, list};
 use crate::trigger::CorrelationKey;
 
