@@ -133,7 +133,7 @@ pub(crate) struct ListenerRow {
     pub namespace: String,
     pub ord: i64,
     pub spec: String,
-    pub status: String,
+    pub status: StoredStatus,
     pub fire_id: Option<String>,
     pub finished_us: Option<i64>,
     pub created_us: i64,
@@ -142,10 +142,50 @@ pub(crate) struct ListenerRow {
 
 pub(crate) const LISTENER_COLUMNS: &str = "id, namespace, ord, spec, status, fire_id, finished_us, created_us, trace";
 
-pub(crate) const STATUS_ACTIVE: &str = "active";
-pub(crate) const STATUS_FIRED: &str = "fired";
-pub(crate) const STATUS_TIMED_OUT: &str = "timed_out";
-pub(crate) const STATUS_DELETED: &str = "deleted";
+/// The `status` column of a listener row: [`ListenerStatus`] without its data, plus the
+/// tombstone of a deleted listener (kept until retention purges it, so that other processes
+/// see the deletion when they sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoredStatus {
+    Active,
+    Fired,
+    TimedOut,
+    Deleted,
+}
+
+impl StoredStatus {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Fired => "fired",
+            Self::TimedOut => "timed_out",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl FromStr for StoredStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Self::Active, Self::Fired, Self::TimedOut, Self::Deleted]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| Error::Internal(format!("unknown listener status {s:?}")))
+    }
+}
+
+impl From<StoredStatus> for Value {
+    fn from(status: StoredStatus) -> Self {
+        Self::from(status.as_str())
+    }
+}
+
+/// The statuses as SQL text spells them inline (`status = 'active'`): the partial index
+/// `listeners_by_deadline` is usable only so.
+pub(crate) const STATUS_ACTIVE: &str = StoredStatus::Active.as_str();
+pub(crate) const STATUS_FIRED: &str = StoredStatus::Fired.as_str();
+pub(crate) const STATUS_TIMED_OUT: &str = StoredStatus::TimedOut.as_str();
+pub(crate) const STATUS_DELETED: &str = StoredStatus::Deleted.as_str();
 
 pub(crate) fn kind_str(kind: ListenerKind) -> &'static str {
     match kind {
@@ -154,11 +194,13 @@ pub(crate) fn kind_str(kind: ListenerKind) -> &'static str {
     }
 }
 
-pub(crate) fn status_columns(status: &ListenerStatus) -> (&'static str, Option<String>, Option<i64>) {
+pub(crate) fn status_columns(status: &ListenerStatus) -> (StoredStatus, Option<String>, Option<i64>) {
     match status {
-        ListenerStatus::Active => (STATUS_ACTIVE, None, None),
-        ListenerStatus::Fired { fire_id, at } => (STATUS_FIRED, Some(fire_id.to_string()), Some(micros(*at))),
-        ListenerStatus::TimedOut { fire_id, at } => (STATUS_TIMED_OUT, Some(fire_id.to_string()), Some(micros(*at))),
+        ListenerStatus::Active => (StoredStatus::Active, None, None),
+        ListenerStatus::Fired { fire_id, at } => (StoredStatus::Fired, Some(fire_id.to_string()), Some(micros(*at))),
+        ListenerStatus::TimedOut { fire_id, at } => {
+            (StoredStatus::TimedOut, Some(fire_id.to_string()), Some(micros(*at)))
+        }
     }
 }
 
@@ -169,7 +211,7 @@ impl StoredRow for ListenerRow {
             namespace: row.get(1)?,
             ord: row.get(2)?,
             spec: row.get(3)?,
-            status: row.get(4)?,
+            status: row.get::<String>(4)?.parse()?,
             fire_id: row.get(5)?,
             finished_us: row.get(6)?,
             created_us: row.get(7)?,
@@ -183,11 +225,11 @@ impl ListenerRow {
         let spec: ListenerSpec = from_json(&self.spec)?;
         let at = || from_micros(self.finished_us.unwrap_or_default());
         let fire_id = || self.fire_id.as_deref().map(parse_uuid).transpose().map(Option::unwrap_or_default);
-        let status = match self.status.as_str() {
-            STATUS_ACTIVE => ListenerStatus::Active,
-            STATUS_FIRED => ListenerStatus::Fired { fire_id: fire_id()?, at: at() },
-            STATUS_TIMED_OUT => ListenerStatus::TimedOut { fire_id: fire_id()?, at: at() },
-            other => return Err(Error::Internal(format!("listener status {other:?} is not readable"))),
+        let status = match self.status {
+            StoredStatus::Active => ListenerStatus::Active,
+            StoredStatus::Fired => ListenerStatus::Fired { fire_id: fire_id()?, at: at() },
+            StoredStatus::TimedOut => ListenerStatus::TimedOut { fire_id: fire_id()?, at: at() },
+            StoredStatus::Deleted => return Err(Error::Internal("a deleted listener is not readable".into())),
         };
         Ok(Listener {
             id: parse_uuid(&self.id)?,
@@ -319,6 +361,22 @@ mod tests {
             assert_eq!(text.parse::<DeliveryState>()?, state);
         }
         assert!("acked".parse::<DeliveryState>().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn stored_statuses_round_trip() -> Result<()> {
+        let cases = [
+            (StoredStatus::Active, "active"),
+            (StoredStatus::Fired, "fired"),
+            (StoredStatus::TimedOut, "timed_out"),
+            (StoredStatus::Deleted, "deleted"),
+        ];
+        for (status, text) in cases {
+            assert_eq!(status.as_str(), text);
+            assert_eq!(text.parse::<StoredStatus>()?, status);
+        }
+        assert!("paused".parse::<StoredStatus>().is_err());
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use crate::listener::{CompiledListener, Listener, ListenerKind, ListenerSpec, Li
 use crate::store::ListenerSelector;
 use crate::store::conn::{Statement, Tx, Value};
 use crate::store::rows::{
-    LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, STATUS_DELETED, StoredRow, kind_str, micros, parse_uuid, to_json,
+    LISTENER_COLUMNS, ListenerRow, STATUS_DELETED, StoredRow, StoredStatus, kind_str, micros, parse_uuid, to_json,
 };
 use crate::store::sql::{CHUNK, list};
 
@@ -73,7 +73,7 @@ impl Writer {
             .bind(kind_str(spec.kind))
             .bind(spec.target.as_str())
             .bind(to_json(spec)?)
-            .bind(STATUS_ACTIVE)
+            .bind(StoredStatus::Active)
             .bind(spec.deadline.map(micros))
             .bind(micros(b.now))
             .bind(to_json(trace)?)

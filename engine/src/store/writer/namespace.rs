@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::event::EventRef;
 use crate::listener::CompiledListener;
 use crate::store::conn::{Statement, Tx, Value};
-use crate::store::rows::{LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, StoredRow, from_json};
+use crate::store::rows::{LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, StoredRow, StoredStatus, from_json};
 use crate::store::sql::{CHUNK, list};
 use crate::trigger::CorrelationKey;
 
@@ -110,7 +110,11 @@ impl Writer {
         }
         // Incremental: every listener changed since (finished and deleted ones leave the engine).
         // Full: every active listener, as changed since before the first generation.
-        let filter = if since.is_some() { "l.gen > $2" } else { "l.gen > $2 AND l.status = 'active'" };
+        let filter = if since.is_some() {
+            String::from("l.gen > $2")
+        } else {
+            format!("l.gen > $2 AND l.status = '{STATUS_ACTIVE}'")
+        };
         let since = since.unwrap_or(-1);
         let columns = LISTENER_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!("SELECT {columns} FROM listeners l WHERE l.namespace = $1 AND {filter} ORDER BY l.ord");
@@ -120,7 +124,7 @@ impl Writer {
         let loaded = self.loaded.entry(ns.to_owned()).or_default();
         for row in rows {
             let id_text = row.id.clone();
-            let active = row.status == STATUS_ACTIVE;
+            let active = row.status == StoredStatus::Active;
             let listener = match row.into_listener() {
                 Ok(l) => l,
                 Err(_) if !active => {
@@ -187,11 +191,11 @@ async fn load_partials(
     ns: &str,
     since: i64,
 ) -> Result<HashMap<String, Vec<(CorrelationKey, Vec<EventRef>)>>> {
-    let q = Statement::new(
+    let q = Statement::new(format!(
         "SELECT p.listener_id, p.corr_key, p.events FROM partials p \
          JOIN listeners l ON l.id = p.listener_id \
-         WHERE l.namespace = $1 AND l.gen > $2 AND l.status = 'active'",
-    );
+         WHERE l.namespace = $1 AND l.gen > $2 AND l.status = '{STATUS_ACTIVE}'"
+    ));
     let mut partials: HashMap<String, Vec<(CorrelationKey, Vec<EventRef>)>> = HashMap::new();
     for r in tx.fetch_all(q.bind(ns).bind(since)).await? {
         let id: String = r.get(0)?;

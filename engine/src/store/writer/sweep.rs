@@ -16,7 +16,7 @@ use super::{Batch, Handled, Writer};
 use crate::error::Result;
 use crate::store::SweepReport;
 use crate::store::conn::{Statement, Tx};
-use crate::store::rows::micros;
+use crate::store::rows::{STATUS_ACTIVE, micros};
 
 /// How often the sweeper drops collected events past their lifespan from keys that saw no event.
 const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
@@ -26,10 +26,10 @@ impl Writer {
     /// lifespan, and deletes one batch of rows past retention.
     pub(super) async fn sweep(&mut self, tx: &mut Tx, b: &mut Batch, now: DateTime<Utc>) -> Handled<SweepReport> {
         let mut report = SweepReport::default();
-        let q = Statement::new(
-            "SELECT DISTINCT namespace FROM listeners WHERE status = 'active' AND deadline_us IS NOT NULL \
-             AND deadline_us <= $1",
-        );
+        let q = Statement::new(format!(
+            "SELECT DISTINCT namespace FROM listeners WHERE status = '{STATUS_ACTIVE}' AND deadline_us IS NOT NULL \
+             AND deadline_us <= $1"
+        ));
         let mut namespaces: BTreeSet<String> =
             tx.fetch_all(q.bind(micros(now))).await?.iter().map(|r| r.get(0)).collect::<Result<_>>()?;
         // Collected events past their lifespan are dropped when their key sees another event;
@@ -79,9 +79,9 @@ impl Writer {
              LIMIT $2)",
         );
         report.notifications_deleted = tx.execute(q.bind(cutoff).bind(limit)).await?;
-        let q = Statement::new(
-            "SELECT id, namespace FROM listeners WHERE status <> 'active' AND finished_us < $1 LIMIT $2",
-        );
+        let q = Statement::new(format!(
+            "SELECT id, namespace FROM listeners WHERE status <> '{STATUS_ACTIVE}' AND finished_us < $1 LIMIT $2"
+        ));
         let purge = tx.fetch_all(q.bind(cutoff).bind(limit)).await?;
         let mut namespaces = BTreeSet::new();
         for row in &purge {
