@@ -16,6 +16,13 @@
 //! evaluates. Claims lock only their consumer group's row and skip delivery rows another
 //! process holds.
 //!
+//! Code map: this file is the [`Store`] handle; the public types are in `model` and the
+//! configuration in `config` (both re-exported here). `writer` changes the database (split by
+//! operation under `writer/`), `read` reads it, [`consume`] runs this process's consumers.
+//! `conn` is the writer's connection and the one way rows are bound and mapped (`rows` maps
+//! them to domain types, `sql` holds the dialect differences), `error` converts the drivers'
+//! errors.
+//!
 //! Hazards: the acknowledgement of a publish means its transaction committed; with
 //! [`Durability::Relaxed`] that is not yet on disk. Retention deletes old events even if a
 //! lagging consumer group still has notifications referring to them; such a notification is
