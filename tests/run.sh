@@ -41,6 +41,7 @@ step "generated Go and Python code is up to date" codegen_check
 step "clients: go build/vet, python imports" clients_check
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "engine pure core without the store" cargo test -p eventbus-engine --no-default-features --lib --locked
 step "cargo test (SQLite and Postgres)" cargo test --workspace --all-features --locked
 step "build the eventbus binary" build_server
 step "deploy: Dockerfile, compose, k8s (offline)" deploy_check

@@ -5,6 +5,9 @@
 //! their state and the resulting notifications on SQLite or Postgres (sqlx; the SQLite writer
 //! on rusqlite), one transaction per publish.
 //!
+//! The store sits behind the default cargo feature `store`; without it (`--no-default-features`)
+//! the crate is the pure core, which the compiler keeps free of sqlx, rusqlite and tokio.
+//!
 //! This crate depends on no other workspace crate and knows nothing of gRPC, protobuf or
 //! OpenTelemetry: trace contexts pass through it as opaque strings. It emits `tracing` spans
 //! but never installs a subscriber, and it never reads the environment.
@@ -12,6 +15,7 @@
 pub mod error;
 pub mod event;
 pub mod listener;
+#[cfg(feature = "store")]
 pub mod store;
 pub mod trigger;
 

@@ -297,6 +297,8 @@ async fn listener_lifecycle(db: &Db) {
     assert_eq!(ids(rest), vec![d.id]);
 
     assert_eq!(store.delete_listener("other", a.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let by_id = store.delete_listeners("other", ListenerSelector::Id(a.id)).await;
+    assert_eq!(by_id.unwrap_err().kind(), ErrorKind::NotFound, "an id another namespace's listener has");
     store.delete_listener("ns", a.id).await.unwrap();
     assert_eq!(store.get_listener("ns", a.id).await.unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(store.delete_listener("ns", a.id).await.unwrap_err().kind(), ErrorKind::NotFound);

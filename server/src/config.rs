@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// Postgres statement and idle-in-transaction timeouts) [default: 5].
     #[arg(long, env = "EVENTBUS_DATABASE_TIMEOUT_SECONDS")]
     pub database_timeout_seconds: Option<u64>,
+    /// SQLite: the size the WAL file is kept under, MiB; checkpoints start it over at a quarter
+    /// of this, and the writer waits for one past half [default: 64].
+    #[arg(long, env = "EVENTBUS_SQLITE_WAL_LIMIT_MIB")]
+    pub sqlite_wal_limit_mib: Option<u64>,
     /// Largest gRPC message, bytes [default: 4194304].
     #[arg(long, env = "EVENTBUS_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -196,6 +200,9 @@ impl ServeArgs {
         }
         if let Some(secs) = s.database_timeout_seconds {
             store.database_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(mib) = s.sqlite_wal_limit_mib {
+            store.sqlite_wal_limit = mib.max(1) << 20;
         }
         let mut config = ServerConfig::new(store);
         if let Some(a) = s.listen {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use sqlx::any::AnyTypeInfoKind;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, AssertSqlSafe, Column, Executor as _, Row as _, TypeInfo as _};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Column, Executor as _, Row as _, TypeInfo as _, ValueRef as _};
 use tokio::time::Instant;
 
 use super::checkpoint::{self, Checkpointer};
@@ -381,7 +381,7 @@ impl Tx {
                 Ok(stmt.raw_execute()? as u64)
             }
             Self::Postgres(tx) => {
-                let done = PgTx::bounded(tx.deadline, tx.timeout, postgres_query(&statement).execute(&mut *tx.conn));
+                let done = PgTx::bounded(tx.deadline, tx.timeout, any_query(&statement).execute(&mut *tx.conn));
                 Ok(done.await?.rows_affected())
             }
         }
@@ -403,8 +403,8 @@ impl Tx {
             }
             Self::Postgres(tx) => {
                 let rows =
-                    PgTx::bounded(tx.deadline, tx.timeout, postgres_query(&statement).fetch_all(&mut *tx.conn)).await?;
-                rows.iter().map(postgres_row).collect()
+                    PgTx::bounded(tx.deadline, tx.timeout, any_query(&statement).fetch_all(&mut *tx.conn)).await?;
+                rows.iter().map(any_row).collect()
             }
         }
     }
@@ -449,9 +449,17 @@ fn sqlite_value(value: rusqlite::types::ValueRef<'_>) -> Result<Value> {
     }
 }
 
-type PgQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+/// Runs a read on a connection of sqlx's pool (either backend) and returns its rows, mapped as
+/// the writer's are.
+pub(crate) async fn fetch_pooled(conn: &mut sqlx::AnyConnection, statement: Statement) -> Result<Vec<Row>> {
+    let rows = any_query(&statement).fetch_all(conn).await?;
+    rows.iter().map(any_row).collect()
+}
 
-fn postgres_query(statement: &Statement) -> PgQuery<'_> {
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// The statement for sqlx's Any driver: the Postgres writer's and every read of the pool.
+fn any_query(statement: &Statement) -> AnyQuery<'_> {
     let mut q = sqlx::query(AssertSqlSafe(statement.sql.as_ref()));
     for v in &statement.values {
         q = match v {
@@ -464,10 +472,16 @@ fn postgres_query(statement: &Statement) -> PgQuery<'_> {
     q
 }
 
-fn postgres_row(row: &sqlx::any::AnyRow) -> Result<Row> {
+/// Maps a row of sqlx's Any driver: integers and text, null or not (all the schema holds).
+fn any_row(row: &sqlx::any::AnyRow) -> Result<Row> {
     let mut values = Vec::with_capacity(row.columns().len());
     for (i, column) in row.columns().iter().enumerate() {
-        let value = match column.type_info().kind() {
+        // A SQLite expression (`COUNT(*)`) has no declared type: its value's type decides.
+        let kind = match column.type_info().kind() {
+            AnyTypeInfoKind::Null => row.try_get_raw(i)?.type_info().kind(),
+            kind => kind,
+        };
+        let value = match kind {
             AnyTypeInfoKind::SmallInt | AnyTypeInfoKind::Integer | AnyTypeInfoKind::BigInt => {
                 row.try_get::<Option<i64>, _>(i)?.into()
             }

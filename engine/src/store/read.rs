@@ -4,12 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{AnyConnection, AssertSqlSafe, FromRow, Row};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use super::conn::{Row, Statement, Value, fetch_pooled};
 use super::rows::{
-    EVENT_COLUMNS, EventRow, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow, STATUS_ACTIVE,
-    STATUS_DELETED, STATUS_FIRED, STATUS_TIMED_OUT, from_micros, kind_str, micros,
+    DeliveryState, EVENT_COLUMNS, EventRow, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow,
+    STATUS_ACTIVE, STATUS_DELETED, STATUS_FIRED, STATUS_TIMED_OUT, StoredRow, from_micros, kind_str, micros,
 };
 use super::sql::{CHUNK, list};
 use super::{
@@ -20,11 +21,9 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::listener::{Listener, ListenerKind};
 
-/// A value bound to a dynamically built query.
-enum Bind {
-    Int(i64),
-    Text(String),
-}
+/// A value bound to a dynamically built query (the values of the writer's statements: one way to
+/// bind and to map rows for the whole store).
+type Bind = Value;
 
 fn page_size(requested: u32) -> i64 {
     i64::from(if requested == 0 { DEFAULT_PAGE_SIZE } else { requested.min(MAX_PAGE_SIZE) })
@@ -118,7 +117,7 @@ impl Store {
     /// Runs `read` on a connection of the read pool, within the database timeout (waiting for the
     /// connection included); `Unavailable` once it has passed. A connection whose statement did
     /// not answer in time is closed instead of going back to the pool: it may never answer.
-    pub(crate) async fn read<T>(&self, read: impl AsyncFnOnce(&mut AnyConnection) -> sqlx::Result<T>) -> Result<T> {
+    pub(crate) async fn read<T>(&self, read: impl AsyncFnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
         let timeout = self.inner.config.database_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut conn = match tokio::time::timeout_at(deadline, self.inner.read.acquire()).await {
@@ -126,7 +125,7 @@ impl Store {
             Err(_) => return Err(super::no_answer(timeout)),
         };
         match tokio::time::timeout_at(deadline, read(&mut conn)).await {
-            Ok(result) => Ok(result?),
+            Ok(result) => result,
             Err(_) => {
                 conn.close_on_drop();
                 Err(super::no_answer(timeout))
@@ -139,11 +138,7 @@ impl Store {
         let sql = format!(
             "SELECT {LISTENER_COLUMNS} FROM listeners WHERE namespace = $1 AND id = $2 AND status <> '{STATUS_DELETED}'"
         );
-        let row: Option<ListenerRow> = self
-            .read(async |c| {
-                sqlx::query_as(AssertSqlSafe(sql)).bind(namespace).bind(id.to_string()).fetch_optional(c).await
-            })
-            .await?;
+        let row: Option<ListenerRow> = self.fetch_one(Statement::new(sql).bind(namespace).bind(id.to_string())).await?;
         row.ok_or_else(|| Error::NotFound(format!("listener {id}")))?.into_listener()
     }
 
@@ -184,19 +179,12 @@ impl Store {
         let row: Option<EventRow> = match &key {
             EventKey::Sequence(seq) => {
                 let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND seq = $2");
-                self.read(async |c| {
-                    sqlx::query_as(AssertSqlSafe(sql)).bind(namespace).bind(*seq as i64).fetch_optional(c).await
-                })
-                .await?
+                self.fetch_one(Statement::new(sql).bind(namespace).bind(*seq as i64)).await?
             }
             EventKey::SourceId { source, id } => {
                 let sql =
                     format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND source = $2 AND id = $3");
-                self.read(async |c| {
-                    let q = sqlx::query_as(AssertSqlSafe(sql)).bind(namespace).bind(source.as_str());
-                    q.bind(id.as_str()).fetch_optional(c).await
-                })
-                .await?
+                self.fetch_one(Statement::new(sql).bind(namespace).bind(source.as_str()).bind(id.as_str())).await?
             }
         };
         let what = match key {
@@ -240,18 +228,25 @@ impl Store {
     }
 
     /// Runs a listing query built at run time with its bound values.
-    async fn fetch<O>(&self, sql: String, binds: Vec<Bind>) -> Result<Vec<O>>
-    where
-        O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
-    {
-        let mut q = sqlx::query_as::<_, O>(AssertSqlSafe(sql));
-        for b in binds {
-            q = match b {
-                Bind::Int(i) => q.bind(i),
-                Bind::Text(t) => q.bind(t),
-            };
-        }
-        self.read(async |c| q.fetch_all(c).await).await
+    async fn fetch<O: StoredRow>(&self, sql: String, binds: Vec<Bind>) -> Result<Vec<O>> {
+        self.rows(Statement::with(sql, binds)).await?.iter().map(O::read).collect()
+    }
+
+    /// Runs a query and returns its first row, if any.
+    async fn fetch_one<O: StoredRow>(&self, statement: Statement) -> Result<Option<O>> {
+        self.rows(statement).await?.first().map(O::read).transpose()
+    }
+
+    /// Runs a query on the read pool, within the database timeout.
+    async fn rows(&self, statement: Statement) -> Result<Vec<Row>> {
+        self.read(async |c| fetch_pooled(c, statement).await).await
+    }
+
+    /// Runs a `SELECT COUNT(*)` query.
+    async fn count(&self, statement: Statement) -> Result<u64> {
+        let rows = self.rows(statement).await?;
+        let row = rows.first().ok_or_else(|| Error::Internal("a count returned no row".into()))?;
+        Ok(row.get::<i64>(0)? as u64)
     }
 
     /// Lists a group's dead letters in sequence order; NotFound if the group does not exist.
@@ -269,28 +264,28 @@ impl Store {
         let sql = format!(
             "SELECT {columns}, d.attempt, d.last_error, d.dead_us FROM deliveries d \
              JOIN notifications n ON n.namespace = d.namespace AND n.seq = d.seq \
-             WHERE d.namespace = $1 AND d.group_name = $2 AND d.state = 'dead' AND d.seq > $3 \
+             WHERE d.namespace = $1 AND d.group_name = $2 AND d.state = '{}' AND d.seq > $3 \
              ORDER BY d.seq LIMIT {}",
+            DeliveryState::Dead,
             size + 1
         );
-        let rows = self
-            .read(async |c| sqlx::query(AssertSqlSafe(sql)).bind(namespace).bind(group).bind(after).fetch_all(c).await)
-            .await?;
+        let rows = self.rows(Statement::new(sql).bind(namespace).bind(group).bind(after)).await?;
         if rows.is_empty() && !self.group_exists(namespace, group).await? {
             return Err(super::writer::group_not_found(group));
         }
         let mut notifications = rows
             .iter()
-            .map(|row| NotificationRow::from_row(row).map_err(Error::from).and_then(NotificationRow::into_notification))
+            .map(|row| NotificationRow::read(row).and_then(NotificationRow::into_notification))
             .collect::<Result<Vec<_>>>()?;
         self.load_events(namespace, &mut notifications).await?;
         let mut items = Vec::with_capacity(rows.len());
         for (row, notification) in rows.iter().zip(notifications) {
             items.push(DeadLetter {
                 notification,
-                attempt: row.try_get::<i64, _>("attempt")? as u32,
-                last_error: row.try_get::<Option<String>, _>("last_error")?.unwrap_or_default(),
-                dead_at: from_micros(row.try_get::<Option<i64>, _>("dead_us")?.unwrap_or_default()),
+                // The columns after the notification's.
+                attempt: row.get::<i64>(10)? as u32,
+                last_error: row.get::<Option<String>>(11)?.unwrap_or_default(),
+                dead_at: from_micros(row.get::<Option<i64>>(12)?.unwrap_or_default()),
             });
         }
         let next = (items.len() as i64 > size).then(|| {
@@ -301,13 +296,8 @@ impl Store {
     }
 
     async fn group_exists(&self, namespace: &str, group: &str) -> Result<bool> {
-        let found = self
-            .read(async |c| {
-                let q = sqlx::query("SELECT 1 FROM consumer_groups WHERE namespace = $1 AND name = $2");
-                q.bind(namespace).bind(group).fetch_optional(c).await
-            })
-            .await?;
-        Ok(found.is_some())
+        let q = Statement::new("SELECT 1 FROM consumer_groups WHERE namespace = $1 AND name = $2");
+        Ok(!self.rows(q.bind(namespace).bind(group)).await?.is_empty())
     }
 
     /// Loads the contributing events of notifications of one namespace that are still
@@ -323,12 +313,12 @@ impl Store {
                 "SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND seq IN ({})",
                 list(chunk.len(), 2)
             );
-            let mut q = sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql)).bind(namespace);
+            let mut q = Statement::new(sql).bind(namespace);
             for s in chunk {
                 q = q.bind(*s as i64);
             }
-            for row in self.read(async |c| q.fetch_all(c).await).await? {
-                let e = row.into_event()?;
+            for row in self.rows(q).await? {
+                let e = EventRow::read(&row)?.into_event()?;
                 by_seq.insert(e.sequence, e);
             }
         }
@@ -340,45 +330,44 @@ impl Store {
 
     /// Counts the notifications leased to `consumer` whose lease has not expired.
     pub async fn leased_count(&self, namespace: &str, group: &str, consumer: &str) -> Result<u64> {
-        let q = sqlx::query_scalar(
+        let sql = format!(
             "SELECT COUNT(*) FROM deliveries WHERE namespace = $1 AND group_name = $2 AND consumer = $3 \
-             AND state = 'leased' AND available_us > $4",
-        )
-        .bind(namespace)
-        .bind(group)
-        .bind(consumer)
-        .bind(micros(chrono::Utc::now()));
-        let n: i64 = self.read(async |c| q.fetch_one(c).await).await?;
-        Ok(n as u64)
+             AND state = '{}' AND available_us > $4",
+            DeliveryState::Leased
+        );
+        let q = Statement::new(sql).bind(namespace).bind(group).bind(consumer).bind(micros(chrono::Utc::now()));
+        self.count(q).await
     }
 
     /// Counts every consumer group's notifications by state.
     pub async fn group_backlogs(&self) -> Result<Vec<GroupBacklog>> {
         let mut out: BTreeMap<(String, String), GroupBacklog> = BTreeMap::new();
-        let unread = sqlx::query(
-            "SELECT g.namespace, g.name, (SELECT COUNT(*) FROM notifications n \
-             WHERE n.namespace = g.namespace AND n.seq > g.read_seq) FROM consumer_groups g",
-        );
-        let unread = self.read(async |c| unread.fetch_all(c).await).await?;
+        let unread = self
+            .rows(Statement::new(
+                "SELECT g.namespace, g.name, (SELECT COUNT(*) FROM notifications n \
+                 WHERE n.namespace = g.namespace AND n.seq > g.read_seq) FROM consumer_groups g",
+            ))
+            .await?;
         for row in unread {
-            let (namespace, group): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            let pending = row.try_get::<i64, _>(2)? as u64;
+            let (namespace, group): (String, String) = (row.get(0)?, row.get(1)?);
+            let pending = row.get::<i64>(2)? as u64;
             let key = (namespace.clone(), group.clone());
             out.insert(key, GroupBacklog { namespace, group, pending, leased: 0, dead: 0 });
         }
-        let states = sqlx::query(
-            "SELECT namespace, group_name, state, COUNT(*) FROM deliveries GROUP BY namespace, group_name, state",
-        );
-        let states = self.read(async |c| states.fetch_all(c).await).await?;
+        let states = self
+            .rows(Statement::new(
+                "SELECT namespace, group_name, state, COUNT(*) FROM deliveries GROUP BY namespace, group_name, state",
+            ))
+            .await?;
         for row in states {
-            let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            let state: String = row.try_get(2)?;
-            let n = row.try_get::<i64, _>(3)? as u64;
+            let key: (String, String) = (row.get(0)?, row.get(1)?);
+            let state: String = row.get(2)?;
+            let n = row.get::<i64>(3)? as u64;
             let Some(b) = out.get_mut(&key) else { continue };
-            match state.as_str() {
-                "leased" => b.leased += n,
-                "dead" => b.dead += n,
-                _ => b.pending += n,
+            match state.parse() {
+                Ok(DeliveryState::Leased) => b.leased += n,
+                Ok(DeliveryState::Dead) => b.dead += n,
+                Ok(DeliveryState::Ready) | Err(_) => b.pending += n,
             }
         }
         Ok(out.into_values().collect())
@@ -397,9 +386,7 @@ impl Store {
         let sql = format!(
             "SELECT COUNT(*) FROM partials p JOIN listeners l ON l.id = p.listener_id WHERE l.namespace = $1{kind_clause}"
         );
-        let n: i64 =
-            self.read(async |c| sqlx::query_scalar(AssertSqlSafe(sql)).bind(namespace).fetch_one(c).await).await?;
-        Ok(n as u64)
+        self.count(Statement::new(sql).bind(namespace)).await
     }
 }
 

@@ -2,12 +2,14 @@
 //! epoch, ids UUID text, structured values JSON text: the same on both backends.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::conn::Row;
+use super::conn::{Row, Value};
 use super::{Notification, NotificationKind};
 use crate::error::{Error, Result};
 use crate::event::{AttrValue, Data, Event, TraceContext};
@@ -65,13 +67,21 @@ pub(crate) fn event_body(e: &Event) -> Result<String> {
     })
 }
 
-#[derive(Debug, sqlx::FromRow)]
+/// A row type, read from a row that selected its `*_COLUMNS` list (first, in that order): the one
+/// row mapping of the store, for the writer's statements and the pool's reads alike.
+///
+/// Hazard: columns are read by position, so a `*_COLUMNS` list and its `read` change together.
+pub(crate) trait StoredRow: Sized {
+    fn read(row: &Row) -> Result<Self>;
+}
+
+#[derive(Debug)]
 pub(crate) struct EventRow {
     pub namespace: String,
     pub seq: i64,
     pub source: String,
     pub id: String,
-    #[sqlx(rename = "type")]
+    /// The `type` column.
     pub event_type: String,
     pub subject: Option<String>,
     pub received_us: i64,
@@ -79,6 +89,21 @@ pub(crate) struct EventRow {
 }
 
 pub(crate) const EVENT_COLUMNS: &str = "namespace, seq, source, id, type, subject, received_us, body";
+
+impl StoredRow for EventRow {
+    fn read(row: &Row) -> Result<Self> {
+        Ok(Self {
+            namespace: row.get(0)?,
+            seq: row.get(1)?,
+            source: row.get(2)?,
+            id: row.get(3)?,
+            event_type: row.get(4)?,
+            subject: row.get(5)?,
+            received_us: row.get(6)?,
+            body: row.get(7)?,
+        })
+    }
+}
 
 impl EventRow {
     pub fn into_event(self) -> Result<Event> {
@@ -102,13 +127,13 @@ impl EventRow {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub(crate) struct ListenerRow {
     pub id: String,
     pub namespace: String,
     pub ord: i64,
     pub spec: String,
-    pub status: String,
+    pub status: StoredStatus,
     pub fire_id: Option<String>,
     pub finished_us: Option<i64>,
     pub created_us: i64,
@@ -119,10 +144,50 @@ pub(crate) struct ListenerRow {
 pub(crate) const LISTENER_COLUMNS: &str =
     "id, namespace, ord, spec, status, fire_id, finished_us, created_us, trace, request_id";
 
-pub(crate) const STATUS_ACTIVE: &str = "active";
-pub(crate) const STATUS_FIRED: &str = "fired";
-pub(crate) const STATUS_TIMED_OUT: &str = "timed_out";
-pub(crate) const STATUS_DELETED: &str = "deleted";
+/// The `status` column of a listener row: [`ListenerStatus`] without its data, plus the
+/// tombstone of a deleted listener (kept until retention purges it, so that other processes
+/// see the deletion when they sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoredStatus {
+    Active,
+    Fired,
+    TimedOut,
+    Deleted,
+}
+
+impl StoredStatus {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Fired => "fired",
+            Self::TimedOut => "timed_out",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl FromStr for StoredStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Self::Active, Self::Fired, Self::TimedOut, Self::Deleted]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| Error::Internal(format!("unknown listener status {s:?}")))
+    }
+}
+
+impl From<StoredStatus> for Value {
+    fn from(status: StoredStatus) -> Self {
+        Self::from(status.as_str())
+    }
+}
+
+/// The statuses as SQL text spells them inline (`status = 'active'`): the partial index
+/// `listeners_by_deadline` is usable only so.
+pub(crate) const STATUS_ACTIVE: &str = StoredStatus::Active.as_str();
+pub(crate) const STATUS_FIRED: &str = StoredStatus::Fired.as_str();
+pub(crate) const STATUS_TIMED_OUT: &str = StoredStatus::TimedOut.as_str();
+pub(crate) const STATUS_DELETED: &str = StoredStatus::Deleted.as_str();
 
 pub(crate) fn kind_str(kind: ListenerKind) -> &'static str {
     match kind {
@@ -131,23 +196,24 @@ pub(crate) fn kind_str(kind: ListenerKind) -> &'static str {
     }
 }
 
-pub(crate) fn status_columns(status: &ListenerStatus) -> (&'static str, Option<String>, Option<i64>) {
+pub(crate) fn status_columns(status: &ListenerStatus) -> (StoredStatus, Option<String>, Option<i64>) {
     match status {
-        ListenerStatus::Active => (STATUS_ACTIVE, None, None),
-        ListenerStatus::Fired { fire_id, at } => (STATUS_FIRED, Some(fire_id.to_string()), Some(micros(*at))),
-        ListenerStatus::TimedOut { fire_id, at } => (STATUS_TIMED_OUT, Some(fire_id.to_string()), Some(micros(*at))),
+        ListenerStatus::Active => (StoredStatus::Active, None, None),
+        ListenerStatus::Fired { fire_id, at } => (StoredStatus::Fired, Some(fire_id.to_string()), Some(micros(*at))),
+        ListenerStatus::TimedOut { fire_id, at } => {
+            (StoredStatus::TimedOut, Some(fire_id.to_string()), Some(micros(*at)))
+        }
     }
 }
 
-impl ListenerRow {
-    /// Reads a row of the writer's that selected [`LISTENER_COLUMNS`].
-    pub(crate) fn read(row: &Row) -> Result<Self> {
+impl StoredRow for ListenerRow {
+    fn read(row: &Row) -> Result<Self> {
         Ok(Self {
             id: row.get(0)?,
             namespace: row.get(1)?,
             ord: row.get(2)?,
             spec: row.get(3)?,
-            status: row.get(4)?,
+            status: row.get::<String>(4)?.parse()?,
             fire_id: row.get(5)?,
             finished_us: row.get(6)?,
             created_us: row.get(7)?,
@@ -155,16 +221,18 @@ impl ListenerRow {
             request_id: row.get(9)?,
         })
     }
+}
 
+impl ListenerRow {
     pub fn into_listener(self) -> Result<Listener> {
         let spec: ListenerSpec = from_json(&self.spec)?;
         let at = || from_micros(self.finished_us.unwrap_or_default());
         let fire_id = || self.fire_id.as_deref().map(parse_uuid).transpose().map(Option::unwrap_or_default);
-        let status = match self.status.as_str() {
-            STATUS_ACTIVE => ListenerStatus::Active,
-            STATUS_FIRED => ListenerStatus::Fired { fire_id: fire_id()?, at: at() },
-            STATUS_TIMED_OUT => ListenerStatus::TimedOut { fire_id: fire_id()?, at: at() },
-            other => return Err(Error::Internal(format!("listener status {other:?} is not readable"))),
+        let status = match self.status {
+            StoredStatus::Active => ListenerStatus::Active,
+            StoredStatus::Fired => ListenerStatus::Fired { fire_id: fire_id()?, at: at() },
+            StoredStatus::TimedOut => ListenerStatus::TimedOut { fire_id: fire_id()?, at: at() },
+            StoredStatus::Deleted => return Err(Error::Internal("a deleted listener is not readable".into())),
         };
         Ok(Listener {
             id: parse_uuid(&self.id)?,
@@ -179,7 +247,58 @@ impl ListenerRow {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+/// The state of a delivery row: a notification of one consumer group that is not acked yet
+/// (an ack deletes the row). Stored as its [`Self::as_str`] text.
+///
+/// Hazard: SQL text spells the states inline (`state <> 'dead'`, through [`fmt::Display`]),
+/// never as a bound value, so that the partial index `deliveries_by_available` (`WHERE state <>
+/// 'dead'`) stays usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryState {
+    /// Claimable once `available_us` has passed: a retry after a nack, a released lease, a
+    /// redriven dead letter.
+    Ready,
+    /// Leased to `consumer` until `available_us`, claimable again after that.
+    Leased,
+    /// A dead letter: given up after the group's maximum attempts, until it is redriven.
+    Dead,
+}
+
+impl DeliveryState {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Leased => "leased",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeliveryState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "ready" => Ok(Self::Ready),
+            "leased" => Ok(Self::Leased),
+            "dead" => Ok(Self::Dead),
+            _ => Err(Error::Internal(format!("unknown delivery state {s:?}"))),
+        }
+    }
+}
+
+impl From<DeliveryState> for Value {
+    fn from(state: DeliveryState) -> Self {
+        Self::from(state.as_str())
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct NotificationRow {
     pub namespace: String,
     pub seq: i64,
@@ -196,9 +315,8 @@ pub(crate) struct NotificationRow {
 pub(crate) const NOTIFICATION_COLUMNS: &str =
     "namespace, seq, fire_id, kind, listener_id, target, correlation, event_seqs, created_us, trace";
 
-impl NotificationRow {
-    /// Reads a row of the writer's that selected [`NOTIFICATION_COLUMNS`].
-    pub(crate) fn read(row: &Row) -> Result<Self> {
+impl StoredRow for NotificationRow {
+    fn read(row: &Row) -> Result<Self> {
         Ok(Self {
             namespace: row.get(0)?,
             seq: row.get(1)?,
@@ -212,7 +330,9 @@ impl NotificationRow {
             trace: row.get(9)?,
         })
     }
+}
 
+impl NotificationRow {
     /// Maps the row; the events are loaded separately.
     pub fn into_notification(self) -> Result<Notification> {
         Ok(Notification {
@@ -228,5 +348,39 @@ impl NotificationRow {
             created_at: from_micros(self.created_us),
             trace: from_json(&self.trace)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_states_round_trip() -> Result<()> {
+        for (state, text) in
+            [(DeliveryState::Ready, "ready"), (DeliveryState::Leased, "leased"), (DeliveryState::Dead, "dead")]
+        {
+            assert_eq!(state.as_str(), text);
+            assert_eq!(state.to_string(), text);
+            assert_eq!(text.parse::<DeliveryState>()?, state);
+        }
+        assert!("acked".parse::<DeliveryState>().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn stored_statuses_round_trip() -> Result<()> {
+        let cases = [
+            (StoredStatus::Active, "active"),
+            (StoredStatus::Fired, "fired"),
+            (StoredStatus::TimedOut, "timed_out"),
+            (StoredStatus::Deleted, "deleted"),
+        ];
+        for (status, text) in cases {
+            assert_eq!(status.as_str(), text);
+            assert_eq!(text.parse::<StoredStatus>()?, status);
+        }
+        assert!("paused".parse::<StoredStatus>().is_err());
+        Ok(())
     }
 }

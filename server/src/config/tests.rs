@@ -9,7 +9,7 @@ struct Serve {
 }
 
 /// A value for every setting, as a flag value and as a TOML value.
-const SAMPLES: [(&str, &str, &str); 15] = [
+const SAMPLES: [(&str, &str, &str); 17] = [
     ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
     ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
     ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
@@ -17,6 +17,8 @@ const SAMPLES: [(&str, &str, &str); 15] = [
     ("relaxed_durability", "true", "true"),
     ("retention_seconds", "60", "60"),
     ("pool_size", "3", "3"),
+    ("database_timeout_seconds", "2", "2"),
+    ("sqlite_wal_limit_mib", "16", "16"),
     ("max_message_bytes", "1000", "1000"),
     ("max_data_bytes", "100", "100"),
     ("max_attributes", "5", "5"),
@@ -53,6 +55,8 @@ fn every_flag_is_a_key_of_the_file() {
     assert_eq!(resolved.config.limits.max_streams_per_connection, 9);
     assert_eq!(resolved.config.store.durability, Durability::Relaxed);
     assert_eq!(resolved.telemetry.otlp_endpoint.as_deref(), Some("http://collector:4317"));
+    assert_eq!(resolved.config.store.database_timeout, Duration::from_secs(2));
+    assert_eq!(resolved.config.store.sqlite_wal_limit, 16 << 20);
 }
 
 #[test]

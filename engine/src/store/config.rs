@@ -1,0 +1,93 @@
+//! How the store is configured: the database, the durability of acknowledged writes, batch
+//! sizes and retention. Parsed by the server from its settings; the store never reads the
+//! environment.
+//!
+//! Hazard: [`Durability::Relaxed`] acknowledges writes a crash of the machine may lose.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Observer;
+use crate::error::{Error, Result};
+
+/// Whether an acknowledged write is on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledged after the commit is flushed to disk (SQLite `synchronous=FULL`, Postgres
+    /// `synchronous_commit=on`).
+    #[default]
+    Full,
+    /// Acknowledged after the commit; a crash of the machine may lose the last writes
+    /// (SQLite `synchronous=NORMAL` in WAL mode, Postgres `synchronous_commit=off`). The
+    /// database stays consistent.
+    Relaxed,
+}
+
+/// How the store connects and behaves.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub database_url: String,
+    pub durability: Durability,
+    /// Connections for reads (and, on Postgres, for the writer too).
+    pub pool_size: u32,
+    /// Most events one writer transaction takes from the queue.
+    pub max_batch_events: usize,
+    /// Events and finished notifications and listeners older than this are deleted in the
+    /// background; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// How often the background sweeper runs (deadlines, retention).
+    pub sweep_interval: Duration,
+    /// Rows the retention sweeper deletes per table per transaction.
+    pub retention_batch: u32,
+    /// Told about fired triggers after each commit; `None` skips that work.
+    pub observer: Option<Arc<dyn Observer>>,
+    /// SQLite: the size in bytes the WAL file is kept under (see the checkpointer's docs for
+    /// when it cannot be).
+    pub sqlite_wal_limit: u64,
+    /// Longest a call waits for the database (queueing for the writer, a connection, its
+    /// statements) before it fails with `Unavailable`. On Postgres also the `statement_timeout`
+    /// of the writer's transactions and the `idle_in_transaction_session_timeout` of every
+    /// session, so the server gives up on what the store stopped waiting for and releases its
+    /// locks.
+    pub database_timeout: Duration,
+}
+
+/// The default of [`StoreConfig::sqlite_wal_limit`]: 64 MiB.
+pub const DEFAULT_SQLITE_WAL_LIMIT: u64 = 64 << 20;
+
+impl StoreConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            durability: Durability::Full,
+            pool_size: 8,
+            max_batch_events: 2048,
+            retention: None,
+            sweep_interval: Duration::from_secs(1),
+            retention_batch: 1000,
+            observer: None,
+            sqlite_wal_limit: DEFAULT_SQLITE_WAL_LIMIT,
+            database_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The database behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(Error::invalid("database_url", "must start with sqlite: or postgres:"))
+        }
+    }
+}

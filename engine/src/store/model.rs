@@ -1,0 +1,262 @@
+//! The store's public model: what callers pass in (specs, selectors, queries) and get back
+//! (published sequences, notifications, deliveries, dead letters, pages, reports), and the
+//! [`Observer`] the writer tells about committed side effects.
+//!
+//! Plain data: no IO here. Hazard: the numbers are the store's own sequences (`u64`, stored as
+//! signed 64-bit integers), per namespace.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::event::{Event, TraceContext};
+use crate::listener::ListenerKind;
+
+/// The result of publishing one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub sequence: u64,
+    /// The (source, id) was already stored (or earlier in the batch): `sequence` is the
+    /// original's and the event was not evaluated again.
+    pub duplicate: bool,
+}
+
+/// What a notification asks a runner to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    Start,
+    Wake,
+    Timeout,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Wake => "wake",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+impl FromStr for NotificationKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "start" => Ok(Self::Start),
+            "wake" => Ok(Self::Wake),
+            "timeout" => Ok(Self::Timeout),
+            _ => Err(Error::Internal(format!("unknown notification kind {s:?}"))),
+        }
+    }
+}
+
+/// A fired listener's notification, as delivered to runners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub namespace: String,
+    /// Per-namespace notification sequence: the ack key.
+    pub sequence: u64,
+    pub fire_id: Uuid,
+    pub kind: NotificationKind,
+    pub listener_id: Uuid,
+    /// The workflow id (START) or instance id (WAKE, TIMEOUT).
+    pub target: String,
+    pub correlation: Vec<(String, String)>,
+    /// Contributing events in collection order.
+    pub event_sequences: Vec<u64>,
+    /// The contributing events that are still retained, in collection order.
+    pub events: Vec<Event>,
+    pub created_at: DateTime<Utc>,
+    /// The trigger's trace context: runners continue it.
+    pub trace: TraceContext,
+}
+
+/// A listener that fired, as told to the [`Observer`] once the transaction that recorded its
+/// notification has committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub namespace: String,
+    /// The notification's sequence.
+    pub sequence: u64,
+    pub fire_id: Uuid,
+    pub kind: NotificationKind,
+    pub listener_id: Uuid,
+    /// The workflow id (START) or instance id (WAKE, TIMEOUT).
+    pub target: String,
+    pub at: DateTime<Utc>,
+    /// The trigger's own context, which the notification carries: a child of `cause` whose span
+    /// id is derived from the fire id ([`trigger_span_id`]). Empty when `cause` is.
+    pub trace: TraceContext,
+    /// What the trigger continues: the completing event's context, or for a TIMEOUT the
+    /// registering call's.
+    pub cause: TraceContext,
+    /// The contexts of the other contributing events (fan-in of an ALL listener).
+    pub links: Vec<TraceContext>,
+}
+
+/// Told about the store's side effects after they committed; the server turns them into trace
+/// spans and metrics.
+///
+/// Hazard: called from the writer, between transactions: it must return quickly and must
+/// not call back into the store.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Triggers fired by one committed transaction, in notification order.
+    fn fired(&self, fired: &[Fired]);
+
+    /// Notifications a group acknowledged, by the time each was created (its publish commit).
+    fn acked(&self, namespace: &str, group: &str, created_at: &[DateTime<Utc>]);
+}
+
+/// A consumer group's notifications by state, for monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupBacklog {
+    pub namespace: String,
+    pub group: String,
+    /// Not yet leased: not looked at yet (counted before the group's filters apply), waiting for
+    /// a retry, or released.
+    pub pending: u64,
+    /// Leased to a consumer (including leases that expired and await a new claim).
+    pub leased: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+/// Sizes of a SQLite store's files, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSizes {
+    /// The database file, bytes.
+    pub database: u64,
+    /// The WAL file, bytes (0 when absent).
+    pub wal: u64,
+}
+
+/// Connections of the read pool, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub max: u32,
+    pub open: u32,
+    pub idle: u32,
+}
+
+/// The span id of a trigger: the first 8 bytes of its fire id, so the same firing always gets the
+/// same span id (fire ids are UUIDv5, whose version nibble keeps these bytes from being zero).
+pub fn trigger_span_id(fire_id: Uuid) -> [u8; 8] {
+    let mut id = [0; 8];
+    id.copy_from_slice(&fire_id.as_bytes()[..8]);
+    id
+}
+
+/// A notification leased to one consumer of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub notification: Notification,
+    pub group: String,
+    /// 1 on the first delivery.
+    pub attempt: u32,
+}
+
+/// A notification a group gave up on after its maximum attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub notification: Notification,
+    pub attempt: u32,
+    pub last_error: String,
+    pub dead_at: DateTime<Utc>,
+}
+
+/// Where a new consumer group starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The earliest retained notification.
+    #[default]
+    Earliest,
+    /// Only notifications created after the group.
+    Latest,
+    /// Notifications from this sequence on.
+    Sequence(u64),
+}
+
+/// A consumer group: its filters are fixed when it is created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub name: String,
+    /// Empty: every kind.
+    pub kinds: Vec<NotificationKind>,
+    /// Empty: every notification; otherwise only START notifications of these workflows.
+    pub workflow_ids: Vec<String>,
+    pub start: StartPosition,
+    /// Deliveries after which a notification becomes a dead letter.
+    pub max_attempts: u32,
+}
+
+/// Which listeners [`Store::delete_listeners`](super::Store::delete_listeners) removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerSelector {
+    /// One listener: `NotFound` if the namespace has no such listener.
+    Id(Uuid),
+    /// Every START listener of a workflow (none is not an error).
+    Workflow(String),
+    /// Every WAIT listener of an instance (none is not an error).
+    Instance(String),
+}
+
+/// Filters and cursor of [`Store::list_listeners`](super::Store::list_listeners).
+#[derive(Debug, Clone, Default)]
+pub struct ListenerQuery {
+    pub kind: Option<ListenerKind>,
+    pub workflow_id: Option<String>,
+    pub instance_id: Option<String>,
+    /// Also list WAIT listeners that fired or timed out.
+    pub include_finished: bool,
+    pub page_size: u32,
+    pub page_token: Option<String>,
+}
+
+/// Filters and cursor of [`Store::list_events`](super::Store::list_events).
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub event_type: Option<String>,
+    pub source: Option<String>,
+    pub subject: Option<String>,
+    /// Inclusive, on the receive time.
+    pub start: Option<DateTime<Utc>>,
+    /// Exclusive, on the receive time.
+    pub end: Option<DateTime<Utc>>,
+    pub after_sequence: Option<u64>,
+    pub page_size: u32,
+    pub page_token: Option<String>,
+}
+
+/// How an event is addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKey {
+    Sequence(u64),
+    SourceId { source: String, id: String },
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Present when more items may follow.
+    pub next_page_token: Option<String>,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub timed_out: u64,
+    /// (listener, correlation key) partial states that lost events past their lifespan.
+    pub partials_pruned: u64,
+    pub events_deleted: u64,
+    pub notifications_deleted: u64,
+    pub listeners_deleted: u64,
+}
+
+/// Default and maximum page sizes of listings.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
