@@ -83,7 +83,9 @@ type EventBusServiceClient interface {
 	//   - RESOURCE_EXHAUSTED: the request is larger than the server's maximum message size (4 MiB
 	//     unless configured otherwise), or an event exceeds the server's limits on attributes or data
 	//     size;
-	//   - UNAVAILABLE: the database cannot be reached; nothing was stored.
+	//   - UNAVAILABLE: the database cannot be reached or did not answer within the database
+	//     timeout. The events may or may not have been stored (a commit can outlive the call);
+	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
 	// events received after it is registered; it never looks back at stored events.
@@ -197,10 +199,10 @@ type EventBusServiceClient interface {
 	// GetEvent returns one stored event, by sequence or by (source, id).
 	//
 	// Errors:
-	// * INVALID_ARGUMENT: bad namespace, no key, a zero sequence (field `sequence`), or an empty or
-	//   too long source or id (fields `source_id.source`, `source_id.id`);
-	// * NOT_FOUND: no such event in that namespace (or it is past retention);
-	// * UNAVAILABLE: the database cannot be reached.
+	//   - INVALID_ARGUMENT: bad namespace, no key, a zero sequence (field `sequence`), or an empty or
+	//     too long source or id (fields `source_id.source`, `source_id.id`);
+	//   - NOT_FOUND: no such event in that namespace (or it is past retention);
+	//   - UNAVAILABLE: the database cannot be reached.
 	GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*GetEventResponse, error)
 	// ListEvents pages through a namespace's stored events in ascending sequence, optionally
 	// filtered. All filters combine with AND.
@@ -408,7 +410,9 @@ type EventBusServiceServer interface {
 	//   - RESOURCE_EXHAUSTED: the request is larger than the server's maximum message size (4 MiB
 	//     unless configured otherwise), or an event exceeds the server's limits on attributes or data
 	//     size;
-	//   - UNAVAILABLE: the database cannot be reached; nothing was stored.
+	//   - UNAVAILABLE: the database cannot be reached or did not answer within the database
+	//     timeout. The events may or may not have been stored (a commit can outlive the call);
+	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
 	// events received after it is registered; it never looks back at stored events.
@@ -522,10 +526,10 @@ type EventBusServiceServer interface {
 	// GetEvent returns one stored event, by sequence or by (source, id).
 	//
 	// Errors:
-	// * INVALID_ARGUMENT: bad namespace, no key, a zero sequence (field `sequence`), or an empty or
-	//   too long source or id (fields `source_id.source`, `source_id.id`);
-	// * NOT_FOUND: no such event in that namespace (or it is past retention);
-	// * UNAVAILABLE: the database cannot be reached.
+	//   - INVALID_ARGUMENT: bad namespace, no key, a zero sequence (field `sequence`), or an empty or
+	//     too long source or id (fields `source_id.source`, `source_id.id`);
+	//   - NOT_FOUND: no such event in that namespace (or it is past retention);
+	//   - UNAVAILABLE: the database cannot be reached.
 	GetEvent(context.Context, *GetEventRequest) (*GetEventResponse, error)
 	// ListEvents pages through a namespace's stored events in ascending sequence, optionally
 	// filtered. All filters combine with AND.

@@ -33,6 +33,10 @@ class EventBusServiceStub:
     namespace never see those of another. Namespaces need no registration; a namespace name is
     1 to 128 bytes of ASCII letters, digits, '-', '_' and '.'.
 
+    Timestamps in requests lie in years 1 to 9999, the range of `google.protobuf.Timestamp`
+    (nanos 0 to 999,999,999); others are INVALID_ARGUMENT. So is a body that is not a valid
+    message of its method (truncated, or not protobuf), without field violations.
+
     Errors. Every RPC can return:
     * INVALID_ARGUMENT for a malformed request, with a `google.rpc.BadRequest` detail whose field
     violations name each offending field by its path in the request, for example
@@ -128,6 +132,10 @@ class EventBusServiceServicer:
     namespace never see those of another. Namespaces need no registration; a namespace name is
     1 to 128 bytes of ASCII letters, digits, '-', '_' and '.'.
 
+    Timestamps in requests lie in years 1 to 9999, the range of `google.protobuf.Timestamp`
+    (nanos 0 to 999,999,999); others are INVALID_ARGUMENT. So is a body that is not a valid
+    message of its method (truncated, or not protobuf), without field violations.
+
     Errors. Every RPC can return:
     * INVALID_ARGUMENT for a malformed request, with a `google.rpc.BadRequest` detail whose field
     violations name each offending field by its path in the request, for example
@@ -163,7 +171,9 @@ class EventBusServiceServicer:
         * RESOURCE_EXHAUSTED: the request is larger than the server's maximum message size (4 MiB
         unless configured otherwise), or an event exceeds the server's limits on attributes or data
         size;
-        * UNAVAILABLE: the database cannot be reached; nothing was stored.
+        * UNAVAILABLE: the database cannot be reached or did not answer within the database
+        timeout. The events may or may not have been stored (a commit can outlive the call);
+        retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -332,7 +342,8 @@ class EventBusServiceServicer:
         """GetEvent returns one stored event, by sequence or by (source, id).
 
         Errors:
-        * INVALID_ARGUMENT: bad namespace, no key, a zero sequence or an empty source or id;
+        * INVALID_ARGUMENT: bad namespace, no key, a zero sequence (field `sequence`), or an empty or
+        too long source or id (fields `source_id.source`, `source_id.id`);
         * NOT_FOUND: no such event in that namespace (or it is past retention);
         * UNAVAILABLE: the database cannot be reached.
         """
@@ -436,6 +447,10 @@ class EventBusService:
     Everything lives in a namespace: events, listeners, notifications and consumer groups in one
     namespace never see those of another. Namespaces need no registration; a namespace name is
     1 to 128 bytes of ASCII letters, digits, '-', '_' and '.'.
+
+    Timestamps in requests lie in years 1 to 9999, the range of `google.protobuf.Timestamp`
+    (nanos 0 to 999,999,999); others are INVALID_ARGUMENT. So is a body that is not a valid
+    message of its method (truncated, or not protobuf), without field violations.
 
     Errors. Every RPC can return:
     * INVALID_ARGUMENT for a malformed request, with a `google.rpc.BadRequest` detail whose field
