@@ -22,7 +22,7 @@
 //! as long as no single transaction writes more than half of it.
 //!
 //! Hazards: while a RESTART or TRUNCATE checkpoint waits for readers, the writer waits too; the
-//! thread's checkpoint gives up after [`READER_WAIT`] and is tried again after the next commits;
+//! thread's checkpoint gives up after about 100 ms ([`busy::wait_briefly`]) and is tried again after the next commits;
 //! the writer's waits as long as its busy timeout. A reader that keeps one transaction open for
 //! longer than that lets the WAL grow past its limit, which is logged as a warning once per
 //! crossing. The store's own reads are single statements.
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::conn::SQLITE_BUSY_TIMEOUT;
+use super::conn::busy;
 use crate::error::{Error, Result};
 
 /// How often, at most, the WAL is checkpointed while the writer commits.
@@ -45,10 +45,6 @@ const IDLE: Duration = Duration::from_secs(1);
 /// How long the writer, once the WAL passed half its limit, retries starting it over while the
 /// thread's checkpoint is in the way.
 const PUSH_BACK_WAIT: Duration = Duration::from_secs(1);
-
-/// How long a RESTART or TRUNCATE checkpoint waits for the writer's transaction and for readers
-/// on old frames before it gives up (the writer waits meanwhile).
-const READER_WAIT: Duration = Duration::from_millis(100);
 
 /// Returns the path of the WAL file of the SQLite database at `db`.
 pub(crate) fn wal_path(db: &Path) -> PathBuf {
@@ -95,12 +91,12 @@ impl Checkpointer {
     }
 
     /// Runs a RESTART checkpoint on the writer's connection, each try waiting at most
-    /// [`READER_WAIT`] for readers, retrying while the thread's own checkpoint or readers are in
+    /// about 100 ms ([`busy::wait_briefly`]) for readers, retrying while the thread's own checkpoint or readers are in
     /// the way, for at most [`PUSH_BACK_WAIT`] in all.
     fn restart(&self, conn: &Connection) {
         let deadline = Instant::now() + PUSH_BACK_WAIT;
-        if let Err(e) = conn.busy_timeout(READER_WAIT) {
-            tracing::warn!(error = %e, "setting the writer's busy timeout");
+        if let Err(e) = conn.busy_handler(Some(busy::wait_briefly)) {
+            tracing::warn!(error = %e, "setting the writer's busy handler");
             return;
         }
         loop {
@@ -117,8 +113,8 @@ impl Checkpointer {
                 }
             }
         }
-        if let Err(e) = conn.busy_timeout(SQLITE_BUSY_TIMEOUT) {
-            tracing::warn!(error = %e, "restoring the writer's busy timeout");
+        if let Err(e) = conn.busy_handler(Some(busy::wait_long)) {
+            tracing::warn!(error = %e, "restoring the writer's busy handler");
         }
     }
 }
@@ -210,7 +206,7 @@ impl Thread {
             self.conn = Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_WRITE)
                 .and_then(|c| {
                     // Bounds how long RESTART and TRUNCATE hold the writer off (PASSIVE never waits).
-                    c.busy_timeout(READER_WAIT)?;
+                    c.busy_handler(Some(busy::wait_briefly))?;
                     // It syncs the WAL before and the database file after copying (no more).
                     c.execute_batch("PRAGMA synchronous=NORMAL")?;
                     Ok(c)

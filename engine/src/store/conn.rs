@@ -154,8 +154,46 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
-/// How long a SQLite statement waits for another process's write lock before it fails.
-pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a SQLite statement waits for another connection's lock before it fails (about).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite busy handlers, called with the number of tries so far; `true` tries again.
+///
+/// SQLite's own handler (`busy_timeout`) sleeps 1, 2, 5, 10, 15 ... ms between tries, so a
+/// writer held off by a checkpoint for a hundred microseconds would sleep for milliseconds.
+/// These try every [`BUSY_STEP`] at first.
+pub(crate) mod busy {
+    use std::time::Duration;
+
+    /// The pause between the first tries.
+    const BUSY_STEP: Duration = Duration::from_micros(50);
+    /// Tries at [`BUSY_STEP`] before pausing a millisecond: 20 ms.
+    const QUICK_TRIES: i32 = 400;
+
+    /// Waits about [`super::SQLITE_BUSY_TIMEOUT`]: quick tries for 20 ms, then every millisecond.
+    pub(crate) fn wait_long(tries: i32) -> bool {
+        let slow_tries = (super::SQLITE_BUSY_TIMEOUT.as_millis() as i32).saturating_sub(20);
+        if tries < QUICK_TRIES {
+            std::thread::sleep(BUSY_STEP);
+            true
+        } else if tries < QUICK_TRIES + slow_tries {
+            std::thread::sleep(Duration::from_millis(1));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Waits about 100 ms, in quick tries (a checkpoint that holds the writer off).
+    pub(crate) fn wait_briefly(tries: i32) -> bool {
+        if tries < 2000 {
+            std::thread::sleep(BUSY_STEP);
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// The writer's way to the database.
 #[derive(Debug)]
@@ -292,7 +330,7 @@ impl SqliteWriter {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+        conn.busy_handler(Some(busy::wait_long))?;
         // The checkpointer copies the WAL back, not the commits.
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={}",
