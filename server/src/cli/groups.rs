@@ -179,7 +179,7 @@ pub async fn run(args: &ClientArgs, cmd: GroupsCommand) -> anyhow::Result<()> {
             let request = seek_request(&ns, seek);
             let response = raw.seek_consumer_group(request).await.map_err(|s| rpc_error(s.into()))?.into_inner();
             let group = response.consumer_group.unwrap_or_default();
-            print_group(args, group, Some(response.dropped_delivery_count));
+            print_group(args, group, Some((response.read_sequence, response.dropped_delivery_count)));
         }
         GroupsCommand::Rm(rm) => {
             let what = format!("consumer group {} of namespace {ns} with its deliveries and dead letters", rm.group);
@@ -226,18 +226,19 @@ fn print_groups(args: &ClientArgs, groups: &[pb::ConsumerGroup]) {
     print_table(&["NAME", "READ", "PENDING", "LEASED", "DEAD", "OLDEST", "STREAMS", "FILTERS"], &rows);
 }
 
-/// Prints one group; after a seek, with the deliveries it dropped.
-fn print_group(args: &ClientArgs, group: pb::ConsumerGroup, dropped: Option<u64>) {
+/// Prints one group; after a seek, with the position it set and the deliveries it dropped.
+fn print_group(args: &ClientArgs, group: pb::ConsumerGroup, seeked: Option<(u64, u64)>) {
     if args.json {
         let mut value = group_json(&group);
-        if let (Some(n), Value::Object(obj)) = (dropped, &mut value) {
-            obj.insert("dropped_delivery_count".into(), json!(n));
+        if let (Some((position, dropped)), Value::Object(obj)) = (seeked, &mut value) {
+            obj.insert("seek_read_sequence".into(), json!(position));
+            obj.insert("dropped_delivery_count".into(), json!(dropped));
         }
         print_json(&value);
         return;
     }
-    if let Some(n) = dropped {
-        println!("moved {} to read position {} ({n} deliveries dropped)", group.name, group.read_sequence);
+    if let Some((position, dropped)) = seeked {
+        println!("moved {} to read position {position} ({dropped} deliveries dropped)", group.name);
     }
     println!("{}", group_text(&group));
 }

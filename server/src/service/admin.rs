@@ -78,6 +78,7 @@ impl EventBus {
         Ok(pb::SeekConsumerGroupResponse {
             consumer_group: self.group(&namespace, &group).await?,
             dropped_delivery_count: seeked.dropped,
+            read_sequence: seeked.read_sequence,
         })
     }
 

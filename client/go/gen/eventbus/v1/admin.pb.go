@@ -1035,12 +1035,16 @@ func (x *SeekConsumerGroupRequest) GetTime() *timestamppb.Timestamp {
 // SeekConsumerGroupResponse is the response of EventBusService.SeekConsumerGroup.
 type SeekConsumerGroupResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The group after the seek; its `read_sequence` is the new position minus one.
+	// The group as read right after the seek. Open streams may already have received
+	// notifications from the new position, so its `read_sequence` can be past `read_sequence`
+	// below.
 	ConsumerGroup *ConsumerGroup `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
 	// Deliveries the seek dropped (see SeekConsumerGroup).
 	DroppedDeliveryCount uint64 `protobuf:"varint,2,opt,name=dropped_delivery_count,json=droppedDeliveryCount,proto3" json:"dropped_delivery_count,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The read position the seek set: the first notification sequence to deliver, minus one.
+	ReadSequence  uint64 `protobuf:"varint,3,opt,name=read_sequence,json=readSequence,proto3" json:"read_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SeekConsumerGroupResponse) Reset() {
@@ -1083,6 +1087,13 @@ func (x *SeekConsumerGroupResponse) GetConsumerGroup() *ConsumerGroup {
 func (x *SeekConsumerGroupResponse) GetDroppedDeliveryCount() uint64 {
 	if x != nil {
 		return x.DroppedDeliveryCount
+	}
+	return 0
+}
+
+func (x *SeekConsumerGroupResponse) GetReadSequence() uint64 {
+	if x != nil {
+		return x.ReadSequence
 	}
 	return 0
 }
@@ -1263,10 +1274,11 @@ const file_eventbus_v1_admin_proto_rawDesc = "" +
 	"\x0econsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12/\n" +
 	"\x06target\x18\x03 \x01(\x0e2\x17.eventbus.v1.SeekTargetR\x06target\x12\x1a\n" +
 	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12.\n" +
-	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x94\x01\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xb9\x01\n" +
 	"\x19SeekConsumerGroupResponse\x12A\n" +
 	"\x0econsumer_group\x18\x01 \x01(\v2\x1a.eventbus.v1.ConsumerGroupR\rconsumerGroup\x124\n" +
-	"\x16dropped_delivery_count\x18\x02 \x01(\x04R\x14droppedDeliveryCount\"a\n" +
+	"\x16dropped_delivery_count\x18\x02 \x01(\x04R\x14droppedDeliveryCount\x12#\n" +
+	"\rread_sequence\x18\x03 \x01(\x04R\freadSequence\"a\n" +
 	"\x1aDeleteConsumerGroupRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n" +
 	"\x0econsumer_group\x18\x02 \x01(\tR\rconsumerGroup\"S\n" +

@@ -177,12 +177,14 @@ class SeekConsumerGroupRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., consumer_group: _Optional[str] = ..., target: _Optional[_Union[SeekTarget, str]] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SeekConsumerGroupResponse(_message.Message):
-    __slots__ = ("consumer_group", "dropped_delivery_count")
+    __slots__ = ("consumer_group", "dropped_delivery_count", "read_sequence")
     CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
     DROPPED_DELIVERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    READ_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     consumer_group: ConsumerGroup
     dropped_delivery_count: int
-    def __init__(self, consumer_group: _Optional[_Union[ConsumerGroup, _Mapping]] = ..., dropped_delivery_count: _Optional[int] = ...) -> None: ...
+    read_sequence: int
+    def __init__(self, consumer_group: _Optional[_Union[ConsumerGroup, _Mapping]] = ..., dropped_delivery_count: _Optional[int] = ..., read_sequence: _Optional[int] = ...) -> None: ...
 
 class DeleteConsumerGroupRequest(_message.Message):
     __slots__ = ("namespace", "consumer_group")
