@@ -184,7 +184,8 @@ impl Client {
         namespace: impl Into<String>,
         id: impl Into<String>,
     ) -> Result<pb::Listener, Error> {
-        let request = pb::GetListenerRequest { namespace: namespace.into(), id: id.into() };
+        let request =
+            pb::GetListenerRequest { namespace: namespace.into(), id: id.into(), include_partial_state: false };
         let response = self.raw.clone().get_listener(self.request(request)).await?.into_inner();
         response.listener.ok_or_else(|| missing("GetListenerResponse.listener"))
     }

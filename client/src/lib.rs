@@ -86,12 +86,14 @@ mod tests {
         assert_eq!(
             names,
             [
+                "eventbus/v1/admin.proto",
                 "eventbus/v1/cloudevent.proto",
                 "eventbus/v1/event_bus_service.proto",
                 "eventbus/v1/listener.proto",
                 "eventbus/v1/notification.proto",
                 "google/protobuf/any.proto",
                 "google/protobuf/duration.proto",
+                "google/protobuf/field_mask.proto",
                 "google/protobuf/timestamp.proto",
             ]
         );

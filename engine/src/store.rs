@@ -18,7 +18,8 @@
 //!
 //! Code map: this file is the [`Store`] handle; the public types are in `model` and the
 //! configuration in `config` (both re-exported here). `writer` changes the database (split by
-//! operation under `writer/`), `read` reads it, [`consume`] runs this process's consumers.
+//! operation under `writer/`), `read` reads it (`read/admin` for namespaces, groups and partial
+//! state), [`consume`] runs this process's consumers.
 //! `conn` is the writer's connection and the one way rows are bound and mapped (`rows` maps
 //! them to domain types, `sql` holds the dialect differences), `error` converts the drivers'
 //! errors.
@@ -60,12 +61,16 @@ use conn::Conn;
 use consume::Slots;
 pub use consume::{Consumer, ConsumerOptions, ConsumerStats};
 pub use model::{
-    DEFAULT_PAGE_SIZE, DeadLetter, Delivery, EventKey, EventQuery, FileSizes, Fired, GroupBacklog, GroupSpec,
-    ListenerQuery, ListenerSelector, MAX_PAGE_SIZE, Notification, NotificationKind, Observer, Page, PoolStats,
-    Published, StartPosition, SweepReport, trigger_span_id,
+    CollectedEvent, ConsumerGroup, DEFAULT_PAGE_SIZE, DeadLetter, Delivery, EventKey, EventQuery, FileSizes, Fired,
+    GroupBacklog, GroupSpec, GroupUpdate, ListenerQuery, ListenerSelector, MAX_PAGE_SIZE, NamespaceInfo,
+    NamespacePurge, Notification, NotificationKind, Observer, Page, PartialState, PartialStates, PoolStats, Published,
+    SeekPosition, Seeked, StartPosition, SweepReport, trigger_span_id,
 };
 pub use rows::{from_micros, micros};
 use writer::{Claimed, Command, Reply};
+
+/// Rows per table that each transaction of [`Store::delete_namespace`] deletes, by default.
+pub const PURGE_BATCH: u32 = 1000;
 
 /// Names of the store's own threads with SQLite: the writer and the WAL checkpointer (at most
 /// the 15 bytes Linux keeps).
@@ -297,6 +302,57 @@ impl Store {
             reply,
         })
         .await
+    }
+
+    /// Sets the group's settings the update names; NotFound if the group does not exist.
+    pub async fn update_group(&self, namespace: &str, group: &str, update: GroupUpdate) -> Result<()> {
+        self.call(|reply| Command::UpdateGroup {
+            namespace: namespace.to_owned(),
+            group: group.to_owned(),
+            update,
+            reply,
+        })
+        .await
+    }
+
+    /// Moves the group's read position, dropping its unsettled deliveries and the dead letters
+    /// from the new start on; NotFound if the group does not exist, FailedPrecondition for a
+    /// sequence past the namespace's next one.
+    pub async fn seek_group(&self, namespace: &str, group: &str, position: SeekPosition) -> Result<Seeked> {
+        self.call(|reply| Command::SeekGroup {
+            namespace: namespace.to_owned(),
+            group: group.to_owned(),
+            position,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes the group with its deliveries and dead letters; returns how many deliveries went
+    /// with it. NotFound if the group does not exist. Its consumers end with NotFound.
+    pub async fn delete_group(&self, namespace: &str, group: &str) -> Result<u64> {
+        self.call(|reply| Command::DeleteGroup { namespace: namespace.to_owned(), group: group.to_owned(), reply })
+            .await
+    }
+
+    /// Deletes everything of a namespace, `batch` rows per table per transaction, until nothing
+    /// is left; NotFound if there was nothing to delete. A failure leaves what was deleted
+    /// deleted: calling again finishes the job.
+    pub async fn delete_namespace(&self, namespace: &str, batch: u32) -> Result<NamespacePurge> {
+        let mut total = NamespacePurge::default();
+        for first in std::iter::once(true).chain(std::iter::repeat(false)) {
+            let purged = self
+                .call(|reply| Command::PurgeNamespace { namespace: namespace.to_owned(), limit: batch.max(1), reply })
+                .await?;
+            if first && !purged.existed && purged.deleted.total() == 0 {
+                return Err(Error::NotFound(format!("namespace {namespace:?}")));
+            }
+            total.add(&purged.deleted);
+            if purged.done {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     /// Times out passed WAIT deadlines and applies retention once.

@@ -1,5 +1,5 @@
-//! The client commands of the `eventbus` binary: `publish`, `listeners`, `subscribe`, `events`
-//! and `health`. Each connects to the server named by `--addr`, works in the namespace named by
+//! The client commands of the `eventbus` binary: `publish`, `listeners`, `subscribe`, `events`,
+//! `health`, `groups` and `namespaces`. Each connects to the server named by `--addr`, works in the namespace named by
 //! `--namespace`, prints text for people by default and JSON with `--json` (one object per
 //! result, one per line for streams), and maps RPC failures to one-line errors that list the
 //! server's field violations.
@@ -10,9 +10,12 @@ use eventbus_client::Client;
 use tonic_types::StatusExt;
 
 pub mod events;
+pub mod groups;
 pub mod health;
 pub mod listeners;
+pub mod namespaces;
 pub mod parse;
+pub mod partials;
 pub mod publish;
 pub mod render;
 pub mod subscribe;
@@ -57,6 +60,12 @@ pub enum ClientCommand {
     Events(events::EventsCommand),
     /// Asks the server's grpc.health.v1 service; exits 0 only when it is SERVING.
     Health(health::HealthArgs),
+    /// Lists, shows, changes, seeks and deletes consumer groups.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
+    /// Lists and deletes namespaces.
+    #[command(subcommand)]
+    Namespaces(namespaces::NamespacesCommand),
 }
 
 /// Runs a client command.
@@ -67,6 +76,8 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Subscribe(cmd) => subscribe::run(args, cmd).await,
         ClientCommand::Events(cmd) => events::run(args, cmd).await,
         ClientCommand::Health(cmd) => health::run(args, cmd).await,
+        ClientCommand::Groups(cmd) => groups::run(args, cmd).await,
+        ClientCommand::Namespaces(cmd) => namespaces::run(args, cmd).await,
     }
 }
 

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use eventbus_client::pb;
 use eventbus_client::pb::cloud_event::CloudEventAttributeValue;
 use eventbus_client::pb::cloud_event::cloud_event_attribute_value::Attr;
-use eventbus_engine::store::{DeadLetter, Delivery, Notification, NotificationKind};
+use eventbus_engine::store::{
+    ConsumerGroup, DeadLetter, Delivery, NamespaceInfo, NamespacePurge, Notification, NotificationKind, PartialState,
+};
 use eventbus_engine::{
     AttrValue, Condition, Data, Event, Listener, ListenerKind, ListenerSpec, ListenerStatus, Policy,
 };
@@ -129,12 +131,16 @@ pub fn listener_to(l: Listener) -> pb::Listener {
     }
 }
 
-pub fn notification_to(n: Notification, group: &str, attempt: u32) -> pb::Notification {
-    let kind = match n.kind {
+fn kind_to(kind: NotificationKind) -> pb::NotificationKind {
+    match kind {
         NotificationKind::Start => pb::NotificationKind::Start,
         NotificationKind::Wake => pb::NotificationKind::Wake,
         NotificationKind::Timeout => pb::NotificationKind::Timeout,
-    };
+    }
+}
+
+pub fn notification_to(n: Notification, group: &str, attempt: u32) -> pb::Notification {
+    let kind = kind_to(n.kind);
     let (workflow_id, instance_id) = match n.kind {
         NotificationKind::Start => (n.target, String::new()),
         _ => (String::new(), n.target),
@@ -166,6 +172,67 @@ pub fn dead_letter_to(d: DeadLetter, group: &str) -> pb::DeadLetter {
         notification: Some(notification_to(d.notification, group, d.attempt)),
         last_error: d.last_error,
         dead_time: Some(time_to(d.dead_at)),
+    }
+}
+
+pub fn namespace_to(n: NamespaceInfo) -> pb::Namespace {
+    pb::Namespace {
+        name: n.name,
+        event_count: n.events,
+        active_listener_count: n.active_listeners,
+        consumer_group_count: n.consumer_groups,
+        last_event_sequence: n.last_event_sequence,
+        last_notification_sequence: n.last_notification_sequence,
+    }
+}
+
+pub fn namespace_purge_to(p: NamespacePurge) -> pb::DeleteNamespaceResponse {
+    pb::DeleteNamespaceResponse {
+        deleted_event_count: p.events,
+        deleted_listener_count: p.listeners,
+        deleted_partial_state_count: p.partials,
+        deleted_notification_count: p.notifications,
+        deleted_consumer_group_count: p.groups,
+        deleted_delivery_count: p.deliveries,
+    }
+}
+
+/// Returns the wire form of a consumer group; the age of its oldest pending notification is
+/// counted to `now`.
+pub fn group_to(g: ConsumerGroup, now: DateTime<Utc>) -> pb::ConsumerGroup {
+    let age = g.oldest_pending.map(|t| duration_to((now - t).to_std().unwrap_or_default()));
+    pb::ConsumerGroup {
+        namespace: g.namespace,
+        name: g.name,
+        kinds: g.kinds.into_iter().map(|k| kind_to(k) as i32).collect(),
+        workflow_ids: g.workflow_ids,
+        max_attempts: g.max_attempts,
+        read_sequence: g.read_sequence,
+        pending_count: g.pending,
+        leased_count: g.leased,
+        dead_count: g.dead,
+        oldest_pending_age: age,
+        connected_stream_count: g.connected,
+        create_time: Some(time_to(g.created_at)),
+    }
+}
+
+pub fn partial_state_to(p: PartialState) -> pb::PartialState {
+    pb::PartialState {
+        correlation: p.correlation.into_iter().collect(),
+        events: p
+            .events
+            .into_iter()
+            .map(|e| pb::CollectedEvent {
+                r#type: e.event_type,
+                source: e.source,
+                id: e.id,
+                sequence: e.sequence,
+                receive_time: Some(time_to(e.received_at)),
+                expire_time: e.expires_at.map(time_to),
+            })
+            .collect(),
+        missing_types: p.missing_types,
     }
 }
 

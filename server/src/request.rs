@@ -15,14 +15,16 @@ use uuid::Uuid;
 use crate::config::Limits;
 use crate::limits::{MAX_NAME_BYTES, MAX_SEQUENCES, MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS};
 
+mod admin;
 mod delivery;
 mod events;
 mod listeners;
 mod uri;
 
+pub use admin::{GroupName, ListGroups, ListNamespaces, NamespaceName, SeekGroup, UpdateGroup};
 pub use delivery::{Ack, DeadLetters, Nack, Redrive, Subscribe};
 pub use events::{GetEvent, ListEvents, Publish};
-pub use listeners::{DeleteListeners, ListListeners, ListenerId, Register};
+pub use listeners::{DeleteListeners, GetListener, ListListeners, ListenerId, Register};
 
 /// Converts a request message into its checked domain form.
 pub trait FromProto<P>: Sized {

@@ -19,12 +19,14 @@ use crate::config::ServerConfig;
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::request::{
-    Ack, DeadLetters, DeleteListeners, FromProto, GetEvent, ListEvents, ListListeners, ListenerId, Nack, Publish,
-    Redrive, Register, Subscribe,
+    Ack, DeadLetters, DeleteListeners, FromProto, GetEvent, GetListener, ListEvents, ListListeners, ListenerId, Nack,
+    Publish, Redrive, Register, Subscribe,
 };
 use crate::status::ApiError;
 use crate::subscribe;
 use crate::telemetry::trace;
+
+mod admin;
 
 /// The service state shared by all calls.
 #[derive(Debug, Clone)]
@@ -128,9 +130,15 @@ impl EventBus {
     }
 
     async fn get_listener_inner(&self, req: pb::GetListenerRequest) -> Result<pb::GetListenerResponse, ApiError> {
-        let ListenerId { namespace, id } = self.checked(req)?;
+        let GetListener { namespace, id, partial_state } = self.checked(req)?;
         let l = self.store.get_listener(&namespace, id).await?;
-        Ok(pb::GetListenerResponse { listener: Some(convert::listener_to(l)) })
+        let mut response = pb::GetListenerResponse { listener: Some(convert::listener_to(l)), ..Default::default() };
+        if partial_state {
+            let partials = self.store.partial_states(&namespace, id, chrono::Utc::now()).await?;
+            response.partial_states = partials.states.into_iter().map(convert::partial_state_to).collect();
+            response.partial_states_truncated = partials.truncated;
+        }
+        Ok(response)
     }
 
     async fn list_listeners_inner(&self, req: pb::ListListenersRequest) -> Result<pb::ListListenersResponse, ApiError> {
@@ -301,5 +309,54 @@ impl EventBusService for EventBus {
         req: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         Ok(Response::new(self.list_events_inner(req.into_inner()).await?))
+    }
+
+    async fn list_namespaces(
+        &self,
+        req: Request<pb::ListNamespacesRequest>,
+    ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
+        Ok(Response::new(self.list_namespaces_inner(req.into_inner()).await?))
+    }
+
+    async fn delete_namespace(
+        &self,
+        req: Request<pb::DeleteNamespaceRequest>,
+    ) -> Result<Response<pb::DeleteNamespaceResponse>, Status> {
+        Ok(Response::new(self.delete_namespace_inner(req.into_inner()).await?))
+    }
+
+    async fn list_consumer_groups(
+        &self,
+        req: Request<pb::ListConsumerGroupsRequest>,
+    ) -> Result<Response<pb::ListConsumerGroupsResponse>, Status> {
+        Ok(Response::new(self.list_groups_inner(req.into_inner()).await?))
+    }
+
+    async fn get_consumer_group(
+        &self,
+        req: Request<pb::GetConsumerGroupRequest>,
+    ) -> Result<Response<pb::GetConsumerGroupResponse>, Status> {
+        Ok(Response::new(self.get_group_inner(req.into_inner()).await?))
+    }
+
+    async fn update_consumer_group(
+        &self,
+        req: Request<pb::UpdateConsumerGroupRequest>,
+    ) -> Result<Response<pb::UpdateConsumerGroupResponse>, Status> {
+        Ok(Response::new(self.update_group_inner(req.into_inner()).await?))
+    }
+
+    async fn seek_consumer_group(
+        &self,
+        req: Request<pb::SeekConsumerGroupRequest>,
+    ) -> Result<Response<pb::SeekConsumerGroupResponse>, Status> {
+        Ok(Response::new(self.seek_group_inner(req.into_inner()).await?))
+    }
+
+    async fn delete_consumer_group(
+        &self,
+        req: Request<pb::DeleteConsumerGroupRequest>,
+    ) -> Result<Response<pb::DeleteConsumerGroupResponse>, Status> {
+        Ok(Response::new(self.delete_group_inner(req.into_inner()).await?))
     }
 }

@@ -73,6 +73,17 @@ impl Database {
         execute(&self.url, sql).await;
     }
 
+    /// Runs a query that returns one integer (a `COUNT(*)`) on this database, behind the server's
+    /// back.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let pool =
+            sqlx::AnyPool::connect(&self.url).await.unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url));
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    }
+
     /// Returns the address of the database server (Postgres only).
     pub async fn server_addr(&self) -> SocketAddr {
         let url = self.url_parts();
@@ -277,6 +288,42 @@ pub const SOURCE: &str = "/tests";
 /// A minimal event of type `ty` with id `id`, from [`SOURCE`].
 pub fn event(ty: &str, id: &str) -> pb::CloudEvent {
     eventbus_client::CloudEventBuilder::new(SOURCE, ty).id(id).build()
+}
+
+/// The store's form of a minimal event of type `ty` with id `id`, from [`SOURCE`] (for cases that
+/// drive a [`eventbus_engine::store::Store`] directly).
+pub fn engine_event(ty: &str, id: &str) -> eventbus_engine::Event {
+    eventbus_engine::Event {
+        namespace: String::new(),
+        sequence: 0,
+        id: id.into(),
+        source: SOURCE.into(),
+        specversion: "1.0".into(),
+        event_type: ty.into(),
+        subject: None,
+        time: None,
+        datacontenttype: None,
+        dataschema: None,
+        extensions: Default::default(),
+        data: None,
+        received_at: Default::default(),
+        trace: Default::default(),
+    }
+}
+
+/// The store's form of a START listener of `workflow` on every event of type `ty`.
+pub fn spec_one(workflow: &str, ty: &str) -> eventbus_engine::ListenerSpec {
+    eventbus_engine::ListenerSpec {
+        kind: eventbus_engine::ListenerKind::Start,
+        target: workflow.into(),
+        condition: eventbus_engine::Condition::One,
+        types: vec![ty.into()],
+        filters: Vec::new(),
+        lifespan: None,
+        correlate_by: Vec::new(),
+        policy: None,
+        deadline: None,
+    }
 }
 
 /// A string-valued CloudEvents extension attribute.

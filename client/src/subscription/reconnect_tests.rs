@@ -133,6 +133,55 @@ impl EventBusService for Fake {
     async fn list_events(&self, _: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn list_namespaces(
+        &self,
+        _: Request<pb::ListNamespacesRequest>,
+    ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn delete_namespace(
+        &self,
+        _: Request<pb::DeleteNamespaceRequest>,
+    ) -> Result<Response<pb::DeleteNamespaceResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn list_consumer_groups(
+        &self,
+        _: Request<pb::ListConsumerGroupsRequest>,
+    ) -> Result<Response<pb::ListConsumerGroupsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_consumer_group(
+        &self,
+        _: Request<pb::GetConsumerGroupRequest>,
+    ) -> Result<Response<pb::GetConsumerGroupResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn update_consumer_group(
+        &self,
+        _: Request<pb::UpdateConsumerGroupRequest>,
+    ) -> Result<Response<pb::UpdateConsumerGroupResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn seek_consumer_group(
+        &self,
+        _: Request<pb::SeekConsumerGroupRequest>,
+    ) -> Result<Response<pb::SeekConsumerGroupResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn delete_consumer_group(
+        &self,
+        _: Request<pb::DeleteConsumerGroupRequest>,
+    ) -> Result<Response<pb::DeleteConsumerGroupResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// Serves `fake` on a fresh local port and returns a client connected to it.

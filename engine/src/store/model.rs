@@ -260,3 +260,127 @@ pub struct SweepReport {
 /// Default and maximum page sizes of listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// A namespace with counts of what it holds (see [`Store::list_namespaces`](super::Store::list_namespaces)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    pub name: String,
+    pub events: u64,
+    pub active_listeners: u64,
+    pub consumer_groups: u64,
+    /// 0 before the first event.
+    pub last_event_sequence: u64,
+    /// 0 before the first notification.
+    pub last_notification_sequence: u64,
+}
+
+/// A consumer group with its settings, read position and backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroup {
+    pub namespace: String,
+    pub name: String,
+    /// Sorted, without duplicates; empty: every kind.
+    pub kinds: Vec<NotificationKind>,
+    /// Sorted, without duplicates; empty: every notification.
+    pub workflow_ids: Vec<String>,
+    pub max_attempts: u32,
+    /// The last notification sequence the group has looked at (0 before the first).
+    pub read_sequence: u64,
+    pub created_at: DateTime<Utc>,
+    /// Not looked at yet and passing the filters, or ready for a retry.
+    pub pending: u64,
+    /// Leased to a consumer (including expired leases not yet claimed again).
+    pub leased: u64,
+    pub dead: u64,
+    /// When the oldest pending notification was created; `None` when nothing is pending.
+    pub oldest_pending: Option<DateTime<Utc>>,
+    /// Consumers of this group running in this process.
+    pub connected: u32,
+}
+
+/// What [`Store::update_group`](super::Store::update_group) changes: `Some` fields are set (an
+/// empty list clears a filter), `None` ones are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupUpdate {
+    pub kinds: Option<Vec<NotificationKind>>,
+    pub workflow_ids: Option<Vec<String>>,
+    pub max_attempts: Option<u32>,
+}
+
+/// Where [`Store::seek_group`](super::Store::seek_group) moves a group's read position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekPosition {
+    /// The earliest retained notification.
+    Earliest,
+    /// After the newest notification.
+    Latest,
+    /// This notification sequence (at least 1, at most the next one).
+    Sequence(u64),
+    /// The first notification created at or after this time; `Latest` if none was.
+    Time(DateTime<Utc>),
+}
+
+/// What a seek did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seeked {
+    /// The group's new read position (the new start minus one).
+    pub read_sequence: u64,
+    /// Deliveries dropped: every unsettled one, and dead letters at or after the new start.
+    pub dropped: u64,
+}
+
+/// What [`Store::delete_namespace`](super::Store::delete_namespace) deleted, rows per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NamespacePurge {
+    pub events: u64,
+    pub listeners: u64,
+    pub partials: u64,
+    pub notifications: u64,
+    pub groups: u64,
+    pub deliveries: u64,
+}
+
+impl NamespacePurge {
+    pub fn total(&self) -> u64 {
+        self.events + self.listeners + self.partials + self.notifications + self.groups + self.deliveries
+    }
+
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.events += other.events;
+        self.listeners += other.listeners;
+        self.partials += other.partials;
+        self.notifications += other.notifications;
+        self.groups += other.groups;
+        self.deliveries += other.deliveries;
+    }
+}
+
+/// One event an ALL listener holds for a correlation key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectedEvent {
+    pub event_type: String,
+    pub source: String,
+    pub id: String,
+    pub sequence: u64,
+    pub received_at: DateTime<Utc>,
+    /// `received_at` plus the listener's lifespan; `None` without a lifespan.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What an ALL listener has collected for one correlation key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialState {
+    /// (correlate_by name, value) pairs, in the listener's `correlate_by` order.
+    pub correlation: Vec<(String, String)>,
+    pub events: Vec<CollectedEvent>,
+    /// The listener's types without a collected event, in the listener's order.
+    pub missing_types: Vec<String>,
+}
+
+/// A page of a listener's partial states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialStates {
+    pub states: Vec<PartialState>,
+    /// More correlation keys hold state than were returned.
+    pub truncated: bool,
+}

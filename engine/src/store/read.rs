@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::listener::{Listener, ListenerKind};
 
+mod admin;
+
 /// A value bound to a dynamically built query (the values of the writer's statements: one way to
 /// bind and to map rows for the whole store).
 type Bind = Value;

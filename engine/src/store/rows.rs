@@ -298,6 +298,32 @@ impl From<DeliveryState> for Value {
     }
 }
 
+/// A consumer group's settings, stored as JSON in its row: kinds and workflow ids sorted and
+/// without duplicates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GroupSettings {
+    pub kinds: Vec<NotificationKind>,
+    pub workflow_ids: Vec<String>,
+    pub max_attempts: u32,
+}
+
+impl GroupSettings {
+    /// Returns the settings in their stored form (sorted filters, at least one attempt).
+    pub(crate) fn new(mut kinds: Vec<NotificationKind>, mut workflow_ids: Vec<String>, max_attempts: u32) -> Self {
+        kinds.sort();
+        kinds.dedup();
+        workflow_ids.sort();
+        workflow_ids.dedup();
+        Self { kinds, workflow_ids, max_attempts: max_attempts.max(1) }
+    }
+
+    pub(crate) fn matches(&self, kind: NotificationKind, target: &str) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&kind))
+            && (self.workflow_ids.is_empty()
+                || (kind == NotificationKind::Start && self.workflow_ids.iter().any(|w| w == target)))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct NotificationRow {
     pub namespace: String,

@@ -9,8 +9,9 @@
 //! This file holds the batch loop and the transaction; the operations live in submodules:
 //! [`namespace`] (locks, counters, the sync of listeners across processes), [`publish`]
 //! (validation, dedup, evaluation, staging and flushing), [`delivery`] (groups, the direct
-//! hand-over, claims, acks, nacks, releases, redrives), [`listeners`] (register, delete) and
-//! [`sweep`] (timeouts, pruning, retention).
+//! hand-over, claims, acks, nacks, releases, redrives), [`listeners`] (register, delete),
+//! [`sweep`] (timeouts, pruning, retention) and [`admin`] (group updates, seeks and deletes, the
+//! namespace purge).
 //!
 //! The writer runs on a thread of its own on SQLite, where every statement is a function call
 //! on that thread; on Postgres it is a task (see [`super::conn`]). The rows publishes and claims
@@ -29,6 +30,7 @@
 //! namespaces are locked in name order before any command runs (see [`namespace`]), and the
 //! group rows after them (see [`delivery`]).
 
+mod admin;
 mod delivery;
 mod listeners;
 mod namespace;
@@ -42,6 +44,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use admin::Purged;
 pub(crate) use delivery::group_not_found;
 use namespace::{Loaded, NsState};
 use publish::{Fresh, Staged, lookup_existing};
@@ -49,7 +52,10 @@ use publish::{Fresh, Staged, lookup_existing};
 use super::conn::{Conn, Statement, Tx};
 use super::consume::{Leased, Slot, Slots};
 use super::rows::micros;
-use super::{Fired, GroupSpec, ListenerSelector, Observer, Published, StoreConfig, SweepReport};
+use super::{
+    Fired, GroupSpec, GroupUpdate, ListenerSelector, Observer, Published, SeekPosition, Seeked, StoreConfig,
+    SweepReport,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, TraceContext};
 use crate::listener::{Listener, ListenerSpec};
@@ -122,6 +128,30 @@ pub(crate) enum Command {
         now: DateTime<Utc>,
         reply: Reply<SweepReport>,
     },
+    UpdateGroup {
+        namespace: String,
+        group: String,
+        update: GroupUpdate,
+        reply: Reply<()>,
+    },
+    SeekGroup {
+        namespace: String,
+        group: String,
+        position: SeekPosition,
+        reply: Reply<Seeked>,
+    },
+    /// Replies how many deliveries went with the group.
+    DeleteGroup {
+        namespace: String,
+        group: String,
+        reply: Reply<u64>,
+    },
+    /// Deletes up to `limit` rows per table of the namespace.
+    PurgeNamespace {
+        namespace: String,
+        limit: u32,
+        reply: Reply<Purged>,
+    },
 }
 
 impl Command {
@@ -148,9 +178,9 @@ impl Command {
     }
 
     /// Whether the command must run in a transaction alone (a sweep locks namespaces of its own
-    /// choosing).
+    /// choosing; a purge drops the engine state of its namespace).
     fn alone(&self) -> bool {
-        matches!(self, Self::Sweep { .. })
+        matches!(self, Self::Sweep { .. } | Self::PurgeNamespace { .. })
     }
 
     /// Sends the result held for the command, once its transaction committed.
@@ -172,8 +202,11 @@ impl Command {
             Self::DeleteListeners { reply, .. }
             | Self::Ack { reply, .. }
             | Self::Release { reply, .. }
-            | Self::Redrive { reply, .. } => reply.is_closed(),
-            Self::EnsureGroup { reply, .. } => reply.is_closed(),
+            | Self::Redrive { reply, .. }
+            | Self::DeleteGroup { reply, .. } => reply.is_closed(),
+            Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } => reply.is_closed(),
+            Self::SeekGroup { reply, .. } => reply.is_closed(),
+            Self::PurgeNamespace { reply, .. } => reply.is_closed(),
             Self::Claim { reply, .. } => reply.is_closed(),
             Self::Nack { reply, .. } => reply.is_closed(),
             Self::Sweep { reply, .. } => reply.is_closed(),
@@ -187,8 +220,11 @@ impl Command {
             Self::DeleteListeners { reply, .. }
             | Self::Ack { reply, .. }
             | Self::Release { reply, .. }
-            | Self::Redrive { reply, .. } => reply.send(error),
-            Self::EnsureGroup { reply, .. } => reply.send(error),
+            | Self::Redrive { reply, .. }
+            | Self::DeleteGroup { reply, .. } => reply.send(error),
+            Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } => reply.send(error),
+            Self::SeekGroup { reply, .. } => reply.send(error),
+            Self::PurgeNamespace { reply, .. } => reply.send(error),
             Self::Claim { reply, .. } => reply.send(error),
             Self::Nack { reply, .. } => reply.send(error),
             Self::Sweep { reply, .. } => reply.send(error),
@@ -588,6 +624,18 @@ impl Writer {
                 reply.hold(self.redrive(tx, b, namespace, group, sequences).await)
             }
             Command::Sweep { now, reply } => reply.hold(self.sweep(tx, b, *now).await),
+            Command::UpdateGroup { namespace, group, update, reply } => {
+                reply.hold(self.update_group(tx, b, namespace, group, update).await)
+            }
+            Command::SeekGroup { namespace, group, position, reply } => {
+                reply.hold(self.seek_group(tx, b, namespace, group, *position).await)
+            }
+            Command::DeleteGroup { namespace, group, reply } => {
+                reply.hold(self.delete_group(tx, b, namespace, group).await)
+            }
+            Command::PurgeNamespace { namespace, limit, reply } => {
+                reply.hold(self.purge_namespace(tx, b, namespace, *limit).await)
+            }
         }
     }
 }

@@ -219,12 +219,9 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
             }
         }
         ListenersCommand::Get(get) => {
-            let listener = client.get_listener(ns, get.id).await.map_err(rpc_error)?;
-            if args.json {
-                print_json(&render::listener_json(&listener));
-            } else {
-                println!("{}", render::listener_text(&listener));
-            }
+            let request = pb::GetListenerRequest { namespace: ns, id: get.id, include_partial_state: true };
+            let got = client.raw().get_listener(request).await.map_err(|s| rpc_error(s.into()))?.into_inner();
+            super::partials::print_listener(args.json, &got);
         }
         ListenersCommand::Rm(rm) => {
             let (deleted, what) = match (rm.id, rm.workflow, rm.instance) {

@@ -54,7 +54,7 @@ impl FromProto<pb::SubscribeRequest> for Subscribe {
     }
 }
 
-fn kind(k: i32, i: usize) -> Result<NotificationKind, Violations> {
+pub(super) fn kind(k: i32, i: usize) -> Result<NotificationKind, Violations> {
     match pb::NotificationKind::try_from(k) {
         Ok(pb::NotificationKind::Start) => Ok(NotificationKind::Start),
         Ok(pb::NotificationKind::Wake) => Ok(NotificationKind::Wake),
@@ -63,7 +63,7 @@ fn kind(k: i32, i: usize) -> Result<NotificationKind, Violations> {
     }
 }
 
-fn workflow_ids(ids: Vec<String>) -> Result<Vec<String>, Violations> {
+pub(super) fn workflow_ids(ids: Vec<String>) -> Result<Vec<String>, Violations> {
     let n = ids.len();
     ensure(n <= MAX_WORKFLOW_IDS, "workflow_ids", || format!("at most {MAX_WORKFLOW_IDS} entries"))?;
     all(ids.into_iter().enumerate().map(|(i, w)| required(&format!("workflow_ids[{i}]"), w, MAX_TARGET_BYTES)))

@@ -150,10 +150,18 @@ pub struct ListenerId {
     pub id: Uuid,
 }
 
-impl FromProto<pb::GetListenerRequest> for ListenerId {
+/// A checked GetListener.
+#[derive(Debug)]
+pub struct GetListener {
+    pub namespace: String,
+    pub id: Uuid,
+    pub partial_state: bool,
+}
+
+impl FromProto<pb::GetListenerRequest> for GetListener {
     fn from_proto(req: pb::GetListenerRequest, _: &Limits) -> Result<Self, Violations> {
         let (namespace, id) = (namespace(req.namespace), uuid("id", &req.id)).combine()?;
-        Ok(Self { namespace, id })
+        Ok(Self { namespace, id, partial_state: req.include_partial_state })
     }
 }
 

@@ -24,32 +24,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::namespace::insert_namespace;
 use super::publish::Fresh;
 use super::{Batch, Claimed, CommandError, Handled, Writer};
 use crate::error::{Error, Result};
 use crate::store::conn::{Statement, Tx, Value};
 use crate::store::consume::{Leased, Slot};
 use crate::store::rows::{
-    DeliveryState, NOTIFICATION_COLUMNS, NotificationRow, StoredRow, from_json, from_micros, micros, to_json,
+    DeliveryState, GroupSettings, NOTIFICATION_COLUMNS, NotificationRow, StoredRow, from_json, from_micros, micros,
+    to_json,
 };
 use crate::store::sql::{CHUNK, INSERT_CHUNK, list, placeholders};
-use crate::store::{GroupSpec, Notification, NotificationKind, StartPosition};
-
-/// A consumer group's fixed settings, stored as JSON.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(super) struct GroupSettings {
-    kinds: Vec<NotificationKind>,
-    workflow_ids: Vec<String>,
-    max_attempts: u32,
-}
-
-impl GroupSettings {
-    pub(super) fn matches(&self, kind: NotificationKind, target: &str) -> bool {
-        (self.kinds.is_empty() || self.kinds.contains(&kind))
-            && (self.workflow_ids.is_empty()
-                || (kind == NotificationKind::Start && self.workflow_ids.iter().any(|w| w == target)))
-    }
-}
+use crate::store::{GroupSpec, Notification, StartPosition};
 
 impl Batch {
     /// Queues the first leases of new notifications of a group, (sequence, lease end, consumer),
@@ -94,13 +80,7 @@ impl Writer {
         ns: &str,
         group: &GroupSpec,
     ) -> Handled<()> {
-        let mut kinds = group.kinds.clone();
-        kinds.sort();
-        kinds.dedup();
-        let mut workflow_ids = group.workflow_ids.clone();
-        workflow_ids.sort();
-        workflow_ids.dedup();
-        let settings = GroupSettings { kinds, workflow_ids, max_attempts: group.max_attempts.max(1) };
+        let settings = GroupSettings::new(group.kinds.clone(), group.workflow_ids.clone(), group.max_attempts);
         if let Some((existing, _)) = group_settings(tx, ns, &group.name, false).await? {
             if existing != settings {
                 return Err(CommandError::Rejected(Error::FailedPrecondition(format!(
@@ -111,13 +91,12 @@ impl Writer {
             }
             return Ok(());
         }
-        let next = match b.ns.get(ns) {
-            Some(st) => st.next_notification_seq,
-            None => {
-                let q = Statement::new("SELECT next_notification_seq FROM namespaces WHERE name = $1").bind(ns);
-                tx.fetch_optional(q).await?.map(|r| r.get(0)).transpose()?.unwrap_or(1)
-            }
-        };
+        let next = next_notification_seq(tx, b, ns).await?;
+        if next.is_none() {
+            // The namespace's first use: ListNamespaces shows it from now on.
+            insert_namespace(tx, ns, b.now).await?;
+        }
+        let next = next.unwrap_or(1);
         let read_seq = match group.start {
             StartPosition::Earliest => 0,
             StartPosition::Latest => next - 1,
@@ -576,6 +555,16 @@ pub(super) async fn group_settings(
     );
     let row = tx.fetch_optional(Statement::new(sql).bind(ns).bind(group)).await?;
     row.map(|r| Ok((from_json(&r.get::<String>(0)?)?, r.get(1)?))).transpose()
+}
+
+/// Returns the namespace's next notification sequence, as this transaction sees it; `None` when
+/// the namespace has no row.
+pub(super) async fn next_notification_seq(tx: &mut Tx, b: &Batch, ns: &str) -> Result<Option<i64>> {
+    if let Some(st) = b.ns.get(ns) {
+        return Ok(Some(st.next_notification_seq));
+    }
+    let q = Statement::new("SELECT next_notification_seq FROM namespaces WHERE name = $1").bind(ns);
+    tx.fetch_optional(q).await?.map(|r| r.get(0)).transpose()
 }
 
 /// The error for a consumer group that does not exist in the namespace.

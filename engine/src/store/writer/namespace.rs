@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Batch, Writer};
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::event::EventRef;
 use crate::listener::CompiledListener;
 use crate::store::conn::{Statement, Tx, Value};
-use crate::store::rows::{LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, StoredRow, StoredStatus, from_json};
+use crate::store::rows::{LISTENER_COLUMNS, ListenerRow, STATUS_ACTIVE, StoredRow, StoredStatus, from_json, micros};
 use crate::store::sql::{CHUNK, list};
 use crate::trigger::CorrelationKey;
 
@@ -74,10 +75,7 @@ impl Writer {
         );
         let mut row = tx.fetch_optional(Statement::new(sql.clone()).bind(ns)).await?;
         if row.is_none() {
-            tx.execute(
-                Statement::new("INSERT INTO namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING").bind(ns),
-            )
-            .await?;
+            insert_namespace(tx, ns, b.now).await?;
             row = tx.fetch_optional(Statement::new(sql).bind(ns)).await?;
         }
         let row = row.ok_or_else(|| Error::Internal(format!("namespace {ns} vanished")))?;
@@ -182,6 +180,17 @@ impl Writer {
             }
         }
     }
+}
+
+/// Creates a namespace's row, unless another transaction just did. Its listener epoch is the
+/// creation time in microseconds, not 0: a namespace deleted and created again must not look, to
+/// a process that loaded the listeners of the deleted one, like the namespace it knew (epochs of
+/// a namespace only grow by the few bumps retention makes, far fewer than microseconds pass).
+pub(super) async fn insert_namespace(tx: &mut Tx, ns: &str, now: DateTime<Utc>) -> Result<()> {
+    let q =
+        Statement::new("INSERT INTO namespaces (name, listener_epoch) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING");
+    tx.execute(q.bind(ns).bind(micros(now))).await?;
+    Ok(())
 }
 
 /// Returns the partial state of the namespace's active listeners changed after `since`, by

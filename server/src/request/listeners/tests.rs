@@ -200,8 +200,8 @@ fn delete_listeners_selectors() {
 #[test]
 fn listener_ids_and_listings() {
     let get = |id: &str| {
-        let req = pb::GetListenerRequest { namespace: "ns".into(), id: id.into() };
-        ListenerId::from_proto(req, &Limits::default()).err().unwrap_or_default().fields().join(",")
+        let req = pb::GetListenerRequest { namespace: "ns".into(), id: id.into(), include_partial_state: false };
+        GetListener::from_proto(req, &Limits::default()).err().unwrap_or_default().fields().join(",")
     };
     assert_eq!(get(&Uuid::now_v7().to_string()), "");
     assert_eq!(get("not-a-uuid"), "id");

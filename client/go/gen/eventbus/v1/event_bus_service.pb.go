@@ -371,9 +371,12 @@ type GetListenerRequest struct {
 	// '.'.
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Required. The listener id (Listener.id).
-	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Also return the listener's partial state (`partial_states`). Default false. Only ALL
+	// listeners have partial state.
+	IncludePartialState bool `protobuf:"varint,3,opt,name=include_partial_state,json=includePartialState,proto3" json:"include_partial_state,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetListenerRequest) Reset() {
@@ -420,13 +423,27 @@ func (x *GetListenerRequest) GetId() string {
 	return ""
 }
 
+func (x *GetListenerRequest) GetIncludePartialState() bool {
+	if x != nil {
+		return x.IncludePartialState
+	}
+	return false
+}
+
 // GetListenerResponse is the response of EventBusService.GetListener.
 type GetListenerResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The listener.
-	Listener      *Listener `protobuf:"bytes,1,opt,name=listener,proto3" json:"listener,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Listener *Listener `protobuf:"bytes,1,opt,name=listener,proto3" json:"listener,omitempty"`
+	// With `include_partial_state`: the listener's partial state, one entry per correlation value
+	// tuple with collected events, in a stable order; at most 1000 entries.
+	// Collected events whose lifespan has run out are not shown, and a tuple left without events
+	// is not either. Empty otherwise, and for ONE and ANY listeners.
+	PartialStates []*PartialState `protobuf:"bytes,2,rep,name=partial_states,json=partialStates,proto3" json:"partial_states,omitempty"`
+	// True if the listener has more than the 1000 partial states returned.
+	PartialStatesTruncated bool `protobuf:"varint,3,opt,name=partial_states_truncated,json=partialStatesTruncated,proto3" json:"partial_states_truncated,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *GetListenerResponse) Reset() {
@@ -464,6 +481,20 @@ func (x *GetListenerResponse) GetListener() *Listener {
 		return x.Listener
 	}
 	return nil
+}
+
+func (x *GetListenerResponse) GetPartialStates() []*PartialState {
+	if x != nil {
+		return x.PartialStates
+	}
+	return nil
+}
+
+func (x *GetListenerResponse) GetPartialStatesTruncated() bool {
+	if x != nil {
+		return x.PartialStatesTruncated
+	}
+	return false
 }
 
 // ListListenersRequest is the request of EventBusService.ListListeners.
@@ -1941,7 +1972,7 @@ var File_eventbus_v1_event_bus_service_proto protoreflect.FileDescriptor
 
 const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"\n" +
-	"#eventbus/v1/event_bus_service.proto\x12\veventbus.v1\x1a\x1ceventbus/v1/cloudevent.proto\x1a\x1aeventbus/v1/listener.proto\x1a\x1eeventbus/v1/notification.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n" +
+	"#eventbus/v1/event_bus_service.proto\x12\veventbus.v1\x1a\x17eventbus/v1/admin.proto\x1a\x1ceventbus/v1/cloudevent.proto\x1a\x1aeventbus/v1/listener.proto\x1a\x1eeventbus/v1/notification.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n" +
 	"\x0ePublishRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12/\n" +
 	"\x06events\x18\x02 \x03(\v2\x17.eventbus.v1.CloudEventR\x06events\"G\n" +
@@ -1957,12 +1988,15 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"request_id\x18\x03 \x01(\tR\trequestId\"g\n" +
 	"\x18RegisterListenerResponse\x121\n" +
 	"\blistener\x18\x01 \x01(\v2\x15.eventbus.v1.ListenerR\blistener\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"B\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"v\n" +
 	"\x12GetListenerRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"H\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x122\n" +
+	"\x15include_partial_state\x18\x03 \x01(\bR\x13includePartialState\"\xc4\x01\n" +
 	"\x13GetListenerResponse\x121\n" +
-	"\blistener\x18\x01 \x01(\v2\x15.eventbus.v1.ListenerR\blistener\"\x8c\x02\n" +
+	"\blistener\x18\x01 \x01(\v2\x15.eventbus.v1.ListenerR\blistener\x12@\n" +
+	"\x0epartial_states\x18\x02 \x03(\v2\x19.eventbus.v1.PartialStateR\rpartialStates\x128\n" +
+	"\x18partial_states_truncated\x18\x03 \x01(\bR\x16partialStatesTruncated\"\x8c\x02\n" +
 	"\x14ListListenersRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12-\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x19.eventbus.v1.ListenerKindR\x04kind\x12\x1f\n" +
@@ -2066,7 +2100,7 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x02\x12\x1b\n" +
-	"\x17START_POSITION_SEQUENCE\x10\x032\xbd\b\n" +
+	"\x17START_POSITION_SEQUENCE\x10\x032\xf6\r\n" +
 	"\x0fEventBusService\x12D\n" +
 	"\aPublish\x12\x1b.eventbus.v1.PublishRequest\x1a\x1c.eventbus.v1.PublishResponse\x12_\n" +
 	"\x10RegisterListener\x12$.eventbus.v1.RegisterListenerRequest\x1a%.eventbus.v1.RegisterListenerResponse\x12P\n" +
@@ -2081,7 +2115,14 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"\x12RedriveDeadLetters\x12&.eventbus.v1.RedriveDeadLettersRequest\x1a'.eventbus.v1.RedriveDeadLettersResponse\x12G\n" +
 	"\bGetEvent\x12\x1c.eventbus.v1.GetEventRequest\x1a\x1d.eventbus.v1.GetEventResponse\x12M\n" +
 	"\n" +
-	"ListEvents\x12\x1e.eventbus.v1.ListEventsRequest\x1a\x1f.eventbus.v1.ListEventsResponseBGZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1b\x06proto3"
+	"ListEvents\x12\x1e.eventbus.v1.ListEventsRequest\x1a\x1f.eventbus.v1.ListEventsResponse\x12Y\n" +
+	"\x0eListNamespaces\x12\".eventbus.v1.ListNamespacesRequest\x1a#.eventbus.v1.ListNamespacesResponse\x12\\\n" +
+	"\x0fDeleteNamespace\x12#.eventbus.v1.DeleteNamespaceRequest\x1a$.eventbus.v1.DeleteNamespaceResponse\x12e\n" +
+	"\x12ListConsumerGroups\x12&.eventbus.v1.ListConsumerGroupsRequest\x1a'.eventbus.v1.ListConsumerGroupsResponse\x12_\n" +
+	"\x10GetConsumerGroup\x12$.eventbus.v1.GetConsumerGroupRequest\x1a%.eventbus.v1.GetConsumerGroupResponse\x12h\n" +
+	"\x13UpdateConsumerGroup\x12'.eventbus.v1.UpdateConsumerGroupRequest\x1a(.eventbus.v1.UpdateConsumerGroupResponse\x12b\n" +
+	"\x11SeekConsumerGroup\x12%.eventbus.v1.SeekConsumerGroupRequest\x1a&.eventbus.v1.SeekConsumerGroupResponse\x12h\n" +
+	"\x13DeleteConsumerGroup\x12'.eventbus.v1.DeleteConsumerGroupRequest\x1a(.eventbus.v1.DeleteConsumerGroupResponseBGZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1b\x06proto3"
 
 var (
 	file_eventbus_v1_event_bus_service_proto_rawDescOnce sync.Once
@@ -2098,46 +2139,61 @@ func file_eventbus_v1_event_bus_service_proto_rawDescGZIP() []byte {
 var file_eventbus_v1_event_bus_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_eventbus_v1_event_bus_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_eventbus_v1_event_bus_service_proto_goTypes = []any{
-	(StartPosition)(0),                 // 0: eventbus.v1.StartPosition
-	(*PublishRequest)(nil),             // 1: eventbus.v1.PublishRequest
-	(*PublishResponse)(nil),            // 2: eventbus.v1.PublishResponse
-	(*PublishResult)(nil),              // 3: eventbus.v1.PublishResult
-	(*RegisterListenerRequest)(nil),    // 4: eventbus.v1.RegisterListenerRequest
-	(*RegisterListenerResponse)(nil),   // 5: eventbus.v1.RegisterListenerResponse
-	(*GetListenerRequest)(nil),         // 6: eventbus.v1.GetListenerRequest
-	(*GetListenerResponse)(nil),        // 7: eventbus.v1.GetListenerResponse
-	(*ListListenersRequest)(nil),       // 8: eventbus.v1.ListListenersRequest
-	(*ListListenersResponse)(nil),      // 9: eventbus.v1.ListListenersResponse
-	(*DeleteListenerRequest)(nil),      // 10: eventbus.v1.DeleteListenerRequest
-	(*DeleteListenerResponse)(nil),     // 11: eventbus.v1.DeleteListenerResponse
-	(*DeleteListenersRequest)(nil),     // 12: eventbus.v1.DeleteListenersRequest
-	(*DeleteListenersResponse)(nil),    // 13: eventbus.v1.DeleteListenersResponse
-	(*SubscribeRequest)(nil),           // 14: eventbus.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),          // 15: eventbus.v1.SubscribeResponse
-	(*Keepalive)(nil),                  // 16: eventbus.v1.Keepalive
-	(*AckRequest)(nil),                 // 17: eventbus.v1.AckRequest
-	(*AckResponse)(nil),                // 18: eventbus.v1.AckResponse
-	(*NackRequest)(nil),                // 19: eventbus.v1.NackRequest
-	(*NackResponse)(nil),               // 20: eventbus.v1.NackResponse
-	(*ListDeadLettersRequest)(nil),     // 21: eventbus.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 22: eventbus.v1.ListDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),  // 23: eventbus.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 24: eventbus.v1.RedriveDeadLettersResponse
-	(*GetEventRequest)(nil),            // 25: eventbus.v1.GetEventRequest
-	(*GetEventResponse)(nil),           // 26: eventbus.v1.GetEventResponse
-	(*ListEventsRequest)(nil),          // 27: eventbus.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),         // 28: eventbus.v1.ListEventsResponse
-	(*CloudEvent)(nil),                 // 29: eventbus.v1.CloudEvent
-	(*ListenerSpec)(nil),               // 30: eventbus.v1.ListenerSpec
-	(*Listener)(nil),                   // 31: eventbus.v1.Listener
-	(ListenerKind)(0),                  // 32: eventbus.v1.ListenerKind
-	(NotificationKind)(0),              // 33: eventbus.v1.NotificationKind
-	(*durationpb.Duration)(nil),        // 34: google.protobuf.Duration
-	(*Notification)(nil),               // 35: eventbus.v1.Notification
-	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
-	(*DeadLetter)(nil),                 // 37: eventbus.v1.DeadLetter
-	(*EventKey)(nil),                   // 38: eventbus.v1.EventKey
-	(*StoredEvent)(nil),                // 39: eventbus.v1.StoredEvent
+	(StartPosition)(0),                  // 0: eventbus.v1.StartPosition
+	(*PublishRequest)(nil),              // 1: eventbus.v1.PublishRequest
+	(*PublishResponse)(nil),             // 2: eventbus.v1.PublishResponse
+	(*PublishResult)(nil),               // 3: eventbus.v1.PublishResult
+	(*RegisterListenerRequest)(nil),     // 4: eventbus.v1.RegisterListenerRequest
+	(*RegisterListenerResponse)(nil),    // 5: eventbus.v1.RegisterListenerResponse
+	(*GetListenerRequest)(nil),          // 6: eventbus.v1.GetListenerRequest
+	(*GetListenerResponse)(nil),         // 7: eventbus.v1.GetListenerResponse
+	(*ListListenersRequest)(nil),        // 8: eventbus.v1.ListListenersRequest
+	(*ListListenersResponse)(nil),       // 9: eventbus.v1.ListListenersResponse
+	(*DeleteListenerRequest)(nil),       // 10: eventbus.v1.DeleteListenerRequest
+	(*DeleteListenerResponse)(nil),      // 11: eventbus.v1.DeleteListenerResponse
+	(*DeleteListenersRequest)(nil),      // 12: eventbus.v1.DeleteListenersRequest
+	(*DeleteListenersResponse)(nil),     // 13: eventbus.v1.DeleteListenersResponse
+	(*SubscribeRequest)(nil),            // 14: eventbus.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),           // 15: eventbus.v1.SubscribeResponse
+	(*Keepalive)(nil),                   // 16: eventbus.v1.Keepalive
+	(*AckRequest)(nil),                  // 17: eventbus.v1.AckRequest
+	(*AckResponse)(nil),                 // 18: eventbus.v1.AckResponse
+	(*NackRequest)(nil),                 // 19: eventbus.v1.NackRequest
+	(*NackResponse)(nil),                // 20: eventbus.v1.NackResponse
+	(*ListDeadLettersRequest)(nil),      // 21: eventbus.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),     // 22: eventbus.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),   // 23: eventbus.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil),  // 24: eventbus.v1.RedriveDeadLettersResponse
+	(*GetEventRequest)(nil),             // 25: eventbus.v1.GetEventRequest
+	(*GetEventResponse)(nil),            // 26: eventbus.v1.GetEventResponse
+	(*ListEventsRequest)(nil),           // 27: eventbus.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),          // 28: eventbus.v1.ListEventsResponse
+	(*CloudEvent)(nil),                  // 29: eventbus.v1.CloudEvent
+	(*ListenerSpec)(nil),                // 30: eventbus.v1.ListenerSpec
+	(*Listener)(nil),                    // 31: eventbus.v1.Listener
+	(*PartialState)(nil),                // 32: eventbus.v1.PartialState
+	(ListenerKind)(0),                   // 33: eventbus.v1.ListenerKind
+	(NotificationKind)(0),               // 34: eventbus.v1.NotificationKind
+	(*durationpb.Duration)(nil),         // 35: google.protobuf.Duration
+	(*Notification)(nil),                // 36: eventbus.v1.Notification
+	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
+	(*DeadLetter)(nil),                  // 38: eventbus.v1.DeadLetter
+	(*EventKey)(nil),                    // 39: eventbus.v1.EventKey
+	(*StoredEvent)(nil),                 // 40: eventbus.v1.StoredEvent
+	(*ListNamespacesRequest)(nil),       // 41: eventbus.v1.ListNamespacesRequest
+	(*DeleteNamespaceRequest)(nil),      // 42: eventbus.v1.DeleteNamespaceRequest
+	(*ListConsumerGroupsRequest)(nil),   // 43: eventbus.v1.ListConsumerGroupsRequest
+	(*GetConsumerGroupRequest)(nil),     // 44: eventbus.v1.GetConsumerGroupRequest
+	(*UpdateConsumerGroupRequest)(nil),  // 45: eventbus.v1.UpdateConsumerGroupRequest
+	(*SeekConsumerGroupRequest)(nil),    // 46: eventbus.v1.SeekConsumerGroupRequest
+	(*DeleteConsumerGroupRequest)(nil),  // 47: eventbus.v1.DeleteConsumerGroupRequest
+	(*ListNamespacesResponse)(nil),      // 48: eventbus.v1.ListNamespacesResponse
+	(*DeleteNamespaceResponse)(nil),     // 49: eventbus.v1.DeleteNamespaceResponse
+	(*ListConsumerGroupsResponse)(nil),  // 50: eventbus.v1.ListConsumerGroupsResponse
+	(*GetConsumerGroupResponse)(nil),    // 51: eventbus.v1.GetConsumerGroupResponse
+	(*UpdateConsumerGroupResponse)(nil), // 52: eventbus.v1.UpdateConsumerGroupResponse
+	(*SeekConsumerGroupResponse)(nil),   // 53: eventbus.v1.SeekConsumerGroupResponse
+	(*DeleteConsumerGroupResponse)(nil), // 54: eventbus.v1.DeleteConsumerGroupResponse
 }
 var file_eventbus_v1_event_bus_service_proto_depIdxs = []int32{
 	29, // 0: eventbus.v1.PublishRequest.events:type_name -> eventbus.v1.CloudEvent
@@ -2145,52 +2201,67 @@ var file_eventbus_v1_event_bus_service_proto_depIdxs = []int32{
 	30, // 2: eventbus.v1.RegisterListenerRequest.listener:type_name -> eventbus.v1.ListenerSpec
 	31, // 3: eventbus.v1.RegisterListenerResponse.listener:type_name -> eventbus.v1.Listener
 	31, // 4: eventbus.v1.GetListenerResponse.listener:type_name -> eventbus.v1.Listener
-	32, // 5: eventbus.v1.ListListenersRequest.kind:type_name -> eventbus.v1.ListenerKind
-	31, // 6: eventbus.v1.ListListenersResponse.listeners:type_name -> eventbus.v1.Listener
-	33, // 7: eventbus.v1.SubscribeRequest.kinds:type_name -> eventbus.v1.NotificationKind
-	34, // 8: eventbus.v1.SubscribeRequest.lease_duration:type_name -> google.protobuf.Duration
-	0,  // 9: eventbus.v1.SubscribeRequest.start:type_name -> eventbus.v1.StartPosition
-	35, // 10: eventbus.v1.SubscribeResponse.notification:type_name -> eventbus.v1.Notification
-	16, // 11: eventbus.v1.SubscribeResponse.keepalive:type_name -> eventbus.v1.Keepalive
-	36, // 12: eventbus.v1.Keepalive.server_time:type_name -> google.protobuf.Timestamp
-	34, // 13: eventbus.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	37, // 14: eventbus.v1.ListDeadLettersResponse.dead_letters:type_name -> eventbus.v1.DeadLetter
-	38, // 15: eventbus.v1.GetEventRequest.source_id:type_name -> eventbus.v1.EventKey
-	39, // 16: eventbus.v1.GetEventResponse.event:type_name -> eventbus.v1.StoredEvent
-	36, // 17: eventbus.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	36, // 18: eventbus.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	39, // 19: eventbus.v1.ListEventsResponse.events:type_name -> eventbus.v1.StoredEvent
-	1,  // 20: eventbus.v1.EventBusService.Publish:input_type -> eventbus.v1.PublishRequest
-	4,  // 21: eventbus.v1.EventBusService.RegisterListener:input_type -> eventbus.v1.RegisterListenerRequest
-	6,  // 22: eventbus.v1.EventBusService.GetListener:input_type -> eventbus.v1.GetListenerRequest
-	8,  // 23: eventbus.v1.EventBusService.ListListeners:input_type -> eventbus.v1.ListListenersRequest
-	10, // 24: eventbus.v1.EventBusService.DeleteListener:input_type -> eventbus.v1.DeleteListenerRequest
-	12, // 25: eventbus.v1.EventBusService.DeleteListeners:input_type -> eventbus.v1.DeleteListenersRequest
-	14, // 26: eventbus.v1.EventBusService.Subscribe:input_type -> eventbus.v1.SubscribeRequest
-	17, // 27: eventbus.v1.EventBusService.Ack:input_type -> eventbus.v1.AckRequest
-	19, // 28: eventbus.v1.EventBusService.Nack:input_type -> eventbus.v1.NackRequest
-	21, // 29: eventbus.v1.EventBusService.ListDeadLetters:input_type -> eventbus.v1.ListDeadLettersRequest
-	23, // 30: eventbus.v1.EventBusService.RedriveDeadLetters:input_type -> eventbus.v1.RedriveDeadLettersRequest
-	25, // 31: eventbus.v1.EventBusService.GetEvent:input_type -> eventbus.v1.GetEventRequest
-	27, // 32: eventbus.v1.EventBusService.ListEvents:input_type -> eventbus.v1.ListEventsRequest
-	2,  // 33: eventbus.v1.EventBusService.Publish:output_type -> eventbus.v1.PublishResponse
-	5,  // 34: eventbus.v1.EventBusService.RegisterListener:output_type -> eventbus.v1.RegisterListenerResponse
-	7,  // 35: eventbus.v1.EventBusService.GetListener:output_type -> eventbus.v1.GetListenerResponse
-	9,  // 36: eventbus.v1.EventBusService.ListListeners:output_type -> eventbus.v1.ListListenersResponse
-	11, // 37: eventbus.v1.EventBusService.DeleteListener:output_type -> eventbus.v1.DeleteListenerResponse
-	13, // 38: eventbus.v1.EventBusService.DeleteListeners:output_type -> eventbus.v1.DeleteListenersResponse
-	15, // 39: eventbus.v1.EventBusService.Subscribe:output_type -> eventbus.v1.SubscribeResponse
-	18, // 40: eventbus.v1.EventBusService.Ack:output_type -> eventbus.v1.AckResponse
-	20, // 41: eventbus.v1.EventBusService.Nack:output_type -> eventbus.v1.NackResponse
-	22, // 42: eventbus.v1.EventBusService.ListDeadLetters:output_type -> eventbus.v1.ListDeadLettersResponse
-	24, // 43: eventbus.v1.EventBusService.RedriveDeadLetters:output_type -> eventbus.v1.RedriveDeadLettersResponse
-	26, // 44: eventbus.v1.EventBusService.GetEvent:output_type -> eventbus.v1.GetEventResponse
-	28, // 45: eventbus.v1.EventBusService.ListEvents:output_type -> eventbus.v1.ListEventsResponse
-	33, // [33:46] is the sub-list for method output_type
-	20, // [20:33] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	32, // 5: eventbus.v1.GetListenerResponse.partial_states:type_name -> eventbus.v1.PartialState
+	33, // 6: eventbus.v1.ListListenersRequest.kind:type_name -> eventbus.v1.ListenerKind
+	31, // 7: eventbus.v1.ListListenersResponse.listeners:type_name -> eventbus.v1.Listener
+	34, // 8: eventbus.v1.SubscribeRequest.kinds:type_name -> eventbus.v1.NotificationKind
+	35, // 9: eventbus.v1.SubscribeRequest.lease_duration:type_name -> google.protobuf.Duration
+	0,  // 10: eventbus.v1.SubscribeRequest.start:type_name -> eventbus.v1.StartPosition
+	36, // 11: eventbus.v1.SubscribeResponse.notification:type_name -> eventbus.v1.Notification
+	16, // 12: eventbus.v1.SubscribeResponse.keepalive:type_name -> eventbus.v1.Keepalive
+	37, // 13: eventbus.v1.Keepalive.server_time:type_name -> google.protobuf.Timestamp
+	35, // 14: eventbus.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	38, // 15: eventbus.v1.ListDeadLettersResponse.dead_letters:type_name -> eventbus.v1.DeadLetter
+	39, // 16: eventbus.v1.GetEventRequest.source_id:type_name -> eventbus.v1.EventKey
+	40, // 17: eventbus.v1.GetEventResponse.event:type_name -> eventbus.v1.StoredEvent
+	37, // 18: eventbus.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	37, // 19: eventbus.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	40, // 20: eventbus.v1.ListEventsResponse.events:type_name -> eventbus.v1.StoredEvent
+	1,  // 21: eventbus.v1.EventBusService.Publish:input_type -> eventbus.v1.PublishRequest
+	4,  // 22: eventbus.v1.EventBusService.RegisterListener:input_type -> eventbus.v1.RegisterListenerRequest
+	6,  // 23: eventbus.v1.EventBusService.GetListener:input_type -> eventbus.v1.GetListenerRequest
+	8,  // 24: eventbus.v1.EventBusService.ListListeners:input_type -> eventbus.v1.ListListenersRequest
+	10, // 25: eventbus.v1.EventBusService.DeleteListener:input_type -> eventbus.v1.DeleteListenerRequest
+	12, // 26: eventbus.v1.EventBusService.DeleteListeners:input_type -> eventbus.v1.DeleteListenersRequest
+	14, // 27: eventbus.v1.EventBusService.Subscribe:input_type -> eventbus.v1.SubscribeRequest
+	17, // 28: eventbus.v1.EventBusService.Ack:input_type -> eventbus.v1.AckRequest
+	19, // 29: eventbus.v1.EventBusService.Nack:input_type -> eventbus.v1.NackRequest
+	21, // 30: eventbus.v1.EventBusService.ListDeadLetters:input_type -> eventbus.v1.ListDeadLettersRequest
+	23, // 31: eventbus.v1.EventBusService.RedriveDeadLetters:input_type -> eventbus.v1.RedriveDeadLettersRequest
+	25, // 32: eventbus.v1.EventBusService.GetEvent:input_type -> eventbus.v1.GetEventRequest
+	27, // 33: eventbus.v1.EventBusService.ListEvents:input_type -> eventbus.v1.ListEventsRequest
+	41, // 34: eventbus.v1.EventBusService.ListNamespaces:input_type -> eventbus.v1.ListNamespacesRequest
+	42, // 35: eventbus.v1.EventBusService.DeleteNamespace:input_type -> eventbus.v1.DeleteNamespaceRequest
+	43, // 36: eventbus.v1.EventBusService.ListConsumerGroups:input_type -> eventbus.v1.ListConsumerGroupsRequest
+	44, // 37: eventbus.v1.EventBusService.GetConsumerGroup:input_type -> eventbus.v1.GetConsumerGroupRequest
+	45, // 38: eventbus.v1.EventBusService.UpdateConsumerGroup:input_type -> eventbus.v1.UpdateConsumerGroupRequest
+	46, // 39: eventbus.v1.EventBusService.SeekConsumerGroup:input_type -> eventbus.v1.SeekConsumerGroupRequest
+	47, // 40: eventbus.v1.EventBusService.DeleteConsumerGroup:input_type -> eventbus.v1.DeleteConsumerGroupRequest
+	2,  // 41: eventbus.v1.EventBusService.Publish:output_type -> eventbus.v1.PublishResponse
+	5,  // 42: eventbus.v1.EventBusService.RegisterListener:output_type -> eventbus.v1.RegisterListenerResponse
+	7,  // 43: eventbus.v1.EventBusService.GetListener:output_type -> eventbus.v1.GetListenerResponse
+	9,  // 44: eventbus.v1.EventBusService.ListListeners:output_type -> eventbus.v1.ListListenersResponse
+	11, // 45: eventbus.v1.EventBusService.DeleteListener:output_type -> eventbus.v1.DeleteListenerResponse
+	13, // 46: eventbus.v1.EventBusService.DeleteListeners:output_type -> eventbus.v1.DeleteListenersResponse
+	15, // 47: eventbus.v1.EventBusService.Subscribe:output_type -> eventbus.v1.SubscribeResponse
+	18, // 48: eventbus.v1.EventBusService.Ack:output_type -> eventbus.v1.AckResponse
+	20, // 49: eventbus.v1.EventBusService.Nack:output_type -> eventbus.v1.NackResponse
+	22, // 50: eventbus.v1.EventBusService.ListDeadLetters:output_type -> eventbus.v1.ListDeadLettersResponse
+	24, // 51: eventbus.v1.EventBusService.RedriveDeadLetters:output_type -> eventbus.v1.RedriveDeadLettersResponse
+	26, // 52: eventbus.v1.EventBusService.GetEvent:output_type -> eventbus.v1.GetEventResponse
+	28, // 53: eventbus.v1.EventBusService.ListEvents:output_type -> eventbus.v1.ListEventsResponse
+	48, // 54: eventbus.v1.EventBusService.ListNamespaces:output_type -> eventbus.v1.ListNamespacesResponse
+	49, // 55: eventbus.v1.EventBusService.DeleteNamespace:output_type -> eventbus.v1.DeleteNamespaceResponse
+	50, // 56: eventbus.v1.EventBusService.ListConsumerGroups:output_type -> eventbus.v1.ListConsumerGroupsResponse
+	51, // 57: eventbus.v1.EventBusService.GetConsumerGroup:output_type -> eventbus.v1.GetConsumerGroupResponse
+	52, // 58: eventbus.v1.EventBusService.UpdateConsumerGroup:output_type -> eventbus.v1.UpdateConsumerGroupResponse
+	53, // 59: eventbus.v1.EventBusService.SeekConsumerGroup:output_type -> eventbus.v1.SeekConsumerGroupResponse
+	54, // 60: eventbus.v1.EventBusService.DeleteConsumerGroup:output_type -> eventbus.v1.DeleteConsumerGroupResponse
+	41, // [41:61] is the sub-list for method output_type
+	21, // [21:41] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_eventbus_v1_event_bus_service_proto_init() }
@@ -2198,6 +2269,7 @@ func file_eventbus_v1_event_bus_service_proto_init() {
 	if File_eventbus_v1_event_bus_service_proto != nil {
 		return
 	}
+	file_eventbus_v1_admin_proto_init()
 	file_eventbus_v1_cloudevent_proto_init()
 	file_eventbus_v1_listener_proto_init()
 	file_eventbus_v1_notification_proto_init()

@@ -19,19 +19,26 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventBusService_Publish_FullMethodName            = "/eventbus.v1.EventBusService/Publish"
-	EventBusService_RegisterListener_FullMethodName   = "/eventbus.v1.EventBusService/RegisterListener"
-	EventBusService_GetListener_FullMethodName        = "/eventbus.v1.EventBusService/GetListener"
-	EventBusService_ListListeners_FullMethodName      = "/eventbus.v1.EventBusService/ListListeners"
-	EventBusService_DeleteListener_FullMethodName     = "/eventbus.v1.EventBusService/DeleteListener"
-	EventBusService_DeleteListeners_FullMethodName    = "/eventbus.v1.EventBusService/DeleteListeners"
-	EventBusService_Subscribe_FullMethodName          = "/eventbus.v1.EventBusService/Subscribe"
-	EventBusService_Ack_FullMethodName                = "/eventbus.v1.EventBusService/Ack"
-	EventBusService_Nack_FullMethodName               = "/eventbus.v1.EventBusService/Nack"
-	EventBusService_ListDeadLetters_FullMethodName    = "/eventbus.v1.EventBusService/ListDeadLetters"
-	EventBusService_RedriveDeadLetters_FullMethodName = "/eventbus.v1.EventBusService/RedriveDeadLetters"
-	EventBusService_GetEvent_FullMethodName           = "/eventbus.v1.EventBusService/GetEvent"
-	EventBusService_ListEvents_FullMethodName         = "/eventbus.v1.EventBusService/ListEvents"
+	EventBusService_Publish_FullMethodName             = "/eventbus.v1.EventBusService/Publish"
+	EventBusService_RegisterListener_FullMethodName    = "/eventbus.v1.EventBusService/RegisterListener"
+	EventBusService_GetListener_FullMethodName         = "/eventbus.v1.EventBusService/GetListener"
+	EventBusService_ListListeners_FullMethodName       = "/eventbus.v1.EventBusService/ListListeners"
+	EventBusService_DeleteListener_FullMethodName      = "/eventbus.v1.EventBusService/DeleteListener"
+	EventBusService_DeleteListeners_FullMethodName     = "/eventbus.v1.EventBusService/DeleteListeners"
+	EventBusService_Subscribe_FullMethodName           = "/eventbus.v1.EventBusService/Subscribe"
+	EventBusService_Ack_FullMethodName                 = "/eventbus.v1.EventBusService/Ack"
+	EventBusService_Nack_FullMethodName                = "/eventbus.v1.EventBusService/Nack"
+	EventBusService_ListDeadLetters_FullMethodName     = "/eventbus.v1.EventBusService/ListDeadLetters"
+	EventBusService_RedriveDeadLetters_FullMethodName  = "/eventbus.v1.EventBusService/RedriveDeadLetters"
+	EventBusService_GetEvent_FullMethodName            = "/eventbus.v1.EventBusService/GetEvent"
+	EventBusService_ListEvents_FullMethodName          = "/eventbus.v1.EventBusService/ListEvents"
+	EventBusService_ListNamespaces_FullMethodName      = "/eventbus.v1.EventBusService/ListNamespaces"
+	EventBusService_DeleteNamespace_FullMethodName     = "/eventbus.v1.EventBusService/DeleteNamespace"
+	EventBusService_ListConsumerGroups_FullMethodName  = "/eventbus.v1.EventBusService/ListConsumerGroups"
+	EventBusService_GetConsumerGroup_FullMethodName    = "/eventbus.v1.EventBusService/GetConsumerGroup"
+	EventBusService_UpdateConsumerGroup_FullMethodName = "/eventbus.v1.EventBusService/UpdateConsumerGroup"
+	EventBusService_SeekConsumerGroup_FullMethodName   = "/eventbus.v1.EventBusService/SeekConsumerGroup"
+	EventBusService_DeleteConsumerGroup_FullMethodName = "/eventbus.v1.EventBusService/DeleteConsumerGroup"
 )
 
 // EventBusServiceClient is the client API for EventBusService service.
@@ -99,7 +106,9 @@ type EventBusServiceClient interface {
 	//   - ALREADY_EXISTS: `request_id` was already used in this namespace for a different spec;
 	//   - UNAVAILABLE: the database cannot be reached.
 	RegisterListener(ctx context.Context, in *RegisterListenerRequest, opts ...grpc.CallOption) (*RegisterListenerResponse, error)
-	// GetListener returns one listener, active or finished.
+	// GetListener returns one listener, active or finished; with `include_partial_state`, also
+	// the events an ALL listener has collected so far, per correlation value tuple, and when each
+	// expires: what it still waits for.
 	//
 	// Errors:
 	// * INVALID_ARGUMENT: bad namespace, or `id` is not a UUID;
@@ -212,6 +221,87 @@ type EventBusServiceClient interface {
 	//     a page_token that this server did not issue for the same filters;
 	//   - UNAVAILABLE: the database cannot be reached.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
+	// ListNamespaces pages through every namespace the server holds, in ascending name order,
+	// with counts of its events, active listeners and consumer groups. A namespace exists from
+	// its first Publish, RegisterListener or Subscribe until DeleteNamespace.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: negative page_size, or a page_token that this server did not issue for
+	//     this listing;
+	//   - UNAVAILABLE: the database cannot be reached.
+	ListNamespaces(ctx context.Context, in *ListNamespacesRequest, opts ...grpc.CallOption) (*ListNamespacesResponse, error)
+	// DeleteNamespace removes everything of a namespace: its events, listeners (with their partial
+	// state), notifications, consumer groups (with their deliveries and dead letters) and its
+	// sequence counters. It works in bounded batches (at most 1000 rows per table per
+	// transaction), so other namespaces are not held up while a large one is deleted; the call
+	// returns once nothing of the namespace remains. Open Subscribe streams of its groups end with
+	// NOT_FOUND (at once on this server, within the server's poll interval on others). Writes to
+	// the namespace while the call runs may be deleted with it or may recreate it afterwards; a
+	// recreated namespace starts afresh, with sequences from 1.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace;
+	//   - NOT_FOUND: the server holds no namespace of that name;
+	//   - UNAVAILABLE: the database cannot be reached, or did not answer within the database
+	//     timeout; what was deleted stays deleted, and retrying finishes the deletion.
+	DeleteNamespace(ctx context.Context, in *DeleteNamespaceRequest, opts ...grpc.CallOption) (*DeleteNamespaceResponse, error)
+	// ListConsumerGroups pages through a namespace's consumer groups in ascending name order,
+	// each with its settings, read position and backlog (see ConsumerGroup).
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace, negative page_size, or a page_token that this server did
+	//     not issue for the same namespace;
+	//   - UNAVAILABLE: the database cannot be reached.
+	ListConsumerGroups(ctx context.Context, in *ListConsumerGroupsRequest, opts ...grpc.CallOption) (*ListConsumerGroupsResponse, error)
+	// GetConsumerGroup returns one consumer group with its settings, read position and backlog.
+	//
+	// Errors:
+	// * INVALID_ARGUMENT: bad namespace or consumer_group;
+	// * NOT_FOUND: the consumer group does not exist in that namespace;
+	// * UNAVAILABLE: the database cannot be reached.
+	GetConsumerGroup(ctx context.Context, in *GetConsumerGroupRequest, opts ...grpc.CallOption) (*GetConsumerGroupResponse, error)
+	// UpdateConsumerGroup changes a consumer group's filters (`kinds`, `workflow_ids`) and
+	// `max_attempts`, the fields named in `update_mask`; the others keep their values. New filters
+	// apply to the notifications the group has not looked at yet (past its read position);
+	// deliveries already pending, leased or dead are kept. A new `max_attempts` applies from the
+	// next failed attempt of every delivery: one that has already failed as often is a dead letter
+	// at its next failure or expiry. Open Subscribe streams of the group go on; a later Subscribe
+	// must name the new settings.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace or consumer_group, an empty or unknown `update_mask` path
+	//     (field `update_mask.paths[i]`), or an out-of-range value of a named field;
+	//   - NOT_FOUND: the consumer group does not exist in that namespace;
+	//   - UNAVAILABLE: the database cannot be reached.
+	UpdateConsumerGroup(ctx context.Context, in *UpdateConsumerGroupRequest, opts ...grpc.CallOption) (*UpdateConsumerGroupResponse, error)
+	// SeekConsumerGroup moves a consumer group's read position: the group then receives the
+	// notifications from the new position on, in sequence order, as if it had never seen them,
+	// like a reset of a Kafka consumer group's offset or a Pulsar subscription's seek.
+	//
+	// What the group held before the position is settled: every delivery not yet acked (pending,
+	// awaiting a retry, or leased to a stream) is dropped, whatever its sequence; dead letters
+	// before the new position are kept, those at or after it are dropped (their notifications
+	// are delivered again, from attempt 1). A stream that still holds a dropped lease may finish
+	// its work; its Ack is then a no-op and its Nack is NOT_FOUND. Open streams go on from the new
+	// position.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace or consumer_group, or a `target` without its value (fields
+	//     `target`, `sequence`, `time`);
+	//   - NOT_FOUND: the consumer group does not exist in that namespace;
+	//   - FAILED_PRECONDITION: `sequence` is past the namespace's next notification sequence;
+	//   - UNAVAILABLE: the database cannot be reached.
+	SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error)
+	// DeleteConsumerGroup deletes a consumer group with its deliveries and dead letters.
+	// Notifications are not deleted: other groups still receive them. Open Subscribe streams of
+	// the group end with NOT_FOUND (at once on this server, within the server's poll interval on
+	// others); a later Subscribe naming the group creates it afresh, from its start position.
+	//
+	// Errors:
+	// * INVALID_ARGUMENT: bad namespace or consumer_group;
+	// * NOT_FOUND: the consumer group does not exist in that namespace;
+	// * UNAVAILABLE: the database cannot be reached.
+	DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error)
 }
 
 type eventBusServiceClient struct {
@@ -361,6 +451,76 @@ func (c *eventBusServiceClient) ListEvents(ctx context.Context, in *ListEventsRe
 	return out, nil
 }
 
+func (c *eventBusServiceClient) ListNamespaces(ctx context.Context, in *ListNamespacesRequest, opts ...grpc.CallOption) (*ListNamespacesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNamespacesResponse)
+	err := c.cc.Invoke(ctx, EventBusService_ListNamespaces_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventBusServiceClient) DeleteNamespace(ctx context.Context, in *DeleteNamespaceRequest, opts ...grpc.CallOption) (*DeleteNamespaceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteNamespaceResponse)
+	err := c.cc.Invoke(ctx, EventBusService_DeleteNamespace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventBusServiceClient) ListConsumerGroups(ctx context.Context, in *ListConsumerGroupsRequest, opts ...grpc.CallOption) (*ListConsumerGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConsumerGroupsResponse)
+	err := c.cc.Invoke(ctx, EventBusService_ListConsumerGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventBusServiceClient) GetConsumerGroup(ctx context.Context, in *GetConsumerGroupRequest, opts ...grpc.CallOption) (*GetConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventBusService_GetConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventBusServiceClient) UpdateConsumerGroup(ctx context.Context, in *UpdateConsumerGroupRequest, opts ...grpc.CallOption) (*UpdateConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventBusService_UpdateConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventBusServiceClient) SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SeekConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventBusService_SeekConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventBusServiceClient) DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventBusService_DeleteConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventBusServiceServer is the server API for EventBusService service.
 // All implementations must embed UnimplementedEventBusServiceServer
 // for forward compatibility.
@@ -426,7 +586,9 @@ type EventBusServiceServer interface {
 	//   - ALREADY_EXISTS: `request_id` was already used in this namespace for a different spec;
 	//   - UNAVAILABLE: the database cannot be reached.
 	RegisterListener(context.Context, *RegisterListenerRequest) (*RegisterListenerResponse, error)
-	// GetListener returns one listener, active or finished.
+	// GetListener returns one listener, active or finished; with `include_partial_state`, also
+	// the events an ALL listener has collected so far, per correlation value tuple, and when each
+	// expires: what it still waits for.
 	//
 	// Errors:
 	// * INVALID_ARGUMENT: bad namespace, or `id` is not a UUID;
@@ -539,6 +701,87 @@ type EventBusServiceServer interface {
 	//     a page_token that this server did not issue for the same filters;
 	//   - UNAVAILABLE: the database cannot be reached.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
+	// ListNamespaces pages through every namespace the server holds, in ascending name order,
+	// with counts of its events, active listeners and consumer groups. A namespace exists from
+	// its first Publish, RegisterListener or Subscribe until DeleteNamespace.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: negative page_size, or a page_token that this server did not issue for
+	//     this listing;
+	//   - UNAVAILABLE: the database cannot be reached.
+	ListNamespaces(context.Context, *ListNamespacesRequest) (*ListNamespacesResponse, error)
+	// DeleteNamespace removes everything of a namespace: its events, listeners (with their partial
+	// state), notifications, consumer groups (with their deliveries and dead letters) and its
+	// sequence counters. It works in bounded batches (at most 1000 rows per table per
+	// transaction), so other namespaces are not held up while a large one is deleted; the call
+	// returns once nothing of the namespace remains. Open Subscribe streams of its groups end with
+	// NOT_FOUND (at once on this server, within the server's poll interval on others). Writes to
+	// the namespace while the call runs may be deleted with it or may recreate it afterwards; a
+	// recreated namespace starts afresh, with sequences from 1.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace;
+	//   - NOT_FOUND: the server holds no namespace of that name;
+	//   - UNAVAILABLE: the database cannot be reached, or did not answer within the database
+	//     timeout; what was deleted stays deleted, and retrying finishes the deletion.
+	DeleteNamespace(context.Context, *DeleteNamespaceRequest) (*DeleteNamespaceResponse, error)
+	// ListConsumerGroups pages through a namespace's consumer groups in ascending name order,
+	// each with its settings, read position and backlog (see ConsumerGroup).
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace, negative page_size, or a page_token that this server did
+	//     not issue for the same namespace;
+	//   - UNAVAILABLE: the database cannot be reached.
+	ListConsumerGroups(context.Context, *ListConsumerGroupsRequest) (*ListConsumerGroupsResponse, error)
+	// GetConsumerGroup returns one consumer group with its settings, read position and backlog.
+	//
+	// Errors:
+	// * INVALID_ARGUMENT: bad namespace or consumer_group;
+	// * NOT_FOUND: the consumer group does not exist in that namespace;
+	// * UNAVAILABLE: the database cannot be reached.
+	GetConsumerGroup(context.Context, *GetConsumerGroupRequest) (*GetConsumerGroupResponse, error)
+	// UpdateConsumerGroup changes a consumer group's filters (`kinds`, `workflow_ids`) and
+	// `max_attempts`, the fields named in `update_mask`; the others keep their values. New filters
+	// apply to the notifications the group has not looked at yet (past its read position);
+	// deliveries already pending, leased or dead are kept. A new `max_attempts` applies from the
+	// next failed attempt of every delivery: one that has already failed as often is a dead letter
+	// at its next failure or expiry. Open Subscribe streams of the group go on; a later Subscribe
+	// must name the new settings.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace or consumer_group, an empty or unknown `update_mask` path
+	//     (field `update_mask.paths[i]`), or an out-of-range value of a named field;
+	//   - NOT_FOUND: the consumer group does not exist in that namespace;
+	//   - UNAVAILABLE: the database cannot be reached.
+	UpdateConsumerGroup(context.Context, *UpdateConsumerGroupRequest) (*UpdateConsumerGroupResponse, error)
+	// SeekConsumerGroup moves a consumer group's read position: the group then receives the
+	// notifications from the new position on, in sequence order, as if it had never seen them,
+	// like a reset of a Kafka consumer group's offset or a Pulsar subscription's seek.
+	//
+	// What the group held before the position is settled: every delivery not yet acked (pending,
+	// awaiting a retry, or leased to a stream) is dropped, whatever its sequence; dead letters
+	// before the new position are kept, those at or after it are dropped (their notifications
+	// are delivered again, from attempt 1). A stream that still holds a dropped lease may finish
+	// its work; its Ack is then a no-op and its Nack is NOT_FOUND. Open streams go on from the new
+	// position.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace or consumer_group, or a `target` without its value (fields
+	//     `target`, `sequence`, `time`);
+	//   - NOT_FOUND: the consumer group does not exist in that namespace;
+	//   - FAILED_PRECONDITION: `sequence` is past the namespace's next notification sequence;
+	//   - UNAVAILABLE: the database cannot be reached.
+	SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error)
+	// DeleteConsumerGroup deletes a consumer group with its deliveries and dead letters.
+	// Notifications are not deleted: other groups still receive them. Open Subscribe streams of
+	// the group end with NOT_FOUND (at once on this server, within the server's poll interval on
+	// others); a later Subscribe naming the group creates it afresh, from its start position.
+	//
+	// Errors:
+	// * INVALID_ARGUMENT: bad namespace or consumer_group;
+	// * NOT_FOUND: the consumer group does not exist in that namespace;
+	// * UNAVAILABLE: the database cannot be reached.
+	DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error)
 	mustEmbedUnimplementedEventBusServiceServer()
 }
 
@@ -587,6 +830,27 @@ func (UnimplementedEventBusServiceServer) GetEvent(context.Context, *GetEventReq
 }
 func (UnimplementedEventBusServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEvents not implemented")
+}
+func (UnimplementedEventBusServiceServer) ListNamespaces(context.Context, *ListNamespacesRequest) (*ListNamespacesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListNamespaces not implemented")
+}
+func (UnimplementedEventBusServiceServer) DeleteNamespace(context.Context, *DeleteNamespaceRequest) (*DeleteNamespaceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteNamespace not implemented")
+}
+func (UnimplementedEventBusServiceServer) ListConsumerGroups(context.Context, *ListConsumerGroupsRequest) (*ListConsumerGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConsumerGroups not implemented")
+}
+func (UnimplementedEventBusServiceServer) GetConsumerGroup(context.Context, *GetConsumerGroupRequest) (*GetConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConsumerGroup not implemented")
+}
+func (UnimplementedEventBusServiceServer) UpdateConsumerGroup(context.Context, *UpdateConsumerGroupRequest) (*UpdateConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateConsumerGroup not implemented")
+}
+func (UnimplementedEventBusServiceServer) SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SeekConsumerGroup not implemented")
+}
+func (UnimplementedEventBusServiceServer) DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteConsumerGroup not implemented")
 }
 func (UnimplementedEventBusServiceServer) mustEmbedUnimplementedEventBusServiceServer() {}
 func (UnimplementedEventBusServiceServer) testEmbeddedByValue()                         {}
@@ -836,6 +1100,132 @@ func _EventBusService_ListEvents_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventBusService_ListNamespaces_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNamespacesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).ListNamespaces(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_ListNamespaces_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).ListNamespaces(ctx, req.(*ListNamespacesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventBusService_DeleteNamespace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteNamespaceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).DeleteNamespace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_DeleteNamespace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).DeleteNamespace(ctx, req.(*DeleteNamespaceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventBusService_ListConsumerGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListConsumerGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).ListConsumerGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_ListConsumerGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).ListConsumerGroups(ctx, req.(*ListConsumerGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventBusService_GetConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).GetConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_GetConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).GetConsumerGroup(ctx, req.(*GetConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventBusService_UpdateConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).UpdateConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_UpdateConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).UpdateConsumerGroup(ctx, req.(*UpdateConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventBusService_SeekConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SeekConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).SeekConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_SeekConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).SeekConsumerGroup(ctx, req.(*SeekConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventBusService_DeleteConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).DeleteConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_DeleteConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).DeleteConsumerGroup(ctx, req.(*DeleteConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventBusService_ServiceDesc is the grpc.ServiceDesc for EventBusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -890,6 +1280,34 @@ var EventBusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEvents",
 			Handler:    _EventBusService_ListEvents_Handler,
+		},
+		{
+			MethodName: "ListNamespaces",
+			Handler:    _EventBusService_ListNamespaces_Handler,
+		},
+		{
+			MethodName: "DeleteNamespace",
+			Handler:    _EventBusService_DeleteNamespace_Handler,
+		},
+		{
+			MethodName: "ListConsumerGroups",
+			Handler:    _EventBusService_ListConsumerGroups_Handler,
+		},
+		{
+			MethodName: "GetConsumerGroup",
+			Handler:    _EventBusService_GetConsumerGroup_Handler,
+		},
+		{
+			MethodName: "UpdateConsumerGroup",
+			Handler:    _EventBusService_UpdateConsumerGroup_Handler,
+		},
+		{
+			MethodName: "SeekConsumerGroup",
+			Handler:    _EventBusService_SeekConsumerGroup_Handler,
+		},
+		{
+			MethodName: "DeleteConsumerGroup",
+			Handler:    _EventBusService_DeleteConsumerGroup_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -583,6 +583,165 @@ func (x *Listener) GetRequestId() string {
 	return ""
 }
 
+// PartialState is what an ALL listener has collected for one correlation value tuple: the
+// events of some of its types, waiting for the others.
+type PartialState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each `correlate_by` attribute name -> the canonical string value (see CloudEvent) shared by
+	// the collected events. Empty for a listener without `correlate_by`.
+	Correlation map[string]string `protobuf:"bytes,1,rep,name=correlation,proto3" json:"correlation,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The collected events, one per type at most, in collection order.
+	Events []*CollectedEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// The listener's types that have no collected event yet, in the listener's order: what the
+	// listener still waits for before it fires.
+	MissingTypes  []string `protobuf:"bytes,3,rep,name=missing_types,json=missingTypes,proto3" json:"missing_types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartialState) Reset() {
+	*x = PartialState{}
+	mi := &file_eventbus_v1_listener_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartialState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartialState) ProtoMessage() {}
+
+func (x *PartialState) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_listener_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartialState.ProtoReflect.Descriptor instead.
+func (*PartialState) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_listener_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PartialState) GetCorrelation() map[string]string {
+	if x != nil {
+		return x.Correlation
+	}
+	return nil
+}
+
+func (x *PartialState) GetEvents() []*CollectedEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *PartialState) GetMissingTypes() []string {
+	if x != nil {
+		return x.MissingTypes
+	}
+	return nil
+}
+
+// CollectedEvent is one event an ALL listener holds in a partial state.
+type CollectedEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's `type`.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The event's `source`.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The event's `id`.
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// The event's stored sequence (StoredEvent.sequence).
+	Sequence uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// When the server received the event (StoredEvent.receive_time).
+	ReceiveTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	// When the event stops counting as collected: `receive_time` plus the listener's `lifespan`.
+	// Unset when the listener has no lifespan (collected events never expire).
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectedEvent) Reset() {
+	*x = CollectedEvent{}
+	mi := &file_eventbus_v1_listener_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectedEvent) ProtoMessage() {}
+
+func (x *CollectedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_listener_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectedEvent.ProtoReflect.Descriptor instead.
+func (*CollectedEvent) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_listener_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CollectedEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CollectedEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *CollectedEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CollectedEvent) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *CollectedEvent) GetReceiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceiveTime
+	}
+	return nil
+}
+
+func (x *CollectedEvent) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_eventbus_v1_listener_proto protoreflect.FileDescriptor
 
 const file_eventbus_v1_listener_proto_rawDesc = "" +
@@ -621,7 +780,22 @@ const file_eventbus_v1_listener_proto_rawDesc = "" +
 	"\vfinish_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishTime\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\b \x01(\tR\trequestId*^\n" +
+	"request_id\x18\b \x01(\tR\trequestId\"\xf6\x01\n" +
+	"\fPartialState\x12L\n" +
+	"\vcorrelation\x18\x01 \x03(\v2*.eventbus.v1.PartialState.CorrelationEntryR\vcorrelation\x123\n" +
+	"\x06events\x18\x02 \x03(\v2\x1b.eventbus.v1.CollectedEventR\x06events\x12#\n" +
+	"\rmissing_types\x18\x03 \x03(\tR\fmissingTypes\x1a>\n" +
+	"\x10CorrelationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe4\x01\n" +
+	"\x0eCollectedEvent\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x1a\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12=\n" +
+	"\freceive_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime*^\n" +
 	"\fListenerKind\x12\x1d\n" +
 	"\x19LISTENER_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LISTENER_KIND_START\x10\x01\x12\x16\n" +
@@ -654,7 +828,7 @@ func file_eventbus_v1_listener_proto_rawDescGZIP() []byte {
 }
 
 var file_eventbus_v1_listener_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_eventbus_v1_listener_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_eventbus_v1_listener_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_eventbus_v1_listener_proto_goTypes = []any{
 	(ListenerKind)(0),             // 0: eventbus.v1.ListenerKind
 	(ListenerCondition)(0),        // 1: eventbus.v1.ListenerCondition
@@ -663,27 +837,34 @@ var file_eventbus_v1_listener_proto_goTypes = []any{
 	(*EventFilter)(nil),           // 4: eventbus.v1.EventFilter
 	(*ListenerSpec)(nil),          // 5: eventbus.v1.ListenerSpec
 	(*Listener)(nil),              // 6: eventbus.v1.Listener
-	nil,                           // 7: eventbus.v1.EventFilter.AttributesEntry
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*PartialState)(nil),          // 7: eventbus.v1.PartialState
+	(*CollectedEvent)(nil),        // 8: eventbus.v1.CollectedEvent
+	nil,                           // 9: eventbus.v1.EventFilter.AttributesEntry
+	nil,                           // 10: eventbus.v1.PartialState.CorrelationEntry
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_eventbus_v1_listener_proto_depIdxs = []int32{
-	7,  // 0: eventbus.v1.EventFilter.attributes:type_name -> eventbus.v1.EventFilter.AttributesEntry
+	9,  // 0: eventbus.v1.EventFilter.attributes:type_name -> eventbus.v1.EventFilter.AttributesEntry
 	0,  // 1: eventbus.v1.ListenerSpec.kind:type_name -> eventbus.v1.ListenerKind
 	1,  // 2: eventbus.v1.ListenerSpec.condition:type_name -> eventbus.v1.ListenerCondition
 	4,  // 3: eventbus.v1.ListenerSpec.filters:type_name -> eventbus.v1.EventFilter
-	8,  // 4: eventbus.v1.ListenerSpec.lifespan:type_name -> google.protobuf.Duration
+	11, // 4: eventbus.v1.ListenerSpec.lifespan:type_name -> google.protobuf.Duration
 	2,  // 5: eventbus.v1.ListenerSpec.policy:type_name -> eventbus.v1.ConsumptionPolicy
-	9,  // 6: eventbus.v1.ListenerSpec.deadline:type_name -> google.protobuf.Timestamp
+	12, // 6: eventbus.v1.ListenerSpec.deadline:type_name -> google.protobuf.Timestamp
 	5,  // 7: eventbus.v1.Listener.spec:type_name -> eventbus.v1.ListenerSpec
 	3,  // 8: eventbus.v1.Listener.status:type_name -> eventbus.v1.ListenerStatus
-	9,  // 9: eventbus.v1.Listener.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 10: eventbus.v1.Listener.finish_time:type_name -> google.protobuf.Timestamp
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 9: eventbus.v1.Listener.create_time:type_name -> google.protobuf.Timestamp
+	12, // 10: eventbus.v1.Listener.finish_time:type_name -> google.protobuf.Timestamp
+	10, // 11: eventbus.v1.PartialState.correlation:type_name -> eventbus.v1.PartialState.CorrelationEntry
+	8,  // 12: eventbus.v1.PartialState.events:type_name -> eventbus.v1.CollectedEvent
+	12, // 13: eventbus.v1.CollectedEvent.receive_time:type_name -> google.protobuf.Timestamp
+	12, // 14: eventbus.v1.CollectedEvent.expire_time:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_eventbus_v1_listener_proto_init() }
@@ -697,7 +878,7 @@ func file_eventbus_v1_listener_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eventbus_v1_listener_proto_rawDesc), len(file_eventbus_v1_listener_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

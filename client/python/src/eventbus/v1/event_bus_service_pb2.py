@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from eventbus.v1 import admin_pb2 as eventbus_dot_v1_dot_admin__pb2
 from eventbus.v1 import cloudevent_pb2 as eventbus_dot_v1_dot_cloudevent__pb2
 from eventbus.v1 import listener_pb2 as eventbus_dot_v1_dot_listener__pb2
 from eventbus.v1 import notification_pb2 as eventbus_dot_v1_dot_notification__pb2
@@ -29,7 +30,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#eventbus/v1/event_bus_service.proto\x12\x0b\x65ventbus.v1\x1a\x1c\x65ventbus/v1/cloudevent.proto\x1a\x1a\x65ventbus/v1/listener.proto\x1a\x1e\x65ventbus/v1/notification.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\x0ePublishRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.eventbus.v1.CloudEventR\x06\x65vents\"G\n\x0fPublishResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32\x1a.eventbus.v1.PublishResultR\x07results\"I\n\rPublishResult\x12\x1a\n\x08sequence\x18\x01 \x01(\x04R\x08sequence\x12\x1c\n\tduplicate\x18\x02 \x01(\x08R\tduplicate\"\x8d\x01\n\x17RegisterListenerRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x35\n\x08listener\x18\x02 \x01(\x0b\x32\x19.eventbus.v1.ListenerSpecR\x08listener\x12\x1d\n\nrequest_id\x18\x03 \x01(\tR\trequestId\"g\n\x18RegisterListenerResponse\x12\x31\n\x08listener\x18\x01 \x01(\x0b\x32\x15.eventbus.v1.ListenerR\x08listener\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"B\n\x12GetListenerRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n\x02id\x18\x02 \x01(\tR\x02id\"H\n\x13GetListenerResponse\x12\x31\n\x08listener\x18\x01 \x01(\x0b\x32\x15.eventbus.v1.ListenerR\x08listener\"\x8c\x02\n\x14ListListenersRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x19.eventbus.v1.ListenerKindR\x04kind\x12\x1f\n\x0bworkflow_id\x18\x03 \x01(\tR\nworkflowId\x12\x1f\n\x0binstance_id\x18\x04 \x01(\tR\ninstanceId\x12)\n\x10include_finished\x18\x05 \x01(\x08R\x0fincludeFinished\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken\"t\n\x15ListListenersResponse\x12\x33\n\tlisteners\x18\x01 \x03(\x0b\x32\x15.eventbus.v1.ListenerR\tlisteners\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n\x15\x44\x65leteListenerRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n\x02id\x18\x02 \x01(\tR\x02id\"\x18\n\x16\x44\x65leteListenerResponse\"\x88\x01\n\x16\x44\x65leteListenersRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12!\n\x0bworkflow_id\x18\x02 \x01(\tH\x00R\nworkflowId\x12!\n\x0binstance_id\x18\x03 \x01(\tH\x00R\ninstanceIdB\n\n\x08selector\">\n\x17\x44\x65leteListenersResponse\x12#\n\rdeleted_count\x18\x01 \x01(\x04R\x0c\x64\x65letedCount\"\x91\x03\n\x10SubscribeRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x33\n\x05kinds\x18\x03 \x03(\x0e\x32\x1d.eventbus.v1.NotificationKindR\x05kinds\x12!\n\x0cworkflow_ids\x18\x04 \x03(\tR\x0bworkflowIds\x12\"\n\rmax_in_flight\x18\x05 \x01(\rR\x0bmaxInFlight\x12@\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\rleaseDuration\x12\x30\n\x05start\x18\x07 \x01(\x0e\x32\x1a.eventbus.v1.StartPositionR\x05start\x12%\n\x0estart_sequence\x18\x08 \x01(\x04R\rstartSequence\x12!\n\x0cmax_attempts\x18\t \x01(\rR\x0bmaxAttempts\"\x97\x01\n\x11SubscribeResponse\x12?\n\x0cnotification\x18\x01 \x01(\x0b\x32\x19.eventbus.v1.NotificationH\x00R\x0cnotification\x12\x36\n\tkeepalive\x18\x02 \x01(\x0b\x32\x16.eventbus.v1.KeepaliveH\x00R\tkeepaliveB\t\n\x07message\"H\n\tKeepalive\x12;\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nserverTime\"o\n\nAckRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x1c\n\tsequences\x18\x03 \x03(\x04R\tsequences\".\n\x0b\x41\x63kResponse\x12\x1f\n\x0b\x61\x63ked_count\x18\x01 \x01(\rR\nackedCount\"\xc2\x01\n\x0bNackRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x1a\n\x08sequence\x18\x03 \x01(\x04R\x08sequence\x12:\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\nretryAfter\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\"3\n\x0cNackResponse\x12#\n\rdead_lettered\x18\x01 \x01(\x08R\x0c\x64\x65\x61\x64Lettered\"\x99\x01\n\x16ListDeadLettersRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\"}\n\x17ListDeadLettersResponse\x12:\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x17.eventbus.v1.DeadLetterR\x0b\x64\x65\x61\x64Letters\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"~\n\x19RedriveDeadLettersRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x1c\n\tsequences\x18\x03 \x03(\x04R\tsequences\"C\n\x1aRedriveDeadLettersResponse\x12%\n\x0eredriven_count\x18\x01 \x01(\x04R\rredrivenCount\"\x8a\x01\n\x0fGetEventRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1c\n\x08sequence\x18\x02 \x01(\x04H\x00R\x08sequence\x12\x34\n\tsource_id\x18\x03 \x01(\x0b\x32\x15.eventbus.v1.EventKeyH\x00R\x08sourceIdB\x05\n\x03key\"B\n\x10GetEventResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.eventbus.v1.StoredEventR\x05\x65vent\"\xcc\x02\n\x11ListEventsRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12\x39\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12%\n\x0e\x61\x66ter_sequence\x18\x07 \x01(\x04R\rafterSequence\x12\x1b\n\tpage_size\x18\x08 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\t \x01(\tR\tpageToken\"n\n\x12ListEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.eventbus.v1.StoredEventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x84\x01\n\rStartPosition\x12\x1e\n\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n\x15START_POSITION_LATEST\x10\x02\x12\x1b\n\x17START_POSITION_SEQUENCE\x10\x03\x32\xbd\x08\n\x0f\x45ventBusService\x12\x44\n\x07Publish\x12\x1b.eventbus.v1.PublishRequest\x1a\x1c.eventbus.v1.PublishResponse\x12_\n\x10RegisterListener\x12$.eventbus.v1.RegisterListenerRequest\x1a%.eventbus.v1.RegisterListenerResponse\x12P\n\x0bGetListener\x12\x1f.eventbus.v1.GetListenerRequest\x1a .eventbus.v1.GetListenerResponse\x12V\n\rListListeners\x12!.eventbus.v1.ListListenersRequest\x1a\".eventbus.v1.ListListenersResponse\x12Y\n\x0e\x44\x65leteListener\x12\".eventbus.v1.DeleteListenerRequest\x1a#.eventbus.v1.DeleteListenerResponse\x12\\\n\x0f\x44\x65leteListeners\x12#.eventbus.v1.DeleteListenersRequest\x1a$.eventbus.v1.DeleteListenersResponse\x12L\n\tSubscribe\x12\x1d.eventbus.v1.SubscribeRequest\x1a\x1e.eventbus.v1.SubscribeResponse0\x01\x12\x38\n\x03\x41\x63k\x12\x17.eventbus.v1.AckRequest\x1a\x18.eventbus.v1.AckResponse\x12;\n\x04Nack\x12\x18.eventbus.v1.NackRequest\x1a\x19.eventbus.v1.NackResponse\x12\\\n\x0fListDeadLetters\x12#.eventbus.v1.ListDeadLettersRequest\x1a$.eventbus.v1.ListDeadLettersResponse\x12\x65\n\x12RedriveDeadLetters\x12&.eventbus.v1.RedriveDeadLettersRequest\x1a\'.eventbus.v1.RedriveDeadLettersResponse\x12G\n\x08GetEvent\x12\x1c.eventbus.v1.GetEventRequest\x1a\x1d.eventbus.v1.GetEventResponse\x12M\n\nListEvents\x12\x1e.eventbus.v1.ListEventsRequest\x1a\x1f.eventbus.v1.ListEventsResponseBGZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#eventbus/v1/event_bus_service.proto\x12\x0b\x65ventbus.v1\x1a\x17\x65ventbus/v1/admin.proto\x1a\x1c\x65ventbus/v1/cloudevent.proto\x1a\x1a\x65ventbus/v1/listener.proto\x1a\x1e\x65ventbus/v1/notification.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\x0ePublishRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12/\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x17.eventbus.v1.CloudEventR\x06\x65vents\"G\n\x0fPublishResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32\x1a.eventbus.v1.PublishResultR\x07results\"I\n\rPublishResult\x12\x1a\n\x08sequence\x18\x01 \x01(\x04R\x08sequence\x12\x1c\n\tduplicate\x18\x02 \x01(\x08R\tduplicate\"\x8d\x01\n\x17RegisterListenerRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x35\n\x08listener\x18\x02 \x01(\x0b\x32\x19.eventbus.v1.ListenerSpecR\x08listener\x12\x1d\n\nrequest_id\x18\x03 \x01(\tR\trequestId\"g\n\x18RegisterListenerResponse\x12\x31\n\x08listener\x18\x01 \x01(\x0b\x32\x15.eventbus.v1.ListenerR\x08listener\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"v\n\x12GetListenerRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n\x02id\x18\x02 \x01(\tR\x02id\x12\x32\n\x15include_partial_state\x18\x03 \x01(\x08R\x13includePartialState\"\xc4\x01\n\x13GetListenerResponse\x12\x31\n\x08listener\x18\x01 \x01(\x0b\x32\x15.eventbus.v1.ListenerR\x08listener\x12@\n\x0epartial_states\x18\x02 \x03(\x0b\x32\x19.eventbus.v1.PartialStateR\rpartialStates\x12\x38\n\x18partial_states_truncated\x18\x03 \x01(\x08R\x16partialStatesTruncated\"\x8c\x02\n\x14ListListenersRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x19.eventbus.v1.ListenerKindR\x04kind\x12\x1f\n\x0bworkflow_id\x18\x03 \x01(\tR\nworkflowId\x12\x1f\n\x0binstance_id\x18\x04 \x01(\tR\ninstanceId\x12)\n\x10include_finished\x18\x05 \x01(\x08R\x0fincludeFinished\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken\"t\n\x15ListListenersResponse\x12\x33\n\tlisteners\x18\x01 \x03(\x0b\x32\x15.eventbus.v1.ListenerR\tlisteners\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n\x15\x44\x65leteListenerRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n\x02id\x18\x02 \x01(\tR\x02id\"\x18\n\x16\x44\x65leteListenerResponse\"\x88\x01\n\x16\x44\x65leteListenersRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12!\n\x0bworkflow_id\x18\x02 \x01(\tH\x00R\nworkflowId\x12!\n\x0binstance_id\x18\x03 \x01(\tH\x00R\ninstanceIdB\n\n\x08selector\">\n\x17\x44\x65leteListenersResponse\x12#\n\rdeleted_count\x18\x01 \x01(\x04R\x0c\x64\x65letedCount\"\x91\x03\n\x10SubscribeRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x33\n\x05kinds\x18\x03 \x03(\x0e\x32\x1d.eventbus.v1.NotificationKindR\x05kinds\x12!\n\x0cworkflow_ids\x18\x04 \x03(\tR\x0bworkflowIds\x12\"\n\rmax_in_flight\x18\x05 \x01(\rR\x0bmaxInFlight\x12@\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\rleaseDuration\x12\x30\n\x05start\x18\x07 \x01(\x0e\x32\x1a.eventbus.v1.StartPositionR\x05start\x12%\n\x0estart_sequence\x18\x08 \x01(\x04R\rstartSequence\x12!\n\x0cmax_attempts\x18\t \x01(\rR\x0bmaxAttempts\"\x97\x01\n\x11SubscribeResponse\x12?\n\x0cnotification\x18\x01 \x01(\x0b\x32\x19.eventbus.v1.NotificationH\x00R\x0cnotification\x12\x36\n\tkeepalive\x18\x02 \x01(\x0b\x32\x16.eventbus.v1.KeepaliveH\x00R\tkeepaliveB\t\n\x07message\"H\n\tKeepalive\x12;\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nserverTime\"o\n\nAckRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x1c\n\tsequences\x18\x03 \x03(\x04R\tsequences\".\n\x0b\x41\x63kResponse\x12\x1f\n\x0b\x61\x63ked_count\x18\x01 \x01(\rR\nackedCount\"\xc2\x01\n\x0bNackRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x1a\n\x08sequence\x18\x03 \x01(\x04R\x08sequence\x12:\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\nretryAfter\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\"3\n\x0cNackResponse\x12#\n\rdead_lettered\x18\x01 \x01(\x08R\x0c\x64\x65\x61\x64Lettered\"\x99\x01\n\x16ListDeadLettersRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\"}\n\x17ListDeadLettersResponse\x12:\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x17.eventbus.v1.DeadLetterR\x0b\x64\x65\x61\x64Letters\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"~\n\x19RedriveDeadLettersRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n\x0e\x63onsumer_group\x18\x02 \x01(\tR\rconsumerGroup\x12\x1c\n\tsequences\x18\x03 \x03(\x04R\tsequences\"C\n\x1aRedriveDeadLettersResponse\x12%\n\x0eredriven_count\x18\x01 \x01(\x04R\rredrivenCount\"\x8a\x01\n\x0fGetEventRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1c\n\x08sequence\x18\x02 \x01(\x04H\x00R\x08sequence\x12\x34\n\tsource_id\x18\x03 \x01(\x0b\x32\x15.eventbus.v1.EventKeyH\x00R\x08sourceIdB\x05\n\x03key\"B\n\x10GetEventResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.eventbus.v1.StoredEventR\x05\x65vent\"\xcc\x02\n\x11ListEventsRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12\x39\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12%\n\x0e\x61\x66ter_sequence\x18\x07 \x01(\x04R\rafterSequence\x12\x1b\n\tpage_size\x18\x08 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\t \x01(\tR\tpageToken\"n\n\x12ListEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.eventbus.v1.StoredEventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x84\x01\n\rStartPosition\x12\x1e\n\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n\x15START_POSITION_LATEST\x10\x02\x12\x1b\n\x17START_POSITION_SEQUENCE\x10\x03\x32\xf6\r\n\x0f\x45ventBusService\x12\x44\n\x07Publish\x12\x1b.eventbus.v1.PublishRequest\x1a\x1c.eventbus.v1.PublishResponse\x12_\n\x10RegisterListener\x12$.eventbus.v1.RegisterListenerRequest\x1a%.eventbus.v1.RegisterListenerResponse\x12P\n\x0bGetListener\x12\x1f.eventbus.v1.GetListenerRequest\x1a .eventbus.v1.GetListenerResponse\x12V\n\rListListeners\x12!.eventbus.v1.ListListenersRequest\x1a\".eventbus.v1.ListListenersResponse\x12Y\n\x0e\x44\x65leteListener\x12\".eventbus.v1.DeleteListenerRequest\x1a#.eventbus.v1.DeleteListenerResponse\x12\\\n\x0f\x44\x65leteListeners\x12#.eventbus.v1.DeleteListenersRequest\x1a$.eventbus.v1.DeleteListenersResponse\x12L\n\tSubscribe\x12\x1d.eventbus.v1.SubscribeRequest\x1a\x1e.eventbus.v1.SubscribeResponse0\x01\x12\x38\n\x03\x41\x63k\x12\x17.eventbus.v1.AckRequest\x1a\x18.eventbus.v1.AckResponse\x12;\n\x04Nack\x12\x18.eventbus.v1.NackRequest\x1a\x19.eventbus.v1.NackResponse\x12\\\n\x0fListDeadLetters\x12#.eventbus.v1.ListDeadLettersRequest\x1a$.eventbus.v1.ListDeadLettersResponse\x12\x65\n\x12RedriveDeadLetters\x12&.eventbus.v1.RedriveDeadLettersRequest\x1a\'.eventbus.v1.RedriveDeadLettersResponse\x12G\n\x08GetEvent\x12\x1c.eventbus.v1.GetEventRequest\x1a\x1d.eventbus.v1.GetEventResponse\x12M\n\nListEvents\x12\x1e.eventbus.v1.ListEventsRequest\x1a\x1f.eventbus.v1.ListEventsResponse\x12Y\n\x0eListNamespaces\x12\".eventbus.v1.ListNamespacesRequest\x1a#.eventbus.v1.ListNamespacesResponse\x12\\\n\x0f\x44\x65leteNamespace\x12#.eventbus.v1.DeleteNamespaceRequest\x1a$.eventbus.v1.DeleteNamespaceResponse\x12\x65\n\x12ListConsumerGroups\x12&.eventbus.v1.ListConsumerGroupsRequest\x1a\'.eventbus.v1.ListConsumerGroupsResponse\x12_\n\x10GetConsumerGroup\x12$.eventbus.v1.GetConsumerGroupRequest\x1a%.eventbus.v1.GetConsumerGroupResponse\x12h\n\x13UpdateConsumerGroup\x12\'.eventbus.v1.UpdateConsumerGroupRequest\x1a(.eventbus.v1.UpdateConsumerGroupResponse\x12\x62\n\x11SeekConsumerGroup\x12%.eventbus.v1.SeekConsumerGroupRequest\x1a&.eventbus.v1.SeekConsumerGroupResponse\x12h\n\x13\x44\x65leteConsumerGroup\x12\'.eventbus.v1.DeleteConsumerGroupRequest\x1a(.eventbus.v1.DeleteConsumerGroupResponseBGZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,64 +38,64 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'eventbus.v1.event_bus_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1'
-  _globals['_STARTPOSITION']._serialized_start=3712
-  _globals['_STARTPOSITION']._serialized_end=3844
-  _globals['_PUBLISHREQUEST']._serialized_start=207
-  _globals['_PUBLISHREQUEST']._serialized_end=302
-  _globals['_PUBLISHRESPONSE']._serialized_start=304
-  _globals['_PUBLISHRESPONSE']._serialized_end=375
-  _globals['_PUBLISHRESULT']._serialized_start=377
-  _globals['_PUBLISHRESULT']._serialized_end=450
-  _globals['_REGISTERLISTENERREQUEST']._serialized_start=453
-  _globals['_REGISTERLISTENERREQUEST']._serialized_end=594
-  _globals['_REGISTERLISTENERRESPONSE']._serialized_start=596
-  _globals['_REGISTERLISTENERRESPONSE']._serialized_end=699
-  _globals['_GETLISTENERREQUEST']._serialized_start=701
-  _globals['_GETLISTENERREQUEST']._serialized_end=767
-  _globals['_GETLISTENERRESPONSE']._serialized_start=769
-  _globals['_GETLISTENERRESPONSE']._serialized_end=841
-  _globals['_LISTLISTENERSREQUEST']._serialized_start=844
-  _globals['_LISTLISTENERSREQUEST']._serialized_end=1112
-  _globals['_LISTLISTENERSRESPONSE']._serialized_start=1114
-  _globals['_LISTLISTENERSRESPONSE']._serialized_end=1230
-  _globals['_DELETELISTENERREQUEST']._serialized_start=1232
-  _globals['_DELETELISTENERREQUEST']._serialized_end=1301
-  _globals['_DELETELISTENERRESPONSE']._serialized_start=1303
-  _globals['_DELETELISTENERRESPONSE']._serialized_end=1327
-  _globals['_DELETELISTENERSREQUEST']._serialized_start=1330
-  _globals['_DELETELISTENERSREQUEST']._serialized_end=1466
-  _globals['_DELETELISTENERSRESPONSE']._serialized_start=1468
-  _globals['_DELETELISTENERSRESPONSE']._serialized_end=1530
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1533
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1934
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1937
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=2088
-  _globals['_KEEPALIVE']._serialized_start=2090
-  _globals['_KEEPALIVE']._serialized_end=2162
-  _globals['_ACKREQUEST']._serialized_start=2164
-  _globals['_ACKREQUEST']._serialized_end=2275
-  _globals['_ACKRESPONSE']._serialized_start=2277
-  _globals['_ACKRESPONSE']._serialized_end=2323
-  _globals['_NACKREQUEST']._serialized_start=2326
-  _globals['_NACKREQUEST']._serialized_end=2520
-  _globals['_NACKRESPONSE']._serialized_start=2522
-  _globals['_NACKRESPONSE']._serialized_end=2573
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=2576
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=2729
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=2731
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2856
-  _globals['_REDRIVEDEADLETTERSREQUEST']._serialized_start=2858
-  _globals['_REDRIVEDEADLETTERSREQUEST']._serialized_end=2984
-  _globals['_REDRIVEDEADLETTERSRESPONSE']._serialized_start=2986
-  _globals['_REDRIVEDEADLETTERSRESPONSE']._serialized_end=3053
-  _globals['_GETEVENTREQUEST']._serialized_start=3056
-  _globals['_GETEVENTREQUEST']._serialized_end=3194
-  _globals['_GETEVENTRESPONSE']._serialized_start=3196
-  _globals['_GETEVENTRESPONSE']._serialized_end=3262
-  _globals['_LISTEVENTSREQUEST']._serialized_start=3265
-  _globals['_LISTEVENTSREQUEST']._serialized_end=3597
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=3599
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=3709
-  _globals['_EVENTBUSSERVICE']._serialized_start=3847
-  _globals['_EVENTBUSSERVICE']._serialized_end=4932
+  _globals['_STARTPOSITION']._serialized_start=3914
+  _globals['_STARTPOSITION']._serialized_end=4046
+  _globals['_PUBLISHREQUEST']._serialized_start=232
+  _globals['_PUBLISHREQUEST']._serialized_end=327
+  _globals['_PUBLISHRESPONSE']._serialized_start=329
+  _globals['_PUBLISHRESPONSE']._serialized_end=400
+  _globals['_PUBLISHRESULT']._serialized_start=402
+  _globals['_PUBLISHRESULT']._serialized_end=475
+  _globals['_REGISTERLISTENERREQUEST']._serialized_start=478
+  _globals['_REGISTERLISTENERREQUEST']._serialized_end=619
+  _globals['_REGISTERLISTENERRESPONSE']._serialized_start=621
+  _globals['_REGISTERLISTENERRESPONSE']._serialized_end=724
+  _globals['_GETLISTENERREQUEST']._serialized_start=726
+  _globals['_GETLISTENERREQUEST']._serialized_end=844
+  _globals['_GETLISTENERRESPONSE']._serialized_start=847
+  _globals['_GETLISTENERRESPONSE']._serialized_end=1043
+  _globals['_LISTLISTENERSREQUEST']._serialized_start=1046
+  _globals['_LISTLISTENERSREQUEST']._serialized_end=1314
+  _globals['_LISTLISTENERSRESPONSE']._serialized_start=1316
+  _globals['_LISTLISTENERSRESPONSE']._serialized_end=1432
+  _globals['_DELETELISTENERREQUEST']._serialized_start=1434
+  _globals['_DELETELISTENERREQUEST']._serialized_end=1503
+  _globals['_DELETELISTENERRESPONSE']._serialized_start=1505
+  _globals['_DELETELISTENERRESPONSE']._serialized_end=1529
+  _globals['_DELETELISTENERSREQUEST']._serialized_start=1532
+  _globals['_DELETELISTENERSREQUEST']._serialized_end=1668
+  _globals['_DELETELISTENERSRESPONSE']._serialized_start=1670
+  _globals['_DELETELISTENERSRESPONSE']._serialized_end=1732
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1735
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=2136
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=2139
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=2290
+  _globals['_KEEPALIVE']._serialized_start=2292
+  _globals['_KEEPALIVE']._serialized_end=2364
+  _globals['_ACKREQUEST']._serialized_start=2366
+  _globals['_ACKREQUEST']._serialized_end=2477
+  _globals['_ACKRESPONSE']._serialized_start=2479
+  _globals['_ACKRESPONSE']._serialized_end=2525
+  _globals['_NACKREQUEST']._serialized_start=2528
+  _globals['_NACKREQUEST']._serialized_end=2722
+  _globals['_NACKRESPONSE']._serialized_start=2724
+  _globals['_NACKRESPONSE']._serialized_end=2775
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=2778
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=2931
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=2933
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=3058
+  _globals['_REDRIVEDEADLETTERSREQUEST']._serialized_start=3060
+  _globals['_REDRIVEDEADLETTERSREQUEST']._serialized_end=3186
+  _globals['_REDRIVEDEADLETTERSRESPONSE']._serialized_start=3188
+  _globals['_REDRIVEDEADLETTERSRESPONSE']._serialized_end=3255
+  _globals['_GETEVENTREQUEST']._serialized_start=3258
+  _globals['_GETEVENTREQUEST']._serialized_end=3396
+  _globals['_GETEVENTRESPONSE']._serialized_start=3398
+  _globals['_GETEVENTRESPONSE']._serialized_end=3464
+  _globals['_LISTEVENTSREQUEST']._serialized_start=3467
+  _globals['_LISTEVENTSREQUEST']._serialized_end=3799
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=3801
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=3911
+  _globals['_EVENTBUSSERVICE']._serialized_start=4049
+  _globals['_EVENTBUSSERVICE']._serialized_end=5831
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from eventbus.v1 import admin_pb2 as _admin_pb2
 from eventbus.v1 import cloudevent_pb2 as _cloudevent_pb2
 from eventbus.v1 import listener_pb2 as _listener_pb2
 from eventbus.v1 import notification_pb2 as _notification_pb2
@@ -66,18 +67,24 @@ class RegisterListenerResponse(_message.Message):
     def __init__(self, listener: _Optional[_Union[_listener_pb2.Listener, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class GetListenerRequest(_message.Message):
-    __slots__ = ("namespace", "id")
+    __slots__ = ("namespace", "id", "include_partial_state")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PARTIAL_STATE_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     id: str
-    def __init__(self, namespace: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+    include_partial_state: bool
+    def __init__(self, namespace: _Optional[str] = ..., id: _Optional[str] = ..., include_partial_state: _Optional[bool] = ...) -> None: ...
 
 class GetListenerResponse(_message.Message):
-    __slots__ = ("listener",)
+    __slots__ = ("listener", "partial_states", "partial_states_truncated")
     LISTENER_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_STATES_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_STATES_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     listener: _listener_pb2.Listener
-    def __init__(self, listener: _Optional[_Union[_listener_pb2.Listener, _Mapping]] = ...) -> None: ...
+    partial_states: _containers.RepeatedCompositeFieldContainer[_listener_pb2.PartialState]
+    partial_states_truncated: bool
+    def __init__(self, listener: _Optional[_Union[_listener_pb2.Listener, _Mapping]] = ..., partial_states: _Optional[_Iterable[_Union[_listener_pb2.PartialState, _Mapping]]] = ..., partial_states_truncated: _Optional[bool] = ...) -> None: ...
 
 class ListListenersRequest(_message.Message):
     __slots__ = ("namespace", "kind", "workflow_id", "instance_id", "include_finished", "page_size", "page_token")

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from eventbus.v1 import admin_pb2 as eventbus_dot_v1_dot_admin__pb2
 from eventbus.v1 import event_bus_service_pb2 as eventbus_dot_v1_dot_event__bus__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -122,6 +123,41 @@ class EventBusServiceStub:
                 request_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.ListNamespaces = channel.unary_unary(
+                '/eventbus.v1.EventBusService/ListNamespaces',
+                request_serializer=eventbus_dot_v1_dot_admin__pb2.ListNamespacesRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_admin__pb2.ListNamespacesResponse.FromString,
+                _registered_method=True)
+        self.DeleteNamespace = channel.unary_unary(
+                '/eventbus.v1.EventBusService/DeleteNamespace',
+                request_serializer=eventbus_dot_v1_dot_admin__pb2.DeleteNamespaceRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_admin__pb2.DeleteNamespaceResponse.FromString,
+                _registered_method=True)
+        self.ListConsumerGroups = channel.unary_unary(
+                '/eventbus.v1.EventBusService/ListConsumerGroups',
+                request_serializer=eventbus_dot_v1_dot_admin__pb2.ListConsumerGroupsRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_admin__pb2.ListConsumerGroupsResponse.FromString,
+                _registered_method=True)
+        self.GetConsumerGroup = channel.unary_unary(
+                '/eventbus.v1.EventBusService/GetConsumerGroup',
+                request_serializer=eventbus_dot_v1_dot_admin__pb2.GetConsumerGroupRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_admin__pb2.GetConsumerGroupResponse.FromString,
+                _registered_method=True)
+        self.UpdateConsumerGroup = channel.unary_unary(
+                '/eventbus.v1.EventBusService/UpdateConsumerGroup',
+                request_serializer=eventbus_dot_v1_dot_admin__pb2.UpdateConsumerGroupRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_admin__pb2.UpdateConsumerGroupResponse.FromString,
+                _registered_method=True)
+        self.SeekConsumerGroup = channel.unary_unary(
+                '/eventbus.v1.EventBusService/SeekConsumerGroup',
+                request_serializer=eventbus_dot_v1_dot_admin__pb2.SeekConsumerGroupRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_admin__pb2.SeekConsumerGroupResponse.FromString,
+                _registered_method=True)
+        self.DeleteConsumerGroup = channel.unary_unary(
+                '/eventbus.v1.EventBusService/DeleteConsumerGroup',
+                request_serializer=eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupResponse.FromString,
+                _registered_method=True)
 
 
 class EventBusServiceServicer:
@@ -197,7 +233,9 @@ class EventBusServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetListener(self, request, context):
-        """GetListener returns one listener, active or finished.
+        """GetListener returns one listener, active or finished; with `include_partial_state`, also
+        the events an ALL listener has collected so far, per correlation value tuple, and when each
+        expires: what it still waits for.
 
         Errors:
         * INVALID_ARGUMENT: bad namespace, or `id` is not a UUID;
@@ -364,6 +402,126 @@ class EventBusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNamespaces(self, request, context):
+        """Administration. The calls below look at and repair what the calls above create: namespaces,
+        consumer groups and the partial state of listeners (see GetListenerRequest). Every count
+        they return is read when the call runs and may be stale by the time it arrives.
+
+        ListNamespaces pages through every namespace the server holds, in ascending name order,
+        with counts of its events, active listeners and consumer groups. A namespace exists from
+        its first Publish, RegisterListener or Subscribe until DeleteNamespace.
+
+        Errors:
+        * INVALID_ARGUMENT: negative page_size, or a page_token that this server did not issue for
+        this listing;
+        * UNAVAILABLE: the database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNamespace(self, request, context):
+        """DeleteNamespace removes everything of a namespace: its events, listeners (with their partial
+        state), notifications, consumer groups (with their deliveries and dead letters) and its
+        sequence counters. It works in bounded batches (at most 1000 rows per table per
+        transaction), so other namespaces are not held up while a large one is deleted; the call
+        returns once nothing of the namespace remains. Open Subscribe streams of its groups end with
+        NOT_FOUND (at once on this server, within the server's poll interval on others). Writes to
+        the namespace while the call runs may be deleted with it or may recreate it afterwards; a
+        recreated namespace starts afresh, with sequences from 1.
+
+        Errors:
+        * INVALID_ARGUMENT: bad namespace;
+        * NOT_FOUND: the server holds no namespace of that name;
+        * UNAVAILABLE: the database cannot be reached, or did not answer within the database
+        timeout; what was deleted stays deleted, and retrying finishes the deletion.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConsumerGroups(self, request, context):
+        """ListConsumerGroups pages through a namespace's consumer groups in ascending name order,
+        each with its settings, read position and backlog (see ConsumerGroup).
+
+        Errors:
+        * INVALID_ARGUMENT: bad namespace, negative page_size, or a page_token that this server did
+        not issue for the same namespace;
+        * UNAVAILABLE: the database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsumerGroup(self, request, context):
+        """GetConsumerGroup returns one consumer group with its settings, read position and backlog.
+
+        Errors:
+        * INVALID_ARGUMENT: bad namespace or consumer_group;
+        * NOT_FOUND: the consumer group does not exist in that namespace;
+        * UNAVAILABLE: the database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateConsumerGroup(self, request, context):
+        """UpdateConsumerGroup changes a consumer group's filters (`kinds`, `workflow_ids`) and
+        `max_attempts`, the fields named in `update_mask`; the others keep their values. New filters
+        apply to the notifications the group has not looked at yet (past its read position);
+        deliveries already pending, leased or dead are kept. A new `max_attempts` applies from the
+        next failed attempt of every delivery: one that has already failed as often is a dead letter
+        at its next failure or expiry. Open Subscribe streams of the group go on; a later Subscribe
+        must name the new settings.
+
+        Errors:
+        * INVALID_ARGUMENT: bad namespace or consumer_group, an empty or unknown `update_mask` path
+        (field `update_mask.paths[i]`), or an out-of-range value of a named field;
+        * NOT_FOUND: the consumer group does not exist in that namespace;
+        * UNAVAILABLE: the database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeekConsumerGroup(self, request, context):
+        """SeekConsumerGroup moves a consumer group's read position: the group then receives the
+        notifications from the new position on, in sequence order, as if it had never seen them,
+        like a reset of a Kafka consumer group's offset or a Pulsar subscription's seek.
+
+        What the group held before the position is settled: every delivery not yet acked (pending,
+        awaiting a retry, or leased to a stream) is dropped, whatever its sequence; dead letters
+        before the new position are kept, those at or after it are dropped (their notifications
+        are delivered again, from attempt 1). A stream that still holds a dropped lease may finish
+        its work; its Ack is then a no-op and its Nack is NOT_FOUND. Open streams go on from the new
+        position.
+
+        Errors:
+        * INVALID_ARGUMENT: bad namespace or consumer_group, or a `target` without its value (fields
+        `target`, `sequence`, `time`);
+        * NOT_FOUND: the consumer group does not exist in that namespace;
+        * FAILED_PRECONDITION: `sequence` is past the namespace's next notification sequence;
+        * UNAVAILABLE: the database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConsumerGroup(self, request, context):
+        """DeleteConsumerGroup deletes a consumer group with its deliveries and dead letters.
+        Notifications are not deleted: other groups still receive them. Open Subscribe streams of
+        the group end with NOT_FOUND (at once on this server, within the server's poll interval on
+        others); a later Subscribe naming the group creates it afresh, from its start position.
+
+        Errors:
+        * INVALID_ARGUMENT: bad namespace or consumer_group;
+        * NOT_FOUND: the consumer group does not exist in that namespace;
+        * UNAVAILABLE: the database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventBusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -431,6 +589,41 @@ def add_EventBusServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.ListEventsRequest.FromString,
                     response_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'ListNamespaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNamespaces,
+                    request_deserializer=eventbus_dot_v1_dot_admin__pb2.ListNamespacesRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_admin__pb2.ListNamespacesResponse.SerializeToString,
+            ),
+            'DeleteNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNamespace,
+                    request_deserializer=eventbus_dot_v1_dot_admin__pb2.DeleteNamespaceRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_admin__pb2.DeleteNamespaceResponse.SerializeToString,
+            ),
+            'ListConsumerGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsumerGroups,
+                    request_deserializer=eventbus_dot_v1_dot_admin__pb2.ListConsumerGroupsRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_admin__pb2.ListConsumerGroupsResponse.SerializeToString,
+            ),
+            'GetConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsumerGroup,
+                    request_deserializer=eventbus_dot_v1_dot_admin__pb2.GetConsumerGroupRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_admin__pb2.GetConsumerGroupResponse.SerializeToString,
+            ),
+            'UpdateConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConsumerGroup,
+                    request_deserializer=eventbus_dot_v1_dot_admin__pb2.UpdateConsumerGroupRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_admin__pb2.UpdateConsumerGroupResponse.SerializeToString,
+            ),
+            'SeekConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeekConsumerGroup,
+                    request_deserializer=eventbus_dot_v1_dot_admin__pb2.SeekConsumerGroupRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_admin__pb2.SeekConsumerGroupResponse.SerializeToString,
+            ),
+            'DeleteConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConsumerGroup,
+                    request_deserializer=eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -807,6 +1000,195 @@ class EventBusService:
             '/eventbus.v1.EventBusService/ListEvents',
             eventbus_dot_v1_dot_event__bus__service__pb2.ListEventsRequest.SerializeToString,
             eventbus_dot_v1_dot_event__bus__service__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNamespaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/ListNamespaces',
+            eventbus_dot_v1_dot_admin__pb2.ListNamespacesRequest.SerializeToString,
+            eventbus_dot_v1_dot_admin__pb2.ListNamespacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/DeleteNamespace',
+            eventbus_dot_v1_dot_admin__pb2.DeleteNamespaceRequest.SerializeToString,
+            eventbus_dot_v1_dot_admin__pb2.DeleteNamespaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConsumerGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/ListConsumerGroups',
+            eventbus_dot_v1_dot_admin__pb2.ListConsumerGroupsRequest.SerializeToString,
+            eventbus_dot_v1_dot_admin__pb2.ListConsumerGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/GetConsumerGroup',
+            eventbus_dot_v1_dot_admin__pb2.GetConsumerGroupRequest.SerializeToString,
+            eventbus_dot_v1_dot_admin__pb2.GetConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/UpdateConsumerGroup',
+            eventbus_dot_v1_dot_admin__pb2.UpdateConsumerGroupRequest.SerializeToString,
+            eventbus_dot_v1_dot_admin__pb2.UpdateConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeekConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/SeekConsumerGroup',
+            eventbus_dot_v1_dot_admin__pb2.SeekConsumerGroupRequest.SerializeToString,
+            eventbus_dot_v1_dot_admin__pb2.SeekConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/DeleteConsumerGroup',
+            eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupRequest.SerializeToString,
+            eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,

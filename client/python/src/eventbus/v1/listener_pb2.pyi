@@ -109,3 +109,36 @@ class Listener(_message.Message):
     finish_time: _timestamp_pb2.Timestamp
     request_id: str
     def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., spec: _Optional[_Union[ListenerSpec, _Mapping]] = ..., status: _Optional[_Union[ListenerStatus, str]] = ..., fire_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class PartialState(_message.Message):
+    __slots__ = ("correlation", "events", "missing_types")
+    class CorrelationEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CORRELATION_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_TYPES_FIELD_NUMBER: _ClassVar[int]
+    correlation: _containers.ScalarMap[str, str]
+    events: _containers.RepeatedCompositeFieldContainer[CollectedEvent]
+    missing_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, correlation: _Optional[_Mapping[str, str]] = ..., events: _Optional[_Iterable[_Union[CollectedEvent, _Mapping]]] = ..., missing_types: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CollectedEvent(_message.Message):
+    __slots__ = ("type", "source", "id", "sequence", "receive_time", "expire_time")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    source: str
+    id: str
+    sequence: int
+    receive_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, type: _Optional[str] = ..., source: _Optional[str] = ..., id: _Optional[str] = ..., sequence: _Optional[int] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
