@@ -13,6 +13,9 @@
 //! OpenTelemetry: trace contexts pass through it as opaque strings. It emits `tracing` spans
 //! but never installs a subscriber, and it never reads the environment.
 
+// Functions fit on a screen (the threshold is in .clippy.toml), tests and benches aside.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod error;
 pub mod event;
 pub mod listener;
