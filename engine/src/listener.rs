@@ -109,6 +109,38 @@ impl ListenerSpec {
                 v.push(FieldViolation::new(format!("types[{i}]"), format!("duplicate event type {t:?}")));
             }
         }
+        v.extend(self.filter_violations());
+        if self.condition != Condition::All {
+            if self.lifespan.is_some() {
+                v.push(FieldViolation::new("lifespan", "only allowed with condition ALL"));
+            }
+            if !self.correlate_by.is_empty() {
+                v.push(FieldViolation::new("correlate_by", "only allowed with condition ALL"));
+            }
+            if self.policy.is_some() {
+                v.push(FieldViolation::new("policy", "only allowed with condition ALL"));
+            }
+        }
+        if self.correlate_by.len() > MAX_CORRELATE_BY {
+            v.push(FieldViolation::new("correlate_by", format!("at most {MAX_CORRELATE_BY} attributes")));
+        }
+        let mut names = HashSet::new();
+        for (i, name) in self.correlate_by.iter().enumerate() {
+            if name.is_empty() {
+                v.push(FieldViolation::new(format!("correlate_by[{i}]"), "must not be empty"));
+            } else if !names.insert(name.to_ascii_lowercase()) {
+                v.push(FieldViolation::new(format!("correlate_by[{i}]"), format!("duplicate attribute {name:?}")));
+            }
+        }
+        if self.deadline.is_some() && self.kind != ListenerKind::Wait {
+            v.push(FieldViolation::new("deadline", "only allowed with kind WAIT"));
+        }
+        if v.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(v)) }
+    }
+
+    /// Checks the filter sets: their types, how many per type, and their clauses.
+    fn filter_violations(&self) -> Vec<FieldViolation> {
+        let mut v = Vec::new();
         let mut sets_per_type: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, set) in self.filters.iter().enumerate() {
             let field = format!("filters[{i}]");
@@ -143,32 +175,7 @@ impl ListenerSpec {
                 }
             }
         }
-        if self.condition != Condition::All {
-            if self.lifespan.is_some() {
-                v.push(FieldViolation::new("lifespan", "only allowed with condition ALL"));
-            }
-            if !self.correlate_by.is_empty() {
-                v.push(FieldViolation::new("correlate_by", "only allowed with condition ALL"));
-            }
-            if self.policy.is_some() {
-                v.push(FieldViolation::new("policy", "only allowed with condition ALL"));
-            }
-        }
-        if self.correlate_by.len() > MAX_CORRELATE_BY {
-            v.push(FieldViolation::new("correlate_by", format!("at most {MAX_CORRELATE_BY} attributes")));
-        }
-        let mut names = HashSet::new();
-        for (i, name) in self.correlate_by.iter().enumerate() {
-            if name.is_empty() {
-                v.push(FieldViolation::new(format!("correlate_by[{i}]"), "must not be empty"));
-            } else if !names.insert(name.to_ascii_lowercase()) {
-                v.push(FieldViolation::new(format!("correlate_by[{i}]"), format!("duplicate attribute {name:?}")));
-            }
-        }
-        if self.deadline.is_some() && self.kind != ListenerKind::Wait {
-            v.push(FieldViolation::new("deadline", "only allowed with kind WAIT"));
-        }
-        if v.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(v)) }
+        v
     }
 
     fn target_field(&self) -> &'static str {

@@ -1,11 +1,12 @@
 //! The store suite: every case is written once and runs on SQLite and on a real Postgres
 //! (`EVENTBUS_TEST_DATABASE_URL`, provided by tests/run.sh; its absence fails the Postgres
-//! half rather than skipping it). Each case gets a fresh database (a temp file, or a fresh
-//! schema).
+//! half rather than skipping it). Each case gets a fresh database from the engine's testkit (a
+//! temp file, or a schema of its own, dropped after the case).
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,38 +14,28 @@ use eventbus_engine::store::{
     Backend, Consumer, ConsumerOptions, ConsumerStats, Delivery, Durability, EventKey, EventQuery, GroupSpec,
     ListenerQuery, ListenerSelector, NotificationKind, StartPosition, Store, StoreConfig, trigger_span_id,
 };
+use eventbus_engine::testkit::TestDatabase;
 use eventbus_engine::{
     AttrValue, Condition, Data, ErrorKind, Event, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus,
     TraceContext,
 };
-use sqlx::Executor;
 
+/// A test database under the names the cases use: `url`, and `_dir`, the directory of the
+/// SQLite file (SQLite only). It keeps the testkit's database, and so its schema, alive.
 struct Db {
     url: String,
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<Arc<tempfile::TempDir>>,
+    _database: TestDatabase,
+}
+
+impl From<TestDatabase> for Db {
+    fn from(database: TestDatabase) -> Self {
+        Self { url: database.url.clone(), _dir: database.dir.clone(), _database: database }
+    }
 }
 
 async fn fresh(backend: Backend) -> Db {
-    match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}", dir.path().join("eventbus.db").display());
-            Db { url, _dir: Some(dir) }
-        }
-        Backend::Postgres => {
-            let base = std::env::var("EVENTBUS_TEST_DATABASE_URL").expect(
-                "EVENTBUS_TEST_DATABASE_URL is not set: the Postgres half of the store suite needs a server \
-                 (./tests/run.sh starts one)",
-            );
-            sqlx::any::install_default_drivers();
-            let admin = sqlx::AnyPool::connect(&base).await.expect("connecting to EVENTBUS_TEST_DATABASE_URL");
-            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-            admin.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.unwrap();
-            admin.close().await;
-            let sep = if base.contains('?') { '&' } else { '?' };
-            Db { url: format!("{base}{sep}options=-c%20search_path%3D{schema}"), _dir: None }
-        }
-    }
+    TestDatabase::fresh(backend).await.into()
 }
 
 async fn open(db: &Db) -> Store {
@@ -53,22 +44,11 @@ async fn open(db: &Db) -> Store {
     Store::open(config).await.unwrap()
 }
 
+/// Runs each named `async fn case(db: &Db)` on SQLite and on Postgres (`sqlite::case`,
+/// `postgres::case`), each on a fresh database.
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::fresh(super::Backend::Sqlite).await;
-                super::$name(&db).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::fresh(super::Backend::Postgres).await;
-                super::$name(&db).await;
-            })*
-        }
+        eventbus_engine::backend_cases!(by reference: $($name),*);
     };
 }
 

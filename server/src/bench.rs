@@ -162,132 +162,169 @@ async fn run_workloads(args: &BenchArgs, target: &Target, json: bool) -> anyhow:
     }
     workloads.sort();
     workloads.dedup();
-    let payload: Arc<str> = load::payload(args.event_bytes).into();
     let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let run_id = &run_id[run_id.len() - 8..];
-    let namespace = |what: &str| format!("bench-{run_id}-{what}");
+    let bench = Bench {
+        args,
+        target,
+        json,
+        payload: load::payload(args.event_bytes).into(),
+        run_id: &run_id[run_id.len() - 8..],
+    };
     let mut report = Report {
         version: env!("CARGO_PKG_VERSION"),
         target: target.description.clone(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        event_data_bytes: payload.len(),
-        event_encoded_bytes: load::event("/bench/publish", "bench.publish.v1", &payload).encoded_len(),
+        event_data_bytes: bench.payload.len(),
+        event_encoded_bytes: load::event("/bench/publish", "bench.publish.v1", &bench.payload).encoded_len(),
         workloads: Vec::new(),
         total_seconds: 0.0,
     };
     if !json {
         report::print_header(&report);
     }
-    let meter = target.meter;
-    let notify_settings = |ns: String, rate: u64, duration: Duration| notify::Settings {
-        addr: target.addr.clone(),
-        namespace: ns,
-        rate,
-        duration,
-        subscribers: args.subscribers,
-        connections: args.connections,
-        max_in_flight: args.subscriber_in_flight,
-        payload: payload.clone(),
-        drain: args.drain_timeout,
-        background_listeners: args.background_listeners,
-        background_types: args.scale_types,
-    };
     for workload in workloads {
-        let result = match workload {
-            Workload::Sequential => {
-                let clients = load::connect(&target.addr, 1).await?;
-                let r =
-                    publish_workload(&clients, &namespace("sequential"), 1, args.sequential_events, &payload, target)
-                        .await?;
-                if !json {
-                    report::print_publish("sequential publish", &r);
-                }
-                WorkloadResult::Sequential(r)
-            }
-            Workload::Pipelined => {
-                let clients = load::connect(&target.addr, args.connections).await?;
-                let ns = namespace("pipelined");
-                let r =
-                    publish_workload(&clients, &ns, args.in_flight, args.pipelined_events, &payload, target).await?;
-                if !json {
-                    report::print_publish("pipelined publish", &r);
-                }
-                WorkloadResult::Pipelined(r)
-            }
-            Workload::Notify => {
-                let mut runs = Vec::new();
-                for &rate in &args.rates {
-                    let settings = notify_settings(namespace(&format!("notify-{rate}")), rate, args.rate_duration);
-                    runs.push(notify::run(&settings, meter).await.with_context(|| format!("notify at {rate}/s"))?);
-                }
-                if !json {
-                    report::print_notify(args.subscribers, args.background_listeners, &runs);
-                }
-                WorkloadResult::Notify {
-                    subscribers: args.subscribers,
-                    background_listeners: args.background_listeners,
-                    consumer_group: "bench-runners",
-                    runs,
-                }
-            }
-            Workload::Listeners => {
-                let clients = load::connect(&target.addr, args.connections).await?;
-                let mut runs: Vec<scale::SizeResult> = Vec::new();
-                for &count in &args.listener_counts {
-                    let settings = scale::Settings {
-                        namespace: namespace(&format!("listeners-{count}")),
-                        listeners: count,
-                        types: args.scale_types,
-                        events: args.scale_events,
-                        in_flight: args.in_flight,
-                        payload: payload.clone(),
-                    };
-                    runs.push(scale::run(&clients, &settings, meter).await?);
-                }
-                let baseline = runs.iter().find(|r| r.listeners == 0).map(|r| r.events_per_second);
-                for r in &mut runs {
-                    r.ratio_to_zero =
-                        baseline.filter(|b| *b > 0.0).map(|b| (r.events_per_second / b * 100.0).round() / 100.0);
-                }
-                if !json {
-                    report::print_scale(args.scale_types, args.scale_events, &runs);
-                }
-                WorkloadResult::Listeners {
-                    types: args.scale_types,
-                    events_per_size: args.scale_events,
-                    connections: args.connections,
-                    in_flight: args.in_flight,
-                    runs,
-                }
-            }
-            Workload::Soak => {
-                let settings = notify_settings(namespace("soak"), args.soak_rate, args.soak_duration);
-                if !json {
-                    soak::print_header(
-                        args.soak_rate,
-                        args.soak_duration,
-                        args.soak_window,
-                        args.subscribers,
-                        args.background_listeners,
-                    );
-                }
-                let printing = soak::Printing { period: args.soak_window, stdout: !json };
-                let (run, windows) = notify::run_in_windows(&settings, meter, Some(printing)).await.context("soak")?;
-                let result = soak::SoakResult::new(args.soak_window, windows, run);
-                if !json {
-                    report::print_notify(
-                        args.subscribers,
-                        args.background_listeners,
-                        std::slice::from_ref(&result.run),
-                    );
-                }
-                WorkloadResult::Soak(result)
-            }
-        };
-        report.workloads.push(result);
+        report.workloads.push(bench.run(workload).await?);
     }
     report.total_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     Ok(report)
+}
+
+/// One bench run: its flags and target, and what its workloads share.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    target: &'a Target,
+    json: bool,
+    payload: Arc<str>,
+    /// Distinguishes this run's namespaces from those of earlier runs on the same database.
+    run_id: &'a str,
+}
+
+impl Bench<'_> {
+    /// Runs one workload, printing its results unless the report is JSON.
+    async fn run(&self, workload: Workload) -> anyhow::Result<WorkloadResult> {
+        match workload {
+            Workload::Sequential => self.sequential().await,
+            Workload::Pipelined => self.pipelined().await,
+            Workload::Notify => self.notify().await,
+            Workload::Listeners => self.listeners().await,
+            Workload::Soak => self.soak().await,
+        }
+    }
+
+    /// Returns the namespace of workload `what` in this run.
+    fn namespace(&self, what: &str) -> String {
+        format!("bench-{}-{what}", self.run_id)
+    }
+
+    fn notify_settings(&self, ns: String, rate: u64, duration: Duration) -> notify::Settings {
+        let args = self.args;
+        notify::Settings {
+            addr: self.target.addr.clone(),
+            namespace: ns,
+            rate,
+            duration,
+            subscribers: args.subscribers,
+            connections: args.connections,
+            max_in_flight: args.subscriber_in_flight,
+            payload: self.payload.clone(),
+            drain: args.drain_timeout,
+            background_listeners: args.background_listeners,
+            background_types: args.scale_types,
+        }
+    }
+
+    async fn sequential(&self) -> anyhow::Result<WorkloadResult> {
+        let (args, target, payload) = (self.args, self.target, &self.payload);
+        let clients = load::connect(&target.addr, 1).await?;
+        let r = publish_workload(&clients, &self.namespace("sequential"), 1, args.sequential_events, payload, target)
+            .await?;
+        if !self.json {
+            report::print_publish("sequential publish", &r);
+        }
+        Ok(WorkloadResult::Sequential(r))
+    }
+
+    async fn pipelined(&self) -> anyhow::Result<WorkloadResult> {
+        let (args, target, payload) = (self.args, self.target, &self.payload);
+        let clients = load::connect(&target.addr, args.connections).await?;
+        let ns = self.namespace("pipelined");
+        let r = publish_workload(&clients, &ns, args.in_flight, args.pipelined_events, payload, target).await?;
+        if !self.json {
+            report::print_publish("pipelined publish", &r);
+        }
+        Ok(WorkloadResult::Pipelined(r))
+    }
+
+    async fn notify(&self) -> anyhow::Result<WorkloadResult> {
+        let args = self.args;
+        let mut runs = Vec::new();
+        for &rate in &args.rates {
+            let settings = self.notify_settings(self.namespace(&format!("notify-{rate}")), rate, args.rate_duration);
+            runs.push(notify::run(&settings, self.target.meter).await.with_context(|| format!("notify at {rate}/s"))?);
+        }
+        if !self.json {
+            report::print_notify(args.subscribers, args.background_listeners, &runs);
+        }
+        Ok(WorkloadResult::Notify {
+            subscribers: args.subscribers,
+            background_listeners: args.background_listeners,
+            consumer_group: "bench-runners",
+            runs,
+        })
+    }
+
+    async fn listeners(&self) -> anyhow::Result<WorkloadResult> {
+        let args = self.args;
+        let clients = load::connect(&self.target.addr, args.connections).await?;
+        let mut runs: Vec<scale::SizeResult> = Vec::new();
+        for &count in &args.listener_counts {
+            let settings = scale::Settings {
+                namespace: self.namespace(&format!("listeners-{count}")),
+                listeners: count,
+                types: args.scale_types,
+                events: args.scale_events,
+                in_flight: args.in_flight,
+                payload: self.payload.clone(),
+            };
+            runs.push(scale::run(&clients, &settings, self.target.meter).await?);
+        }
+        let baseline = runs.iter().find(|r| r.listeners == 0).map(|r| r.events_per_second);
+        for r in &mut runs {
+            r.ratio_to_zero = baseline.filter(|b| *b > 0.0).map(|b| (r.events_per_second / b * 100.0).round() / 100.0);
+        }
+        if !self.json {
+            report::print_scale(args.scale_types, args.scale_events, &runs);
+        }
+        Ok(WorkloadResult::Listeners {
+            types: args.scale_types,
+            events_per_size: args.scale_events,
+            connections: args.connections,
+            in_flight: args.in_flight,
+            runs,
+        })
+    }
+
+    async fn soak(&self) -> anyhow::Result<WorkloadResult> {
+        let (args, json) = (self.args, self.json);
+        let settings = self.notify_settings(self.namespace("soak"), args.soak_rate, args.soak_duration);
+        if !json {
+            soak::print_header(
+                args.soak_rate,
+                args.soak_duration,
+                args.soak_window,
+                args.subscribers,
+                args.background_listeners,
+            );
+        }
+        let printing = soak::Printing { period: args.soak_window, stdout: !json };
+        let (run, windows) =
+            notify::run_in_windows(&settings, self.target.meter, Some(printing)).await.context("soak")?;
+        let result = soak::SoakResult::new(args.soak_window, windows, run);
+        if !json {
+            report::print_notify(args.subscribers, args.background_listeners, std::slice::from_ref(&result.run));
+        }
+        Ok(WorkloadResult::Soak(result))
+    }
 }
 
 /// Publishes `events` events from `clients`, `in_flight` calls per client, in a fresh namespace.

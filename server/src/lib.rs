@@ -5,6 +5,9 @@
 //! [`convert`]; errors become status codes in [`status`] only; the health of the event bus
 //! service follows the database ([`readiness`]).
 
+// Functions fit on a screen (the threshold is in .clippy.toml), tests and benches aside.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::future::Future;
 use std::sync::Arc;
 

@@ -1,5 +1,8 @@
 //! The `eventbus` binary: the server, a CLI for it, and a load generator.
 
+// Functions fit on a screen (the threshold is in .clippy.toml), tests and benches aside.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use std::process::ExitCode;
 
 use anyhow::Context;

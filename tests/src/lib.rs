@@ -14,124 +14,18 @@ pub use eventbus_engine::store::Backend;
 use eventbus_engine::store::StoreConfig;
 use eventbus_server::ServerConfig;
 use futures::StreamExt;
-use sqlx::Executor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::Streaming;
 
-/// Runs each named `async fn case(db: Database)` of the calling module twice, as
-/// `sqlite::case` and `postgres::case`, each on a fresh database;
-/// `backend_cases!(postgres only: case, ...)` runs them on Postgres alone, as `postgres_only::case`.
-#[macro_export]
-macro_rules! backend_cases {
-    (@mod $module:ident, $backend:ident: $($name:ident),*) => {
-        mod $module {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name($crate::Database::fresh($crate::Backend::$backend).await).await; })*
-        }
-    };
-    (postgres only: $($name:ident),* $(,)?) => {
-        $crate::backend_cases!(@mod postgres_only, Postgres: $($name),*);
-    };
-    ($($name:ident),* $(,)?) => {
-        $crate::backend_cases!(@mod sqlite, Sqlite: $($name),*);
-        $crate::backend_cases!(@mod postgres, Postgres: $($name),*);
-    };
-}
-
-/// A fresh database: a temp SQLite file, or a fresh schema on `EVENTBUS_TEST_DATABASE_URL`.
-#[derive(Debug)]
-pub struct Database {
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Database {
-    pub async fn fresh(backend: Backend) -> Self {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}", dir.path().join("eventbus.db").display());
-                Self { url, _dir: Some(dir) }
-            }
-            Backend::Postgres => {
-                let base = std::env::var("EVENTBUS_TEST_DATABASE_URL").expect(
-                    "EVENTBUS_TEST_DATABASE_URL is not set: the Postgres suites need a server (./tests/run.sh starts one)",
-                );
-                let schema = format!("e2e_{}", uuid::Uuid::now_v7().simple());
-                execute(&base, sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await;
-                let sep = if base.contains('?') { '&' } else { '?' };
-                Self { url: format!("{base}{sep}options=-c%20search_path%3D{schema}"), _dir: None }
-            }
-        }
-    }
-
-    /// Runs `sql` on this database over a connection of its own, behind the server's back.
-    pub async fn execute(&self, sql: impl sqlx::SqlSafeStr) {
-        execute(&self.url, sql).await;
-    }
-
-    /// Runs a query that returns one integer (a `COUNT(*)`) on this database, behind the server's
-    /// back.
-    pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::any::install_default_drivers();
-        let pool =
-            sqlx::AnyPool::connect(&self.url).await.unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url));
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        n
-    }
-
-    /// Returns the address of the database server (Postgres only).
-    pub async fn server_addr(&self) -> SocketAddr {
-        let url = self.url_parts();
-        let host_port =
-            if url.host_port.contains(':') { url.host_port.to_owned() } else { format!("{}:5432", url.host_port) };
-        tokio::net::lookup_host(&host_port).await.unwrap().next().expect("the database host resolves")
-    }
-
-    /// Returns this database reached through `addr` instead (Postgres only): same user, database
-    /// and schema.
-    pub fn through(&self, addr: SocketAddr) -> Database {
-        let UrlParts { scheme, user, tail, .. } = self.url_parts();
-        Database { url: format!("{scheme}://{user}{addr}{tail}"), _dir: None }
-    }
-
-    /// Returns this database with `application_name` set on every connection (Postgres only),
-    /// so that a test can find the server's sessions in `pg_stat_activity`.
-    pub fn named(&self, application_name: &str) -> Database {
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        Database { url: format!("{}{sep}application_name={application_name}", self.url), _dir: None }
-    }
-
-    /// Splits `scheme://[user@]host[:port][/path][?query]`.
-    fn url_parts(&self) -> UrlParts<'_> {
-        let (scheme, rest) = self.url.split_once("://").expect("a URL");
-        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-        let (user, host_port) = authority.split_at(authority.rfind('@').map_or(0, |at| at + 1));
-        UrlParts { scheme, user, host_port, tail }
-    }
-}
-
-/// The parts of a database URL that [`Database::server_addr`] and [`Database::through`] use.
-struct UrlParts<'a> {
-    scheme: &'a str,
-    /// `user[:password]@`, or empty.
-    user: &'a str,
-    host_port: &'a str,
-    /// The path and query, from the first `/` or `?`.
-    tail: &'a str,
-}
-
-/// Runs `sql` on the database at `url` over a connection of its own.
-async fn execute(url: &str, sql: impl sqlx::SqlSafeStr) {
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(url).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
-    admin.execute(sql.into_sql_str()).await.unwrap();
-    admin.close().await;
-}
+// The one test-database harness is the engine's testkit: `backend_cases!` runs each
+// `async fn case(db: Database)` of the calling module as `sqlite::case` and `postgres::case`
+// (or `postgres_only::case`, with `postgres only:`), each on a fresh `Database`, whose Postgres
+// schema is dropped with the last handle on it.
+pub use eventbus_engine::backend_cases;
+pub use eventbus_engine::testkit::TestDatabase as Database;
 
 /// A TCP proxy the test can cut, to take a database away from the server and give it back.
 /// [`Self::cut`] closes every open connection and stops listening, so new connections are

@@ -100,27 +100,9 @@ pub async fn run_in_windows(
 ) -> anyhow::Result<(RateResult, Vec<Window>)> {
     let n = ((s.rate as f64 * s.duration.as_secs_f64()).round() as u64).max(1);
     let senders = load::connect(&s.addr, s.connections).await?;
-    senders[0]
-        .register_listener(s.namespace.as_str(), ListenerSpecBuilder::start(WORKFLOW).one(EVENT_TYPE))
-        .await
-        .context("registering the START listener")?;
-    if s.background_listeners > 0 {
-        let types = s.background_types.max(1);
-        let registered = scale::register(&senders, &s.namespace, s.background_listeners, types, 64).await;
-        if let Some(e) = registered.first_error {
-            anyhow::bail!("registering background listeners: {e}");
-        }
-    }
-
+    register(s, &senders).await?;
     // Subscriptions first (on their own connections), so the group exists before any event.
-    let mut subscriptions = Vec::new();
-    for _ in 0..s.subscribers.max(1) {
-        let client = Client::connect(s.addr.clone()).await.context("connecting a subscriber")?;
-        let options =
-            SubscribeOptions { max_in_flight: s.max_in_flight, ..SubscribeOptions::new(s.namespace.as_str(), GROUP) };
-        let subscription = client.subscribe(options).await.context("subscribing")?;
-        subscriptions.push((client, subscription));
-    }
+    let subscriptions = subscribe(s).await?;
 
     let progress = Progress::start(format!("notify {}/s", s.rate), n, "notifications");
     let seen: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
@@ -149,70 +131,19 @@ pub async fn run_in_windows(
         tokio::spawn(soak::windows(printing, meter, counters, window_hist.clone(), stop_rx.clone()))
     });
 
-    // The open-loop sender: a pacing thread that starts each publish on the runtime when due.
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<Instant, eventbus_client::Error>)>();
-    let pacer = {
-        let (runtime, rate, namespace, payload) =
-            (tokio::runtime::Handle::current(), s.rate, s.namespace.clone(), s.payload.clone());
-        std::thread::Builder::new().name("bench-pacer".into()).spawn(move || {
-            let (mut max_lag, mut last_send) = (Duration::ZERO, start);
-            for i in 0..n {
-                let due = intended(start, rate, i);
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                last_send = Instant::now();
-                max_lag = max_lag.max(last_send.saturating_duration_since(due));
-                let client = senders[(i as usize) % senders.len()].clone();
-                let (namespace, payload, done) = (namespace.clone(), payload.clone(), done_tx.clone());
-                runtime.spawn(async move {
-                    let event = CloudEventBuilder::new("/bench/notify", EVENT_TYPE)
-                        .id(i.to_string())
-                        .data_text("application/json", payload.as_ref())
-                        .build();
-                    let _ = done.send((i, client.publish(namespace, [event]).await.map(|_| Instant::now())));
-                });
-            }
-            (max_lag, last_send)
-        })?
-    };
-    let mut publish_hist = load::histogram();
-    let (mut published, mut publish_errors, mut first_error) = (0u64, 0u64, None::<String>);
-    // Ends when the pacer and every publish it started are done.
-    while let Some((i, result)) = done_rx.recv().await {
-        match result {
-            Ok(done) => {
-                published += 1;
-                published_so_far.fetch_add(1, Ordering::Relaxed);
-                load::record(&mut publish_hist, done.saturating_duration_since(intended(start, s.rate, i)));
-            }
-            Err(e) => {
-                publish_errors += 1;
-                first_error.get_or_insert_with(|| format!("publish: {e:#}"));
-            }
-        }
-    }
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let pacer = pace(s, senders, start, n, done_tx)?;
+    let sent = collect_publishes(done_rx, start, s.rate, &published_so_far).await;
     let (max_lag, last_send) = pacer.join().map_err(|_| anyhow::anyhow!("the pacing thread panicked"))?;
 
     // Wait for the stragglers, then stop the readers.
     let deadline = last_send + s.drain;
-    while received.load(Ordering::Relaxed) < published && Instant::now() < deadline {
+    while received.load(Ordering::Relaxed) < sent.published && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let after = meter.sample();
     let _ = stop_tx.send(true);
-    let mut hist = load::histogram();
-    let (mut duplicates, mut last_arrival) = (0u64, start);
-    while let Some(joined) = readers.join_next().await {
-        let outcome = joined.context("subscriber task")?;
-        let _ = hist.add(&outcome.hist);
-        duplicates += outcome.duplicates;
-        last_arrival = last_arrival.max(outcome.last_arrival);
-        if let Some(e) = outcome.error {
-            first_error.get_or_insert(e);
-        }
-    }
+    let read = join_readers(readers, start).await?;
     progress.finish();
     let windows = match windows {
         Some(task) => task.await.context("window task")?,
@@ -224,20 +155,140 @@ pub async fn run_in_windows(
         namespace: s.namespace.clone(),
         target_rate: s.rate,
         events: n,
-        published,
-        publish_errors,
+        published: sent.published,
+        publish_errors: sent.errors,
         received: got,
-        duplicates,
+        duplicates: read.duplicates,
         missing: n.saturating_sub(got),
         achieved_send_rate: if n > 1 && send_span > 0.0 { (n - 1) as f64 / send_span } else { 0.0 },
-        delivery_rate: got as f64 / last_arrival.saturating_duration_since(start).as_secs_f64().max(1e-9),
+        delivery_rate: got as f64 / read.last_arrival.saturating_duration_since(start).as_secs_f64().max(1e-9),
         max_send_lag_us: u64::try_from(max_lag.as_micros()).unwrap_or(u64::MAX),
-        latency: Latency::of(&hist),
-        publish_latency: Latency::of(&publish_hist),
+        latency: Latency::of(&read.hist),
+        publish_latency: Latency::of(&sent.hist),
         resources: Resources::between(&before, &after, got),
-        first_error,
+        first_error: sent.first_error.or(read.error),
     };
     Ok((result, windows))
+}
+
+/// Registers the START listener that fires, and the background listeners.
+async fn register(s: &Settings, senders: &[Client]) -> anyhow::Result<()> {
+    senders[0]
+        .register_listener(s.namespace.as_str(), ListenerSpecBuilder::start(WORKFLOW).one(EVENT_TYPE))
+        .await
+        .context("registering the START listener")?;
+    if s.background_listeners > 0 {
+        let types = s.background_types.max(1);
+        let registered = scale::register(senders, &s.namespace, s.background_listeners, types, 64).await;
+        if let Some(e) = registered.first_error {
+            anyhow::bail!("registering background listeners: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Subscribes `s.subscribers` (at least one) to the group, each on a connection of its own.
+async fn subscribe(s: &Settings) -> anyhow::Result<Vec<(Client, Subscription)>> {
+    let mut subscriptions = Vec::new();
+    for _ in 0..s.subscribers.max(1) {
+        let client = Client::connect(s.addr.clone()).await.context("connecting a subscriber")?;
+        let options =
+            SubscribeOptions { max_in_flight: s.max_in_flight, ..SubscribeOptions::new(s.namespace.as_str(), GROUP) };
+        let subscription = client.subscribe(options).await.context("subscribing")?;
+        subscriptions.push((client, subscription));
+    }
+    Ok(subscriptions)
+}
+
+/// The outcome of one publish of the pacer: the index of its event, and when it completed.
+type Done = (u64, Result<Instant, eventbus_client::Error>);
+
+/// Starts the open-loop sender: a pacing thread that starts the publish of event `i` on the
+/// runtime when due, and reports its outcome to `done`. The thread returns its largest lag
+/// behind the schedule and the time of its last send.
+fn pace(
+    s: &Settings,
+    senders: Vec<Client>,
+    start: Instant,
+    n: u64,
+    done_tx: mpsc::UnboundedSender<Done>,
+) -> std::io::Result<std::thread::JoinHandle<(Duration, Instant)>> {
+    let (runtime, rate, namespace, payload) =
+        (tokio::runtime::Handle::current(), s.rate, s.namespace.clone(), s.payload.clone());
+    std::thread::Builder::new().name("bench-pacer".into()).spawn(move || {
+        let (mut max_lag, mut last_send) = (Duration::ZERO, start);
+        for i in 0..n {
+            let due = intended(start, rate, i);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            last_send = Instant::now();
+            max_lag = max_lag.max(last_send.saturating_duration_since(due));
+            let client = senders[(i as usize) % senders.len()].clone();
+            let (namespace, payload, done) = (namespace.clone(), payload.clone(), done_tx.clone());
+            runtime.spawn(async move {
+                let event = CloudEventBuilder::new("/bench/notify", EVENT_TYPE)
+                    .id(i.to_string())
+                    .data_text("application/json", payload.as_ref())
+                    .build();
+                let _ = done.send((i, client.publish(namespace, [event]).await.map(|_| Instant::now())));
+            });
+        }
+        (max_lag, last_send)
+    })
+}
+
+/// What the publishes of one run came to.
+struct Sent {
+    /// Publish latencies, from the intended send time.
+    hist: Histogram<u64>,
+    published: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Records the outcome of every publish; ends when the pacer and every publish it started are
+/// done.
+async fn collect_publishes(
+    mut done_rx: mpsc::UnboundedReceiver<Done>,
+    start: Instant,
+    rate: u64,
+    published_so_far: &AtomicU64,
+) -> Sent {
+    let mut sent = Sent { hist: load::histogram(), published: 0, errors: 0, first_error: None };
+    while let Some((i, result)) = done_rx.recv().await {
+        match result {
+            Ok(done) => {
+                sent.published += 1;
+                published_so_far.fetch_add(1, Ordering::Relaxed);
+                load::record(&mut sent.hist, done.saturating_duration_since(intended(start, rate, i)));
+            }
+            Err(e) => {
+                sent.errors += 1;
+                sent.first_error.get_or_insert_with(|| format!("publish: {e:#}"));
+            }
+        }
+    }
+    sent
+}
+
+/// Waits for every reader and merges their outcomes (the first error in the order they end).
+async fn join_readers(
+    mut readers: tokio::task::JoinSet<ReaderOutcome>,
+    start: Instant,
+) -> anyhow::Result<ReaderOutcome> {
+    let mut all = ReaderOutcome { hist: load::histogram(), duplicates: 0, last_arrival: start, error: None };
+    while let Some(joined) = readers.join_next().await {
+        let outcome = joined.context("subscriber task")?;
+        let _ = all.hist.add(&outcome.hist);
+        all.duplicates += outcome.duplicates;
+        all.last_arrival = all.last_arrival.max(outcome.last_arrival);
+        if let Some(e) = outcome.error {
+            all.error.get_or_insert(e);
+        }
+    }
+    Ok(all)
 }
 
 /// One subscriber: records first arrivals and acks everything through an [`Acker`].

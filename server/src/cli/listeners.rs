@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use clap::{ArgGroup, Subcommand, ValueEnum};
-use eventbus_client::{ListenerQuery, ListenerSpecBuilder, pb};
+use eventbus_client::{Client, ListenerQuery, ListenerSpecBuilder, pb};
 use serde_json::json;
 
 use super::parse::{self, FilterSet};
@@ -182,42 +182,7 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
                 println!("{}", render::listener_text(&registration.listener));
             }
         }
-        ListenersCommand::List(list) => {
-            let query = ListenerQuery {
-                kind: list.kind.map(|k| match k {
-                    Kind::Start => pb::ListenerKind::Start,
-                    Kind::Wait => pb::ListenerKind::Wait,
-                }),
-                workflow_id: list.workflow,
-                instance_id: list.instance,
-                include_finished: list.all,
-                page_size: 1000,
-            };
-            let listeners = client.list_listeners(ns, &query).await.map_err(rpc_error)?;
-            if args.json {
-                for l in &listeners {
-                    print_json(&render::listener_json(l));
-                }
-            } else if listeners.is_empty() {
-                eprintln!("no listeners");
-            } else {
-                let rows: Vec<Vec<String>> = listeners
-                    .iter()
-                    .map(|l| {
-                        let spec = l.spec.clone().unwrap_or_default();
-                        vec![
-                            l.id.clone(),
-                            render::listener_target(&spec),
-                            render::listener_condition(&spec),
-                            render::status(l.status()).to_owned(),
-                            l.create_time.as_ref().map(render::time).unwrap_or_default(),
-                            render::filters_text(&spec.filters).join(" | "),
-                        ]
-                    })
-                    .collect();
-                print_table(&["ID", "ACTION", "CONDITION", "STATUS", "CREATED", "FILTERS"], &rows);
-            }
-        }
+        ListenersCommand::List(list) => list_listeners(args, &client, ns, list).await?,
         ListenersCommand::Get(get) => {
             let request = pb::GetListenerRequest { namespace: ns, id: get.id, include_partial_state: true };
             let got = client.raw().get_listener(request).await.map_err(|s| rpc_error(s.into()))?.into_inner();
@@ -245,6 +210,45 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
                 println!("deleted {deleted} ({what})");
             }
         }
+    }
+    Ok(())
+}
+
+/// `eventbus listeners list`.
+async fn list_listeners(args: &ClientArgs, client: &Client, ns: String, list: ListArgs) -> anyhow::Result<()> {
+    let query = ListenerQuery {
+        kind: list.kind.map(|k| match k {
+            Kind::Start => pb::ListenerKind::Start,
+            Kind::Wait => pb::ListenerKind::Wait,
+        }),
+        workflow_id: list.workflow,
+        instance_id: list.instance,
+        include_finished: list.all,
+        page_size: 1000,
+    };
+    let listeners = client.list_listeners(ns, &query).await.map_err(rpc_error)?;
+    if args.json {
+        for l in &listeners {
+            print_json(&render::listener_json(l));
+        }
+    } else if listeners.is_empty() {
+        eprintln!("no listeners");
+    } else {
+        let rows: Vec<Vec<String>> = listeners
+            .iter()
+            .map(|l| {
+                let spec = l.spec.clone().unwrap_or_default();
+                vec![
+                    l.id.clone(),
+                    render::listener_target(&spec),
+                    render::listener_condition(&spec),
+                    render::status(l.status()).to_owned(),
+                    l.create_time.as_ref().map(render::time).unwrap_or_default(),
+                    render::filters_text(&spec.filters).join(" | "),
+                ]
+            })
+            .collect();
+        print_table(&["ID", "ACTION", "CONDITION", "STATUS", "CREATED", "FILTERS"], &rows);
     }
     Ok(())
 }
