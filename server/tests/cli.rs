@@ -241,6 +241,14 @@ async fn errors_name_the_namespace_and_come_as_json() {
     assert!(error["message"].as_str().unwrap().starts_with("invalid value 'a,b' for '--one <TYPE>'"), "{error}");
     let (_, out, _) = live.run(&["listeners", "list", "--all", "--json"]).await;
     assert_eq!(out, "", "nothing was registered");
+    let add = ["listeners", "add", "--start", "wf", "--any", "a,b", "--request-id", "start-wf"];
+    assert_eq!(live.run(&add).await.0, Some(0));
+    let (_, out, _) = live.run(&["listeners", "list"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("  REQUEST ID  ") && lines[1].contains("  start-wf"),
+        "the listing shows request ids: {out}"
+    );
 
     let (code, _, err) = parts(&eventbus("127.0.0.1:1", &["events", "list", "--json"], b"").await);
     assert_eq!(code, Some(1));
