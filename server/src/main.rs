@@ -64,10 +64,13 @@ struct BenchCommand {
 /// client commands only, so that `serve --help` and `bench --help` do not list them, and the
 /// help of `serve --config` lists the keys of the file.
 fn command() -> clap::Command {
+    // The options alone: augmenting the subcommand itself would also give it the about of
+    // `ClientArgs`.
+    let client_options = cli::ClientArgs::augment_args(clap::Command::new("client"));
     Cli::command()
         .mut_subcommands(|sub| match sub.get_name() {
             "serve" | "bench" => sub,
-            _ => cli::ClientArgs::augment_args(sub),
+            _ => sub.args(client_options.get_arguments().cloned()),
         })
         .mut_subcommand("serve", config_keys_help)
 }
@@ -246,6 +249,9 @@ mod tests {
         }
         let help = cmd.find_subcommand_mut("publish").unwrap().render_help().to_string();
         assert!(help.contains("--addr") && help.contains("--namespace") && help.contains("--json"));
+        assert!(help.contains("Client options:"), "{help}");
+        let publish = cmd.find_subcommand("publish").unwrap().get_about().unwrap().to_string();
+        assert!(publish.starts_with("Publishes one event"), "each command keeps its own about: {publish}");
     }
 
     #[test]

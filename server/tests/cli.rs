@@ -303,6 +303,7 @@ async fn help_is_for_the_command_at_hand() {
     assert_eq!(code, Some(0));
     assert!(out.starts_with("eventbus: an event bus for workflow engines."), "{out}");
     assert!(out.contains("EVENTBUS_LOG"), "{out}");
+    assert!(out.contains("\n  dead-letters  Lists and redrives the dead letters of a consumer group\n"), "{out}");
     for args in [&["serve", "--help"][..], &["bench", "--help"]] {
         let (code, out, _) = help(args).await;
         assert_eq!(code, Some(0));
