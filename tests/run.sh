@@ -14,6 +14,7 @@ source tests/lib/go_client.sh
 source tests/lib/python_client.sh
 source tests/lib/trace.sh
 source tests/lib/deploy.sh
+source tests/lib/docs.sh
 
 trap run_cleanup EXIT
 trap 'exit 130' INT
@@ -51,5 +52,6 @@ step "Python client: mypy, unit and integration tests" python_client_tests
 step "eventbus server for the examples" server_start
 step "Go example: thousands of orders started and woken" go_example
 step "Python example: thousands of orders started and woken" python_example
+step "README code blocks: shell, Rust, Go, Python" docs_check
 
 printf '\nall checks passed\n'

@@ -51,6 +51,7 @@ mod conn;
 pub mod consume;
 mod error;
 mod model;
+mod open;
 mod read;
 mod rows;
 mod sql;
@@ -396,6 +397,7 @@ async fn connect(backend: Backend, url: &str, size: u32, durability: Durability,
         Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
         _ => url.to_owned(),
     };
+    open::first_connection(backend, &url, timeout).await?;
     let pool = AnyPoolOptions::new()
         .max_connections(size)
         .min_connections(0)

@@ -1,29 +1,51 @@
 //! The client commands of the `eventbus` binary: `publish`, `listeners`, `subscribe`, `events`,
-//! `health`, `groups` and `namespaces`. Each connects to the server named by `--addr`, works in the namespace named by
-//! `--namespace`, prints text for people by default and JSON with `--json` (one object per
-//! result, one per line for streams), and maps RPC failures to one-line errors that list the
-//! server's field violations.
+//! `dead-letters`, `health`, `groups` and `namespaces`. Each connects to the server named by
+//! `--addr`, works in the namespace named by `--namespace`, prints text for people by default
+//! and JSON with `--json` (one object per result, one per line for streams), and maps RPC
+//! failures to a [`CommandError`]: one line naming the status code and the server's field
+//! violations, or with `--json` an `{"error": ...}` object on stderr.
+//!
+//! Hazard: command output goes through [`output`], never `println!`, so that a closed pipe
+//! (`eventbus listeners list | head -1`) ends the command quietly instead of panicking.
 
-use anyhow::{Context, anyhow};
+use std::fmt;
+use std::future::Future;
+
 use clap::Subcommand;
 use eventbus_client::Client;
+use serde_json::{Value, json};
 use tonic_types::StatusExt;
 
+/// Prints one line of command output (see [`output::line`]): `out!("deleted {n}")`.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::output::line(format_args!($($arg)*)) };
+}
+
+/// Prints a note for people on stderr (see [`output::note`]).
+macro_rules! note {
+    ($($arg:tt)*) => { $crate::cli::output::note(format_args!($($arg)*)) };
+}
+
+pub mod dead_letters;
 pub mod events;
 pub mod groups;
 pub mod health;
 pub mod listeners;
 pub mod namespaces;
+pub mod output;
 pub mod parse;
 pub mod partials;
 pub mod publish;
 pub mod render;
 pub mod subscribe;
 
+pub use output::{print_json, print_table};
+
 /// Where client commands connect when neither `--addr` nor `EVENTBUS_ADDR` is given.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
 
-/// Options every client command shares.
+/// Options every client command shares; `main` adds them to each client command (not to
+/// `serve` and `bench`, where they do not apply).
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Client options")]
 pub struct ClientArgs {
@@ -33,7 +55,8 @@ pub struct ClientArgs {
     /// Namespace of the events, listeners and consumer groups.
     #[arg(short = 'n', long, global = true, env = "EVENTBUS_NAMESPACE", default_value = "default")]
     pub namespace: String,
-    /// Prints JSON for machines instead of text (one object per line for streams).
+    /// Prints JSON for machines instead of text (one object per line for streams; errors as
+    /// `{"error": {"code", "message", "field_violations"}}` on stderr).
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -41,23 +64,31 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// Connects to `--addr`.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(self.addr.clone()).await.with_context(|| format!("connecting to {}", self.addr))
+        Client::connect(self.addr.clone()).await.map_err(|e| {
+            let message = format!("connecting to {}: {}", self.addr, error_chain(&anyhow::Error::new(e)));
+            CommandError::new(tonic::Code::Unavailable, message).into()
+        })
     }
 }
 
 /// The client commands.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Publishes one event and prints its sequence and whether it was a duplicate.
+    /// Publishes one event from flags, or a batch from NDJSON (--file), and prints each
+    /// sequence and whether it was a duplicate.
     Publish(publish::PublishArgs),
     /// Registers, lists, shows and deletes listeners.
     #[command(subcommand)]
     Listeners(listeners::ListenersCommand),
-    /// Joins a consumer group and prints (and acks) each notification it receives.
+    /// Joins a consumer group and prints each notification it receives, then acks it (or
+    /// nacks it, or leaves it unsettled).
     Subscribe(subscribe::SubscribeArgs),
-    /// Lists and shows stored events.
+    /// Lists, shows and follows stored events.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Lists and redrives the dead letters of a consumer group.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::DeadLettersCommand),
     /// Asks the server's grpc.health.v1 service; exits 0 only when it is SERVING.
     Health(health::HealthArgs),
     /// Lists, shows, changes, seeks and deletes consumer groups.
@@ -68,41 +99,134 @@ pub enum ClientCommand {
     Namespaces(namespaces::NamespacesCommand),
 }
 
-/// Runs a client command.
+/// Runs a client command. A NOT_FOUND names the namespace that was searched.
 pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()> {
-    match command {
+    let result = match command {
         ClientCommand::Publish(cmd) => publish::run(args, cmd).await,
         ClientCommand::Listeners(cmd) => listeners::run(args, cmd).await,
         ClientCommand::Subscribe(cmd) => subscribe::run(args, cmd).await,
         ClientCommand::Events(cmd) => events::run(args, cmd).await,
+        ClientCommand::DeadLetters(cmd) => dead_letters::run(args, cmd).await,
         ClientCommand::Health(cmd) => health::run(args, cmd).await,
         ClientCommand::Groups(cmd) => groups::run(args, cmd).await,
         ClientCommand::Namespaces(cmd) => namespaces::run(args, cmd).await,
+    };
+    result.map_err(|e| in_namespace(e, &args.namespace))
+}
+
+/// A failed command: the status code the server answered (or the one that describes a local
+/// failure), its message and the field violations it attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    pub code: tonic::Code,
+    pub message: String,
+    /// `(field path, description)`, e.g. `("events[0].source", "must not be empty")`.
+    pub field_violations: Vec<(String, String)>,
+}
+
+impl CommandError {
+    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), field_violations: Vec::new() }
+    }
+
+    /// Returns the error as `{"error": {"code", "message", "field_violations"}}`.
+    pub fn to_json(&self) -> Value {
+        let violations: Vec<Value> =
+            self.field_violations.iter().map(|(f, d)| json!({ "field": f, "description": d })).collect();
+        json!({ "error": { "code": code_name(self.code), "message": self.message, "field_violations": violations } })
     }
 }
 
-/// Turns a client error into a one-line error naming the status code, followed by one line per
-/// field violation the server attached (`events[0].source: must not be empty`).
+impl fmt::Display for CommandError {
+    /// One line naming the code, then one line per field violation the message does not
+    /// already say (the server usually puts them in the message too).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, code_name(self.code))?;
+        let said = self.field_violations.iter().all(|(field, d)| self.message.contains(&format!("{field}: {d}")));
+        if !said {
+            for (field, description) in &self.field_violations {
+                write!(f, "\n  {field}: {description}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// Turns a client error into a [`CommandError`] when the server answered with a status.
 pub fn rpc_error(error: eventbus_client::Error) -> anyhow::Error {
     let Some(status) = error.status() else {
         return anyhow::Error::new(error);
     };
-    let mut message = format!("{} ({})", status.message(), code_name(status.code()));
-    // The server usually puts the violations in the message too; list them only when it did not.
-    let violations: Vec<String> = status
+    let field_violations = status
         .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| format!("{}: {}", v.field, v.description)).collect())
+        .map(|b| b.field_violations.into_iter().map(|v| (v.field, v.description)).collect())
         .unwrap_or_default();
-    if !violations.iter().all(|v| status.message().contains(v.as_str())) {
-        for v in violations {
-            message.push_str(&format!("\n  {v}"));
+    CommandError { code: status.code(), message: status.message().to_owned(), field_violations }.into()
+}
+
+/// Adds the namespace to a NOT_FOUND that does not name it: `listener x not found in namespace
+/// "default"`, so that a forgotten `-n` is not mistaken for a missing object.
+fn in_namespace(mut error: anyhow::Error, namespace: &str) -> anyhow::Error {
+    if let Some(e) = error.downcast_mut::<CommandError>() {
+        let quoted = format!("{namespace:?}");
+        if e.code == tonic::Code::NotFound && !e.message.contains(&quoted) {
+            e.message.push_str(&format!(" in namespace {quoted}"));
         }
     }
-    anyhow!(message)
+    error
+}
+
+/// Returns an error as JSON (see [`CommandError::to_json`]); errors that did not come from the
+/// server have code `UNKNOWN`, or the one they were given.
+pub fn error_json(error: &anyhow::Error) -> Value {
+    match error.downcast_ref::<CommandError>() {
+        Some(e) => e.to_json(),
+        None => CommandError::new(tonic::Code::Unknown, error_chain(error)).to_json(),
+    }
+}
+
+/// Returns an error and its causes joined by `: `, each cause said once: a cause whose text
+/// the previous one already ends with is left out (engine and driver errors include their
+/// source's text, and tonic and hyper wrap errors in errors with the same text).
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|last| last.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// Collects up to `limit` items (0: all) of a paged listing, asking `fetch(page_size,
+/// page_token)` for one page at a time (it returns the items and the next page token); returns
+/// them and whether more follow.
+pub async fn collect_pages<T, F, Fut>(limit: u64, mut fetch: F) -> anyhow::Result<(Vec<T>, bool)>
+where
+    F: FnMut(i32, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<(Vec<T>, String)>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let left = if limit == 0 { 1000 } else { limit.saturating_sub(items.len() as u64) };
+        let (page, next) = fetch(i32::try_from(left.min(1000)).unwrap_or(1000), token).await?;
+        items.extend(page);
+        if next.is_empty() {
+            return Ok((items, false));
+        }
+        if limit != 0 && items.len() as u64 >= limit {
+            return Ok((items, true));
+        }
+        token = next;
+    }
 }
 
 /// Returns a status code in the gRPC spelling: `NOT_FOUND`.
-fn code_name(code: tonic::Code) -> String {
+pub fn code_name(code: tonic::Code) -> String {
     let camel = format!("{code:?}");
     let mut out = String::with_capacity(camel.len() + 4);
     for (i, c) in camel.chars().enumerate() {
@@ -114,9 +238,12 @@ fn code_name(code: tonic::Code) -> String {
     out
 }
 
-/// Prints a JSON value on one line.
-pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
+/// Returns the error of a local input problem (a flag value, a line of a file), as
+/// INVALID_ARGUMENT with one field violation.
+pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> anyhow::Error {
+    let (field, description) = (field.into(), description.into());
+    let message = format!("{field}: {description}");
+    CommandError { code: tonic::Code::InvalidArgument, message, field_violations: vec![(field, description)] }.into()
 }
 
 #[cfg(test)]
@@ -130,16 +257,78 @@ mod tests {
         assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
     }
 
-    #[test]
-    fn rpc_errors_list_field_violations() {
+    fn status_error(code: tonic::Code, message: &str, violation: Option<(&str, &str)>) -> anyhow::Error {
         use tonic_types::{ErrorDetails, StatusExt as _};
-        let details = ErrorDetails::with_bad_request_violation("events[0].source", "must not be empty");
-        let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, "invalid publish", details);
-        let error = rpc_error(eventbus_client::Error::from(status));
-        assert_eq!(error.to_string(), "invalid publish (INVALID_ARGUMENT)\n  events[0].source: must not be empty");
-        let details = ErrorDetails::with_bad_request_violation("id", "must be a UUID");
-        let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, "id: must be a UUID", details);
-        let error = rpc_error(eventbus_client::Error::from(status));
-        assert_eq!(error.to_string(), "id: must be a UUID (INVALID_ARGUMENT)");
+        let status = match violation {
+            Some((field, d)) => {
+                tonic::Status::with_error_details(code, message, ErrorDetails::with_bad_request_violation(field, d))
+            }
+            None => tonic::Status::new(code, message),
+        };
+        rpc_error(eventbus_client::Error::from(status))
+    }
+
+    #[test]
+    fn rpc_errors_list_field_violations_once() {
+        let cases = [
+            (
+                "invalid publish",
+                ("events[0].source", "must not be empty"),
+                "invalid publish (INVALID_ARGUMENT)\n  events[0].source: must not be empty",
+            ),
+            ("id: must be a UUID", ("id", "must be a UUID"), "id: must be a UUID (INVALID_ARGUMENT)"),
+        ];
+        for (message, violation, text) in cases {
+            let error = status_error(tonic::Code::InvalidArgument, message, Some(violation));
+            assert_eq!(error.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn errors_as_json() {
+        let error = status_error(tonic::Code::InvalidArgument, "bad", Some(("events[2].id", "must not be empty")));
+        assert_eq!(
+            error_json(&error),
+            json!({ "error": { "code": "INVALID_ARGUMENT", "message": "bad",
+                "field_violations": [{ "field": "events[2].id", "description": "must not be empty" }] } })
+        );
+        let local = anyhow::anyhow!("reading x").context("publishing");
+        assert_eq!(
+            error_json(&local),
+            json!({ "error": { "code": "UNKNOWN", "message": "publishing: reading x", "field_violations": [] } })
+        );
+    }
+
+    #[test]
+    fn not_found_names_the_namespace_searched() {
+        let cases = [
+            ("listener x not found", "default", "listener x not found in namespace \"default\" (NOT_FOUND)"),
+            ("group g not found in namespace \"shop\"", "shop", "group g not found in namespace \"shop\" (NOT_FOUND)"),
+        ];
+        for (message, namespace, text) in cases {
+            let error = in_namespace(status_error(tonic::Code::NotFound, message, None), namespace);
+            assert_eq!(error.to_string(), text);
+        }
+        let other = in_namespace(status_error(tonic::Code::InvalidArgument, "bad", None), "default");
+        assert_eq!(other.to_string(), "bad (INVALID_ARGUMENT)", "only NOT_FOUND names it");
+    }
+
+    #[test]
+    fn error_chains_say_each_cause_once() {
+        let cases = [
+            (
+                anyhow::anyhow!("tcp connect error").context("tcp connect error").context("connecting to x"),
+                "connecting to x: tcp connect error",
+            ),
+            (
+                anyhow::anyhow!("unable to open")
+                    .context("database unavailable: unable to open")
+                    .context("opening /x.db"),
+                "opening /x.db: database unavailable: unable to open",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error_chain(&error), text);
+        }
     }
 }

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     /// Whether OpenTelemetry traces are exported (the subscriber is installed by
     /// [`crate::telemetry::init`]): RPC, trigger and deliver spans are only made then.
     pub traces: bool,
+    /// How callers are authenticated, as the start line says it: `none` (the default) until
+    /// the security settings set it.
+    pub auth_mode: String,
 }
 
 impl ServerConfig {
@@ -71,6 +74,7 @@ impl ServerConfig {
             poll_interval: Duration::from_millis(500),
             metrics_addr: None,
             traces: false,
+            auth_mode: "none".to_owned(),
         }
     }
 }
@@ -81,8 +85,8 @@ impl ServerConfig {
 #[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeArgs {
-    /// TOML file with any of the settings below (keys as the flags, with `_` for `-`, and
-    /// `log_format`).
+    /// TOML file of settings; its keys are the flags' names with `_` for `-`, and `log_format`
+    /// (`main` lists them all in the help).
     #[arg(long, env = "EVENTBUS_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,

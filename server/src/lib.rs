@@ -9,12 +9,13 @@
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use eventbus_client::FILE_DESCRIPTOR_SET;
 use eventbus_client::pb::event_bus_service_server::EventBusServiceServer;
-use eventbus_engine::store::Store;
+use eventbus_engine::store::{Durability, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_stream::StreamExt;
@@ -48,7 +49,8 @@ pub async fn serve(
         let observer = StoreObserver { metrics: metrics.clone(), traces: config.traces };
         config.store.observer = Some(Arc::new(observer));
     }
-    let store = Store::open(config.store.clone()).await.context("opening the store")?;
+    let location = config.store.database_location();
+    let store = Store::open(config.store.clone()).await.with_context(|| format!("opening the database {location}"))?;
     run(listener, store, config, metrics, shutdown).await
 }
 
@@ -70,6 +72,7 @@ async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let addr = listener.local_addr().context("reading the bound address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<EventBusServiceServer<EventBus>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -85,19 +88,19 @@ async fn run(
     let readiness = tokio::spawn(readiness::follow_database(store.clone(), health, drain_rx));
     // Ends the probes (and their handle on the store) also when serving fails before a shutdown.
     let probes = readiness.abort_handle();
+    let start = StartLine::of(&config);
     let bus = EventBus::new(store, config, metrics, stop_rx);
     let metrics_server = match metrics_addr {
-        Some(addr) => {
+        Some(wanted) => {
             let (bound, server) = metrics::bind(
-                addr,
+                wanted,
                 bus.metrics.clone(),
                 bus.store.clone(),
                 bus.subscriptions.clone(),
                 limits.max_subscriptions,
             )
             .await?;
-            tracing::info!(addr = %bound, "serving metrics");
-            Some(tokio::spawn(server))
+            Some((bound, tokio::spawn(server)))
         }
         None => None,
     };
@@ -106,14 +109,13 @@ async fn run(
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes.max(64 << 20)),
     );
-    let addr = listener.local_addr().ok();
+    start.log(addr, metrics_server.as_ref().map(|(bound, _)| *bound));
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(c) = &conn {
             let _ = c.set_nodelay(true);
         }
         conn
     });
-    tracing::info!(addr = ?addr, "serving gRPC");
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, streams end with UNAVAILABLE");
@@ -133,11 +135,50 @@ async fn run(
         .serve_with_incoming_shutdown(incoming, signal)
         .await
         .context("serving gRPC");
-    if let Some(server) = metrics_server {
+    if let Some((_, server)) = metrics_server {
         server.abort();
     }
     probes.abort();
     served
+}
+
+/// What the start line says besides the addresses: the one line an operator reads to know
+/// what this process serves.
+#[derive(Debug)]
+struct StartLine {
+    database: String,
+    durability: &'static str,
+    retention: String,
+    auth: String,
+}
+
+impl StartLine {
+    fn of(config: &ServerConfig) -> Self {
+        Self {
+            database: config.store.database_location(),
+            durability: match config.store.durability {
+                Durability::Full => "full",
+                Durability::Relaxed => "relaxed",
+            },
+            retention: config.store.retention.map_or_else(|| "forever".to_owned(), |r| format!("{}s", r.as_secs())),
+            auth: config.auth_mode.clone(),
+        }
+    }
+
+    /// Logs `serving gRPC` with the version, the addresses and the settings above.
+    fn log(&self, addr: SocketAddr, metrics: Option<SocketAddr>) {
+        let metrics = metrics.map_or_else(|| "none".to_owned(), |m| m.to_string());
+        tracing::info!(
+            version = %env!("CARGO_PKG_VERSION"),
+            addr = %addr,
+            metrics = %metrics,
+            database = %self.database,
+            durability = %self.durability,
+            retention = %self.retention,
+            auth = %self.auth,
+            "serving gRPC"
+        );
+    }
 }
 
 /// Installs the SIGINT and SIGTERM handlers now (a signal that arrives before the returned

@@ -3,10 +3,11 @@
 // Functions fit on a screen (the threshold is in .clippy.toml), tests and benches aside.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use eventbus_server::config::Resolved;
 use eventbus_server::telemetry::{self, LogFormat};
 use eventbus_server::{ServeArgs, serve, shutdown_signal};
@@ -19,16 +20,21 @@ mod cli;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// An event bus for workflow engines: producers publish CloudEvents, listeners decide which
-/// workflows to start and which instances to wake, runners receive notifications.
+/// eventbus: an event bus for workflow engines. Producers publish CloudEvents; listeners decide
+/// which workflows to start and which waiting instances to wake; runners receive those
+/// notifications from consumer groups, at least once.
+///
+/// `eventbus serve` runs the server; the other commands talk to one (--addr, --namespace).
 #[derive(Debug, Parser)]
-#[command(name = "eventbus", version, about, long_about = None)]
+#[command(name = "eventbus", version)]
+#[command(after_help = "Logs go to stderr. EVENTBUS_LOG (or RUST_LOG) sets which, e.g. `debug` or \
+                        `info,eventbus_engine=debug` [default: info for serve, warn otherwise]. \
+                        Colour only on a terminal, never with NO_COLOR set.")]
 struct Cli {
-    /// Log line format [default: text; for `serve`, also the `log_format` key of its file].
+    /// Log line format, on stderr; `EVENTBUS_LOG` (or `RUST_LOG`) filters the lines, e.g. `debug`
+    /// [default: text; for `serve`, also the `log_format` key of its file].
     #[arg(long, global = true, env = "EVENTBUS_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
-    #[command(flatten)]
-    client: cli::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,65 +48,148 @@ enum Command {
     /// Measures publish latency and throughput, notification latency and listener scaling,
     /// against a server started in this process or a running one.
     ///
-    /// Each workload runs in a fresh namespace of its own, so --namespace does not apply; --addr
-    /// does not either (see --target). Progress goes to stderr, results to stdout.
-    Bench(bench::BenchArgs),
+    /// Each workload runs in a fresh namespace of its own. Progress goes to stderr, results to
+    /// stdout.
+    Bench(BenchCommand),
+}
+
+/// Flags of `eventbus bench`.
+#[derive(Debug, clap::Args)]
+struct BenchCommand {
+    /// Prints the results as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    args: bench::BenchArgs,
+}
+
+/// Returns the command line: the client options (`--addr`, `--namespace`, `--json`) go to the
+/// client commands only, so that `serve --help` and `bench --help` do not list them, and the
+/// help of `serve --config` lists the keys of the file.
+fn command() -> clap::Command {
+    // The options alone: augmenting the subcommand itself would also give it the about of
+    // `ClientArgs`.
+    let client_options = cli::ClientArgs::augment_args(clap::Command::new("client"));
+    Cli::command()
+        .mut_subcommands(|sub| match sub.get_name() {
+            "serve" | "bench" => sub,
+            _ => sub.args(client_options.get_arguments().cloned()),
+        })
+        .mut_subcommand("serve", config_keys_help)
+}
+
+fn config_keys_help(serve: clap::Command) -> clap::Command {
+    let keys: Vec<String> = serve
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .filter(|id| id != "config")
+        .chain(["log_format".to_owned()])
+        .collect();
+    serve.mut_arg("config", |a| {
+        a.help(format!(
+            "TOML file of settings: `key = value` lines, the keys being the flags' names with `_` for `-`: {}. \
+             Flags and variables win over the file",
+            keys.join(", ")
+        ))
+    })
+}
+
+/// Returns the parsed command line and, for a client command, its client options.
+fn parse_from(argv: &[OsString]) -> Result<(Cli, Option<cli::ClientArgs>), clap::Error> {
+    let matches = command().try_get_matches_from(argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let client = match matches.subcommand() {
+        Some(("serve" | "bench", _)) | None => None,
+        Some((_, sub)) => Some(cli::ClientArgs::from_arg_matches(sub)?),
+    };
+    Ok((cli, client))
+}
+
+/// Whether `--json` is on the command line (before any `--`), for errors of the command line
+/// itself.
+fn json_requested(argv: &[OsString]) -> bool {
+    argv.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--json")
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => {
-            let args = ServeArgs { log_format: cli.log_format, ..args };
-            match args.resolve() {
-                Ok(resolved) => match telemetry::init(resolved.log_format, &resolved.telemetry) {
-                    Ok(_guard) => run_server(resolved).await,
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            }
+    quiet_closed_stdout();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let (cli, client) = match parse_from(&argv) {
+        Ok(parsed) => parsed,
+        Err(e) => return usage_error(&e, json_requested(&argv)),
+    };
+    let format = cli.log_format.unwrap_or_default();
+    let (result, json) = match (cli.command, client) {
+        (Command::Serve(args), _) => (run_serve(ServeArgs { log_format: cli.log_format, ..args }).await, false),
+        (Command::Client(command), Some(client)) => {
+            telemetry::init_plain(format, "warn");
+            (cli::run(&client, command).await, client.json)
         }
-        Command::Client(command) => {
-            quiet_logs(cli.log_format.unwrap_or_default());
-            cli::run(&cli.client, command).await
-        }
-        Command::Bench(args) => {
-            quiet_logs(cli.log_format.unwrap_or_default());
-            bench::run(args, cli.client.json).await
+        (Command::Client(_), None) => (Err(anyhow::anyhow!("the client options were not parsed")), false),
+        (Command::Bench(bench), _) => {
+            telemetry::init_plain(format, "warn");
+            (bench::run(bench.args, bench.json).await, bench.json)
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => report(&e, json),
     }
 }
 
-/// Returns an error and its causes joined by `: `, each repeated cause said once (tonic and
-/// hyper wrap errors in errors with the same text).
-fn error_chain(error: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
+/// Prints a failed command's error on stderr, as JSON with `--json`, and returns status 1.
+fn report(error: &anyhow::Error, json: bool) -> ExitCode {
+    if json {
+        cli::output::note(cli::error_json(error));
+    } else {
+        let prefix = if cli::output::stderr_colour() { "\x1b[1;31merror\x1b[0m" } else { "error" };
+        cli::output::note(format_args!("{prefix}: {}", cli::error_chain(error)));
     }
-    parts.join(": ")
+    ExitCode::FAILURE
 }
 
-/// Logs only warnings and errors (or what `EVENTBUS_LOG` / `RUST_LOG` say) on stderr, so that
-/// command output is not interleaved with the in-process server's info lines.
-fn quiet_logs(format: LogFormat) {
-    let filter = telemetry::log_filter("warn");
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+/// Prints a command line error and returns its exit status: 0 for --help and --version, else
+/// 2. With `--json`, the error is an `{"error": ...}` object like the others.
+fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    let shows_help = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || shows_help {
+        let _ = error.print();
+        return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
     }
+    let text = error.to_string();
+    let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+    let error = cli::CommandError::new(tonic::Code::InvalidArgument, message);
+    cli::output::note(error.to_json());
+    ExitCode::from(2)
+}
+
+/// Ends the process quietly with status 0 when a `println!` finds stdout closed (`eventbus
+/// bench | head -1`): the backstop for print paths that do not go through `cli::output`.
+fn quiet_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let resolved = args.resolve()?;
+    let _guard = telemetry::init(resolved.log_format, &resolved.telemetry)?;
+    run_server(resolved).await
 }
 
 async fn run_server(resolved: Resolved) -> anyhow::Result<()> {
@@ -122,28 +211,67 @@ async fn run_server(resolved: Resolved) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
+
+    fn parse(args: &[&str]) -> Result<(Cli, Option<cli::ClientArgs>), clap::Error> {
+        parse_from(&args.iter().map(OsString::from).collect::<Vec<_>>())
+    }
 
     #[test]
     fn command_surface_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
-    fn client_options_are_global() {
-        let cli = Cli::try_parse_from(["eventbus", "events", "list", "-n", "shop", "--json", "--addr", "h:1"]).unwrap();
-        assert_eq!(cli.client.namespace, "shop");
-        assert_eq!(cli.client.addr, "h:1");
-        assert!(cli.client.json);
-        let cli = Cli::try_parse_from(["eventbus", "--namespace", "ops", "listeners", "list"]).unwrap();
-        assert_eq!(cli.client.namespace, "ops");
+    fn client_options_belong_to_client_commands() {
+        let (_, client) = parse(&["eventbus", "events", "list", "-n", "shop", "--json", "--addr", "h:1"]).unwrap();
+        let client = client.unwrap();
+        assert_eq!((client.namespace.as_str(), client.addr.as_str(), client.json), ("shop", "h:1", true));
+        let (_, client) = parse(&["eventbus", "listeners", "--namespace", "ops", "list"]).unwrap();
+        assert_eq!(client.unwrap().namespace, "ops");
+        for argv in [
+            &["eventbus", "serve", "--addr", "h:1"][..],
+            &["eventbus", "bench", "-n", "x"],
+            &["eventbus", "serve", "--json"],
+        ] {
+            assert!(parse(argv).is_err(), "{argv:?}: client options do not apply");
+        }
+        let (_, client) = parse(&["eventbus", "bench", "--json"]).unwrap();
+        assert!(client.is_none());
     }
 
     #[test]
-    fn error_chains_say_each_cause_once() {
-        let error = anyhow::anyhow!("tcp connect error").context("tcp connect error").context("connecting to x");
-        assert_eq!(error_chain(&error), "connecting to x: tcp connect error");
+    fn help_of_serve_and_bench_lists_no_client_options() {
+        let mut cmd = command();
+        cmd.build();
+        for name in ["serve", "bench"] {
+            let help = cmd.find_subcommand_mut(name).unwrap().render_long_help().to_string();
+            for option in ["--addr", "--namespace", "Client options"] {
+                assert!(!help.contains(option), "{name} --help lists {option}");
+            }
+        }
+        let help = cmd.find_subcommand_mut("publish").unwrap().render_help().to_string();
+        assert!(help.contains("--addr") && help.contains("--namespace") && help.contains("--json"));
+        assert!(help.contains("Client options:"), "{help}");
+        let publish = cmd.find_subcommand("publish").unwrap().get_about().unwrap().to_string();
+        assert!(publish.starts_with("Publishes one event"), "each command keeps its own about: {publish}");
+    }
+
+    #[test]
+    fn config_help_names_every_key_of_the_file() {
+        let mut cmd = command();
+        let serve = cmd.find_subcommand_mut("serve").unwrap();
+        let help = serve.get_arguments().find(|a| a.get_id() == "config").unwrap().get_help().unwrap().to_string();
+        let ids: Vec<String> = serve.get_arguments().map(|a| a.get_id().to_string()).collect();
+        for key in ids.iter().filter(|id| *id != "config").map(String::as_str).chain(["log_format"]) {
+            assert!(help.contains(key), "--config help lacks {key}: {help}");
+        }
+    }
+
+    #[test]
+    fn json_is_detected_before_a_double_dash() {
+        let argv = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(json_requested(&argv(&["eventbus", "listeners", "add", "--json", "--one", "a,b"])));
+        assert!(!json_requested(&argv(&["eventbus", "publish", "--", "--json"])));
     }
 }

@@ -1,6 +1,9 @@
 //! Logs and traces of the process: `RUST_LOG`-style filtering (`EVENTBUS_LOG` or `RUST_LOG`,
-//! default `info`), text or JSON lines on stderr, and optionally OpenTelemetry traces exported
-//! over OTLP/gRPC through `tracing-opentelemetry`.
+//! default `info`), text or JSON lines on stderr (coloured only on a terminal, and not when
+//! `NO_COLOR` is set), and optionally OpenTelemetry traces exported over OTLP/gRPC through
+//! `tracing-opentelemetry`. Postgres notices (`relation "_sqlx_migrations" already exists,
+//! skipping`, which every replica gets at start) are kept below INFO unless the filter names
+//! `sqlx` itself.
 //!
 //! Traces are on when an OTLP endpoint is configured (`--otlp-endpoint` or the standard
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and
@@ -15,6 +18,7 @@
 //! the other contributing events; a `deliver` span each time a notification goes out on a
 //! stream, which is the context the runner continues.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -89,20 +93,55 @@ pub fn init(format: LogFormat, args: &TelemetryArgs) -> anyhow::Result<Guard> {
         (None, None)
     };
     let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let ansi = colour(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).init(),
-        LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).init(),
+        LogFormat::Text => registry.with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).init(),
+        LogFormat::Json => registry.with(fmt::layer().json().with_ansi(false).with_writer(std::io::stderr)).init(),
     }
     Ok(Guard { provider })
 }
 
-/// Returns the filter from `EVENTBUS_LOG`, else `RUST_LOG`, else `default`.
+/// Installs a subscriber for the client commands and `bench`: the filter of [`log_filter`] with
+/// `default`, text or JSON lines on stderr, no traces.
+pub fn init_plain(format: LogFormat, default: &str) {
+    let logs = fmt().with_env_filter(log_filter(default)).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(colour(std::io::stderr().is_terminal())).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
+}
+
+/// Returns whether to colour what goes to a stream: only a terminal, and only when `NO_COLOR`
+/// is unset or empty (<https://no-color.org>).
+pub fn colour(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The directive that keeps Postgres notices below INFO.
+const QUIET_NOTICES: &str = "sqlx::postgres::notice=warn";
+
+/// Returns the filter from `EVENTBUS_LOG`, else `RUST_LOG`, else `default` (an invalid one is
+/// skipped).
 pub fn log_filter(default: &str) -> EnvFilter {
-    std::env::var("EVENTBUS_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new(default))
+    let from_env = |name: &str| std::env::var(name).ok().filter(|f| !f.trim().is_empty());
+    [from_env("EVENTBUS_LOG"), from_env("RUST_LOG")]
+        .into_iter()
+        .flatten()
+        .find_map(|spec| filter_of(&spec))
+        .or_else(|| filter_of(default))
+        .unwrap_or_else(|| EnvFilter::new("info"))
+}
+
+/// Returns the filter a spec describes, with [`QUIET_NOTICES`] unless it names `sqlx`.
+fn filter_of(spec: &str) -> Option<EnvFilter> {
+    let filter = EnvFilter::try_new(spec).ok()?;
+    if spec.contains("sqlx") {
+        return Some(filter);
+    }
+    Some(match QUIET_NOTICES.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    })
 }
 
 fn tracer_provider(args: &TelemetryArgs) -> anyhow::Result<SdkTracerProvider> {
@@ -126,4 +165,22 @@ fn tracer_provider(args: &TelemetryArgs) -> anyhow::Result<SdkTracerProvider> {
         .with_id_generator(trace::SpanIds::default())
         .with_resource(resource.build())
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_keep_postgres_notices_below_info_unless_they_name_sqlx() {
+        let cases = [
+            ("info", "sqlx::postgres::notice=warn,info"),
+            ("debug,eventbus_engine=trace", "sqlx::postgres::notice=warn,eventbus_engine=trace,debug"),
+            ("info,sqlx=debug", "sqlx=debug,info"),
+        ];
+        for (spec, shown) in cases {
+            assert_eq!(filter_of(spec).map(|f| f.to_string()).as_deref(), Some(shown), "{spec}");
+        }
+        assert!(filter_of("info,[").is_none(), "an invalid spec is skipped");
+    }
 }

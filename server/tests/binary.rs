@@ -3,53 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eventbus_client::{Client, CloudEventBuilder, ListenerSpecBuilder, SubscribeOptions};
 use futures::StreamExt;
 
-/// Starts the binary on an ephemeral port with its data in `dir`; returns it and its address
-/// once it is ready.
-async fn start(dir: &std::path::Path) -> (tokio::process::Child, String) {
-    let addr_file = dir.join("addr");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--listen-addr-file"])
-        .arg(&addr_file)
-        .arg("--data-file")
-        .arg(dir.join("eventbus.db"))
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // The address file is the readiness signal: written (atomically) once the socket is bound.
-    let started = Instant::now();
-    let addr = loop {
-        if let Ok(a) = std::fs::read_to_string(&addr_file) {
-            break a;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "server exited early");
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    (child, addr)
-}
+#[path = "support/process.rs"]
+mod process;
 
-/// Sends SIGTERM and returns the exit status.
-async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitStatus {
-    let pid = child.id().expect("the server is running").to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("server did not stop on SIGTERM within 20 s")
-        .unwrap()
-}
+use process::{start, terminate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start(dir.path()).await;
+    let (mut child, addr) = start(dir.path(), &[]).await;
     let client = Client::connect(format!("http://{addr}")).await.unwrap();
     client.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
     let results = client.publish("ns", [CloudEventBuilder::new("/bin", "a").id("1").build()]).await.unwrap();
@@ -83,7 +50,7 @@ async fn binary_serves_and_stops_on_sigterm() {
 async fn sigterm_right_after_ready_exits_0() {
     for _ in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let (mut child, _) = start(dir.path()).await;
+        let (mut child, _) = start(dir.path(), &[]).await;
         let exit = terminate(&mut child).await;
         assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
     }

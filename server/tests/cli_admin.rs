@@ -13,12 +13,12 @@ use eventbus_server::ServerConfig;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-/// Runs `eventbus --addr <addr> <args>` with stdin closed (not a terminal).
+/// Runs `eventbus <args> --addr <addr>` with stdin closed (not a terminal).
 fn eventbus(addr: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(args)
         .arg("--addr")
         .arg(addr)
-        .args(args)
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -65,12 +65,12 @@ async fn groups_and_namespaces_commands() {
     assert!(first.is_some());
     let addr = addr.as_str();
 
-    let text = stdout(&eventbus(addr, &["-n", "ns", "groups", "list"]));
+    let text = stdout(&eventbus(addr, &["groups", "-n", "ns", "list"]));
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("NAME"), "{text}");
     // NAME READ PENDING LEASED DEAD ...: the stream holds 1 (max_in_flight 1), 2 waits.
     assert!(lines[1].split_whitespace().take(5).eq(["g", "1", "1", "1", "0"]), "{text}");
-    let listed = json_lines(&eventbus(addr, &["-n", "ns", "groups", "list", "--json"]));
+    let listed = json_lines(&eventbus(addr, &["groups", "-n", "ns", "list", "--json"]));
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0]["name"].as_str(), listed[0]["pending_count"].as_u64(), listed[0]["leased_count"].as_u64()),
@@ -78,27 +78,27 @@ async fn groups_and_namespaces_commands() {
     );
     assert_eq!(listed[0]["connected_stream_count"], 1);
 
-    let got = stdout(&eventbus(addr, &["-n", "ns", "groups", "get", "g"]));
+    let got = stdout(&eventbus(addr, &["groups", "-n", "ns", "get", "g"]));
     assert!(got.contains("read position: 1") && got.contains("max attempts:  10"), "{got}");
-    failed(&eventbus(addr, &["-n", "ns", "groups", "get", "nope"]), 1, "NOT_FOUND");
+    failed(&eventbus(addr, &["groups", "-n", "ns", "get", "nope"]), 1, "NOT_FOUND");
 
-    let seeked = json_lines(&eventbus(addr, &["-n", "ns", "groups", "seek", "g", "--latest", "--json"]));
+    let seeked = json_lines(&eventbus(addr, &["groups", "-n", "ns", "seek", "g", "--latest", "--json"]));
     assert_eq!(
         (seeked[0]["seek_read_sequence"].as_u64(), seeked[0]["dropped_delivery_count"].as_u64()),
         (Some(2), Some(1))
     );
-    let text = stdout(&eventbus(addr, &["-n", "ns", "groups", "seek", "g", "--sequence", "1"]));
+    let text = stdout(&eventbus(addr, &["groups", "-n", "ns", "seek", "g", "--sequence", "1"]));
     assert!(text.starts_with("moved g to read position 0 (0 deliveries dropped)"), "{text}");
-    failed(&eventbus(addr, &["-n", "ns", "groups", "seek", "g", "--sequence", "9"]), 1, "FAILED_PRECONDITION");
+    failed(&eventbus(addr, &["groups", "-n", "ns", "seek", "g", "--sequence", "9"]), 1, "FAILED_PRECONDITION");
 
-    let shown = json_lines(&eventbus(addr, &["-n", "ns", "listeners", "get", &all.id, "--json"]));
+    let shown = json_lines(&eventbus(addr, &["listeners", "-n", "ns", "get", &all.id, "--json"]));
     assert_eq!(shown[0]["partial_states"][0]["missing_types"], serde_json::json!(["y"]));
     assert_eq!(shown[0]["partial_states"][0]["events"][0]["sequence"], 3);
-    let text = stdout(&eventbus(addr, &["-n", "ns", "listeners", "get", &all.id]));
+    let text = stdout(&eventbus(addr, &["listeners", "-n", "ns", "get", &all.id]));
     assert!(text.contains("collected:   (no correlation)") && text.contains("waiting for y"), "{text}");
 
-    failed(&eventbus(addr, &["-n", "ns", "groups", "rm", "g"]), 1, "refusing to delete");
-    let removed = json_lines(&eventbus(addr, &["-n", "ns", "groups", "rm", "g", "--yes", "--json"]));
+    failed(&eventbus(addr, &["groups", "-n", "ns", "rm", "g"]), 1, "refusing to delete");
+    let removed = json_lines(&eventbus(addr, &["groups", "-n", "ns", "rm", "g", "--yes", "--json"]));
     assert_eq!(removed[0]["deleted"], "g");
 
     let text = stdout(&eventbus(addr, &["namespaces", "list"]));

@@ -4,8 +4,12 @@
 //!
 //! Hazard: [`Durability::Relaxed`] acknowledges writes a crash of the machine may lose.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 
 use super::Observer;
 use crate::error::{Error, Result};
@@ -53,6 +57,43 @@ pub struct StoreConfig {
     pub database_timeout: Duration,
 }
 
+impl StoreConfig {
+    /// Returns where the database is, for the start line and errors, without secrets: the
+    /// absolute path of a SQLite file, or `postgres://USER@HOST:PORT/DATABASE` (no password, no
+    /// parameters). A URL that does not parse is returned with everything after `://` up to `@`
+    /// cut.
+    pub fn database_location(&self) -> String {
+        let url = self.database_url.as_str();
+        match Backend::from_url(url) {
+            Ok(Backend::Sqlite) if url.contains(":memory:") || url.contains("mode=memory") => "sqlite::memory:".into(),
+            Ok(Backend::Sqlite) => match SqliteConnectOptions::from_str(url) {
+                Ok(o) => {
+                    let file = o.get_filename();
+                    std::path::absolute(file).unwrap_or_else(|_| file.to_owned()).display().to_string()
+                }
+                Err(_) => url.to_owned(),
+            },
+            Ok(Backend::Postgres) => match PgConnectOptions::from_str(url) {
+                Ok(o) => {
+                    let user = o.get_username();
+                    let db = o.get_database().unwrap_or(user);
+                    format!("postgres://{user}@{}:{}/{db}", o.get_host(), o.get_port())
+                }
+                Err(_) => redact(url),
+            },
+            Err(_) => redact(url),
+        }
+    }
+}
+
+/// Returns a URL without the user information (which may hold a password).
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
 /// The default of [`StoreConfig::sqlite_wal_limit`]: 64 MiB.
 pub const DEFAULT_SQLITE_WAL_LIMIT: u64 = 64 << 20;
 
@@ -88,6 +129,30 @@ impl Backend {
             Ok(Self::Postgres)
         } else {
             Err(Error::invalid("database_url", "must start with sqlite: or postgres:"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_name_the_file_or_the_server_without_secrets() {
+        let cwd = std::env::current_dir().unwrap();
+        let cases = [
+            ("sqlite:///var/lib/eventbus/x.db", "/var/lib/eventbus/x.db".to_owned()),
+            ("sqlite://x.db?mode=rwc", cwd.join("x.db").display().to_string()),
+            (
+                "postgres://u:secret@db.internal:6543/events?sslmode=require",
+                "postgres://u@db.internal:6543/events".into(),
+            ),
+            ("postgres://u@h/d", "postgres://u@h:5432/d".into()),
+            ("sqlite::memory:", "sqlite::memory:".into()),
+            ("mysql://u:secret@h/d", "mysql://h/d".into()),
+        ];
+        for (url, location) in cases {
+            assert_eq!(StoreConfig::new(url).database_location(), location, "{url}");
         }
     }
 }

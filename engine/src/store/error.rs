@@ -77,6 +77,19 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// Returns the error of a first connection that failed: as [`From<sqlx::Error>`] decides, but
+/// a database's answer (`database "x" does not exist`) is said by its message and code alone,
+/// without the driver's and the server's wrapping ("error returned from database", "at line
+/// 948" of a Postgres source file).
+pub(crate) fn connect_failed(e: sqlx::Error) -> Error {
+    let sqlx::Error::Database(db) = &e else { return e.into() };
+    let text = match db.code() {
+        Some(code) => format!("{} (code {code})", db.message()),
+        None => db.message().to_owned(),
+    };
+    if sqlx_unavailable(&e) { Error::Unavailable(text.into()) } else { Error::Database(text.into()) }
+}
+
 /// Returns the error of embedded migrations that could not be applied: a database error (an
 /// internal one, whatever the cause: the store does not open).
 pub(crate) fn migration_failed(e: sqlx::migrate::MigrateError) -> Error {

@@ -1,11 +1,21 @@
-//! `eventbus events list | get`.
+//! `eventbus events list | get | tail`.
+//!
+//! `tail` follows new events by polling ListEvents with `after_sequence` (the last sequence it
+//! printed). It starts with the events received from now on by the server's clock, so a client
+//! clock ahead of the server's may miss the first events: `--since 1m` or `--after SEQ` start
+//! earlier.
+
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::{ArgGroup, Subcommand};
 use eventbus_client::pb;
+use eventbus_client::pb::event_bus_service_client::EventBusServiceClient;
+use tonic::transport::Channel;
 
-use super::render::{self, print_table};
-use super::{ClientArgs, print_json, rpc_error};
+use super::parse;
+use super::render;
+use super::{ClientArgs, collect_pages, print_json, print_table, rpc_error};
 
 /// The event subcommands.
 #[derive(Debug, Subcommand)]
@@ -15,11 +25,14 @@ pub enum EventsCommand {
     List(ListArgs),
     /// Shows one stored event, by sequence or by source and id.
     Get(GetArgs),
+    /// Prints new events as they are stored (from now on, unless --since or --after say
+    /// otherwise), until Ctrl-C or --count.
+    Tail(TailArgs),
 }
 
-/// Flags of `eventbus events list`.
-#[derive(Debug, clap::Args)]
-pub struct ListArgs {
+/// Filters of `events list` and `events tail`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Filters {
     /// Only events of this type.
     #[arg(long = "type", short = 't', value_name = "TYPE")]
     pub event_type: Option<String>,
@@ -32,6 +45,33 @@ pub struct ListArgs {
     /// Only events with a sequence greater than this.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     pub after: u64,
+    /// Only events received at or after this time: RFC 3339, or a duration ago such as 10m.
+    #[arg(long, value_name = "TIME", value_parser = parse::time_or_ago)]
+    pub since: Option<SystemTime>,
+}
+
+impl Filters {
+    fn request(&self, namespace: &str) -> pb::ListEventsRequest {
+        pb::ListEventsRequest {
+            namespace: namespace.to_owned(),
+            r#type: self.event_type.clone().unwrap_or_default(),
+            source: self.source.clone().unwrap_or_default(),
+            subject: self.subject.clone().unwrap_or_default(),
+            after_sequence: self.after,
+            start_time: self.since.map(prost_types::Timestamp::from),
+            ..Default::default()
+        }
+    }
+}
+
+/// Flags of `eventbus events list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Only events received before this time: RFC 3339, or a duration ago such as 5m.
+    #[arg(long, value_name = "TIME", value_parser = parse::time_or_ago)]
+    pub until: Option<SystemTime>,
     /// At most this many events; 0 for all.
     #[arg(long, default_value_t = 100)]
     pub limit: u64,
@@ -52,64 +92,32 @@ pub struct GetArgs {
     pub id: Option<String>,
 }
 
+/// Flags of `eventbus events tail`.
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    // Without --since and --after, tail starts with the events received from now on.
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Exits after printing this many events.
+    #[arg(long, short = 'c')]
+    pub count: Option<u64>,
+    /// How often to ask for new events, e.g. 500ms, 2s.
+    #[arg(long, default_value = "500ms", value_parser = parse::duration)]
+    pub interval: Duration,
+}
+
 pub async fn run(args: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
     let client = args.connect().await?;
     let mut raw = client.raw();
     match cmd {
         EventsCommand::List(list) => {
-            let mut request = pb::ListEventsRequest {
-                namespace: args.namespace.clone(),
-                r#type: list.event_type.unwrap_or_default(),
-                source: list.source.unwrap_or_default(),
-                subject: list.subject.unwrap_or_default(),
-                after_sequence: list.after,
-                ..Default::default()
-            };
-            let mut events = Vec::new();
-            let mut more = false;
-            loop {
-                let left = if list.limit == 0 { 1000 } else { list.limit - events.len() as u64 };
-                request.page_size = i32::try_from(left.min(1000)).unwrap_or(1000);
-                let page = raw.list_events(request.clone()).await.map_err(|s| rpc_error(s.into()))?.into_inner();
-                events.extend(page.events);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                if list.limit != 0 && events.len() as u64 >= list.limit {
-                    more = true;
-                    break;
-                }
-                request.page_token = page.next_page_token;
-            }
-            if args.json {
-                for e in &events {
-                    print_json(&render::stored_event_json(e));
-                }
-                return Ok(());
-            }
-            if events.is_empty() {
-                eprintln!("no events");
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = events
-                .iter()
-                .map(|stored| {
-                    let e = stored.event.clone().unwrap_or_default();
-                    let subject = e.attributes.get("subject").map(render::attribute_text).unwrap_or_default();
-                    vec![
-                        stored.sequence.to_string(),
-                        stored.receive_time.as_ref().map(render::time).unwrap_or_default(),
-                        e.r#type,
-                        e.source,
-                        e.id,
-                        subject,
-                    ]
-                })
-                .collect();
-            print_table(&["SEQ", "RECEIVED", "TYPE", "SOURCE", "ID", "SUBJECT"], &rows);
+            let mut request = list.filters.request(&args.namespace);
+            request.end_time = list.until.map(prost_types::Timestamp::from);
+            let (events, more) = list_events(&raw, request, list.limit).await?;
+            print_events(args, &events);
             if more {
                 let last = events.last().map_or(0, |e| e.sequence);
-                eprintln!("(more events follow; --after {last} to continue, --limit 0 for all)");
+                note!("(more events follow; --after {last} to continue, --limit 0 for all)");
             }
         }
         EventsCommand::Get(get) => {
@@ -124,8 +132,88 @@ pub async fn run(args: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
             if args.json {
                 print_json(&render::stored_event_json(&stored));
             } else {
-                println!("{}", render::stored_event_text(&stored));
+                out!("{}", render::stored_event_text(&stored));
             }
+        }
+        EventsCommand::Tail(tail) => follow(args, &raw, tail).await?,
+    }
+    Ok(())
+}
+
+/// Returns up to `limit` events (0: all) and whether more follow.
+async fn list_events(
+    raw: &EventBusServiceClient<Channel>,
+    request: pb::ListEventsRequest,
+    limit: u64,
+) -> anyhow::Result<(Vec<pb::StoredEvent>, bool)> {
+    collect_pages(limit, |page_size, page_token| {
+        let (mut raw, request) = (raw.clone(), pb::ListEventsRequest { page_size, page_token, ..request.clone() });
+        async move {
+            let page = raw.list_events(request).await.map_err(|s| rpc_error(s.into()))?.into_inner();
+            Ok((page.events, page.next_page_token))
+        }
+    })
+    .await
+}
+
+fn print_events(args: &ClientArgs, events: &[pb::StoredEvent]) {
+    if args.json {
+        for e in events {
+            print_json(&render::stored_event_json(e));
+        }
+    } else if events.is_empty() {
+        note!("no events");
+    } else {
+        print_table(&EVENT_HEADER, &events.iter().map(event_row).collect::<Vec<_>>());
+    }
+}
+
+const EVENT_HEADER: [&str; 6] = ["SEQ", "RECEIVED", "TYPE", "SOURCE", "ID", "SUBJECT"];
+
+fn event_row(stored: &pb::StoredEvent) -> Vec<String> {
+    let e = stored.event.clone().unwrap_or_default();
+    let subject = e.attributes.get("subject").map(render::attribute_text).unwrap_or_default();
+    vec![
+        stored.sequence.to_string(),
+        stored.receive_time.as_ref().map(render::time).unwrap_or_default(),
+        e.r#type,
+        e.source,
+        e.id,
+        subject,
+    ]
+}
+
+/// Prints new events as they come, one line each (tab-separated columns of `events list`, or
+/// JSON), until Ctrl-C or `--count`.
+async fn follow(args: &ClientArgs, raw: &EventBusServiceClient<Channel>, tail: TailArgs) -> anyhow::Result<()> {
+    let mut filters = tail.filters;
+    if filters.since.is_none() && filters.after == 0 {
+        filters.since = Some(SystemTime::now());
+    }
+    if !args.json {
+        note!("following events in namespace {}; Ctrl-C to stop", args.namespace);
+    }
+    let mut printed = 0u64;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    while tail.count.is_none_or(|c| printed < c) {
+        let left = tail.count.map_or(0, |c| c - printed);
+        let (events, _) = list_events(raw, filters.request(&args.namespace), left).await?;
+        for e in &events {
+            if args.json {
+                print_json(&render::stored_event_json(e));
+            } else {
+                out!("{}", event_row(e).join("\t"));
+            }
+        }
+        printed += events.len() as u64;
+        filters.after = events.last().map_or(filters.after, |e| e.sequence);
+        if tail.count.is_some_and(|c| printed >= c) {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(tail.interval) => {}
+            _ = &mut ctrl_c => break,
         }
     }
     Ok(())

@@ -7,8 +7,8 @@ use eventbus_client::pb;
 use serde_json::{Value, json};
 
 use super::parse;
-use super::render::{self, print_table};
-use super::{ClientArgs, print_json, rpc_error};
+use super::render;
+use super::{ClientArgs, print_json, print_table, rpc_error};
 
 /// The consumer group subcommands.
 #[derive(Debug, Subcommand)]
@@ -190,7 +190,7 @@ pub async fn run(args: &ClientArgs, cmd: GroupsCommand) -> anyhow::Result<()> {
             if args.json {
                 print_json(&json!({ "deleted": rm.group, "namespace": ns, "deleted_delivery_count": dropped }));
             } else {
-                println!("deleted consumer group {} ({dropped} deliveries)", rm.group);
+                out!("deleted consumer group {} ({dropped} deliveries)", rm.group);
             }
         }
     }
@@ -205,7 +205,7 @@ fn print_groups(args: &ClientArgs, groups: &[pb::ConsumerGroup]) {
         return;
     }
     if groups.is_empty() {
-        eprintln!("no consumer groups in namespace {}", args.namespace);
+        note!("no consumer groups in namespace {}", args.namespace);
         return;
     }
     let rows: Vec<Vec<String>> = groups
@@ -238,9 +238,9 @@ fn print_group(args: &ClientArgs, group: pb::ConsumerGroup, seeked: Option<(u64,
         return;
     }
     if let Some((position, dropped)) = seeked {
-        println!("moved {} to read position {position} ({dropped} deliveries dropped)", group.name);
+        out!("moved {} to read position {position} ({dropped} deliveries dropped)", group.name);
     }
-    println!("{}", group_text(&group));
+    out!("{}", group_text(&group));
 }
 
 fn kinds(g: &pb::ConsumerGroup) -> Vec<&'static str> {

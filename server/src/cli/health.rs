@@ -41,7 +41,7 @@ pub async fn run(args: &ClientArgs, cmd: HealthArgs) -> anyhow::Result<()> {
     if args.json {
         print_json(&serde_json::json!({ "service": cmd.service, "status": name }));
     } else {
-        println!("{name}");
+        out!("{name}");
     }
     if status != ServingStatus::Serving {
         bail!("{} is {name}", if cmd.service.is_empty() { "the server" } else { cmd.service.as_str() });

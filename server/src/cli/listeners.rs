@@ -7,8 +7,8 @@ use eventbus_client::{Client, ListenerQuery, ListenerSpecBuilder, pb};
 use serde_json::json;
 
 use super::parse::{self, FilterSet};
-use super::render::{self, print_table};
-use super::{ClientArgs, print_json, rpc_error};
+use super::render;
+use super::{ClientArgs, print_json, print_table, rpc_error};
 
 /// The listener subcommands.
 #[derive(Debug, Subcommand)]
@@ -37,8 +37,8 @@ pub struct AddArgs {
     /// WAIT listener: wakes this waiting instance the first time the condition is met.
     #[arg(long, value_name = "INSTANCE")]
     pub wait: Option<String>,
-    /// Condition ONE: every event of this type.
-    #[arg(long, value_name = "TYPE")]
+    /// Condition ONE: every event of this type (one type; for several, --any or --all).
+    #[arg(long, value_name = "TYPE", value_parser = parse::one_type)]
     pub one: Option<String>,
     /// Condition ANY: every event of one of these types.
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
@@ -178,8 +178,8 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
                 print_json(&json!({ "created": registration.created, "listener": listener }));
             } else {
                 let verb = if registration.created { "registered" } else { "already registered (same request id)" };
-                println!("{verb} listener {}", registration.listener.id);
-                println!("{}", render::listener_text(&registration.listener));
+                out!("{verb} listener {}", registration.listener.id);
+                out!("{}", render::listener_text(&registration.listener));
             }
         }
         ListenersCommand::List(list) => list_listeners(args, &client, ns, list).await?,
@@ -207,7 +207,7 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
             if args.json {
                 print_json(&json!({ "deleted": deleted }));
             } else {
-                println!("deleted {deleted} ({what})");
+                out!("deleted {deleted} ({what})");
             }
         }
     }
@@ -232,7 +232,7 @@ async fn list_listeners(args: &ClientArgs, client: &Client, ns: String, list: Li
             print_json(&render::listener_json(l));
         }
     } else if listeners.is_empty() {
-        eprintln!("no listeners");
+        note!("no listeners");
     } else {
         let rows: Vec<Vec<String>> = listeners
             .iter()
@@ -244,11 +244,12 @@ async fn list_listeners(args: &ClientArgs, client: &Client, ns: String, list: Li
                     render::listener_condition(&spec),
                     render::status(l.status()).to_owned(),
                     l.create_time.as_ref().map(render::time).unwrap_or_default(),
+                    l.request_id.clone(),
                     render::filters_text(&spec.filters).join(" | "),
                 ]
             })
             .collect();
-        print_table(&["ID", "ACTION", "CONDITION", "STATUS", "CREATED", "FILTERS"], &rows);
+        print_table(&["ID", "ACTION", "CONDITION", "STATUS", "CREATED", "REQUEST ID", "FILTERS"], &rows);
     }
     Ok(())
 }
@@ -319,5 +320,8 @@ mod tests {
             parse(&["--wait", "i", "--one", "t", "--deadline", "2030-01-01T00:00:00Z", "--timeout", "1m"]).is_err()
         );
         assert!(parse(&["--start", "wf", "--one", "t", "--filter", "bad"]).is_err());
+        let error = parse(&["--start", "wf", "--one", "a,b"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("use --any a,b"), "{error}");
     }
 }

@@ -7,8 +7,7 @@ use clap::Subcommand;
 use eventbus_client::pb;
 use serde_json::json;
 
-use super::render::print_table;
-use super::{ClientArgs, print_json, rpc_error};
+use super::{ClientArgs, print_json, print_table, rpc_error};
 
 /// The namespace subcommands.
 #[derive(Debug, Subcommand)]
@@ -80,7 +79,7 @@ pub async fn run(args: &ClientArgs, cmd: NamespacesCommand) -> anyhow::Result<()
                     "deleted_delivery_count": d.deleted_delivery_count,
                 }));
             } else {
-                println!(
+                out!(
                     "deleted namespace {}: {} events, {} listeners, {} notifications, {} groups, {} deliveries",
                     rm.name,
                     d.deleted_event_count,
@@ -110,7 +109,7 @@ fn print_namespaces(args: &ClientArgs, namespaces: &[pb::Namespace]) {
         return;
     }
     if namespaces.is_empty() {
-        eprintln!("no namespaces");
+        note!("no namespaces");
         return;
     }
     let rows: Vec<Vec<String>> = namespaces

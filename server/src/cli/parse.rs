@@ -179,6 +179,34 @@ pub fn rfc3339(s: &str) -> Result<SystemTime, String> {
         .map_err(|e| format!("invalid time {s:?}: {e} (expected RFC 3339, e.g. 2026-11-22T10:00:00Z)"))
 }
 
+/// Parses a point in time: RFC 3339 (`2026-11-22T10:00:00Z`), or a duration ago (`10m`,
+/// `1h30m`: that long before now).
+pub fn time_or_ago(s: &str) -> Result<SystemTime, String> {
+    time_or_ago_at(s, SystemTime::now())
+}
+
+fn time_or_ago_at(s: &str, now: SystemTime) -> Result<SystemTime, String> {
+    if s.contains('T') || s.contains('t') {
+        return rfc3339(s);
+    }
+    let ago = duration(s).map_err(|_| {
+        format!("invalid time {s:?}: expected RFC 3339 (2026-11-22T10:00:00Z) or a duration ago (10m, 1h30m, 2d)")
+    })?;
+    now.checked_sub(ago).ok_or_else(|| format!("invalid time {s:?}: too long ago"))
+}
+
+/// Parses one event type for `--one`. A comma names several types, which `--one` does not
+/// take: the hint names the flags that do.
+pub fn one_type(s: &str) -> Result<String, String> {
+    if s.contains(',') {
+        return Err(format!(
+            "--one takes exactly one type, and {s:?} names several: use --any {s} (any of them fires) or \
+             --all {s} (all of them, per correlation), or register one listener per type"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 /// Parses `earliest`, `latest` or a notification sequence (at least 1).
 pub fn start_position(s: &str) -> Result<StartPosition, String> {
     match s {
@@ -297,6 +325,30 @@ mod tests {
         for input in bad {
             assert!(extension(input).is_err(), "{input:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn times_or_durations_ago() {
+        let now = UNIX_EPOCH + Duration::from_secs(10_000);
+        let ok = [
+            ("10m", now - Duration::from_secs(600)),
+            ("1h30m", now - Duration::from_secs(5400)),
+            ("0s", now),
+            ("1970-01-01T00:01:00Z", UNIX_EPOCH + Duration::from_secs(60)),
+        ];
+        for (input, expected) in ok {
+            assert_eq!(time_or_ago_at(input, now), Ok(expected), "{input:?}");
+        }
+        for input in ["10", "yesterday", "1970-01-01", ""] {
+            assert!(time_or_ago_at(input, now).is_err(), "{input:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn one_type_rejects_lists_with_a_hint() {
+        assert_eq!(one_type("order.created"), Ok("order.created".to_owned()));
+        let hint = one_type("a,b").unwrap_err();
+        assert!(hint.contains("--any a,b") && hint.contains("--all a,b"), "{hint}");
     }
 
     #[test]

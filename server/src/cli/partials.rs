@@ -19,19 +19,19 @@ pub fn print_listener(as_json: bool, got: &pb::GetListenerResponse) {
         print_json(&value);
         return;
     }
-    println!("{}", render::listener_text(&listener));
+    out!("{}", render::listener_text(&listener));
     let all = listener.spec.as_ref().is_some_and(|s| s.condition() == pb::ListenerCondition::All);
     if !all {
         return;
     }
     if got.partial_states.is_empty() {
-        println!("collected:   nothing");
+        out!("collected:   nothing");
     }
     for state in &got.partial_states {
-        println!("{}", partial_text(state));
+        out!("{}", partial_text(state));
     }
     if got.partial_states_truncated {
-        println!("(more correlation keys hold events than shown)");
+        out!("(more correlation keys hold events than shown)");
     }
 }
 

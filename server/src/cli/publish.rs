@@ -1,4 +1,4 @@
-//! `eventbus publish`: one event from flags.
+//! `eventbus publish`: one event from flags, or a batch from NDJSON ([`batch`]).
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -10,15 +10,18 @@ use serde_json::json;
 use super::parse::{self, Extension};
 use super::{ClientArgs, print_json, rpc_error};
 
+mod batch;
+mod cloudevent;
+
 /// Flags of `eventbus publish`.
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
     /// Event type, e.g. com.example.invoice.created.
-    #[arg(long = "type", short = 't', value_name = "TYPE")]
-    pub event_type: String,
+    #[arg(long = "type", short = 't', value_name = "TYPE", required_unless_present = "file")]
+    pub event_type: Option<String>,
     /// Event source, a URI reference, e.g. /billing.
-    #[arg(long, short = 's')]
-    pub source: String,
+    #[arg(long, short = 's', required_unless_present = "file")]
+    pub source: Option<String>,
     /// Event id [default: a new UUIDv7, minted here, so a retry with the same id is a duplicate].
     #[arg(long)]
     pub id: Option<String>,
@@ -42,6 +45,13 @@ pub struct PublishArgs {
     /// bool, uri, uriref, time, bytes (base64); repeatable.
     #[arg(long = "ext", short = 'e', value_name = "NAME=VALUE", value_parser = parse::extension)]
     pub extensions: Vec<Extension>,
+    /// Publishes the events of this NDJSON file instead (`-` for stdin): one event per line in
+    /// the CloudEvents JSON format, sent in batches of up to 1000 (each all-or-nothing); prints
+    /// a summary line.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "event_type", "source", "id", "subject", "time", "data", "data_file", "content_type", "extensions",
+    ])]
+    pub file: Option<PathBuf>,
 }
 
 /// A payload and the media type it was detected as.
@@ -78,8 +88,14 @@ fn read_payload(args: &PublishArgs) -> anyhow::Result<Option<Payload>> {
 }
 
 pub async fn run(args: &ClientArgs, cmd: PublishArgs) -> anyhow::Result<()> {
+    if let Some(path) = &cmd.file {
+        return batch::run(args, path).await;
+    }
+    let (Some(source), Some(event_type)) = (cmd.source.clone(), cmd.event_type.clone()) else {
+        anyhow::bail!("--type and --source are required (or --file)");
+    };
     let id = cmd.id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let mut builder = CloudEventBuilder::new(cmd.source.clone(), cmd.event_type.clone()).id(id.clone());
+    let mut builder = CloudEventBuilder::new(source.clone(), event_type).id(id.clone());
     if let Some(subject) = &cmd.subject {
         builder = builder.subject(subject.clone());
     }
@@ -106,15 +122,15 @@ pub async fn run(args: &ClientArgs, cmd: PublishArgs) -> anyhow::Result<()> {
     if args.json {
         print_json(&json!({
             "namespace": args.namespace,
-            "source": cmd.source,
+            "source": source,
             "id": id,
             "sequence": result.sequence,
             "duplicate": result.duplicate,
         }));
     } else if result.duplicate {
-        println!("duplicate of sequence {} (source {}, id {id})", result.sequence, cmd.source);
+        out!("duplicate of sequence {} (source {source}, id {id})", result.sequence);
     } else {
-        println!("published sequence {} (source {}, id {id})", result.sequence, cmd.source);
+        out!("published sequence {} (source {source}, id {id})", result.sequence);
     }
     Ok(())
 }

@@ -1,8 +1,13 @@
-//! `eventbus subscribe`: joins a consumer group, prints each notification and acks it.
+//! `eventbus subscribe`: joins a consumer group and prints each notification it receives, then
+//! settles it: acks it (the default), nacks it (`--nack REASON`), or leaves it unsettled
+//! (`--no-ack`). The reason is given once, on the command line, for every notification: there
+//! is no interactive prompt, so the command behaves the same in a script and on a terminal.
 //!
-//! Hazard: a notification is acked after it is printed, so one printed just before the process
-//! dies may be delivered again (with a higher attempt). The stream reconnects on its own after
-//! retryable errors; Ctrl-C ends it.
+//! Hazards: a notification is acked after it is printed, so one printed just before the
+//! process dies may be delivered again (with a higher attempt). `--no-ack` is a look, not a
+//! free one: the notifications stay leased to this stream until it ends, and then count a
+//! failed attempt each ("stream closed"), like a nack; with few attempts left they become dead
+//! letters. The stream reconnects on its own after retryable errors; Ctrl-C ends it.
 
 use std::time::Duration;
 
@@ -60,6 +65,37 @@ pub struct SubscribeArgs {
     /// Exits after this many notifications.
     #[arg(long, short = 'c')]
     pub count: Option<u64>,
+    /// Prints without settling: each notification stays leased to this stream until it ends,
+    /// then is redelivered (the lost lease counts as a failed attempt).
+    #[arg(long, conflicts_with = "nack")]
+    pub no_ack: bool,
+    /// Nacks every notification with this reason (kept as the dead letter's last error once
+    /// the group's attempts are used up).
+    #[arg(long, value_name = "REASON")]
+    pub nack: Option<String>,
+    /// With --nack: how long the group waits before redelivering, e.g. 30s [default: at once].
+    #[arg(long, requires = "nack", value_parser = parse::duration)]
+    pub retry_after: Option<Duration>,
+}
+
+/// What to do with each notification once printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    Nack { reason: String, retry_after: Duration },
+    Leave,
+}
+
+impl SubscribeArgs {
+    fn settle(&self) -> Settle {
+        match (&self.nack, self.no_ack) {
+            (Some(reason), _) => {
+                Settle::Nack { reason: reason.clone(), retry_after: self.retry_after.unwrap_or_default() }
+            }
+            (None, true) => Settle::Leave,
+            (None, false) => Settle::Ack,
+        }
+    }
 }
 
 pub async fn run(args: &ClientArgs, cmd: SubscribeArgs) -> anyhow::Result<()> {
@@ -75,8 +111,9 @@ pub async fn run(args: &ClientArgs, cmd: SubscribeArgs) -> anyhow::Result<()> {
     };
     let mut subscription = client.subscribe(options).await.map_err(rpc_error)?;
     if !args.json {
-        eprintln!("subscribed to group {} in namespace {}; Ctrl-C to stop", cmd.group, args.namespace);
+        note!("subscribed to group {} in namespace {}; Ctrl-C to stop", cmd.group, args.namespace);
     }
+    let settle = cmd.settle();
     let mut seen = 0u64;
     if cmd.count == Some(0) {
         return Ok(());
@@ -95,12 +132,53 @@ pub async fn run(args: &ClientArgs, cmd: SubscribeArgs) -> anyhow::Result<()> {
         if args.json {
             print_json(&render::notification_json(n));
         } else {
-            println!("{}", render::notification_line(n));
+            out!("{}", render::notification_line(n));
         }
-        delivery.ack().await.map_err(rpc_error)?;
+        match &settle {
+            Settle::Ack => delivery.ack().await.map_err(rpc_error)?,
+            Settle::Nack { reason, retry_after } => {
+                if delivery.nack(*retry_after, reason.clone()).await.map_err(rpc_error)? {
+                    note!("notification {} is now a dead letter (attempt {})", n.sequence, n.attempt);
+                }
+            }
+            Settle::Leave => {}
+        }
         seen += 1;
         if cmd.count.is_some_and(|c| seen >= c) {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: SubscribeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SubscribeArgs, clap::Error> {
+        Cmd::try_parse_from(["subscribe", "-g", "g"].iter().chain(args)).map(|c| c.args)
+    }
+
+    #[test]
+    fn settle_flags() {
+        let nack = |reason: &str, secs| Settle::Nack { reason: reason.into(), retry_after: Duration::from_secs(secs) };
+        let cases = [
+            (&[][..], Settle::Ack),
+            (&["--no-ack"][..], Settle::Leave),
+            (&["--nack", "broken"][..], nack("broken", 0)),
+            (&["--nack", "later", "--retry-after", "30s"][..], nack("later", 30)),
+        ];
+        for (flags, settle) in cases {
+            assert_eq!(parse(flags).unwrap().settle(), settle, "{flags:?}");
+        }
+        assert!(parse(&["--no-ack", "--nack", "x"]).is_err(), "one way to settle");
+        assert!(parse(&["--retry-after", "1s"]).is_err(), "--retry-after needs --nack");
     }
 }
