@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::Streaming;
 
+pub mod certs;
+
 /// Runs each named `async fn case(db: Database)` of the calling module twice, as
 /// `sqlite::case` and `postgres::case`, each on a fresh database;
 /// `backend_cases!(postgres only: case, ...)` runs them on Postgres alone, as `postgres_only::case`.
@@ -237,6 +239,19 @@ impl TestServer {
     }
 
     pub async fn start_with(db: &Database, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_connected(db, tweak, |addr| Client::connect(format!("http://{addr}"))).await
+    }
+
+    /// Starts a server like [`Self::start_with`] and connects its client with `connect`, given
+    /// the bound address (for example over TLS).
+    pub async fn start_connected<F>(
+        db: &Database,
+        tweak: impl FnOnce(&mut ServerConfig),
+        connect: impl FnOnce(SocketAddr) -> F,
+    ) -> Self
+    where
+        F: Future<Output = Result<Client, eventbus_client::Error>>,
+    {
         let mut store = StoreConfig::new(&db.url);
         store.sweep_interval = Duration::from_millis(200);
         let mut config = ServerConfig::new(store);
@@ -248,7 +263,7 @@ impl TestServer {
         let task = tokio::spawn(eventbus_server::serve(listener, config, async move {
             let _ = rx.await;
         }));
-        let client = Client::connect(format!("http://{addr}")).await.unwrap();
+        let client = connect(addr).await.unwrap();
         Self { addr, client, shutdown: Some(tx), task: Some(task) }
     }
 
