@@ -286,6 +286,23 @@ impl Drop for TestServer {
     }
 }
 
+/// Every RPC of EventBusService, by name.
+pub const METHODS: [&str; 13] = [
+    "Publish",
+    "RegisterListener",
+    "GetListener",
+    "ListListeners",
+    "DeleteListener",
+    "DeleteListeners",
+    "Subscribe",
+    "Ack",
+    "Nack",
+    "ListDeadLetters",
+    "RedriveDeadLetters",
+    "GetEvent",
+    "ListEvents",
+];
+
 /// The source of the events the suites publish.
 pub const SOURCE: &str = "/tests";
 

@@ -4,29 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use eventbus_client::{Client, RawClient, pb};
-use eventbus_tests::{Backend, Database, TestServer, event};
+use eventbus_tests::{Backend, Database, METHODS, TestServer, event};
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 const ADMIN: &str = "ebt_adminadminadminadminadminadminadmin00";
-
-/// Every RPC of EventBusService.
-const METHODS: [&str; 13] = [
-    "Publish",
-    "RegisterListener",
-    "GetListener",
-    "ListListeners",
-    "DeleteListener",
-    "DeleteListeners",
-    "Subscribe",
-    "Ack",
-    "Nack",
-    "ListDeadLetters",
-    "RedriveDeadLetters",
-    "GetEvent",
-    "ListEvents",
-];
 
 /// Calls `method` in namespace "ns" with a minimal request: the status it fails with, if any.
 async fn call(raw: &mut RawClient, method: &str) -> Result<(), Status> {
