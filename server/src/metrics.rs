@@ -121,6 +121,12 @@ impl Metrics {
         self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
     }
 
+    /// Returns how many calls were refused for `reason`.
+    #[cfg(test)]
+    pub(crate) fn auth_failures(&self, reason: &'static str) -> u64 {
+        self.auth_failures.get_or_create(&ReasonLabels { reason }).get()
+    }
+
     /// Reads the gauges from the store and the stream semaphore, then encodes everything.
     pub async fn render(&self, store: &Store, streams: &Semaphore, max_streams: usize) -> anyhow::Result<String> {
         let backlogs = store.group_backlogs().await.context("counting notifications")?;

@@ -67,11 +67,13 @@ fn request(method: &str, token: Option<&str>, message: &impl Message) -> http::R
 
 #[tokio::test]
 async fn calls_are_checked_against_the_table_and_keep_their_body() {
-    let auth = Auth::new(Arc::new(tokens()), Arc::new(Metrics::default()), 1 << 20);
+    let metrics = Arc::new(Metrics::default());
+    let auth = Auth::new(Arc::new(tokens()), metrics.clone(), 1 << 20);
     let publish = pb::PublishRequest { namespace: "shop".into(), events: vec![] };
     let cases = [
         ("/eventbus.v1.EventBusService/Publish", None, Some(Code::Unauthenticated)),
         ("/eventbus.v1.EventBusService/Publish", Some("ebt_nope"), Some(Code::Unauthenticated)),
+        ("/eventbus.v1.EventBusService/Publish", Some(&ADMIN.replace('0', "1")), Some(Code::Unauthenticated)),
         ("/eventbus.v1.EventBusService/NotInTheTable", Some(ADMIN), Some(Code::PermissionDenied)),
         ("/eventbus.v1.EventBusService/Publish", Some(ADMIN), None),
     ];
@@ -84,6 +86,8 @@ async fn calls_are_checked_against_the_table_and_keep_their_body() {
             assert_eq!(grpc_message(&body), Some(&publish.encode_to_vec()[..]), "the handler gets the same body");
         }
     }
+    let counted = ["missing", "malformed", "unknown", "denied"].map(|reason| metrics.auth_failures(reason));
+    assert_eq!(counted, [1, 1, 1, 1], "eventbus_auth_failures_total by reason");
 }
 
 #[test]
