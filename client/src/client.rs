@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
     Error, Subscription,
@@ -35,8 +38,27 @@ const MAX_DECODING_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 /// registering with a request id ([`register_listener_with_request_id`](Self::register_listener_with_request_id)).
 #[derive(Debug, Clone)]
 pub struct Client {
-    raw: EventBusServiceClient<Channel>,
+    channel: Channel,
+    raw: RawClient,
     trace: TraceSource,
+}
+
+/// The generated client that [`Client::raw`] returns: its calls carry the client's token.
+pub type RawClient = EventBusServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// The token every call of a [`Client`] carries as `authorization: Bearer <token>`, if any.
+#[derive(Debug, Clone, Default)]
+pub struct BearerToken {
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// The result of registering a listener.
@@ -66,12 +88,25 @@ pub struct ListenerQuery {
 
 impl Client {
     /// Connects to the server at `endpoint`, for example `http://127.0.0.1:50051`; an endpoint
-    /// without a scheme gets `http://`.
+    /// without a scheme gets `http://`. An `https://` endpoint is reached over TLS, trusting the
+    /// system's root certificates (see [`connect_tls`](Self::connect_tls) for others), never in
+    /// plaintext.
     ///
     /// Returns [`Error::Transport`] when the endpoint is not a valid URI or the connection
     /// cannot be made within 5 seconds. Once connected, the channel reconnects by itself.
     pub async fn connect(endpoint: impl Into<String>) -> Result<Self, Error> {
         let channel = Self::endpoint(endpoint)?.connect().await?;
+        Ok(Self::from_channel(channel))
+    }
+
+    /// Connects to the server at `endpoint` over TLS with `tls`: the CA certificates to trust
+    /// ([`Certificate`](tonic::transport::Certificate)s), and for mutual TLS the client's
+    /// [`Identity`](tonic::transport::Identity). An endpoint without a scheme gets `https://`.
+    ///
+    /// Returns [`Error::InvalidArgument`] for an `http://` endpoint, and [`Error::Transport`] as
+    /// [`connect`](Self::connect) does, or when the handshake fails.
+    pub async fn connect_tls(endpoint: impl Into<String>, tls: ClientTlsConfig) -> Result<Self, Error> {
+        let channel = Self::endpoint_with_tls(endpoint, Some(tls))?.connect().await?;
         Ok(Self::from_channel(channel))
     }
 
@@ -87,13 +122,40 @@ impl Client {
     /// `TCP_NODELAY`, and HTTP/2 PINGs every 30 seconds while calls are open, with a 10 second
     /// timeout. There is no per-call timeout, because Subscribe streams are long-lived.
     ///
+    /// An `https://` endpoint uses TLS, trusting the system's root certificates.
+    ///
     /// Returns [`Error::Transport`] when the endpoint is not a valid URI.
     pub fn endpoint(endpoint: impl Into<String>) -> Result<Endpoint, Error> {
+        Self::endpoint_with_tls(endpoint, None)
+    }
+
+    /// Returns the endpoint of [`endpoint`](Self::endpoint), over TLS with `tls` when it is set:
+    /// then an endpoint without a scheme gets `https://`. Without `tls`, an `https://` endpoint
+    /// still uses TLS (with the system's root certificates): `https://` never means plaintext.
+    ///
+    /// Returns [`Error::InvalidArgument`] for TLS settings with an `http://` endpoint, and
+    /// [`Error::Transport`] when the endpoint is not a valid URI.
+    pub fn endpoint_with_tls(endpoint: impl Into<String>, tls: Option<ClientTlsConfig>) -> Result<Endpoint, Error> {
         let mut endpoint = endpoint.into();
         if !endpoint.contains("://") {
-            endpoint.insert_str(0, "http://");
+            endpoint.insert_str(0, if tls.is_some() { "https://" } else { "http://" });
         }
-        Ok(Endpoint::from_shared(endpoint)?
+        let https = endpoint.starts_with("https://");
+        let tls = match tls {
+            Some(_) if !https => {
+                return Err(Error::InvalidArgument {
+                    what: "endpoint",
+                    reason: format!("{endpoint} is plaintext, but TLS settings were given: use https://"),
+                });
+            }
+            Some(tls) => Some(tls),
+            None => https.then(|| ClientTlsConfig::new().with_enabled_roots()),
+        };
+        let mut endpoint = Endpoint::from_shared(endpoint)?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        Ok(endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .tcp_keepalive(Some(TCP_KEEPALIVE))
@@ -104,10 +166,22 @@ impl Client {
 
     /// Creates a client on an existing channel.
     pub fn from_channel(channel: Channel) -> Self {
-        Self {
-            raw: EventBusServiceClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
-            trace: TraceSource::task_local(),
+        Self { raw: raw_client(channel.clone(), BearerToken::default()), channel, trace: TraceSource::task_local() }
+    }
+
+    /// Returns the client with `token` sent as `authorization: Bearer <token>` on every call,
+    /// those of [`raw`](Self::raw) and Subscribe reconnects included. Send tokens over TLS only,
+    /// except to a server on loopback.
+    ///
+    /// Returns [`Error::InvalidArgument`] when the token is empty or not printable ASCII.
+    pub fn with_token(mut self, token: &str) -> Result<Self, Error> {
+        let invalid = |reason: &str| Error::InvalidArgument { what: "token", reason: reason.into() };
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("must be non-empty printable ASCII without spaces"));
         }
+        let value = format!("Bearer {token}").parse().map_err(|_| invalid("is not a valid metadata value"))?;
+        self.raw = raw_client(self.channel.clone(), BearerToken { authorization: Some(value) });
+        Ok(self)
     }
 
     /// Returns the client with `source` as its trace context source: it is called before each
@@ -125,7 +199,7 @@ impl Client {
     /// Returns the generated client on the same channel, for the calls this layer does not wrap
     /// (events and dead letters). It sends no trace context by itself; use
     /// [`WithTrace`](crate::trace::WithTrace) on its requests.
-    pub fn raw(&self) -> EventBusServiceClient<Channel> {
+    pub fn raw(&self) -> RawClient {
         self.raw.clone()
     }
 
@@ -325,6 +399,10 @@ impl Client {
     }
 }
 
+fn raw_client(channel: Channel, token: BearerToken) -> RawClient {
+    EventBusServiceClient::with_interceptor(channel, token).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+}
+
 /// The longest Nack reason the server takes, in bytes.
 const MAX_REASON_BYTES: usize = 1024;
 
@@ -364,10 +442,32 @@ mod tests {
     }
 
     #[test]
-    fn invalid_endpoint_is_a_transport_error() {
-        let error = Client::endpoint("http://bad host").unwrap_err();
+    fn tls_settings_make_the_default_scheme_https_and_refuse_http() {
+        let endpoint = Client::endpoint_with_tls("127.0.0.1:50051", Some(ClientTlsConfig::new())).unwrap();
+        assert_eq!(endpoint.uri().to_string(), "https://127.0.0.1:50051/");
+        let error = Client::endpoint_with_tls("http://127.0.0.1:50051", Some(ClientTlsConfig::new())).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid endpoint: http://127.0.0.1:50051 is plaintext, but TLS settings were given: use https://"
+        );
+    }
+
+    #[tokio::test]
+    async fn https_never_falls_back_to_plaintext() {
+        // A TCP server that answers nothing: the client must open with a TLS handshake record,
+        // not the plaintext HTTP/2 preface ("PRI * HTTP/2.0").
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut first = [0u8; 1];
+            socket.peek(&mut first).await.unwrap();
+            first[0]
+        });
+        let error = Client::connect(format!("https://{addr}")).await.unwrap_err();
         assert!(matches!(error, Error::Transport(_)), "{error:?}");
-        assert_eq!(error.code(), tonic::Code::Unavailable);
+        let first = tokio::time::timeout(Duration::from_secs(5), server).await.expect("a connection").unwrap();
+        assert_eq!(first, 0x16, "a TLS handshake record");
     }
 
     #[tokio::test]
@@ -380,6 +480,27 @@ mod tests {
             crate::trace::TraceContext::extract(request.metadata()).map(|c| c.tracestate),
             Some("a=b".to_owned())
         );
+    }
+
+    #[test]
+    fn tokens_are_sent_as_bearer_authorization() {
+        let authorization = |mut token: BearerToken| {
+            let request = token.call(tonic::Request::new(())).unwrap();
+            request.metadata().get("authorization").map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(authorization(BearerToken::default()), None);
+        let token = BearerToken { authorization: Some("Bearer ebt_secret".parse().unwrap()) };
+        assert_eq!(authorization(token).as_deref(), Some("Bearer ebt_secret"));
+    }
+
+    #[tokio::test]
+    async fn tokens_must_be_printable_ascii() {
+        let client = Client::connect_lazy("127.0.0.1:1").unwrap();
+        assert!(client.clone().with_token("ebt_secret").is_ok());
+        for bad in ["", "two words", "caf\u{e9}", "line\nbreak"] {
+            let error = client.clone().with_token(bad).unwrap_err();
+            assert!(matches!(error, Error::InvalidArgument { what: "token", .. }), "{bad:?}: {error:?}");
+        }
     }
 
     #[tokio::test]

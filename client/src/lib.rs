@@ -42,11 +42,14 @@ mod proto_time;
 mod subscription;
 pub mod trace;
 
-pub use client::{Client, ListenerQuery, Registration};
+pub use client::{BearerToken, Client, ListenerQuery, RawClient, Registration};
 pub use error::Error;
 pub use event::{AttributeValue, CloudEventBuilder, SPEC_VERSION};
 pub use listener::ListenerSpecBuilder;
 pub use subscription::{Backoff, Delivery, StartPosition, SubscribeOptions, Subscription};
+/// The TLS settings of [`Client::connect_tls`]: CA certificates to trust and, for mutual TLS,
+/// the client's certificate and key (all PEM).
+pub use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// The encoded `google.protobuf.FileDescriptorSet` of `eventbus.v1` and the well-known types it
 /// imports, with source info (comments), for gRPC server reflection.

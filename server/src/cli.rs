@@ -11,9 +11,13 @@
 use std::fmt;
 use std::future::Future;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
 use clap::Subcommand;
-use eventbus_client::Client;
+use eventbus_client::{Certificate, Client, ClientTlsConfig, Identity};
 use serde_json::{Value, json};
+use tonic::transport::Endpoint;
 use tonic_types::StatusExt;
 
 /// Prints one line of command output (see [`output::line`]): `out!("deleted {n}")`.
@@ -41,17 +45,33 @@ pub mod subscribe;
 
 pub use output::{print_json, print_table};
 
-/// Where client commands connect when neither `--addr` nor `EVENTBUS_ADDR` is given.
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
+/// Where client commands connect when neither `--addr` nor `EVENTBUS_ADDR` is given (over TLS
+/// when a TLS flag is set).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:50051";
 
 /// Options every client command shares; `main` adds them to each client command (not to
 /// `serve` and `bench`, where they do not apply).
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Client options")]
 pub struct ClientArgs {
-    /// Server to talk to; without a scheme, `http://` is assumed.
+    /// Server to talk to; without a scheme, `https://` is assumed when a TLS flag is set and
+    /// `http://` otherwise. `https://` always means TLS (with the system's roots unless
+    /// --ca-cert says otherwise).
     #[arg(long, global = true, env = "EVENTBUS_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
+    /// PEM CA certificates that sign the server's certificate: TLS, trusting only them.
+    #[arg(long, global = true, env = "EVENTBUS_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM certificate chain this client presents (mutual TLS); with --client-key.
+    #[arg(long, global = true, env = "EVENTBUS_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, global = true, env = "EVENTBUS_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+    /// API token sent as `authorization: Bearer <token>` (prefer the variable: flags show in
+    /// process listings).
+    #[arg(long, global = true, env = "EVENTBUS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Namespace of the events, listeners and consumer groups.
     #[arg(short = 'n', long, global = true, env = "EVENTBUS_NAMESPACE", default_value = "default")]
     pub namespace: String,
@@ -62,12 +82,43 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// Connects to `--addr`.
+    /// Connects to `--addr`, with the TLS flags and the token.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(self.addr.clone()).await.map_err(|e| {
+        let channel = self.endpoint()?.connect().await.map_err(|e| {
             let message = format!("connecting to {}: {}", self.addr, error_chain(&anyhow::Error::new(e)));
-            CommandError::new(tonic::Code::Unavailable, message).into()
-        })
+            anyhow::Error::from(CommandError::new(tonic::Code::Unavailable, message))
+        })?;
+        let client = Client::from_channel(channel);
+        match &self.token {
+            Some(token) => Ok(client.with_token(token).context("--token")?),
+            None => Ok(client),
+        }
+    }
+
+    /// Returns the endpoint of `--addr` with the TLS flags, for clients of other services.
+    pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
+        Client::endpoint_with_tls(self.addr.clone(), self.tls()?)
+            .with_context(|| format!("connecting to {}", self.addr))
+    }
+
+    /// Returns the TLS settings of the flags; `None` when no TLS flag is set.
+    fn tls(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
+        let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(Identity::from_pem(read(cert)?, read(key)?)),
+            (None, None) => None,
+            (Some(_), None) => bail!("--client-cert needs --client-key"),
+            (None, Some(_)) => bail!("--client-key needs --client-cert"),
+        };
+        let tls = match &self.ca_cert {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)),
+            None if identity.is_some() => ClientTlsConfig::new().with_enabled_roots(),
+            None => return Ok(None),
+        };
+        Ok(Some(match identity {
+            Some(identity) => tls.identity(identity),
+            None => tls,
+        }))
     }
 }
 

@@ -59,9 +59,38 @@ pub struct ServerConfig {
     /// Whether OpenTelemetry traces are exported (the subscriber is installed by
     /// [`crate::telemetry::init`]): RPC, trigger and deliver spans are only made then.
     pub traces: bool,
-    /// How callers are authenticated, as the start line says it: `none` (the default) until
-    /// the security settings set it.
-    pub auth_mode: String,
+    /// TLS on the gRPC listener; `None` serves plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Serves on a non-loopback address even without TLS or client authentication (see
+    /// [`crate::security::check_exposure`]).
+    pub insecure: bool,
+    /// Whether gRPC reflection is served (it reveals only the schema).
+    pub reflection: bool,
+    /// A file holding the bootstrap admin token: set, every call but health and reflection needs
+    /// a token (see [`crate::security::auth`]).
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// The PEM files of the listener's TLS, read at start and again whenever they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server's certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates that sign client certificates: set, every client must present one
+    /// (mutual TLS), and a client without one is refused in the handshake.
+    pub client_ca: Option<PathBuf>,
+    /// How often the files are read again; changed files replace the certificates for new
+    /// connections (open ones keep theirs).
+    pub reload_interval: Duration,
+}
+
+impl TlsFiles {
+    /// TLS with `cert` and `key`, no client authentication, files read again every 2 seconds.
+    pub fn new(cert: PathBuf, key: PathBuf) -> Self {
+        Self { cert, key, client_ca: None, reload_interval: limits::DEFAULT_TLS_RELOAD_INTERVAL }
+    }
 }
 
 impl ServerConfig {
@@ -74,7 +103,10 @@ impl ServerConfig {
             poll_interval: Duration::from_millis(500),
             metrics_addr: None,
             traces: false,
-            auth_mode: "none".to_owned(),
+            tls: None,
+            insecure: false,
+            reflection: true,
+            admin_token_file: None,
         }
     }
 }
@@ -149,6 +181,33 @@ pub struct ServeArgs {
     /// traces]. The standard OTEL_* variables configure the rest.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// PEM certificate chain of the gRPC listener: set with --tls-key, the server speaks only TLS
+    /// (1.2 or 1.3, ALPN h2). The files are read again every 2 seconds and a changed pair serves
+    /// new connections without a restart [default: none, plaintext].
+    #[arg(long, env = "EVENTBUS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "EVENTBUS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates for mutual TLS: every client must present a certificate signed by one
+    /// of them, or the handshake fails [default: none, no client certificates asked].
+    #[arg(long, env = "EVENTBUS_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// File holding the bootstrap admin token (`ebt_` and at least 32 letters, digits, '-' or
+    /// '_'): set, every call but health and reflection needs `authorization: Bearer <token>`
+    /// [default: none, no tokens asked].
+    #[arg(long, env = "EVENTBUS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serves on a non-loopback address without TLS or client authentication (refused otherwise);
+    /// a warning says so at every start.
+    #[arg(long, env = "EVENTBUS_INSECURE", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure: Option<bool>,
+    /// Serves gRPC reflection (the schema only); `--reflection=false` turns it off [default:
+    /// true].
+    #[arg(long, env = "EVENTBUS_REFLECTION", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub reflection: Option<bool>,
     /// Log line format: the global `--log-format` flag (and `EVENTBUS_LOG_FORMAT`), which `main`
     /// puts here; in the file, `log_format = "json"`.
     #[arg(skip)]
@@ -222,10 +281,32 @@ impl ServeArgs {
             config.keepalive = Duration::from_secs(secs.max(1));
         }
         config.metrics_addr = s.metrics_addr;
+        config.tls = tls_files(s.tls_cert, s.tls_key, s.tls_client_ca)?;
+        config.insecure = s.insecure.unwrap_or(false);
+        config.reflection = s.reflection.unwrap_or(true);
+        config.admin_token_file = s.admin_token_file;
         let telemetry = TelemetryArgs { otlp_endpoint: s.otlp_endpoint };
         config.traces = telemetry.traces_enabled();
         let log_format = s.log_format.unwrap_or_default();
         Ok(Resolved { config, listen_addr_file: s.listen_addr_file, log_format, telemetry })
+    }
+}
+
+/// Returns the TLS files of the listener: a certificate and its key go together, and client
+/// authentication needs TLS.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { client_ca, ..TlsFiles::new(cert, key) })),
+        (None, None) if client_ca.is_some() => {
+            anyhow::bail!("--tls-client-ca needs TLS: set --tls-cert and --tls-key too")
+        }
+        (None, None) => Ok(None),
+        (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key"),
+        (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert"),
     }
 }
 

@@ -3,7 +3,8 @@
 //! process owns: sockets, configuration, signals, telemetry. Requests are checked and converted
 //! for the engine in [`request`] (every limit named in [`limits`]), answers converted back in
 //! [`convert`]; errors become status codes in [`status`] only; the health of the event bus
-//! service follows the database ([`readiness`]).
+//! service follows the database ([`readiness`]). [`security`] keeps an unprotected server on
+//! loopback and terminates TLS.
 
 // Functions fit on a screen (the threshold is in .clippy.toml), tests and benches aside.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -27,23 +28,28 @@ pub mod limits;
 pub mod metrics;
 pub mod readiness;
 pub mod request;
+pub mod security;
 pub mod service;
 pub mod status;
 pub mod subscribe;
 pub mod telemetry;
 
-pub use config::{Limits, ServeArgs, ServerConfig};
+pub use config::{Limits, ServeArgs, ServerConfig, TlsFiles};
 use metrics::{Metrics, StoreObserver};
 pub use service::EventBus;
 
 /// Serves on an already bound listener until `shutdown` completes, then shuts down gracefully:
 /// stops accepting, lets unary calls in flight finish, and ends Subscribe streams with
 /// UNAVAILABLE (clients reconnect elsewhere or later).
+///
+/// Refuses to start, before opening the store, on a listener others can reach without TLS and
+/// client authentication (see [`security::check_exposure`]) or with TLS files that do not load.
 pub async fn serve(
     listener: TcpListener,
     mut config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener = secure(listener, &config)?;
     let metrics = Arc::new(Metrics::default());
     if config.traces || config.metrics_addr.is_some() {
         let observer = StoreObserver { metrics: metrics.clone(), traces: config.traces };
@@ -62,23 +68,46 @@ pub async fn serve_store(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener = secure(listener, &config)?;
     run(listener, store, config, Arc::new(Metrics::default()), shutdown).await
 }
 
+/// The bound gRPC listener, with its TLS acceptor and the tokens it accepts, if any.
+struct Listener {
+    tcp: TcpListener,
+    tls: Option<security::tls::Acceptor>,
+    tokens: Option<Arc<security::auth::Tokens>>,
+}
+
+/// Checks that the listener may serve with this configuration, and loads its TLS and token
+/// files.
+fn secure(tcp: TcpListener, config: &ServerConfig) -> anyhow::Result<Listener> {
+    let addr = tcp.local_addr().context("reading the bound address")?;
+    security::check_exposure(addr, config)?;
+    let tls = config.tls.as_ref().map(security::tls::Acceptor::load).transpose().context("loading the TLS files")?;
+    let tokens = config.admin_token_file.as_deref().map(security::auth::Tokens::load).transpose()?;
+    Ok(Listener { tcp, tls, tokens: tokens.map(Arc::new) })
+}
+
 async fn run(
-    listener: TcpListener,
+    listener: Listener,
     store: Store,
     config: ServerConfig,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr().context("reading the bound address")?;
+    let addr = listener.tcp.local_addr().context("reading the bound address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<EventBusServiceServer<EventBus>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
+    let reflection = config
+        .reflection
+        .then(|| {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()
+        })
+        .transpose()
         .context("building the reflection service")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = config.limits.clone();
@@ -89,6 +118,7 @@ async fn run(
     // Ends the probes (and their handle on the store) also when serving fails before a shutdown.
     let probes = readiness.abort_handle();
     let start = StartLine::of(&config);
+    let auth = listener.tokens.map(|t| security::auth::Auth::new(t, metrics.clone(), limits.max_message_bytes));
     let bus = EventBus::new(store, config, metrics, stop_rx);
     let metrics_server = match metrics_addr {
         Some(wanted) => {
@@ -110,12 +140,6 @@ async fn run(
             .max_encoding_message_size(limits.max_message_bytes.max(64 << 20)),
     );
     start.log(addr, metrics_server.as_ref().map(|(bound, _)| *bound));
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(c) = &conn {
-            let _ = c.set_nodelay(true);
-        }
-        conn
-    });
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, streams end with UNAVAILABLE");
@@ -124,17 +148,28 @@ async fn run(
         let _ = readiness.await;
         let _ = stop_tx.send(true);
     };
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams_per_connection)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .layer(tower::util::option_layer(traces.then_some(telemetry::trace::RpcSpans)))
+        .layer(tower::util::option_layer(auth))
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await
-        .context("serving gRPC");
+        .add_optional_service(reflection)
+        .add_service(service);
+    let served = match listener.tls {
+        Some(tls) => router.serve_with_incoming_shutdown(security::tls::incoming(listener.tcp, tls), signal).await,
+        None => {
+            let incoming = TcpListenerStream::new(listener.tcp).map(|conn| {
+                if let Ok(c) = &conn {
+                    let _ = c.set_nodelay(true);
+                }
+                conn
+            });
+            router.serve_with_incoming_shutdown(incoming, signal).await
+        }
+    }
+    .context("serving gRPC");
     if let Some((_, server)) = metrics_server {
         server.abort();
     }
@@ -146,10 +181,11 @@ async fn run(
 /// what this process serves.
 #[derive(Debug)]
 struct StartLine {
+    tls: &'static str,
     database: String,
     durability: &'static str,
     retention: String,
-    auth: String,
+    auth: &'static str,
 }
 
 impl StartLine {
@@ -161,7 +197,18 @@ impl StartLine {
                 Durability::Relaxed => "relaxed",
             },
             retention: config.store.retention.map_or_else(|| "forever".to_owned(), |r| format!("{}s", r.as_secs())),
-            auth: config.auth_mode.clone(),
+            tls: match &config.tls {
+                None => "off",
+                Some(t) if t.client_ca.is_some() => "mutual",
+                Some(_) => "on",
+            },
+            auth: match (config.admin_token_file.is_some(), config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()))
+            {
+                (true, true) => "token, client certificate",
+                (true, false) => "token",
+                (false, true) => "client certificate",
+                (false, false) => "none",
+            },
         }
     }
 
@@ -175,6 +222,7 @@ impl StartLine {
             database = %self.database,
             durability = %self.durability,
             retention = %self.retention,
+            tls = %self.tls,
             auth = %self.auth,
             "serving gRPC"
         );

@@ -76,3 +76,7 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
 /// A Subscribe stream sends a keepalive after this long without a message (the contract's
 /// 15 seconds; configurable for tests and operators).
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// How often the TLS certificate, key and client CA files are read again to pick up a rotation.
+pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a TLS handshake may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -43,6 +43,11 @@ struct PoolLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FileLabels {
     file: &'static str,
 }
@@ -62,6 +67,7 @@ pub struct Metrics {
     open_streams: Gauge,
     db_connections: Family<PoolLabels, Gauge>,
     database_bytes: Family<FileLabels, Gauge>,
+    auth_failures: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -81,6 +87,7 @@ impl Default for Metrics {
             open_streams: Gauge::default(),
             db_connections: Family::default(),
             database_bytes: Family::default(),
+            auth_failures: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -103,11 +110,23 @@ impl Default for Metrics {
         r.register("open_streams", "Open Subscribe streams", m.open_streams.clone());
         r.register("db_connections", "Read pool connections by state (idle, busy, max)", m.db_connections.clone());
         r.register("database_bytes", "Size of the SQLite database and WAL files", m.database_bytes.clone());
+        r.register("auth_failures", "Calls refused by authentication or authorization", m.auth_failures.clone());
         Self { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// Counts a call refused for `reason` (see [`crate::security::auth::Refusal`]).
+    pub fn auth_refused(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Returns how many calls were refused for `reason`.
+    #[cfg(test)]
+    pub(crate) fn auth_failures(&self, reason: &'static str) -> u64 {
+        self.auth_failures.get_or_create(&ReasonLabels { reason }).get()
+    }
+
     /// Reads the gauges from the store and the stream semaphore, then encodes everything.
     pub async fn render(&self, store: &Store, streams: &Semaphore, max_streams: usize) -> anyhow::Result<String> {
         let backlogs = store.group_backlogs().await.context("counting notifications")?;

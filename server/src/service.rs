@@ -22,6 +22,7 @@ use crate::request::{
     Ack, DeadLetters, DeleteListeners, FromProto, GetEvent, GetListener, ListEvents, ListListeners, ListenerId, Nack,
     Publish, Redrive, Register, Subscribe,
 };
+use crate::security::auth::Principal;
 use crate::status::ApiError;
 use crate::subscribe;
 use crate::telemetry::trace;
@@ -230,6 +231,11 @@ impl EventBus {
 impl EventBusService for EventBus {
     async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
         let trace = trace_of(req.metadata());
+        if self.config.traces
+            && let Some(principal) = req.extensions().get::<Principal>()
+        {
+            trace::annotate_principal(&tracing::Span::current(), &principal.name);
+        }
         Ok(Response::new(self.publish_inner(req.into_inner(), trace).await?))
     }
 

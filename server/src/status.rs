@@ -33,6 +33,12 @@ pub enum ApiError {
     ShuttingDown,
     /// A fault of the server itself.
     Internal(String),
+    /// The call carries no valid token.
+    Unauthenticated(&'static str),
+    /// The caller's token does not allow the call.
+    PermissionDenied(&'static str),
+    /// The request body is not a valid message of its method.
+    Malformed,
 }
 
 impl From<Error> for ApiError {
@@ -58,6 +64,9 @@ impl From<ApiError> for Status {
             ApiError::Exhausted(message) => Status::resource_exhausted(message),
             ApiError::ShuttingDown => Status::unavailable("server shutting down; reconnect"),
             ApiError::Internal(what) => internal(&what),
+            ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::PermissionDenied(message) => Status::permission_denied(message),
+            ApiError::Malformed => Status::invalid_argument(MALFORMED),
         }
     }
 }

@@ -38,6 +38,9 @@ async fn binary_serves_and_stops_on_sigterm() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "SERVING\n");
     }
     assert!(!health(&addr, "no.such.Service").status.success(), "an unknown service is not healthy");
+    let https = health(&format!("https://{addr}"), "");
+    assert!(!https.status.success(), "https:// never falls back to plaintext: {https:?}");
+    assert_eq!(String::from_utf8_lossy(&https.stdout), "");
 
     let exit = terminate(&mut child).await;
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");

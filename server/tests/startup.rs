@@ -33,7 +33,8 @@ async fn one_start_line_in_text_and_json() {
     assert_eq!(
         start[0]["fields"],
         json!({"message": "serving gRPC", "version": env!("CARGO_PKG_VERSION"), "addr": addr, "metrics": "none",
-               "database": database, "durability": "full", "retention": "forever", "auth": "none"})
+               "database": database, "durability": "full", "retention": "forever", "tls": "off",
+               "auth": "none"})
     );
 
     let args = ["--relaxed-durability", "--retention-seconds", "3600", "--metrics-addr", "127.0.0.1:0"];
@@ -42,7 +43,7 @@ async fn one_start_line_in_text_and_json() {
     assert_eq!(start.len(), 1, "one start line: {log}");
     let fields = format!("serving gRPC version={} addr={addr} metrics=127.0.0.1:", env!("CARGO_PKG_VERSION"));
     assert!(start[0].contains(&fields), "{}", start[0]);
-    let settings = format!("database={database} durability=relaxed retention=3600s auth=none");
+    let settings = format!("database={database} durability=relaxed retention=3600s tls=off auth=none");
     assert!(start[0].ends_with(&settings), "{}", start[0]);
     assert!(!log.contains('\x1b'), "no colour codes when stderr is not a terminal: {log:?}");
 }

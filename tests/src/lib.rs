@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::Streaming;
 
+pub mod certs;
+
 // The one test-database harness is the engine's testkit: `backend_cases!` runs each
 // `async fn case(db: Database)` of the calling module as `sqlite::case` and `postgres::case`
 // (or `postgres_only::case`, with `postgres only:`), each on a fresh `Database`, whose Postgres
@@ -142,6 +144,19 @@ impl TestServer {
     }
 
     pub async fn start_with(db: &Database, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_connected(db, tweak, |addr| Client::connect(format!("http://{addr}"))).await
+    }
+
+    /// Starts a server like [`Self::start_with`] and connects its client with `connect`, given
+    /// the bound address (for example over TLS).
+    pub async fn start_connected<F>(
+        db: &Database,
+        tweak: impl FnOnce(&mut ServerConfig),
+        connect: impl FnOnce(SocketAddr) -> F,
+    ) -> Self
+    where
+        F: Future<Output = Result<Client, eventbus_client::Error>>,
+    {
         let mut store = StoreConfig::new(&db.url);
         store.sweep_interval = Duration::from_millis(200);
         let mut config = ServerConfig::new(store);
@@ -153,7 +168,7 @@ impl TestServer {
         let task = tokio::spawn(eventbus_server::serve(listener, config, async move {
             let _ = rx.await;
         }));
-        let client = Client::connect(format!("http://{addr}")).await.unwrap();
+        let client = connect(addr).await.unwrap();
         Self { addr, client, shutdown: Some(tx), task: Some(task) }
     }
 
@@ -175,6 +190,30 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// Every RPC of EventBusService, by name.
+pub const METHODS: [&str; 20] = [
+    "Publish",
+    "RegisterListener",
+    "GetListener",
+    "ListListeners",
+    "DeleteListener",
+    "DeleteListeners",
+    "Subscribe",
+    "Ack",
+    "Nack",
+    "ListDeadLetters",
+    "RedriveDeadLetters",
+    "GetEvent",
+    "ListEvents",
+    "ListNamespaces",
+    "DeleteNamespace",
+    "ListConsumerGroups",
+    "GetConsumerGroup",
+    "UpdateConsumerGroup",
+    "SeekConsumerGroup",
+    "DeleteConsumerGroup",
+];
 
 /// The source of the events the suites publish.
 pub const SOURCE: &str = "/tests";

@@ -8,7 +8,7 @@
 use eventbus_client::pb::cloud_event::CloudEventAttributeValue;
 use eventbus_client::pb::cloud_event::cloud_event_attribute_value::Attr;
 use eventbus_client::{ListenerSpecBuilder, pb};
-use eventbus_tests::{Database, TestServer, event, field_violations};
+use eventbus_tests::{Database, METHODS, TestServer, event, field_violations};
 use tonic::Code;
 use tonic::codegen::{Service, http};
 
@@ -159,22 +159,6 @@ async fn all_listeners_without_a_policy_report_first(db: Database) {
     let one = s.client.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
     assert_eq!(policy(&one), pb::ConsumptionPolicy::Unspecified, "only ALL listeners have a policy");
 }
-
-const METHODS: [&str; 13] = [
-    "Publish",
-    "RegisterListener",
-    "GetListener",
-    "ListListeners",
-    "DeleteListener",
-    "DeleteListeners",
-    "Subscribe",
-    "Ack",
-    "Nack",
-    "ListDeadLetters",
-    "RedriveDeadLetters",
-    "GetEvent",
-    "ListEvents",
-];
 
 /// gRPC request bodies that do not decode; ASCII, so that a `String` can carry them.
 const MALFORMED: [(&str, &str); 6] = [

@@ -62,7 +62,7 @@ type Client struct {
 // request_id a fresh UUIDv7 one, so that retried registrations are not registered twice (the
 // caller's request is left unchanged).
 //
-// Pass grpc.WithTransportCredentials or [WithTLS] for TLS.
+// Pass grpc.WithTransportCredentials or [WithTLS] for TLS, and [WithToken] for a token.
 func Dial(ctx context.Context, target string, opts ...grpc.DialOption) (*Client, error) {
 	c, err := NewClient(target, opts...)
 	if err != nil {
@@ -101,6 +101,24 @@ func DefaultDialOptions() []grpc.DialOption {
 // configured by cfg (nil: the system roots and default settings).
 func WithTLS(cfg *tls.Config) grpc.DialOption {
 	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
+}
+
+// WithToken returns a dial option that sends token as "authorization: Bearer <token>" with
+// every call. The token is sent over plaintext connections too (for a server on loopback); use
+// it with [WithTLS] anywhere else.
+func WithToken(token string) grpc.DialOption {
+	return grpc.WithPerRPCCredentials(bearerToken(token))
+}
+
+// bearerToken is the per-RPC credential of [WithToken].
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (t bearerToken) RequireTransportSecurity() bool {
+	return false
 }
 
 // Conn returns the underlying connection, for example to create other stubs on it.

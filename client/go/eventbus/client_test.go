@@ -162,3 +162,13 @@ func TestDialFailsWhenNothingListens(t *testing.T) {
 		t.Errorf("Dial took %s, want it to end with its context", took)
 	}
 }
+
+func TestWithTokenSendsABearerAuthorizationOnEveryCall(t *testing.T) {
+	md, err := bearerToken("ebt_secret").GetRequestMetadata(context.Background(), "/eventbus.v1.EventBusService/Publish")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md) != 1 || md["authorization"] != "Bearer ebt_secret" {
+		t.Errorf("metadata %v, want only authorization: Bearer ebt_secret", md)
+	}
+}

@@ -206,3 +206,32 @@ async def test_async_subscription_cancel_ends_a_pending_read(fake: FakeServer) -
         assert await asyncio.wait_for(reader, 5) is None
         assert subscription.cancelled
         assert [n async for n in subscription] == []
+
+
+def test_token_is_sent_as_a_bearer_authorization_by_both_clients(fake: FakeServer) -> None:
+    with Client(fake.target, token="ebt_secret", metadata=[("x-tenant", "acme")]) as client:
+        client.publish("shop", [new_event("/s", "t", id="sync")])
+
+    async def publish() -> None:
+        async with AsyncClient(fake.target, token="ebt_secret") as client:
+            await client.publish("shop", [new_event("/s", "t", id="async")])
+
+    asyncio.run(publish())
+    sync, aio = fake.bus.metadata["Publish"]
+    assert (sync["authorization"], sync["x-tenant"]) == ("Bearer ebt_secret", "acme")
+    assert aio["authorization"] == "Bearer ebt_secret"
+
+
+@pytest.mark.parametrize(
+    ("target", "kwargs", "error"),
+    [
+        ("http://h:1", {"root_certificates": b"ca"}, "http://h:1 is plaintext, but TLS settings were given"),
+        ("h:1", {"certificate_chain": b"c"}, "certificate_chain and private_key go together"),
+        ("h:1", {"token": "two words"}, "token must be a non-empty string"),
+        ("h:1", {"token": ""}, "token must be a non-empty string"),
+    ],
+)
+def test_tls_and_token_arguments_are_checked(target: str, kwargs: dict[str, object], error: str) -> None:
+    for client_class in (Client, AsyncClient):
+        with pytest.raises(ValueError, match=error):
+            client_class(target, **kwargs)  # type: ignore[arg-type]

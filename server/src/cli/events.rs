@@ -9,9 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::{ArgGroup, Subcommand};
+use eventbus_client::RawClient;
 use eventbus_client::pb;
-use eventbus_client::pb::event_bus_service_client::EventBusServiceClient;
-use tonic::transport::Channel;
 
 use super::parse;
 use super::render;
@@ -142,7 +141,7 @@ pub async fn run(args: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
 
 /// Returns up to `limit` events (0: all) and whether more follow.
 async fn list_events(
-    raw: &EventBusServiceClient<Channel>,
+    raw: &RawClient,
     request: pb::ListEventsRequest,
     limit: u64,
 ) -> anyhow::Result<(Vec<pb::StoredEvent>, bool)> {
@@ -185,7 +184,7 @@ fn event_row(stored: &pb::StoredEvent) -> Vec<String> {
 
 /// Prints new events as they come, one line each (tab-separated columns of `events list`, or
 /// JSON), until Ctrl-C or `--count`.
-async fn follow(args: &ClientArgs, raw: &EventBusServiceClient<Channel>, tail: TailArgs) -> anyhow::Result<()> {
+async fn follow(args: &ClientArgs, raw: &RawClient, tail: TailArgs) -> anyhow::Result<()> {
     let mut filters = tail.filters;
     if filters.since.is_none() && filters.after == 0 {
         filters.since = Some(SystemTime::now());

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use eventbus_client::Client;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -27,7 +26,7 @@ pub struct HealthArgs {
 pub async fn run(args: &ClientArgs, cmd: HealthArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(cmd.timeout_seconds.max(1));
     let check = async {
-        let channel = Client::endpoint(args.addr.clone())?.timeout(timeout).connect().await?;
+        let channel = args.endpoint()?.timeout(timeout).connect().await?;
         let request = HealthCheckRequest { service: cmd.service.clone() };
         anyhow::Ok(HealthClient::new(channel).check(request).await?.into_inner())
     };

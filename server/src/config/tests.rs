@@ -9,7 +9,7 @@ struct Serve {
 }
 
 /// A value for every setting, as a flag value and as a TOML value.
-const SAMPLES: [(&str, &str, &str); 17] = [
+const SAMPLES: [(&str, &str, &str); 23] = [
     ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
     ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
     ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
@@ -27,6 +27,12 @@ const SAMPLES: [(&str, &str, &str); 17] = [
     ("keepalive_seconds", "4", "4"),
     ("metrics_addr", "127.0.0.1:7002", "\"127.0.0.1:7002\""),
     ("otlp_endpoint", "http://collector:4317", "\"http://collector:4317\""),
+    ("tls_cert", "/tls/cert.pem", "\"/tls/cert.pem\""),
+    ("tls_key", "/tls/key.pem", "\"/tls/key.pem\""),
+    ("tls_client_ca", "/tls/ca.pem", "\"/tls/ca.pem\""),
+    ("admin_token_file", "/tls/admin", "\"/tls/admin\""),
+    ("insecure", "true", "true"),
+    ("reflection", "false", "false"),
 ];
 
 fn parse(argv: &[String]) -> ServeArgs {
@@ -57,6 +63,30 @@ fn every_flag_is_a_key_of_the_file() {
     assert_eq!(resolved.telemetry.otlp_endpoint.as_deref(), Some("http://collector:4317"));
     assert_eq!(resolved.config.store.database_timeout, Duration::from_secs(2));
     assert_eq!(resolved.config.store.sqlite_wal_limit, 16 << 20);
+    let tls = resolved.config.tls.unwrap();
+    assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("/tls/cert.pem"), Some("/tls/key.pem")));
+    assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("/tls/ca.pem"));
+    assert!(resolved.config.insecure && !resolved.config.reflection);
+    assert_eq!(resolved.config.admin_token_file.as_deref().and_then(|p| p.to_str()), Some("/tls/admin"));
+}
+
+#[test]
+fn tls_flags_go_together() {
+    let resolve = |argv: &[&str]| parse(&argv.iter().map(|a| a.to_string()).collect::<Vec<_>>()).resolve();
+    let cases: [(&[&str], Option<&str>); 5] = [
+        (&[], None),
+        (&["--tls-cert", "c", "--tls-key", "k"], None),
+        (&["--tls-cert", "c"], Some("--tls-cert needs --tls-key")),
+        (&["--tls-key", "k"], Some("--tls-key needs --tls-cert")),
+        (&["--tls-client-ca", "ca"], Some("--tls-client-ca needs TLS: set --tls-cert and --tls-key too")),
+    ];
+    for (argv, error) in cases {
+        let result = resolve(argv);
+        assert_eq!(result.as_ref().err().map(ToString::to_string).as_deref(), error, "{argv:?}");
+    }
+    let defaults = resolve(&[]).unwrap().config;
+    assert!(defaults.tls.is_none() && !defaults.insecure && defaults.reflection);
+    assert!(!resolve(&["--reflection=false"]).unwrap().config.reflection);
 }
 
 #[test]

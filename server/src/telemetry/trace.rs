@@ -73,6 +73,11 @@ pub fn annotate_publish(span: &Span, namespace: &str, events: usize, event_conte
     }
 }
 
+/// Records who made a call on its span: `enduser.id`, the name of the caller's token.
+pub fn annotate_principal(span: &Span, principal: &str) {
+    span.set_attribute("enduser.id", principal.to_owned());
+}
+
 /// Records the span of a fired listener: parent `fired.cause` (the completing event's `publish`
 /// span, or for a TIMEOUT the registering call's), links to the other contributing events, and
 /// the span id the notification already carries.

@@ -117,6 +117,50 @@ def split_target(target: str) -> tuple[str, bool]:
     return target, False
 
 
+def transport_credentials(
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    root_certificates: bytes | None,
+    certificate_chain: bytes | None,
+    private_key: bytes | None,
+) -> tuple[str, grpc.ChannelCredentials | None]:
+    """Returns the gRPC address of ``target`` and its TLS credentials (``None`` for plaintext).
+
+    ``credentials`` are used as given; otherwise any of the PEM arguments (the CA certificates
+    to trust, and for mutual TLS the client's certificate chain and key), or an ``https://``
+    target, mean TLS, with the system roots when ``root_certificates`` is not given. An
+    ``https://`` target is never served in plaintext, and an ``http://`` target with TLS
+    arguments is a ``ValueError``.
+    """
+    address, tls = split_target(target)
+    pem = (root_certificates, certificate_chain, private_key)
+    if (certificate_chain is None) != (private_key is None):
+        raise ValueError("certificate_chain and private_key go together (mutual TLS)")
+    if credentials is not None and any(p is not None for p in pem):
+        raise ValueError("give either credentials or root_certificates/certificate_chain/private_key")
+    wants_tls = credentials is not None or any(p is not None for p in pem)
+    if wants_tls and target.startswith("http://"):
+        raise ValueError(f"{target} is plaintext, but TLS settings were given: use https://")
+    if credentials is not None:
+        return address, credentials
+    if wants_tls or tls:
+        return address, grpc.ssl_channel_credentials(
+            root_certificates=root_certificates, private_key=private_key, certificate_chain=certificate_chain
+        )
+    return address, None
+
+
+def token_metadata(metadata: Metadata | None, token: str | None) -> tuple[tuple[str, str], ...]:
+    """Returns the metadata every call carries: ``metadata``, and ``authorization: Bearer
+    <token>`` when a token is given."""
+    items = tuple(metadata or ())
+    if token is None:
+        return items
+    if not token or any(c in token for c in " \r\n"):
+        raise ValueError("token must be a non-empty string without spaces or line breaks")
+    return (*items, ("authorization", f"Bearer {token}"))
+
+
 def notification_kind(kind: KindLike) -> notification_pb2.NotificationKind:
     """Returns a ``NotificationKind`` for a value or a name (``"start"``, ``"WAKE"``, full names)."""
     if isinstance(kind, str):

@@ -32,8 +32,9 @@ from eventbus._common import (
     get_event_request,
     listener_kind,
     nack_request,
-    split_target,
     subscribe_options,
+    token_metadata,
+    transport_credentials,
 )
 from eventbus.client import DEFAULT_TIMEOUT
 from eventbus.events import new_event_id, to_timestamp
@@ -63,14 +64,19 @@ class AsyncClient:
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
     ) -> None:
-        address, tls = split_target(target)
+        address, creds = transport_credentials(target, credentials, root_certificates, certificate_chain, private_key)
+        every_call = token_metadata(metadata, token)
         merged = channel_options(options)
-        if credentials is not None or tls:
-            channel = grpc.aio.secure_channel(address, credentials or grpc.ssl_channel_credentials(), options=merged)
+        if creds is not None:
+            channel = grpc.aio.secure_channel(address, creds, options=merged)
         else:
             channel = grpc.aio.insecure_channel(address, options=merged)
-        self._init(channel, metadata, timeout)
+        self._init(channel, every_call, timeout)
 
     @classmethod
     def from_channel(

@@ -31,8 +31,9 @@ from eventbus._common import (
     get_event_request,
     listener_kind,
     nack_request,
-    split_target,
     subscribe_options,
+    token_metadata,
+    transport_credentials,
 )
 from eventbus.events import new_event_id, to_timestamp
 from eventbus.listeners import ListenerSpecBuilder
@@ -59,8 +60,12 @@ class Client:
     system roots unless ``credentials`` are given), or any gRPC target such as
     ``dns:///eventbus:50051``. ``options`` are gRPC channel options applied over the defaults
     (keepalive, retries on ``UNAVAILABLE``, reconnect backoff); ``metadata`` is sent with every
-    call (for example an authorization header); ``timeout`` bounds each unary call, in seconds
-    (``None``: no deadline).
+    call; ``timeout`` bounds each unary call, in seconds (``None``: no deadline).
+
+    TLS: ``root_certificates`` (PEM of the CAs to trust), and for mutual TLS
+    ``certificate_chain`` and ``private_key`` (PEM), turn TLS on as ``https://`` does; or pass
+    ready ``credentials``. ``https://`` never falls back to plaintext. ``token`` is sent as
+    ``authorization: Bearer <token>`` with every call.
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -73,14 +78,19 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
     ) -> None:
-        address, tls = split_target(target)
+        address, creds = transport_credentials(target, credentials, root_certificates, certificate_chain, private_key)
+        every_call = token_metadata(metadata, token)
         merged = channel_options(options)
-        if credentials is not None or tls:
-            channel = grpc.secure_channel(address, credentials or grpc.ssl_channel_credentials(), options=merged)
+        if creds is not None:
+            channel = grpc.secure_channel(address, creds, options=merged)
         else:
             channel = grpc.insecure_channel(address, options=merged)
-        self._init(channel, metadata, timeout)
+        self._init(channel, every_call, timeout)
 
     @classmethod
     def from_channel(
