@@ -68,7 +68,7 @@ async fn call(raw: &mut RawClient, method: &str) -> Result<(), Status> {
         "ListNamespaces" => raw.list_namespaces(pb::ListNamespacesRequest::default()).await.map(drop),
         // Another namespace, so that the admin's calls leave "ns" in place.
         "DeleteNamespace" => {
-            let request = pb::DeleteNamespaceRequest { namespace: "gone".into(), ..Default::default() };
+            let request = pb::DeleteNamespaceRequest { namespace: "gone".into() };
             raw.delete_namespace(request).await.map(drop)
         }
         "ListConsumerGroups" => raw
