@@ -1,7 +1,8 @@
 //! eventbus-engine: the domain of eventbus.
 //!
 //! [`trigger`] decides, for each published CloudEvent, which listeners fire: pure, synchronous,
-//! no IO and no clock reads (callers pass `now`). [`store`] persists events, listeners,
+//! no IO and no clock reads (callers pass `now`); [`condition`] binds an event for the CEL
+//! conditions of filter sets. [`store`] persists events, listeners,
 //! their state and the resulting notifications on SQLite or Postgres (sqlx; the SQLite writer
 //! on rusqlite), one transaction per publish.
 //!
@@ -12,6 +13,7 @@
 //! OpenTelemetry: trace contexts pass through it as opaque strings. It emits `tracing` spans
 //! but never installs a subscriber, and it never reads the environment.
 
+pub mod condition;
 pub mod error;
 pub mod event;
 pub mod listener;
