@@ -239,7 +239,7 @@ fn scale_engine(exact: bool, share: f64) -> Engine {
             set.attributes.clear();
         }
         // Two of the 20 listeners of each type (rounds 0 and 10 of the types), 10% of all.
-        if (i / SCALE_TYPES) % every == 0 {
+        if (i / SCALE_TYPES).is_multiple_of(every) {
             set.condition = Some(CONDITION.into());
         }
         let filters = if set.attributes.is_empty() && set.condition.is_none() { vec![] } else { vec![set] };
