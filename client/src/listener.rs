@@ -82,6 +82,7 @@ impl ListenerSpecBuilder {
         self.spec.filters.push(pb::EventFilter {
             r#type: event_type.into(),
             attributes: attributes.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            condition: String::new(),
         });
         self
     }

@@ -73,6 +73,7 @@ fn listener(i: usize, types: usize) -> ListenerSpec {
     let filter = |ty: String, attr: &str, value: String| FilterSet {
         event_type: ty,
         attributes: [(attr.to_string(), value)].into(),
+        condition: None,
     };
     match i % 10 {
         0 => ListenerSpec {

@@ -7,6 +7,13 @@
 //! (namespace, type), so the cost per event must follow the four that can match, not the
 //! background: the 100k case may cost at most 1.5 times the empty one.
 //!
+//! `conditions` mirrors the listener-scale workload of `eventbus bench -w listeners`: 10k START
+//! ONE listeners over 500 types, each with an exact filter `customer = c-<i>`, and events that
+//! each match one of them (`exact`); or the same listeners without the customer clause, so that
+//! every event reaches the 20 listeners of its type (`scan`). A share of 0 or 0.1 of the
+//! listeners also carry a condition on the event's JSON data and subject, true for every event,
+//! so both runs fire the same; the run with conditions may cost at most 1.3 times the other.
+//!
 //! Run: `cargo bench -p eventbus-engine --bench trigger -- --warm-up-time 1 --measurement-time 3`.
 
 use std::collections::BTreeMap;
@@ -14,11 +21,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use eventbus_engine::trigger::{CorrelationKey, Partial};
 use eventbus_engine::{
-    AttrValue, CompiledListener, Condition, Engine, Event, EventRef, FilterSet, Listener, ListenerKind, ListenerSpec,
-    ListenerStatus, Policy, TraceContext,
+    AttrValue, CompiledListener, Condition, Data, Engine, Event, EventRef, FilterSet, Listener, ListenerKind,
+    ListenerSpec, ListenerStatus, Policy, TraceContext,
 };
 use uuid::Uuid;
 
@@ -48,7 +55,11 @@ fn spec(kind: ListenerKind, condition: Condition, types: &[&str]) -> ListenerSpe
 }
 
 fn filter(event_type: &str, attribute: &str, pattern: &str) -> FilterSet {
-    FilterSet { event_type: event_type.into(), attributes: BTreeMap::from([(attribute.into(), pattern.into())]) }
+    FilterSet {
+        event_type: event_type.into(),
+        attributes: BTreeMap::from([(attribute.into(), pattern.into())]),
+        condition: None,
+    }
 }
 
 fn event_ref(event_type: &str, id: String) -> EventRef {
@@ -185,6 +196,23 @@ fn measured_event(n: u64) -> Event {
     }
 }
 
+/// Measures evaluating events `make(1)`, `make(2)`, ... one at a time (building them is not
+/// measured).
+fn evaluate_each(b: &mut Bencher<'_>, engine: &mut Engine, make: fn(u64) -> Event) {
+    let mut n = 0;
+    b.iter_batched(
+        || {
+            n += 1;
+            make(n)
+        },
+        |event| {
+            let outcome = engine.evaluate(std::slice::from_ref(black_box(&event)), now());
+            (event, outcome)
+        },
+        BatchSize::SmallInput,
+    )
+}
+
 fn evaluate_one_event(c: &mut Criterion) {
     let mut group = c.benchmark_group("evaluate_one_event");
     group.throughput(Throughput::Elements(1));
@@ -194,23 +222,69 @@ fn evaluate_one_event(c: &mut Criterion) {
         let outcome = engine.evaluate(&[measured_event(0)], now());
         assert_eq!(outcome.actions.len(), 2, "START ONE and START ANY fire");
         assert_eq!(outcome.partials.len(), 1, "the ALL listener collects");
-        let mut n = 0;
-        group.bench_with_input(BenchmarkId::new("background_listeners", background), &background, |b, _| {
-            b.iter_batched(
-                || {
-                    n += 1;
-                    measured_event(n)
-                },
-                |event| {
-                    let outcome = engine.evaluate(std::slice::from_ref(black_box(&event)), now());
-                    (event, outcome)
-                },
-                BatchSize::SmallInput,
-            )
+        group.bench_function(BenchmarkId::new("background_listeners", background), |b| {
+            evaluate_each(b, &mut engine, measured_event)
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, evaluate_one_event);
+const SCALE_LISTENERS: usize = 10_000;
+const SCALE_TYPES: usize = 500;
+const CONDITION: &str = r#"data.amount >= 100 && subject.startsWith("eu/")"#;
+
+/// The listener-scale engine: listener `i` listens to `scale.<i % 500>`, with the clause
+/// `customer = c-<i>` when `exact`; a `share` of them carry [`CONDITION`].
+fn scale_engine(exact: bool, share: f64) -> Engine {
+    let mut r = Registry { engine: Engine::new(), next_order: 1 };
+    let every = if share > 0.0 { (1.0 / share).round() as usize } else { usize::MAX };
+    for i in 0..SCALE_LISTENERS {
+        let t = format!("scale.{}", i % SCALE_TYPES);
+        let mut set = filter(&t, "customer", &format!("c-{i}"));
+        if !exact {
+            set.attributes.clear();
+        }
+        // Two of the 20 listeners of each type (rounds 0 and 10 of the types), 10% of all.
+        if (i / SCALE_TYPES).is_multiple_of(every) {
+            set.condition = Some(CONDITION.into());
+        }
+        let filters = if set.attributes.is_empty() && set.condition.is_none() { vec![] } else { vec![set] };
+        r.add(ListenerSpec { filters, ..spec(ListenerKind::Start, Condition::One, &[&t]) }, vec![]);
+    }
+    r.engine
+}
+
+/// The n-th event of the listener-scale workload: it matches listener `n % 10k` (and, in the
+/// scan variant, every listener of its type); JSON data for which [`CONDITION`] is true.
+fn scale_event(n: u64) -> Event {
+    let j = n as usize % SCALE_LISTENERS;
+    Event {
+        event_type: format!("scale.{}", j % SCALE_TYPES),
+        subject: Some(format!("eu/orders/{n}")),
+        datacontenttype: Some("application/json".into()),
+        extensions: BTreeMap::from([("customer".into(), AttrValue::String(format!("c-{j}")))]),
+        data: Some(Data::Text(format!(
+            r#"{{"order": {n}, "amount": 150, "currency": "EUR", "items": [{{"sku": "a-1", "qty": 1}}, {{"sku": "b-2", "qty": 2}}]}}"#
+        ))),
+        ..measured_event(n)
+    }
+}
+
+fn conditions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conditions");
+    group.throughput(Throughput::Elements(1));
+    for (mode, exact) in [("exact", true), ("scan", false)] {
+        for share in [0.0, 0.1] {
+            let mut engine = scale_engine(exact, share);
+            let fired = engine.evaluate(&[scale_event(0)], now()).actions.len();
+            assert_eq!(fired, if exact { 1 } else { SCALE_LISTENERS / SCALE_TYPES }, "every condition is true");
+            group.bench_function(BenchmarkId::new(mode, format!("share_{share}")), |b| {
+                evaluate_each(b, &mut engine, scale_event)
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluate_one_event, conditions);
 criterion_main!(benches);

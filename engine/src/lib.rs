@@ -1,7 +1,8 @@
 //! eventbus-engine: the domain of eventbus.
 //!
 //! [`trigger`] decides, for each published CloudEvent, which listeners fire: pure, synchronous,
-//! no IO and no clock reads (callers pass `now`). [`store`] persists events, listeners,
+//! no IO and no clock reads (callers pass `now`); [`condition`] binds an event for the CEL
+//! conditions of filter sets. [`store`] persists events, listeners,
 //! their state and the resulting notifications on SQLite or Postgres (sqlx; the SQLite writer
 //! on rusqlite), one transaction per publish.
 //!
@@ -16,6 +17,7 @@
 // Functions fit on a screen (the threshold is in .clippy.toml), tests and benches aside.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod condition;
 pub mod error;
 pub mod event;
 pub mod listener;

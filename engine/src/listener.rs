@@ -9,6 +9,7 @@ use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::condition::{Bindings, FilterCondition};
 use crate::error::{Error, FieldViolation, Result};
 use crate::event::{Event, TraceContext};
 
@@ -52,12 +53,15 @@ pub enum Policy {
     Latest,
 }
 
-/// One filter set for one of a listener's types: attribute name -> glob pattern. An event
-/// passes the set if every clause matches.
+/// One filter set for one of a listener's types: attribute name -> glob pattern, and an optional
+/// CEL condition ([`crate::condition`]). An event passes the set if every clause matches and
+/// the condition is true.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilterSet {
     pub event_type: String,
     pub attributes: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 /// What a client asks for when registering a listener.
@@ -86,8 +90,13 @@ pub struct ListenerSpec {
 
 impl ListenerSpec {
     /// Checks every rule and returns all violations at once, with field paths relative to the
-    /// spec (`types[1]`, `filters[0].attributes[source]`).
+    /// spec (`types[1]`, `filters[0].attributes[source]`, `filters[2].condition`).
     pub fn validate(&self) -> Result<()> {
+        self.checked().map(drop)
+    }
+
+    /// Like [`ListenerSpec::validate`]; returns each filter set's compiled condition.
+    fn checked(&self) -> Result<Vec<Option<FilterCondition>>> {
         let mut v = Vec::new();
         if self.target.is_empty() {
             v.push(FieldViolation::new(self.target_field(), "must not be empty"));
@@ -109,7 +118,7 @@ impl ListenerSpec {
                 v.push(FieldViolation::new(format!("types[{i}]"), format!("duplicate event type {t:?}")));
             }
         }
-        v.extend(self.filter_violations());
+        let conditions = self.validate_filters(&mut v);
         if self.condition != Condition::All {
             if self.lifespan.is_some() {
                 v.push(FieldViolation::new("lifespan", "only allowed with condition ALL"));
@@ -135,13 +144,13 @@ impl ListenerSpec {
         if self.deadline.is_some() && self.kind != ListenerKind::Wait {
             v.push(FieldViolation::new("deadline", "only allowed with kind WAIT"));
         }
-        if v.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(v)) }
+        if v.is_empty() { Ok(conditions) } else { Err(Error::InvalidArgument(v)) }
     }
 
-    /// Checks the filter sets: their types, how many per type, and their clauses.
-    fn filter_violations(&self) -> Vec<FieldViolation> {
-        let mut v = Vec::new();
+    /// Checks the filter sets; returns their compiled conditions.
+    fn validate_filters(&self, v: &mut Vec<FieldViolation>) -> Vec<Option<FilterCondition>> {
         let mut sets_per_type: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut conditions = Vec::with_capacity(self.filters.len());
         for (i, set) in self.filters.iter().enumerate() {
             let field = format!("filters[{i}]");
             if !self.types.contains(&set.event_type) {
@@ -158,8 +167,11 @@ impl ListenerSpec {
                     format!("at most {MAX_FILTER_SETS_PER_TYPE} filter sets per type"),
                 ));
             }
-            if set.attributes.is_empty() {
-                v.push(FieldViolation::new(format!("{field}.attributes"), "a filter set needs at least one clause"));
+            if set.attributes.is_empty() && set.condition.is_none() {
+                v.push(FieldViolation::new(
+                    format!("{field}.attributes"),
+                    "a filter set needs at least one clause or a condition",
+                ));
             }
             let mut names = HashSet::new();
             for (name, pattern) in &set.attributes {
@@ -174,8 +186,13 @@ impl ListenerSpec {
                     v.push(FieldViolation::new(clause, format!("invalid glob pattern: {e}")));
                 }
             }
+            let condition = set.condition.as_deref().map(FilterCondition::compile).transpose();
+            conditions.push(condition.unwrap_or_else(|e| {
+                v.push(FieldViolation::new(format!("{field}.condition"), e.to_string()));
+                None
+            }));
         }
-        v
+        conditions
     }
 
     fn target_field(&self) -> &'static str {
@@ -236,6 +253,8 @@ pub struct CompiledListener {
 #[derive(Debug, Clone)]
 struct CompiledFilterSet {
     clauses: Vec<(Attribute, Pattern)>,
+    /// Compiled once, with the listener; checked after the clauses matched.
+    condition: Option<FilterCondition>,
 }
 
 impl CompiledFilterSet {
@@ -309,9 +328,9 @@ impl Pattern {
 impl CompiledListener {
     /// Validates the listener's spec and compiles its patterns.
     pub fn compile(listener: Listener) -> Result<Self> {
-        listener.spec.validate()?;
+        let conditions = listener.spec.checked()?;
         let mut filters = vec![Vec::new(); listener.spec.types.len()];
-        for set in &listener.spec.filters {
+        for (set, condition) in listener.spec.filters.iter().zip(conditions) {
             let Some(i) = listener.spec.types.iter().position(|t| *t == set.event_type) else {
                 continue;
             };
@@ -321,7 +340,7 @@ impl CompiledListener {
                     .map_err(|e| Error::Internal(format!("validated pattern failed to compile: {e}")))?;
                 clauses.push((Attribute::new(name), pattern));
             }
-            filters[i].push(CompiledFilterSet { clauses });
+            filters[i].push(CompiledFilterSet { clauses, condition });
         }
         Ok(Self { listener, filters })
     }
@@ -336,15 +355,29 @@ impl CompiledListener {
 
     /// Returns whether the event passes the filters of its type: true when the type has no
     /// filter set or any set matches. The caller has checked that the type is listed.
-    pub fn passes(&self, event: &Event) -> bool {
+    ///
+    /// Conditions run last: only when no set without one matches, and only on sets whose
+    /// clauses matched, in order, until one is true. A condition that fails at run time is
+    /// false and adds one to `errors`.
+    pub fn passes(&self, event: &Event, bindings: &Bindings<'_>, errors: &mut u64) -> bool {
         let Some(i) = self.listener.spec.types.iter().position(|t| *t == event.event_type) else {
             return false;
         };
         let sets = &self.filters[i];
-        sets.is_empty()
-            || sets.iter().any(|set| {
-                set.clauses.iter().all(|(name, pattern)| name.value(event).is_some_and(|v| pattern.is_match(&v)))
-            })
+        let clauses_match = |set: &CompiledFilterSet| {
+            set.clauses.iter().all(|(name, pattern)| name.value(event).is_some_and(|v| pattern.is_match(&v)))
+        };
+        if sets.is_empty() || sets.iter().any(|set| set.condition.is_none() && clauses_match(set)) {
+            return true;
+        }
+        sets.iter().any(|set| {
+            let Some(condition) = &set.condition else { return false };
+            clauses_match(set)
+                && condition.eval(bindings).unwrap_or_else(|_| {
+                    *errors += 1;
+                    false
+                })
+        })
     }
 
     /// Returns, for one of the listener's types, an attribute that every filter set of that type

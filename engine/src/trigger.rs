@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::condition::Bindings;
 use crate::event::{Event, EventRef, TraceContext};
 use crate::listener::{CompiledListener, Condition, ListenerKind, ListenerStatus, Policy};
 
@@ -63,9 +64,13 @@ pub struct Outcome {
     pub partials: BTreeMap<(Uuid, CorrelationKey), Partial>,
     /// Listeners that finished (WAIT fired or timed out) and left the engine, in order.
     pub finished: Vec<(Uuid, ListenerStatus)>,
+    /// Conditions that failed at run time, and so were false (nothing to persist: a number
+    /// for the metrics).
+    pub condition_errors: u64,
 }
 
 impl Outcome {
+    /// Returns whether there is nothing to do or persist (condition errors aside).
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty() && self.partials.is_empty() && self.finished.is_empty()
     }
@@ -233,8 +238,9 @@ impl Engine {
                 continue;
             };
             let candidates = ti.candidates(event);
+            let bindings = Bindings::new(event);
             for id in candidates {
-                self.apply(id, event, now, &mut out);
+                self.apply(id, event, &bindings, now, &mut out);
             }
         }
         out
@@ -308,9 +314,9 @@ impl Engine {
         out
     }
 
-    fn apply(&mut self, id: Uuid, event: &Event, now: DateTime<Utc>, out: &mut Outcome) {
+    fn apply(&mut self, id: Uuid, event: &Event, bindings: &Bindings<'_>, now: DateTime<Utc>, out: &mut Outcome) {
         let Some(slot) = self.slots.get_mut(&id) else { return };
-        if !slot.listener.passes(event) {
+        if !slot.listener.passes(event, bindings, &mut out.condition_errors) {
             return;
         }
         let key = match slot.listener.spec().condition {

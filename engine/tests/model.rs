@@ -9,6 +9,10 @@
 //! The alphabets are small on purpose: four types (two differing only in case), two namespaces,
 //! two sources and four ids (so the same event identity recurs within and across batches), and
 //! a handful of attribute values and patterns that hit and miss.
+//!
+//! Filter sets may carry a CEL condition from a small table; the model knows each one only as
+//! an opaque predicate over the event (false where the expression fails at run time), written
+//! by hand next to its text.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -16,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use eventbus_engine::trigger::{CorrelationKey, Partial};
 use eventbus_engine::{
-    Action, ActionKind, AttrValue, CompiledListener, Condition, Engine, Event, EventRef, FilterSet, Listener,
+    Action, ActionKind, AttrValue, CompiledListener, Condition, Data, Engine, Event, EventRef, FilterSet, Listener,
     ListenerKind, ListenerSpec, ListenerStatus, Outcome, Policy, TraceContext,
 };
 use proptest::prelude::*;
@@ -42,6 +46,40 @@ const FILTERS: [(&str, &[&str]); 7] = [
 ];
 
 const CORRELATE_BY: [&str; 3] = ["orderid", "subject", "region"];
+
+/// The payloads events carry (no content type: JSON when it parses), and their `amount` as the
+/// model sees it: a number, or `None` where `data.amount` is not one (or fails).
+const PAYLOADS: [(&str, Option<f64>); 5] = [
+    (r#"{"amount": 50}"#, Some(50.0)),
+    (r#"{"amount": 100}"#, Some(100.0)),
+    (r#"{"amount": 150.5}"#, Some(150.5)),
+    (r#"{"amount": "lots"}"#, None),
+    ("not json", None),
+];
+
+/// A condition's opaque predicate: whether it is true of the event (false where it fails).
+type Predicate = fn(&Published) -> bool;
+
+/// The conditions filter sets may carry, each with its predicate.
+const CONDITIONS: [(&str, Predicate); 5] = [
+    ("data.amount >= 100", |e| amount(e).is_some_and(|a| a >= 100.0)),
+    (r#"subject.startsWith("orders/1")"#, |e| e.event.subject.is_some_and(|s| s.starts_with("orders/1"))),
+    (r#"region != "us""#, |e| e.event.region.is_some_and(|r| r != "us")),
+    ("int(orderid) > 1", |e| e.event.orderid.is_some_and(|i| orderid_value(i).1.parse::<i64>().is_ok_and(|n| n > 1))),
+    // An error on one side of `||` gives way to true on the other (CEL's commutative `||`).
+    (r#"time > timestamp("2026-11-22T10:00:00Z") || data.amount < 100"#, |e| {
+        e.event.time == Some(1) || amount(e).is_some_and(|a| a < 100.0)
+    }),
+];
+
+fn amount(e: &Published) -> Option<f64> {
+    e.event.payload.and_then(|i| PAYLOADS[i].1)
+}
+
+/// Returns the predicate of a condition of [`CONDITIONS`].
+fn predicate(condition: &str) -> Predicate {
+    CONDITIONS.iter().find(|(text, _)| *text == condition).map(|(_, p)| *p).expect("a condition of the table")
+}
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).single().expect("valid time")
@@ -100,6 +138,8 @@ struct GenEvent {
     region: Option<&'static str>,
     tier: Option<usize>,
     orderid: Option<usize>,
+    /// Index into [`PAYLOADS`]; `None`: no data.
+    payload: Option<usize>,
     /// Seconds between receipt and evaluation.
     lag: i64,
 }
@@ -138,7 +178,7 @@ impl Published {
             datacontenttype: None,
             dataschema: None,
             extensions,
-            data: None,
+            data: e.payload.map(|i| Data::Text(PAYLOADS[i].0.into())),
             received_at: self.received_at,
             trace: self.trace.clone(),
         }
@@ -194,30 +234,27 @@ fn event_strategy() -> impl Strategy<Value = GenEvent> {
         proptest::option::of(select(&REGIONS[..])),
         proptest::option::of(0..3usize),
         proptest::option::of(0..4usize),
+        proptest::option::of(0..PAYLOADS.len()),
         prop_oneof![3 => Just(0i64), 1 => Just(2i64)],
     )
-        .prop_map(|((namespace, event_type, source, id), subject, time, region, tier, orderid, lag)| GenEvent {
-            namespace,
-            event_type,
-            source,
-            id,
-            subject,
-            time,
-            region,
-            tier,
-            orderid,
-            lag,
+        .prop_map(|((namespace, event_type, source, id), subject, time, region, tier, orderid, payload, lag)| {
+            GenEvent { namespace, event_type, source, id, subject, time, region, tier, orderid, payload, lag }
         })
 }
 
-/// One raw filter set: (index into the listener's types, clauses of (attribute, pattern, upper)).
-type RawFilterSet = (usize, Vec<(usize, usize, bool)>);
+/// One raw filter set: (index into the listener's types, clauses of (attribute, pattern, upper),
+/// index into [`CONDITIONS`]).
+type RawFilterSet = (usize, Vec<(usize, usize, bool)>, Option<usize>);
 
 fn spec_strategy() -> impl Strategy<Value = ListenerSpec> {
     let kind = prop_oneof![Just(ListenerKind::Start), Just(ListenerKind::Wait)];
     let condition = prop_oneof![1 => Just(Condition::One), 1 => Just(Condition::Any), 2 => Just(Condition::All)];
     let filters = proptest::collection::vec(
-        (0..3usize, proptest::collection::vec((0..FILTERS.len(), 0..8usize, any::<bool>()), 1..=2)),
+        (
+            0..3usize,
+            proptest::collection::vec((0..FILTERS.len(), 0..8usize, any::<bool>()), 0..=2),
+            proptest::option::weighted(0.3, 0..CONDITIONS.len()),
+        ),
         0..=3,
     );
     let lifespan = prop_oneof![
@@ -267,16 +304,19 @@ fn spec_strategy() -> impl Strategy<Value = ListenerSpec> {
 /// Builds filter sets on the listener's types from raw indices.
 fn filter_sets(types: &[String], raw: &[RawFilterSet]) -> Vec<FilterSet> {
     raw.iter()
-        .map(|(slot, clauses)| {
+        .map(|(slot, clauses, condition)| {
             // One clause per attribute: names are case-insensitive, so "Region" and "region" clash.
             let mut clauses_by_attribute = BTreeMap::new();
             for &(attr, pattern, upper) in clauses {
                 let (name, patterns) = FILTERS[attr];
                 clauses_by_attribute.insert(attr, (recase(name, upper), patterns[pattern % patterns.len()].to_owned()));
             }
+            // A set needs a clause or a condition.
+            let condition = if clauses.is_empty() { Some(condition.unwrap_or(0)) } else { *condition };
             FilterSet {
                 event_type: types[slot % types.len()].clone(),
                 attributes: clauses_by_attribute.into_values().collect(),
+                condition: condition.map(|i| CONDITIONS[i].0.to_owned()),
             }
         })
         .collect()
@@ -337,12 +377,14 @@ impl ModelListener {
         self.active && self.namespace == e.event.namespace && self.spec.types.iter().any(|t| t == e.event.event_type)
     }
 
-    /// Rule 2: no filter set for the event's type, or any set whose every clause matches.
+    /// Rule 2: no filter set for the event's type, or any set whose every clause matches and
+    /// whose condition, if any, holds.
     fn passes(&self, e: &Published) -> bool {
         let sets: Vec<&FilterSet> = self.spec.filters.iter().filter(|f| f.event_type == e.event.event_type).collect();
         sets.is_empty()
             || sets.iter().any(|set| {
                 set.attributes.iter().all(|(name, pattern)| e.attribute(name).is_some_and(|v| glob(pattern, &v)))
+                    && set.condition.as_deref().is_none_or(|c| predicate(c)(e))
             })
     }
 

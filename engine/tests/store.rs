@@ -294,7 +294,11 @@ async fn listener_lifecycle(db: &Db) {
     assert_eq!(got.iter().map(|d| d.notification.listener_id).collect::<Vec<_>>(), vec![b.id]);
 
     let mut bad = spec(ListenerKind::Start, Condition::One, &["a", "b"], "wf");
-    bad.filters.push(FilterSet { event_type: "zzz".into(), attributes: [("x".to_string(), "y".to_string())].into() });
+    bad.filters.push(FilterSet {
+        event_type: "zzz".into(),
+        attributes: [("x".to_string(), "y".to_string())].into(),
+        condition: None,
+    });
     let err = store.register_listener("ns", bad, None, t).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
@@ -663,6 +667,7 @@ async fn concurrent_publishes_fire_exactly_once(db: &Db) {
         w.filters.push(FilterSet {
             event_type: "approved".into(),
             attributes: [("subject".to_string(), format!("i{i}"))].into(),
+            condition: None,
         });
         b.register_listener("ns", w, None, Default::default()).await.unwrap();
     }

@@ -95,7 +95,11 @@ pub fn spec_to(s: ListenerSpec) -> pb::ListenerSpec {
         filters: s
             .filters
             .into_iter()
-            .map(|f| pb::EventFilter { r#type: f.event_type, attributes: f.attributes.into_iter().collect() })
+            .map(|f| pb::EventFilter {
+                r#type: f.event_type,
+                attributes: f.attributes.into_iter().collect(),
+                condition: f.condition.unwrap_or_default(),
+            })
             .collect(),
         lifespan: s.lifespan.map(duration_to),
         correlate_by: s.correlate_by,

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+pub use eventbus_engine::condition::{MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES};
 pub use eventbus_engine::listener::{MAX_CORRELATE_BY, MAX_FILTER_SETS_PER_TYPE, MAX_TARGET_BYTES, MAX_TYPES};
 pub use eventbus_engine::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
@@ -27,7 +28,7 @@ pub const SPEC_VERSION: &str = "1.0";
 /// lower-case ASCII letters and digits.
 pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 64;
 
-/// Clauses of one filter set: 1 to this many.
+/// Clauses of one filter set: at most this many (at least one, or a condition).
 pub const MAX_CLAUSES: usize = 32;
 /// Glob patterns of filter clauses: 1 to this many bytes.
 pub const MAX_PATTERN_BYTES: usize = 1024;

@@ -60,6 +60,7 @@ pub struct Metrics {
     pub events_duplicate: Counter,
     pub events_rejected: Counter,
     triggers_fired: Family<KindLabels, Counter>,
+    condition_errors: Counter,
     pub redeliveries: Counter,
     pub publish_seconds: Histogram,
     publish_to_ack_seconds: Histogram,
@@ -78,6 +79,7 @@ impl Default for Metrics {
             events_duplicate: Counter::default(),
             events_rejected: Counter::default(),
             triggers_fired: Family::default(),
+            condition_errors: Counter::default(),
             redeliveries: Counter::default(),
             // 50 us to ~6.5 s.
             publish_seconds: Histogram::new(exponential_buckets(50e-6, 2.0, 18)),
@@ -95,6 +97,11 @@ impl Default for Metrics {
         r.register("events_duplicate", "Published events that were already stored", m.events_duplicate.clone());
         r.register("events_rejected", "Events in Publish calls that were refused", m.events_rejected.clone());
         r.register("triggers_fired", "Listeners fired, by notification kind", m.triggers_fired.clone());
+        r.register(
+            "condition_errors",
+            "Filter-set conditions that failed at run time for an event (and so were false)",
+            m.condition_errors.clone(),
+        );
         r.register("redeliveries", "Notifications delivered again (attempt > 1)", m.redeliveries.clone());
         r.register("publish_duration_seconds", "Publish call latency", m.publish_seconds.clone());
         r.register(
@@ -178,6 +185,10 @@ impl Observer for StoreObserver {
             self.metrics.publish_to_ack_seconds.observe(seconds);
         }
     }
+
+    fn condition_errors(&self, count: u64) {
+        self.metrics.condition_errors.inc_by(count);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -215,5 +226,21 @@ async fn scrape(State(s): State<Scrape>) -> Response {
             tracing::warn!(error = format!("{e:#}"), "rendering metrics failed");
             (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable\n").into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_errors_are_counted() {
+        let metrics = Arc::new(Metrics::default());
+        let observer = StoreObserver { metrics: metrics.clone(), traces: false };
+        observer.condition_errors(2);
+        observer.condition_errors(3);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+        assert!(text.lines().any(|l| l == "eventbus_condition_errors_total 5"), "{text}");
     }
 }

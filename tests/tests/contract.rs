@@ -48,7 +48,7 @@ async fn rejected_requests_store_nothing(db: Database) {
     assert!(event_ids(&s, "ns").await.is_empty(), "a rejected publish stores nothing");
 
     let clauses = (0..33).map(|i| (format!("x{i}"), "v".to_string())).collect();
-    let filter = pb::EventFilter { r#type: "a".into(), attributes: clauses };
+    let filter = pb::EventFilter { r#type: "a".into(), attributes: clauses, condition: String::new() };
     let mut spec = ListenerSpecBuilder::start("wf").one("a").build();
     spec.filters = vec![filter];
     let err = s.client.register_listener("ns", spec).await.unwrap_err();

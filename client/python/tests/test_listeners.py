@@ -94,3 +94,26 @@ def test_build_returns_independent_copies() -> None:
     first = builder.build()
     builder.one("b")
     assert list(first.types) == ["a"]
+
+
+def test_where_adds_a_set_with_a_condition_and_optional_clauses() -> None:
+    condition = 'data.amount >= 100 && subject.startsWith("eu/")'
+    spec = (
+        ListenerSpecBuilder.start("billing")
+        .any("payment.received", "refund.issued")
+        .where("payment.received", condition)
+        .where("refund.issued", "data.amount > 0", {"region": "eu-*"}, tier="gold")
+        .filter("refund.issued", region="us")
+        .build()
+    )
+    assert [(f.type, dict(f.attributes), f.condition) for f in spec.filters] == [
+        ("payment.received", {}, condition),
+        ("refund.issued", {"region": "eu-*", "tier": "gold"}, "data.amount > 0"),
+        ("refund.issued", {"region": "us"}, ""),
+    ]
+
+
+def test_where_rejects_an_empty_condition() -> None:
+    with pytest.raises(ValueError, match="must not be empty"):
+        ListenerSpecBuilder.start("w").one("a").where("a", "  ")
+

@@ -109,6 +109,10 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
 
     /// Notifications a group acknowledged, by the time each was created (its publish commit).
     fn acked(&self, namespace: &str, group: &str, created_at: &[DateTime<Utc>]);
+
+    /// Filter-set conditions that failed at run time (and so were false) in one committed
+    /// transaction's evaluations; never called with 0.
+    fn condition_errors(&self, _count: u64) {}
 }
 
 /// A consumer group's notifications by state, for monitoring.

@@ -318,6 +318,8 @@ pub(crate) struct Effects {
     fired: Vec<Fired>,
     /// Acknowledged notifications' creation times by (namespace, group), likewise.
     acked: Vec<(String, String, Vec<DateTime<Utc>>)>,
+    /// Conditions that failed at run time in the transaction's evaluations.
+    condition_errors: u64,
 }
 
 impl Effects {
@@ -340,6 +342,9 @@ impl Effects {
             }
             for (ns, group, created) in &self.acked {
                 observer.acked(ns, group, created);
+            }
+            if self.condition_errors > 0 {
+                observer.condition_errors(self.condition_errors);
             }
         }
         for (slot, n, pushed) in self.leased {

@@ -100,6 +100,7 @@ fn filter(event_type: &str, clauses: &[(&str, &str)]) -> FilterSet {
     FilterSet {
         event_type: event_type.into(),
         attributes: clauses.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        condition: None,
     }
 }
 
@@ -638,3 +639,5 @@ fn removed_listener_no_longer_fires() {
     assert!(h.eval(&[ev("a")]).is_empty());
     assert!(h.engine.is_empty());
 }
+
+mod conditions;

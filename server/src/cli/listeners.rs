@@ -50,6 +50,12 @@ pub struct AddArgs {
     /// repeat for alternative sets (any may match). A literal `&` in a pattern is `\&`.
     #[arg(long = "filter", short = 'f', value_name = "TYPE:ATTR=GLOB", value_parser = parse::filter)]
     pub filters: Vec<FilterSet>,
+    /// A CEL condition every event must also meet, whatever its type, e.g.
+    /// 'data.amount >= 100 && subject.startsWith("eu/")': it sees the event's attributes and
+    /// extensions by name and `data` (decoded JSON, else bytes). It joins every --filter set,
+    /// and stands alone for a type without one.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub where_expr: Option<String>,
     /// ALL only: how long a collected event stays collected, e.g. 10m, 1h30m, 7d.
     #[arg(long, value_parser = parse::duration)]
     pub lifespan: Option<Duration>,
@@ -155,7 +161,25 @@ pub fn spec(args: &AddArgs, now: SystemTime) -> pb::ListenerSpec {
     if let Some(deadline) = args.deadline.or_else(|| args.timeout.map(|t| now + t)) {
         builder = builder.deadline(deadline);
     }
-    builder.build()
+    let mut spec = builder.build();
+    if let Some(condition) = &args.where_expr {
+        add_condition(&mut spec, condition);
+    }
+    spec
+}
+
+/// Makes every event of the spec's types meet `condition` too: it joins each filter set, and
+/// becomes the only set of a type without one.
+fn add_condition(spec: &mut pb::ListenerSpec, condition: &str) {
+    for set in &mut spec.filters {
+        set.condition = condition.to_owned();
+    }
+    for t in &spec.types {
+        if !spec.filters.iter().any(|set| set.r#type == *t) {
+            let set = pb::EventFilter { r#type: t.clone(), condition: condition.to_owned(), ..Default::default() };
+            spec.filters.push(set);
+        }
+    }
 }
 
 pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()> {
@@ -308,6 +332,20 @@ mod tests {
         assert_eq!(built.instance_id, "inst");
         assert_eq!(built.types, ["t"]);
         assert_eq!(built.deadline, Some(prost_types::Timestamp { seconds: 3600, nanos: 0 }));
+    }
+
+    #[test]
+    fn where_joins_every_filter_set_and_covers_types_without_one() {
+        let condition = r#"data.amount >= 100 && subject.startsWith("eu/")"#;
+        let args =
+            parse(&["--start", "wf", "--any", "a,b", "-f", "a:region=eu-*", "-f", "a:region=us", "--where", condition])
+                .unwrap();
+        let built = spec(&args, SystemTime::UNIX_EPOCH);
+        let sets: Vec<(&str, usize, &str)> =
+            built.filters.iter().map(|f| (f.r#type.as_str(), f.attributes.len(), f.condition.as_str())).collect();
+        assert_eq!(sets, [("a", 1, condition), ("a", 1, condition), ("b", 0, condition)]);
+        let without = spec(&parse(&["--start", "wf", "--one", "a"]).unwrap(), SystemTime::UNIX_EPOCH);
+        assert!(without.filters.is_empty(), "no --where, no condition-only set");
     }
 
     #[test]

@@ -102,12 +102,13 @@ fn lifespan(d: &prost_types::Duration) -> Result<Duration, Violations> {
     Ok(d)
 }
 
-/// Checks a filter set: 1 to 32 clauses, names lower-cased and not repeated ignoring case,
-/// patterns 1 to 1024 bytes (their glob syntax is the engine's check).
+/// Checks a filter set: at most 32 clauses, names lower-cased and not repeated ignoring case,
+/// patterns 1 to 1024 bytes (their glob syntax is the engine's check, as are the condition and
+/// the set's having a clause or a condition). An empty condition is none.
 fn filter_set(f: pb::EventFilter) -> Result<FilterSet, Violations> {
     let count = ensure(f.attributes.len() <= MAX_CLAUSES, "attributes", || format!("at most {MAX_CLAUSES} clauses"));
     let ((), attributes) = (count, clauses(f.attributes)).combine()?;
-    Ok(FilterSet { event_type: f.r#type, attributes })
+    Ok(FilterSet { event_type: f.r#type, attributes, condition: opt(f.condition) })
 }
 
 fn clauses(map: HashMap<String, String>) -> Result<BTreeMap<String, String>, Violations> {

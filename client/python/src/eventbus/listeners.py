@@ -14,6 +14,16 @@ condition with :meth:`~ListenerSpecBuilder.one`, :meth:`~ListenerSpecBuilder.any
         .build()
     )
 
+A filter set may also carry a CEL condition on the whole event (its attributes and extensions
+by name, and ``data``: decoded JSON, else bytes), with or without clauses::
+
+    spec = (
+        ListenerSpecBuilder.start("review")
+        .one("order.created")
+        .where("order.created", 'data.items.size() > 10 && subject.startsWith("eu/")')
+        .build()
+    )
+
 The builder does not validate the combination; the server rejects an invalid spec with
 ``INVALID_ARGUMENT`` naming the field (for example ``lifespan``, ``correlate_by`` or ``policy``
 on a listener that is not ALL, or ``deadline`` on a START listener).
@@ -95,6 +105,25 @@ class ListenerSpecBuilder:
         if not merged:
             raise ValueError(f"filter for {event_type!r} needs at least one attribute clause")
         self._spec.filters.append(listener_pb2.EventFilter(type=event_type, attributes=merged))
+        return self
+
+    def where(
+        self, event_type: str, condition: str, attributes: Mapping[str, str] | None = None, /, **clauses: str
+    ) -> ListenerSpecBuilder:
+        """Adds a filter set for events of ``event_type`` with a CEL ``condition``, and clauses.
+
+        The set matches when its clauses (optional here, as in :meth:`filter`) match and the
+        condition is true, e.g. ``.where("payment.received", "data.amount >= 100", region="eu-*")``.
+        The server checks the condition when the listener is registered; one that fails for an
+        event (a missing field, a wrong type) is false for it.
+        """
+        if not condition.strip():
+            raise ValueError(f"condition for {event_type!r} must not be empty")
+        merged = dict(attributes or {})
+        merged.update(clauses)
+        self._spec.filters.append(
+            listener_pb2.EventFilter(type=event_type, attributes=merged, condition=condition)
+        )
         return self
 
     def lifespan(self, lifespan: timedelta | float) -> ListenerSpecBuilder:

@@ -117,6 +117,7 @@ impl Writer {
     /// Stages what an evaluation decided: notifications, partial state, finished listeners.
     pub(super) fn stage(&mut self, b: &mut Batch, ns: &str, outcome: Outcome) -> Result<()> {
         let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
+        b.effects.condition_errors += outcome.condition_errors;
         for action in outcome.actions {
             let seq = st.next_notification_seq;
             st.next_notification_seq += 1;

@@ -25,7 +25,13 @@ fn filter(ty: &str, clauses: &[(&str, &str)]) -> pb::EventFilter {
     pb::EventFilter {
         r#type: ty.into(),
         attributes: clauses.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        condition: String::new(),
     }
+}
+
+fn with_condition(ty: &str, condition: &str) -> pb::ListenerSpec {
+    let set = pb::EventFilter { condition: condition.into(), ..filter(ty, &[]) };
+    pb::ListenerSpec { filters: vec![set], ..all_spec() }
 }
 
 fn register(spec: pb::ListenerSpec) -> Result<Register, Violations> {
@@ -39,7 +45,10 @@ fn clauses(n: usize) -> Vec<(String, String)> {
 
 fn with_clauses(n: usize) -> pb::ListenerSpec {
     let attributes = clauses(n).into_iter().collect();
-    pb::ListenerSpec { filters: vec![pb::EventFilter { r#type: "a".into(), attributes }], ..all_spec() }
+    pb::ListenerSpec {
+        filters: vec![pb::EventFilter { r#type: "a".into(), attributes, condition: String::new() }],
+        ..all_spec()
+    }
 }
 
 fn days(d: i64) -> Option<prost_types::Duration> {
@@ -145,6 +154,15 @@ fn spec_rules_at_and_past_each_boundary() {
         ),
         ("unknown policy", pb::ListenerSpec { policy: 7, ..all_spec() }, &["listener.policy"]),
         ("no kind", pb::ListenerSpec { kind: 0, ..all_spec() }, &["listener.kind"]),
+        ("condition only", with_condition("a", "data.amount >= 100"), &[]),
+        ("condition at 4096 bytes", with_condition("a", &format!("true{}", " ".repeat(4092))), &[]),
+        (
+            "condition at 4097 bytes",
+            with_condition("a", &format!("true{}", " ".repeat(4093))),
+            &["listener.filters[0].condition"],
+        ),
+        ("condition that does not parse", with_condition("a", "data.amount >="), &["listener.filters[0].condition"]),
+        ("no clause and no condition", with_condition("a", ""), &["listener.filters[0].attributes"]),
         ("no condition", pb::ListenerSpec { condition: 0, ..all_spec() }, &["listener.condition"]),
     ];
     for (what, spec, want) in cases {
@@ -211,4 +229,15 @@ fn listener_ids_and_listings() {
     };
     assert_eq!(list(0, 0), "");
     assert_eq!(list(9, -1), "kind,page_size");
+}
+
+#[test]
+fn a_bad_condition_is_named_with_the_parsers_position() {
+    let got = register(with_condition("a", "data.amount >= 100 &&\n  subject.startsWith(")).unwrap_err();
+    assert_eq!(got.fields(), ["listener.filters[0].condition"]);
+    let description = &got.invalid[0].description;
+    assert!(description.starts_with("invalid expression at line 2, column 22: Syntax error: "), "{description}");
+    let kept = register(with_condition("a", "data.amount >= 100")).unwrap();
+    assert_eq!(kept.spec.filters[0].condition.as_deref(), Some("data.amount >= 100"));
+    assert_eq!(register(with_clauses(1)).unwrap().spec.filters[0].condition, None, "empty is no condition");
 }

@@ -253,16 +253,19 @@ func (ListenerStatus) EnumDescriptor() ([]byte, []int) {
 	return file_eventbus_v1_listener_proto_rawDescGZIP(), []int{3}
 }
 
-// EventFilter is one filter set: conditions on the attributes of events of one listed type.
+// EventFilter is one filter set: glob clauses on the attributes of events of one listed type,
+// and an optional CEL condition on the whole event.
 //
 // An event of a listed type passes a listener's filters if the listener has no set for that
-// type, or if ANY of the sets for that type matches. A set matches if ALL its clauses match.
+// type, or if ANY of the sets for that type matches. A set matches if ALL its clauses match and
+// its condition, if any, is true. A set needs at least one clause or a condition.
 type EventFilter struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The event type this set applies to: one of the listener's `types`, exactly. At
 	// most 32 sets per type.
 	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	// Required. The clauses of the set: attribute name -> glob pattern. 1 to 32 entries.
+	// The clauses of the set: attribute name -> glob pattern. 0 to 32 entries; at least one if
+	// `condition` is empty.
 	//
 	// Names are attribute names: a context attribute (`id`, `source`, `specversion`, `type`,
 	// `subject`, `time`, `datacontenttype`, `dataschema`) or an extension. They are
@@ -277,7 +280,33 @@ type EventFilter struct {
 	// included, and the empty run; `?` matches one character; `[abc]`, `[a-z]` and `[!abc]` match
 	// one character of (or not of) a class; `{a,b}` matches either alternative; `\` makes the next
 	// character literal. An invalid pattern is INVALID_ARGUMENT.
-	Attributes    map[string]string `protobuf:"bytes,2,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Attributes map[string]string `protobuf:"bytes,2,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Optional. A CEL expression (https://cel.dev) on the event, e.g.
+	// `data.amount >= 100 && subject.startsWith("eu/")`. Empty (the default): no condition.
+	// It is evaluated only for events whose type, namespace and clauses already match.
+	//
+	// What it sees: every context attribute and extension by name, with its CEL type: `id`,
+	// `source`, `specversion`, `type`, `subject`, `datacontenttype`, `dataschema` and string, URI
+	// and URI-reference extensions as `string`; `time` and timestamp extensions as
+	// `google.protobuf.Timestamp`; boolean extensions as `bool`, integer ones as `int`, bytes ones
+	// as `bytes`. And `data`: the decoded JSON (maps, lists, strings, `int` for integers that fit,
+	// `uint` above, `double` otherwise, `bool`, `null`) when `datacontenttype` is JSON
+	// (`application/json`, `text/json`, `*/*+json`) or absent and the data parses as JSON;
+	// otherwise the data as `bytes`; `null` when the event has no data. The standard CEL functions
+	// and macros are available.
+	//
+	// Limits, checked at registration (INVALID_ARGUMENT on `filters[i].condition`, with the
+	// parser's message and the line and column it names): at most 4096 bytes; at most 512 nodes
+	// and 32 levels of nesting once macros are expanded; macros (`all`, `exists`, `exists_one`,
+	// `map`, `filter`) do not nest, neither in the list they iterate nor in their body, and their
+	// body sees only their own variables and literals; the pattern of `matches` is a string
+	// literal. So an evaluation costs at most in proportion to the size of the event times the size
+	// of the expression.
+	//
+	// At run time, an expression that fails for an event (an attribute or field it lacks, a
+	// wrong type, a result that is not a bool) is false for that event: the Publish succeeds, and
+	// the server counts it in the metric `eventbus_condition_errors_total`.
+	Condition     string `protobuf:"bytes,3,opt,name=condition,proto3" json:"condition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +353,13 @@ func (x *EventFilter) GetAttributes() map[string]string {
 		return x.Attributes
 	}
 	return nil
+}
+
+func (x *EventFilter) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
 }
 
 // ListenerSpec is what a client asks for when it registers a listener.
@@ -746,12 +782,13 @@ var File_eventbus_v1_listener_proto protoreflect.FileDescriptor
 
 const file_eventbus_v1_listener_proto_rawDesc = "" +
 	"\n" +
-	"\x1aeventbus/v1/listener.proto\x12\veventbus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n" +
+	"\x1aeventbus/v1/listener.proto\x12\veventbus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
 	"\vEventFilter\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12H\n" +
 	"\n" +
 	"attributes\x18\x02 \x03(\v2(.eventbus.v1.EventFilter.AttributesEntryR\n" +
-	"attributes\x1a=\n" +
+	"attributes\x12\x1c\n" +
+	"\tcondition\x18\x03 \x01(\tR\tcondition\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x03\n" +

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65ventbus/v1/listener.proto\x12\x0b\x65ventbus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n\x0b\x45ventFilter\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12H\n\nattributes\x18\x02 \x03(\x0b\x32(.eventbus.v1.EventFilter.AttributesEntryR\nattributes\x1a=\n\x0f\x41ttributesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xd1\x03\n\x0cListenerSpec\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x19.eventbus.v1.ListenerKindR\x04kind\x12\x1f\n\x0bworkflow_id\x18\x02 \x01(\tR\nworkflowId\x12\x1f\n\x0binstance_id\x18\x03 \x01(\tR\ninstanceId\x12<\n\tcondition\x18\x04 \x01(\x0e\x32\x1e.eventbus.v1.ListenerConditionR\tcondition\x12\x14\n\x05types\x18\x05 \x03(\tR\x05types\x12\x32\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x18.eventbus.v1.EventFilterR\x07\x66ilters\x12\x35\n\x08lifespan\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08lifespan\x12!\n\x0c\x63orrelate_by\x18\x08 \x03(\tR\x0b\x63orrelateBy\x12\x36\n\x06policy\x18\t \x01(\x0e\x32\x1e.eventbus.v1.ConsumptionPolicyR\x06policy\x12\x36\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x64\x65\x61\x64line\"\xce\x02\n\x08Listener\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n\tnamespace\x18\x02 \x01(\tR\tnamespace\x12-\n\x04spec\x18\x03 \x01(\x0b\x32\x19.eventbus.v1.ListenerSpecR\x04spec\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32\x1b.eventbus.v1.ListenerStatusR\x06status\x12\x17\n\x07\x66ire_id\x18\x05 \x01(\tR\x06\x66ireId\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishTime\x12\x1d\n\nrequest_id\x18\x08 \x01(\tR\trequestId\"\xf6\x01\n\x0cPartialState\x12L\n\x0b\x63orrelation\x18\x01 \x03(\x0b\x32*.eventbus.v1.PartialState.CorrelationEntryR\x0b\x63orrelation\x12\x33\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.eventbus.v1.CollectedEventR\x06\x65vents\x12#\n\rmissing_types\x18\x03 \x03(\tR\x0cmissingTypes\x1a>\n\x10\x43orrelationEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xe4\x01\n\x0e\x43ollectedEvent\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12\x0e\n\x02id\x18\x03 \x01(\tR\x02id\x12\x1a\n\x08sequence\x18\x04 \x01(\x04R\x08sequence\x12=\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0breceiveTime\x12;\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime*^\n\x0cListenerKind\x12\x1d\n\x19LISTENER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13LISTENER_KIND_START\x10\x01\x12\x16\n\x12LISTENER_KIND_WAIT\x10\x02*\x8b\x01\n\x11ListenerCondition\x12\"\n\x1eLISTENER_CONDITION_UNSPECIFIED\x10\x00\x12\x1a\n\x16LISTENER_CONDITION_ONE\x10\x01\x12\x1a\n\x16LISTENER_CONDITION_ANY\x10\x02\x12\x1a\n\x16LISTENER_CONDITION_ALL\x10\x03*t\n\x11\x43onsumptionPolicy\x12\"\n\x1e\x43ONSUMPTION_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSUMPTION_POLICY_FIRST\x10\x01\x12\x1d\n\x19\x43ONSUMPTION_POLICY_LATEST\x10\x02*\x87\x01\n\x0eListenerStatus\x12\x1f\n\x1bLISTENER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16LISTENER_STATUS_ACTIVE\x10\x01\x12\x19\n\x15LISTENER_STATUS_FIRED\x10\x02\x12\x1d\n\x19LISTENER_STATUS_TIMED_OUT\x10\x03\x42GZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65ventbus/v1/listener.proto\x12\x0b\x65ventbus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\x0b\x45ventFilter\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12H\n\nattributes\x18\x02 \x03(\x0b\x32(.eventbus.v1.EventFilter.AttributesEntryR\nattributes\x12\x1c\n\tcondition\x18\x03 \x01(\tR\tcondition\x1a=\n\x0f\x41ttributesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xd1\x03\n\x0cListenerSpec\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x19.eventbus.v1.ListenerKindR\x04kind\x12\x1f\n\x0bworkflow_id\x18\x02 \x01(\tR\nworkflowId\x12\x1f\n\x0binstance_id\x18\x03 \x01(\tR\ninstanceId\x12<\n\tcondition\x18\x04 \x01(\x0e\x32\x1e.eventbus.v1.ListenerConditionR\tcondition\x12\x14\n\x05types\x18\x05 \x03(\tR\x05types\x12\x32\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x18.eventbus.v1.EventFilterR\x07\x66ilters\x12\x35\n\x08lifespan\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08lifespan\x12!\n\x0c\x63orrelate_by\x18\x08 \x03(\tR\x0b\x63orrelateBy\x12\x36\n\x06policy\x18\t \x01(\x0e\x32\x1e.eventbus.v1.ConsumptionPolicyR\x06policy\x12\x36\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x64\x65\x61\x64line\"\xce\x02\n\x08Listener\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n\tnamespace\x18\x02 \x01(\tR\tnamespace\x12-\n\x04spec\x18\x03 \x01(\x0b\x32\x19.eventbus.v1.ListenerSpecR\x04spec\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32\x1b.eventbus.v1.ListenerStatusR\x06status\x12\x17\n\x07\x66ire_id\x18\x05 \x01(\tR\x06\x66ireId\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishTime\x12\x1d\n\nrequest_id\x18\x08 \x01(\tR\trequestId\"\xf6\x01\n\x0cPartialState\x12L\n\x0b\x63orrelation\x18\x01 \x03(\x0b\x32*.eventbus.v1.PartialState.CorrelationEntryR\x0b\x63orrelation\x12\x33\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.eventbus.v1.CollectedEventR\x06\x65vents\x12#\n\rmissing_types\x18\x03 \x03(\tR\x0cmissingTypes\x1a>\n\x10\x43orrelationEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xe4\x01\n\x0e\x43ollectedEvent\x12\x12\n\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12\x0e\n\x02id\x18\x03 \x01(\tR\x02id\x12\x1a\n\x08sequence\x18\x04 \x01(\x04R\x08sequence\x12=\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0breceiveTime\x12;\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime*^\n\x0cListenerKind\x12\x1d\n\x19LISTENER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13LISTENER_KIND_START\x10\x01\x12\x16\n\x12LISTENER_KIND_WAIT\x10\x02*\x8b\x01\n\x11ListenerCondition\x12\"\n\x1eLISTENER_CONDITION_UNSPECIFIED\x10\x00\x12\x1a\n\x16LISTENER_CONDITION_ONE\x10\x01\x12\x1a\n\x16LISTENER_CONDITION_ANY\x10\x02\x12\x1a\n\x16LISTENER_CONDITION_ALL\x10\x03*t\n\x11\x43onsumptionPolicy\x12\"\n\x1e\x43ONSUMPTION_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSUMPTION_POLICY_FIRST\x10\x01\x12\x1d\n\x19\x43ONSUMPTION_POLICY_LATEST\x10\x02*\x87\x01\n\x0eListenerStatus\x12\x1f\n\x1bLISTENER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16LISTENER_STATUS_ACTIVE\x10\x01\x12\x19\n\x15LISTENER_STATUS_FIRED\x10\x02\x12\x1d\n\x19LISTENER_STATUS_TIMED_OUT\x10\x03\x42GZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,26 +38,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTFILTER_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_PARTIALSTATE_CORRELATIONENTRY']._loaded_options = None
   _globals['_PARTIALSTATE_CORRELATIONENTRY']._serialized_options = b'8\001'
-  _globals['_LISTENERKIND']._serialized_start=1566
-  _globals['_LISTENERKIND']._serialized_end=1660
-  _globals['_LISTENERCONDITION']._serialized_start=1663
-  _globals['_LISTENERCONDITION']._serialized_end=1802
-  _globals['_CONSUMPTIONPOLICY']._serialized_start=1804
-  _globals['_CONSUMPTIONPOLICY']._serialized_end=1920
-  _globals['_LISTENERSTATUS']._serialized_start=1923
-  _globals['_LISTENERSTATUS']._serialized_end=2058
+  _globals['_LISTENERKIND']._serialized_start=1596
+  _globals['_LISTENERKIND']._serialized_end=1690
+  _globals['_LISTENERCONDITION']._serialized_start=1693
+  _globals['_LISTENERCONDITION']._serialized_end=1832
+  _globals['_CONSUMPTIONPOLICY']._serialized_start=1834
+  _globals['_CONSUMPTIONPOLICY']._serialized_end=1950
+  _globals['_LISTENERSTATUS']._serialized_start=1953
+  _globals['_LISTENERSTATUS']._serialized_end=2088
   _globals['_EVENTFILTER']._serialized_start=109
-  _globals['_EVENTFILTER']._serialized_end=279
-  _globals['_EVENTFILTER_ATTRIBUTESENTRY']._serialized_start=218
-  _globals['_EVENTFILTER_ATTRIBUTESENTRY']._serialized_end=279
-  _globals['_LISTENERSPEC']._serialized_start=282
-  _globals['_LISTENERSPEC']._serialized_end=747
-  _globals['_LISTENER']._serialized_start=750
-  _globals['_LISTENER']._serialized_end=1084
-  _globals['_PARTIALSTATE']._serialized_start=1087
-  _globals['_PARTIALSTATE']._serialized_end=1333
-  _globals['_PARTIALSTATE_CORRELATIONENTRY']._serialized_start=1271
-  _globals['_PARTIALSTATE_CORRELATIONENTRY']._serialized_end=1333
-  _globals['_COLLECTEDEVENT']._serialized_start=1336
-  _globals['_COLLECTEDEVENT']._serialized_end=1564
+  _globals['_EVENTFILTER']._serialized_end=309
+  _globals['_EVENTFILTER_ATTRIBUTESENTRY']._serialized_start=248
+  _globals['_EVENTFILTER_ATTRIBUTESENTRY']._serialized_end=309
+  _globals['_LISTENERSPEC']._serialized_start=312
+  _globals['_LISTENERSPEC']._serialized_end=777
+  _globals['_LISTENER']._serialized_start=780
+  _globals['_LISTENER']._serialized_end=1114
+  _globals['_PARTIALSTATE']._serialized_start=1117
+  _globals['_PARTIALSTATE']._serialized_end=1363
+  _globals['_PARTIALSTATE_CORRELATIONENTRY']._serialized_start=1301
+  _globals['_PARTIALSTATE_CORRELATIONENTRY']._serialized_end=1363
+  _globals['_COLLECTEDEVENT']._serialized_start=1366
+  _globals['_COLLECTEDEVENT']._serialized_end=1594
 # @@protoc_insertion_point(module_scope)

@@ -52,7 +52,7 @@ LISTENER_STATUS_FIRED: ListenerStatus
 LISTENER_STATUS_TIMED_OUT: ListenerStatus
 
 class EventFilter(_message.Message):
-    __slots__ = ("type", "attributes")
+    __slots__ = ("type", "attributes", "condition")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,9 +62,11 @@ class EventFilter(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
     type: str
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, type: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    condition: str
+    def __init__(self, type: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., condition: _Optional[str] = ...) -> None: ...
 
 class ListenerSpec(_message.Message):
     __slots__ = ("kind", "workflow_id", "instance_id", "condition", "types", "filters", "lifespan", "correlate_by", "policy", "deadline")
