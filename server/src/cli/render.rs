@@ -150,7 +150,11 @@ fn filters_json(filters: &[pb::EventFilter]) -> Value {
                 attrs.sort();
                 let attrs: Map<String, Value> =
                     attrs.into_iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-                json!({ "type": f.r#type, "attributes": attrs })
+                let mut filter = json!({ "type": f.r#type, "attributes": attrs });
+                if !f.condition.is_empty() {
+                    filter["condition"] = Value::String(f.condition.clone());
+                }
+                filter
             })
             .collect(),
     )
@@ -233,7 +237,10 @@ pub fn filters_text(filters: &[pb::EventFilter]) -> Vec<String> {
             attrs.sort();
             let clauses: Vec<String> =
                 attrs.into_iter().map(|(k, v)| format!("{k}={}", v.replace('&', r"\&"))).collect();
-            format!("{}:{}", f.r#type, clauses.join("&"))
+            match f.condition.as_str() {
+                "" => format!("{}:{}", f.r#type, clauses.join("&")),
+                condition => format!("{}:{} where {condition}", f.r#type, clauses.join("&")),
+            }
         })
         .collect()
 }
@@ -412,6 +419,26 @@ mod tests {
             };
             assert_eq!(attribute_json(&value), json, "{name}");
         }
+    }
+
+    #[test]
+    fn filters_show_their_conditions() {
+        let filters = [
+            pb::EventFilter {
+                r#type: "a".into(),
+                attributes: [("subject".into(), "eu/*".into())].into(),
+                condition: String::new(),
+            },
+            pb::EventFilter {
+                r#type: "b".into(),
+                attributes: Default::default(),
+                condition: "data.amount >= 100".into(),
+            },
+        ];
+        assert_eq!(filters_text(&filters), ["a:subject=eu/*", "b: where data.amount >= 100"]);
+        let json = filters_json(&filters);
+        assert_eq!(json[0].get("condition"), None);
+        assert_eq!(json[1]["condition"], "data.amount >= 100");
     }
 
     #[test]
