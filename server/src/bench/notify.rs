@@ -108,7 +108,8 @@ pub async fn run_in_windows(
     let seen: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
     let received = progress.counter();
     let published_so_far = Arc::new(AtomicU64::new(0));
-    let window_hist = Arc::new(Mutex::new(load::histogram()));
+    // Latencies per window, only when windows are reported.
+    let window_hist = window.map(|_| Arc::new(Mutex::new(load::histogram())));
     let (stop_tx, stop_rx) = watch::channel(false);
     let before = meter.sample();
     // A short lead, so the first sends are not already late.
@@ -126,9 +127,9 @@ pub async fn run_in_windows(
         };
         readers.spawn(reader.read(subscription, stop_rx.clone()));
     }
-    let windows = window.map(|printing| {
+    let windows = window.zip(window_hist).map(|(printing, latencies)| {
         let counters = soak::Counters { published: published_so_far.clone(), received: received.clone() };
-        tokio::spawn(soak::windows(printing, meter, counters, window_hist.clone(), stop_rx.clone()))
+        tokio::spawn(soak::windows(printing, meter, counters, latencies, stop_rx.clone()))
     });
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -299,8 +300,8 @@ struct Reader {
     rate: u64,
     seen: Arc<Vec<AtomicBool>>,
     received: Arc<AtomicU64>,
-    /// The latencies of the current window (see [`soak`]).
-    window: Arc<Mutex<Histogram<u64>>>,
+    /// The latencies of the current window, when windows are reported (see [`soak`]).
+    window: Option<Arc<Mutex<Histogram<u64>>>>,
 }
 
 struct ReaderOutcome {
@@ -340,7 +341,7 @@ impl Reader {
                 }
                 let latency = arrival.saturating_duration_since(intended(self.start, self.rate, i));
                 load::record(&mut outcome.hist, latency);
-                if let Ok(mut window) = self.window.lock() {
+                if let Some(Ok(mut window)) = self.window.as_ref().map(|w| w.lock()) {
                     load::record(&mut window, latency);
                 }
                 self.received.fetch_add(1, Ordering::Relaxed);
