@@ -128,7 +128,8 @@ pub fn rate(r: f64) -> String {
     out
 }
 
-fn mib(bytes: Option<u64>) -> String {
+/// Formats bytes as `1.5 MiB`, or `n/a`.
+pub fn mib(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "n/a".to_owned(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
 }
 

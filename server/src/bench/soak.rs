@@ -151,7 +151,7 @@ pub fn line(w: &Window) -> String {
         report::micros(l.p999_us),
         w.outstanding,
         report::disk(&w.resources),
-        w.resources.rss_bytes.map_or_else(|| "n/a".to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+        report::mib(w.resources.rss_bytes),
     )
 }
 
