@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
@@ -12,7 +13,7 @@ use super::rows::{
     DeliveryState, EVENT_COLUMNS, EventRow, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow,
     STATUS_ACTIVE, STATUS_DELETED, STATUS_FIRED, STATUS_TIMED_OUT, StoredRow, from_micros, kind_str, micros,
 };
-use super::sql::{CHUNK, list};
+use super::sql::{self, CHUNK, list};
 use super::{
     DEFAULT_PAGE_SIZE, DeadLetter, EventKey, EventQuery, GroupBacklog, ListenerQuery, MAX_PAGE_SIZE, Notification,
     Page, PoolStats, Store,
@@ -215,10 +216,18 @@ impl Store {
         if let Some(s) = query.subject {
             and("subject =", Bind::Text(s), &mut binds);
         }
+        // Times bound the scan through sequence bounds (there is no index on times), and are
+        // checked on each row.
         if let Some(t) = query.start {
+            if let Some(first) = self.first_seq_at("events", "received_us", namespace, t).await? {
+                and("seq >=", Bind::Int(first), &mut binds);
+            }
             and("received_us >=", Bind::Int(micros(t)), &mut binds);
         }
         if let Some(t) = query.end {
+            if let Some(first) = self.first_seq_at("events", "received_us", namespace, t).await? {
+                and("seq <", Bind::Int(first), &mut binds);
+            }
             and("received_us <", Bind::Int(micros(t)), &mut binds);
         }
         let size = page_size(query.page_size);
@@ -232,6 +241,16 @@ impl Store {
     /// Runs a listing query built at run time with its bound values.
     async fn fetch<O: StoredRow>(&self, sql: String, binds: Vec<Bind>) -> Result<Vec<O>> {
         self.rows(Statement::with(sql, binds)).await?.iter().map(O::read).collect()
+    }
+
+    /// Returns the lowest sequence of `table` in `namespace` from which on `column` is at least
+    /// `t` (see [`sql::first_seq_at`]); None if the namespace has no rows.
+    async fn first_seq_at(&self, table: &str, column: &str, namespace: &str, t: DateTime<Utc>) -> Result<Option<i64>> {
+        let q = Statement::new(sql::first_seq_at(table, column)).bind(namespace).bind(micros(t));
+        match self.rows(q).await?.first() {
+            Some(row) => row.get(0),
+            None => Ok(None),
+        }
     }
 
     /// Runs a query and returns its first row, if any.

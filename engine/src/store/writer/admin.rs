@@ -17,6 +17,7 @@ use super::{Batch, CommandError, Handled, Writer};
 use crate::error::{Error, Result};
 use crate::store::conn::{Statement, Tx};
 use crate::store::rows::{DeliveryState, GroupSettings, micros, to_json};
+use crate::store::sql;
 use crate::store::{GroupUpdate, NamespacePurge, SeekPosition, Seeked};
 
 /// What one purge transaction deleted, and whether the namespace is gone.
@@ -79,12 +80,13 @@ impl Writer {
             }
             SeekPosition::Sequence(s) => (s as i64 - 1).max(0),
             SeekPosition::Time(t) => {
-                let q = Statement::new("SELECT MIN(seq) FROM notifications WHERE namespace = $1 AND created_us >= $2");
+                let q = Statement::new(sql::first_seq_at("notifications", "created_us"));
                 let first: Option<i64> = match tx.fetch_optional(q.bind(ns).bind(micros(t))).await? {
                     Some(row) => row.get(0)?,
                     None => None,
                 };
-                first.map_or(next - 1, |s| s - 1)
+                // Past every notification: from the next one on.
+                first.map_or(next - 1, |s| s.min(next) - 1)
             }
         };
         let dropped = self

@@ -61,24 +61,34 @@ impl Writer {
         Ok(report)
     }
 
-    /// Deletes up to the configured batch of events, finished notifications and finished
-    /// listeners received, created or finished before `cutoff`, counting them in `report`.
+    /// Deletes, per namespace, up to the configured batch of events, finished notifications and
+    /// finished listeners received, created or finished before `cutoff`, counting them in
+    /// `report`.
+    ///
+    /// Events and notifications are looked for at the head of each namespace, its lowest
+    /// sequences (times grow with the sequence), so a sweep reads at most one batch of rows per
+    /// namespace and table, however large they are, and no index on times is needed.
     async fn apply_retention(&mut self, tx: &mut Tx, b: &Batch, cutoff: i64, report: &mut SweepReport) -> Result<()> {
         let limit = i64::from(self.config.retention_batch);
-        let q = Statement::new(
-            "DELETE FROM events WHERE (namespace, seq) IN \
-             (SELECT namespace, seq FROM events WHERE received_us < $1 LIMIT $2)",
-        );
-        report.events_deleted = tx.execute(q.bind(cutoff).bind(limit)).await?;
-        let q = Statement::new(
-            "DELETE FROM notifications WHERE (namespace, seq) IN (SELECT n.namespace, n.seq FROM notifications n \
-             WHERE n.created_us < $1 \
-             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.namespace = n.namespace AND d.seq = n.seq) \
-             AND n.seq <= COALESCE((SELECT MIN(g.read_seq) FROM consumer_groups g \
-                 WHERE g.namespace = n.namespace), n.seq) \
-             LIMIT $2)",
-        );
-        report.notifications_deleted = tx.execute(q.bind(cutoff).bind(limit)).await?;
+        let rows = tx.fetch_all(Statement::new("SELECT name FROM namespaces ORDER BY name")).await?;
+        for row in &rows {
+            let ns: String = row.get(0)?;
+            let q = Statement::new(
+                "DELETE FROM events WHERE namespace = $1 AND seq IN (SELECT seq FROM \
+                 (SELECT seq, received_us FROM events WHERE namespace = $1 ORDER BY seq LIMIT $3) head \
+                 WHERE received_us < $2)",
+            );
+            report.events_deleted += tx.execute(q.bind(ns.as_str()).bind(cutoff).bind(limit)).await?;
+            let q = Statement::new(
+                "DELETE FROM notifications WHERE namespace = $1 AND seq IN (SELECT seq FROM \
+                 (SELECT seq, created_us FROM notifications WHERE namespace = $1 ORDER BY seq LIMIT $3) head \
+                 WHERE created_us < $2 \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.namespace = $1 AND d.seq = head.seq) \
+                 AND head.seq <= COALESCE((SELECT MIN(g.read_seq) FROM consumer_groups g WHERE g.namespace = $1), \
+                     head.seq))",
+            );
+            report.notifications_deleted += tx.execute(q.bind(ns.as_str()).bind(cutoff).bind(limit)).await?;
+        }
         let q = Statement::new(format!(
             "SELECT id, namespace FROM listeners WHERE status <> '{STATUS_ACTIVE}' AND finished_us < $1 LIMIT $2"
         ));
