@@ -430,6 +430,8 @@ impl Writer {
     async fn serve(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut batch: Vec<Command> = Vec::new();
         let mut held: Option<Command> = None;
+        // Whether commands arrived while the last transaction ran: callers are concurrent.
+        let mut busy = false;
         loop {
             let first = match held.take() {
                 Some(c) => c,
@@ -441,21 +443,17 @@ impl Writer {
             let alone = first.alone();
             let mut weight = first.weight();
             batch.push(first);
-            while !alone && weight < self.config.max_batch_events {
-                match rx.try_recv() {
-                    // A sweep locks namespaces of its own choosing: it runs in a transaction alone.
-                    Ok(c) if c.alone() => {
-                        held = Some(c);
-                        break;
-                    }
-                    Ok(c) => {
-                        weight += c.weight();
-                        batch.push(c);
-                    }
-                    Err(_) => break,
+            if !alone {
+                weight = self.gather(&mut rx, &mut batch, &mut held, weight);
+                if busy && held.is_none() && self.delays_commits() && weight < self.config.max_batch_events / 8 {
+                    // Group commit: more work is likely on its way; let it join this transaction.
+                    std::thread::sleep(self.config.commit_delay);
+                    self.gather(&mut rx, &mut batch, &mut held, weight);
                 }
             }
-            if self.run(&mut batch).await {
+            let unavailable = self.run(&mut batch).await;
+            busy = !rx.is_empty();
+            if unavailable {
                 // Commands that queued while the database could not be reached fail at once:
                 // each would otherwise wait out the pool's acquire timeout in turn, and a
                 // caller behind a few of them would wait many times that.
@@ -464,6 +462,38 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Moves queued commands into `batch` up to the batch limit, stopping before one that must
+    /// run alone (held for the next batch); returns the batch's weight.
+    fn gather(
+        &self,
+        rx: &mut mpsc::Receiver<Command>,
+        batch: &mut Vec<Command>,
+        held: &mut Option<Command>,
+        mut weight: usize,
+    ) -> usize {
+        while weight < self.config.max_batch_events {
+            match rx.try_recv() {
+                // A sweep locks namespaces of its own choosing: it runs in a transaction alone.
+                Ok(c) if c.alone() => {
+                    *held = Some(c);
+                    break;
+                }
+                Ok(c) => {
+                    weight += c.weight();
+                    batch.push(c);
+                }
+                Err(_) => break,
+            }
+        }
+        weight
+    }
+
+    /// Whether the writer waits for more commands before a transaction (see
+    /// [`StoreConfig::commit_delay`]): on SQLite, whose writer has a thread of its own to block.
+    fn delays_commits(&self) -> bool {
+        matches!(self.conn, Conn::Sqlite(_)) && !self.config.commit_delay.is_zero()
     }
 
     /// Runs a batch and answers its commands; returns whether the database was unavailable.

@@ -9,7 +9,7 @@ struct Serve {
 }
 
 /// A value for every setting, as a flag value and as a TOML value.
-const SAMPLES: [(&str, &str, &str); 23] = [
+const SAMPLES: [(&str, &str, &str); 24] = [
     ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
     ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
     ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
@@ -19,6 +19,7 @@ const SAMPLES: [(&str, &str, &str); 23] = [
     ("pool_size", "3", "3"),
     ("database_timeout_seconds", "2", "2"),
     ("sqlite_wal_limit_mib", "16", "16"),
+    ("sqlite_commit_delay_us", "50", "50"),
     ("max_message_bytes", "1000", "1000"),
     ("max_data_bytes", "100", "100"),
     ("max_attributes", "5", "5"),
@@ -63,6 +64,7 @@ fn every_flag_is_a_key_of_the_file() {
     assert_eq!(resolved.telemetry.otlp_endpoint.as_deref(), Some("http://collector:4317"));
     assert_eq!(resolved.config.store.database_timeout, Duration::from_secs(2));
     assert_eq!(resolved.config.store.sqlite_wal_limit, 16 << 20);
+    assert_eq!(resolved.config.store.commit_delay, Duration::from_micros(50));
     let tls = resolved.config.tls.unwrap();
     assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("/tls/cert.pem"), Some("/tls/key.pem")));
     assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("/tls/ca.pem"));
