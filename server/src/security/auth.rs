@@ -188,10 +188,28 @@ impl Auth {
         Ok((http::Request::from_parts(parts, Body::new(Full::new(bytes))), namespace))
     }
 
+    /// Checks a request that reached the server another way than a gRPC call (the HTTP
+    /// ingress) but does what the gRPC method `method` does, on `namespace`: the same tokens,
+    /// grants, log line and metric as the call. Returns the caller, or the error to answer.
+    pub fn authorize(&self, headers: &http::HeaderMap, method: &str, namespace: &str) -> Result<Principal, ApiError> {
+        let principal = self.tokens.authenticate(headers).map_err(|r| self.refused(r, "", method, namespace))?;
+        let requirement = permissions::requirement(method);
+        let allowed = requirement.is_some_and(|r| principal.grants.iter().any(|g| g.allows(r, namespace)));
+        if !allowed {
+            return Err(self.refused(Refusal::Denied, &principal.name, method, namespace));
+        }
+        Ok(principal)
+    }
+
     fn refuse(&self, refusal: Refusal, principal: &str, method: &str, namespace: &str) -> Status {
+        Status::from(self.refused(refusal, principal, method, namespace))
+    }
+
+    /// Logs and counts a refusal; returns the error to answer.
+    fn refused(&self, refusal: Refusal, principal: &str, method: &str, namespace: &str) -> ApiError {
         tracing::info!(principal, namespace, method, reason = refusal.reason(), "call refused");
         self.metrics.auth_refused(refusal.reason());
-        Status::from(refusal.error())
+        refusal.error()
     }
 }
 
