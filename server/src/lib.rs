@@ -48,6 +48,19 @@ pub struct Listeners {
     pub http: Option<TcpListener>,
 }
 
+impl Listeners {
+    /// Refuses listeners others can reach without TLS and client authentication (see
+    /// [`security::check_exposure`]); [`serve`] checks it too, callers may check first.
+    pub fn check_exposure(&self, config: &ServerConfig) -> anyhow::Result<()> {
+        security::check_exposure(self.grpc.local_addr().context("reading the bound address")?, config)?;
+        if let Some(http) = &self.http {
+            let addr = http.local_addr().context("reading the bound HTTP address")?;
+            security::check_listener_exposure("--http-addr", addr, config)?;
+        }
+        Ok(())
+    }
+}
+
 impl From<TcpListener> for Listeners {
     fn from(grpc: TcpListener) -> Self {
         Self { grpc, http: None }
@@ -99,9 +112,7 @@ struct Listener {
 /// Binds the HTTP listener if the caller did not and `--http-addr` asks for one, checks that
 /// the listeners may serve with this configuration, and loads the TLS and token files.
 async fn secure(listeners: Listeners, config: &ServerConfig) -> anyhow::Result<Listener> {
-    let Listeners { grpc: tcp, http } = listeners;
-    let addr = tcp.local_addr().context("reading the bound address")?;
-    security::check_exposure(addr, config)?;
+    let Listeners { grpc, http } = listeners;
     let http = match (http, config.http_addr) {
         (Some(http), _) => Some(http),
         (None, Some(wanted)) => {
@@ -109,9 +120,9 @@ async fn secure(listeners: Listeners, config: &ServerConfig) -> anyhow::Result<L
         }
         (None, None) => None,
     };
-    if let Some(http) = &http {
-        security::check_exposure(http.local_addr().context("reading the bound HTTP address")?, config)?;
-    }
+    let listeners = Listeners { grpc, http };
+    listeners.check_exposure(config)?;
+    let Listeners { grpc: tcp, http } = listeners;
     let tls = config.tls.as_ref().map(security::tls::Acceptor::load).transpose().context("loading the TLS files")?;
     let http_tls = match (&http, &config.tls) {
         (Some(_), Some(files)) => {

@@ -207,8 +207,11 @@ async fn run_server(resolved: Resolved) -> anyhow::Result<()> {
         None => None,
     };
     let http_addr = http.as_ref().map(|l| l.local_addr()).transpose().context("reading the bound HTTP address")?;
+    let listeners = Listeners { grpc: listener, http };
+    // Before the address files, which say the server serves.
+    listeners.check_exposure(&config)?;
     // Before the address files: whoever sees them may signal at once.
-    let server = tokio::spawn(serve(Listeners { grpc: listener, http }, config, shutdown_signal()?));
+    let server = tokio::spawn(serve(listeners, config, shutdown_signal()?));
     // The HTTP address first: a reader that sees the gRPC one finds both.
     if let (Some(path), Some(http_addr)) = (http_addr_file, http_addr) {
         write_addr(&path, http_addr)?;
