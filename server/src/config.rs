@@ -191,8 +191,8 @@ pub struct ServeArgs {
     /// traces]. The standard OTEL_* variables configure the rest.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
-    /// PEM certificate chain of the gRPC listener: set with --tls-key, the server speaks only TLS
-    /// (1.2 or 1.3, ALPN h2). The files are read again every 2 seconds and a changed pair serves
+    /// PEM certificate chain of the gRPC and HTTP listeners: set with --tls-key, the server
+    /// speaks only TLS (1.2 or 1.3, ALPN h2 for gRPC, http/1.1 for HTTP). The files are read again every 2 seconds and a changed pair serves
     /// new connections without a restart [default: none, plaintext].
     #[arg(long, env = "EVENTBUS_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
