@@ -209,7 +209,7 @@ fn json_event(raw: &RawValue) -> Result<Converted, Violations> {
             violations.extend(Violations::invalid(path(name), description));
         }
     }
-    match json_data(&ce, members.get("data"), members.get("data_base64")) {
+    match json_data(&ce, members.get("data").map(AsRef::as_ref), members.get("data_base64").map(AsRef::as_ref)) {
         Ok(data) => ce.data = data,
         Err(description) => violations.extend(Violations::invalid("data", description)),
     }
@@ -219,10 +219,10 @@ fn json_event(raw: &RawValue) -> Result<Converted, Violations> {
 /// Returns the data of a JSON-format event (see the module docs).
 fn json_data(
     ce: &pb::CloudEvent,
-    data: Option<&Box<RawValue>>,
-    base64: Option<&Box<RawValue>>,
+    data: Option<&RawValue>,
+    base64: Option<&RawValue>,
 ) -> Result<Option<pb::cloud_event::Data>, String> {
-    let null = |raw: &&Box<RawValue>| raw.get() == "null";
+    let null = |raw: &&RawValue| raw.get() == "null";
     match (data.filter(|d| !null(d)), base64.filter(|d| !null(d))) {
         (Some(_), Some(_)) => Err("set data or data_base64, not both".into()),
         (None, None) => Ok(None),

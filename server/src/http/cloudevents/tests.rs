@@ -2,7 +2,10 @@ use http::{HeaderName, HeaderValue};
 
 use super::*;
 
-fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+/// Header names and values.
+type Pairs<'a> = &'a [(&'a str, &'a [u8])];
+
+fn headers(pairs: Pairs<'_>) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
         map.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_bytes(value).unwrap());
@@ -20,7 +23,7 @@ fn string(ce: &pb::CloudEvent, name: &str) -> Option<String> {
 
 #[test]
 fn modes_follow_the_content_type_then_ce_headers() {
-    let cases: [(&[(&str, &[u8])], Result<Mode, &str>); 7] = [
+    let cases: [(Pairs<'_>, Result<Mode, &str>); 7] = [
         (&[("content-type", b"application/cloudevents+json; charset=utf-8")], Ok(Mode::Structured)),
         (&[("content-type", b"Application/CloudEvents-Batch+JSON")], Ok(Mode::Batched)),
         (&[("content-type", b"application/json"), ("ce-specversion", b"1.0")], Ok(Mode::Binary)),
