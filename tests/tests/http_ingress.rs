@@ -24,6 +24,7 @@ eventbus_tests::backend_cases!(
     duplicates_are_stored_once,
     limits_and_content_types,
     tokens_guard_the_ingress_and_not_the_probes,
+    traceparent_headers_continue_the_trace,
 );
 
 eventbus_tests::backend_cases!(postgres only: a_database_outage_is_503_on_the_ingress_and_readyz);
@@ -390,6 +391,33 @@ async fn tokens_guard_the_ingress_and_not_the_probes(db: Database) {
     let metrics = String::from_utf8(get(http, "/metrics").await.body).unwrap();
     assert!(metrics.contains("eventbus_auth_failures_total{reason=\"missing\"} 3"), "{metrics}");
     assert_eq!(stored(&s, NS).await.len(), 1);
+}
+
+async fn traceparent_headers_continue_the_trace(db: Database) {
+    let s = TestServer::start_http(&db, |_| {}).await;
+    let http = s.http.unwrap();
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let call = [("traceparent", traceparent), ("tracestate", "vendor=1")];
+    let mut own = event("own");
+    own.insert("traceparent".into(), json!("00-11111111111111111111111111111111-2222222222222222-01"));
+    for (mode, events) in [(Mode::Binary, vec![event("b")]), (Mode::Batched, vec![event("c"), own])] {
+        results(&send(http, NS, mode, &events, &call).await);
+    }
+    results(&send(http, NS, Mode::Structured, &[event("none")], &[]).await);
+    let stored: Vec<(String, String, String)> =
+        stored(&s, NS).await.into_iter().map(|e| (e.event.unwrap().id, e.traceparent, e.tracestate)).collect();
+    let call = (traceparent.to_owned(), "vendor=1".to_owned());
+    let own = ("00-11111111111111111111111111111111-2222222222222222-01".to_owned(), String::new());
+    assert_eq!(
+        stored,
+        [
+            ("b".into(), call.0.clone(), call.1.clone()),
+            ("c".into(), call.0.clone(), call.1.clone()),
+            ("own".into(), own.0, own.1),
+            ("none".into(), String::new(), String::new()),
+        ],
+        "the call's context, unless the event carries its own"
+    );
 }
 
 async fn a_database_outage_is_503_on_the_ingress_and_readyz(db: Database) {
