@@ -296,6 +296,12 @@ async fn invalid_fields_are_named_as_grpc_names_them_and_nothing_is_stored(db: D
     let bad_namespace = send(http, "no%20spaces", Mode::Structured, &[event("1")], &[]).await;
     assert_eq!((bad_namespace.status, bad_namespace.fields()), (400, vec!["namespace".to_owned()]));
     assert!(stored(&s, NS).await.is_empty(), "a refused request stores nothing");
+    // Per case: 1 event in binary and structured mode, 2 batched, and 1 over gRPC when it can
+    // say it; and the event in the bad namespace.
+    let metrics = String::from_utf8(get(http, "/metrics").await.body).unwrap();
+    let expected = invalid_cases().iter().map(|c| 4 + u64::from(c.proto.is_some())).sum::<u64>() + 1;
+    let line = format!("eventbus_events_rejected_total {expected}");
+    assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
 }
 
 async fn duplicates_are_stored_once(db: Database) {

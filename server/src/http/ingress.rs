@@ -111,6 +111,8 @@ impl Ingress {
         if unconverted == Violations::default() {
             return Ok(request);
         }
+        // Refused like a Publish the request layer refuses, and counted the same.
+        self.bus.metrics.events_rejected.inc_by(request.events.len() as u64);
         let mut all = Publish::from_proto(request, &self.bus.config.limits).err().unwrap_or_default();
         let fields: Vec<String> = unconverted.fields().into_iter().map(str::to_owned).collect();
         all.invalid.retain(|v| !fields.contains(&v.field));
