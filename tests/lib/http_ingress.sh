@@ -95,7 +95,8 @@ http_ingress_tests() (
     EVENTBUS_HTTP_ADDR=$(<"$dir/http-addr")
     log "http ingress: server pid $pid, gRPC $EVENTBUS_ADDR, HTTP $EVENTBUS_HTTP_ADDR"
 
-    log "http ingress: Python cloudevents SDK (tests/http/test_sdk.py)"
+    log "http ingress: Python cloudevents SDK (tests/http/test_sdk.py): mypy, pytest"
+    .venv/bin/mypy --config-file client/python/pyproject.toml tests/http
     (cd tests/http && run_pytest "http ingress" test_sdk.py) || die "http ingress: the Python SDK tests failed"
     log "http ingress: Go sdk-go HTTP client (tests/http/go)"
     local gofmt unformatted
