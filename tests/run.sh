@@ -12,6 +12,7 @@ source tests/lib/codegen.sh
 source tests/lib/server.sh
 source tests/lib/go_client.sh
 source tests/lib/python_client.sh
+source tests/lib/http_ingress.sh
 source tests/lib/trace.sh
 source tests/lib/deploy.sh
 source tests/lib/docs.sh
@@ -49,6 +50,7 @@ step "deploy: Dockerfile, compose, k8s (offline)" deploy_check
 step "traces in a real Jaeger, metrics endpoint" trace_tests
 step "Go client: vet, unit and integration tests" go_client_tests
 step "Python client: mypy, unit and integration tests" python_client_tests
+step "HTTP ingress: CloudEvents SDKs (Python, Go) and curl" http_ingress_tests
 step "eventbus server for the examples" server_start
 step "Go example: thousands of orders started and woken" go_example
 step "Python example: thousands of orders started and woken" python_example

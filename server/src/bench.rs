@@ -5,6 +5,8 @@
 //!
 //! * `sequential`: one Publish of one ~512-byte event at a time: the latency of one publish;
 //! * `pipelined`: C connections x M calls in flight: publish throughput;
+//! * `http` (not by default): the same throughput through the HTTP ingress, binary-mode
+//!   CloudEvents over C x M keep-alive HTTP/1.1 connections (see [`ingress`]);
 //! * `notify`: publish-to-notification latency at fixed rates, open loop (see [`notify`]);
 //! * `listeners`: pipelined throughput with 0 to 100k registered listeners (see [`scale`]);
 //! * `soak` (not by default): `notify` held at one rate for minutes, a line per minute (see
@@ -25,6 +27,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use prost::Message;
 
+mod ingress;
 mod load;
 mod notify;
 mod progress;
@@ -45,6 +48,9 @@ pub enum Workload {
     Sequential,
     /// Publish throughput, many calls in flight over several connections.
     Pipelined,
+    /// Publish throughput through the HTTP ingress (binary mode, keep-alive), with as many
+    /// connections as pipelined has calls in flight.
+    Http,
     /// Publish-to-notification latency at fixed rates, open loop.
     Notify,
     /// Pipelined throughput with 0 to 100k registered listeners.
@@ -62,6 +68,10 @@ pub struct BenchArgs {
     /// With --target: the server's pid on this machine, to read its CPU time and RSS from /proc.
     #[arg(long, requires = "target")]
     pub server_pid: Option<u32>,
+    /// With --target: the server's HTTP address (host:port, its --http-addr), for the http
+    /// workload.
+    #[arg(long, value_name = "ADDR", requires = "target")]
+    pub target_http: Option<String>,
     /// Database of the in-process server [default: a SQLite file in a temp dir, removed after].
     #[arg(long)]
     pub database_url: Option<String>,
@@ -130,7 +140,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     let target = match &args.target {
         Some(addr) => {
             let addr = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
-            Target::remote(addr, args.server_pid)
+            Target::remote(addr, args.server_pid, args.target_http.clone())
         }
         None => Target::start(args.database_url.clone(), args.relaxed).await.context("starting the server")?,
     };
@@ -205,6 +215,7 @@ impl Bench<'_> {
         match workload {
             Workload::Sequential => self.sequential().await,
             Workload::Pipelined => self.pipelined().await,
+            Workload::Http => self.http().await,
             Workload::Notify => self.notify().await,
             Workload::Listeners => self.listeners().await,
             Workload::Soak => self.soak().await,
@@ -236,8 +247,8 @@ impl Bench<'_> {
     async fn sequential(&self) -> anyhow::Result<WorkloadResult> {
         let (args, target, payload) = (self.args, self.target, &self.payload);
         let clients = load::connect(&target.addr, 1).await?;
-        let r = publish_workload(&clients, &self.namespace("sequential"), 1, args.sequential_events, payload, target)
-            .await?;
+        let ns = self.namespace("sequential");
+        let r = publish_workload(&Publisher::Grpc(&clients), &ns, 1, args.sequential_events, payload, target).await?;
         if !self.json {
             report::print_publish("sequential publish", &r);
         }
@@ -248,11 +259,26 @@ impl Bench<'_> {
         let (args, target, payload) = (self.args, self.target, &self.payload);
         let clients = load::connect(&target.addr, args.connections).await?;
         let ns = self.namespace("pipelined");
-        let r = publish_workload(&clients, &ns, args.in_flight, args.pipelined_events, payload, target).await?;
+        let publisher = Publisher::Grpc(&clients);
+        let r = publish_workload(&publisher, &ns, args.in_flight, args.pipelined_events, payload, target).await?;
         if !self.json {
             report::print_publish("pipelined publish", &r);
         }
         Ok(WorkloadResult::Pipelined(r))
+    }
+
+    async fn http(&self) -> anyhow::Result<WorkloadResult> {
+        let (args, target, payload) = (self.args, self.target, &self.payload);
+        let addr =
+            target.http.as_deref().context("the http workload needs the server's HTTP address: --target-http")?;
+        let connections = ingress::connect(addr, args.connections * args.in_flight.max(1)).await?;
+        let ns = self.namespace("http");
+        let publisher = Publisher::Http { addr, connections: &connections };
+        let r = publish_workload(&publisher, &ns, 1, args.pipelined_events, payload, target).await?;
+        if !self.json {
+            report::print_publish("http ingress publish (binary mode, keep-alive)", &r);
+        }
+        Ok(WorkloadResult::Http(r))
     }
 
     async fn notify(&self) -> anyhow::Result<WorkloadResult> {
@@ -327,23 +353,73 @@ impl Bench<'_> {
     }
 }
 
-/// Publishes `events` events from `clients`, `in_flight` calls per client, in a fresh namespace.
+/// Who publishes: gRPC clients, or keep-alive connections to the HTTP ingress.
+enum Publisher<'a> {
+    Grpc(&'a [eventbus_client::Client]),
+    Http { addr: &'a str, connections: &'a [ingress::Connection] },
+}
+
+impl Publisher<'_> {
+    fn connections(&self) -> usize {
+        match self {
+            Publisher::Grpc(clients) => clients.len(),
+            Publisher::Http { connections, .. } => connections.len(),
+        }
+    }
+
+    /// Publishes `n` events of `source` (one per call), `in_flight` calls per connection.
+    async fn publish(
+        &self,
+        namespace: &str,
+        in_flight: usize,
+        n: u64,
+        progress: &Progress,
+        source: &'static str,
+        payload: &Arc<str>,
+    ) -> load::Run {
+        match self {
+            Publisher::Grpc(clients) => {
+                let data = payload.clone();
+                load::publish(clients, namespace, in_flight, n, progress, move |_| {
+                    load::event(source, "bench.publish.v1", &data)
+                })
+                .await
+            }
+            Publisher::Http { addr, connections } => {
+                let request = ingress::Request {
+                    authority: (*addr).into(),
+                    namespace: namespace.into(),
+                    source,
+                    event_type: "bench.publish.v1",
+                    payload: hyper::body::Bytes::copy_from_slice(payload.as_bytes()),
+                };
+                ingress::publish(connections, n, progress, request).await
+            }
+        }
+    }
+}
+
+/// Publishes `events` events through `publisher`, `in_flight` calls per connection, in a fresh
+/// namespace.
 async fn publish_workload(
-    clients: &[eventbus_client::Client],
+    publisher: &Publisher<'_>,
     namespace: &str,
     in_flight: usize,
     events: u64,
     payload: &Arc<str>,
     target: &Target,
 ) -> anyhow::Result<PublishResult> {
-    let phase = if in_flight == 1 && clients.len() == 1 { "sequential" } else { "pipelined" };
+    let connections = publisher.connections();
+    let phase = match publisher {
+        Publisher::Http { .. } => "http",
+        Publisher::Grpc(_) if in_flight == 1 && connections == 1 => "sequential",
+        Publisher::Grpc(_) => "pipelined",
+    };
     // A short warm-up in its own namespace, so connections and statements are ready.
     let warm = Progress::start(format!("{phase} warm-up"), 0, "events");
-    let data = payload.clone();
-    let warmup =
-        load::publish(clients, &format!("{namespace}-warmup"), in_flight, (events / 50).min(500), &warm, move |_| {
-            load::event("/bench/warmup", "bench.publish.v1", &data)
-        })
+    let warmup_events = (events / 50).min(500);
+    let warmup = publisher
+        .publish(&format!("{namespace}-warmup"), in_flight, warmup_events, &warm, "/bench/warmup", payload)
         .await;
     warm.finish();
     if warmup.ok == 0 && warmup.errors > 0 {
@@ -351,16 +427,12 @@ async fn publish_workload(
     }
     let progress = Progress::start(phase, events, "events");
     let before = target.meter.sample();
-    let data = payload.clone();
-    let run = load::publish(clients, namespace, in_flight, events, &progress, move |_| {
-        load::event("/bench/publish", "bench.publish.v1", &data)
-    })
-    .await;
+    let run = publisher.publish(namespace, in_flight, events, &progress, "/bench/publish", payload).await;
     let after = target.meter.sample();
     progress.finish();
     Ok(PublishResult {
         namespace: namespace.to_owned(),
-        connections: clients.len(),
+        connections,
         in_flight,
         events: run.ok,
         errors: run.errors,

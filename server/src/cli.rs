@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use eventbus_client::{Certificate, Client, ClientTlsConfig, Identity};
+pub use eventbus_server::status::code_name;
 use serde_json::{Value, json};
 use tonic::transport::Endpoint;
 use tonic_types::StatusExt;
@@ -274,19 +275,6 @@ where
         }
         token = next;
     }
-}
-
-/// Returns a status code in the gRPC spelling: `NOT_FOUND`.
-pub fn code_name(code: tonic::Code) -> String {
-    let camel = format!("{code:?}");
-    let mut out = String::with_capacity(camel.len() + 4);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }
 
 /// Returns the error of a local input problem (a flag value, a line of a file), as

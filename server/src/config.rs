@@ -54,8 +54,9 @@ pub struct ServerConfig {
     /// A Subscribe stream also looks for due redeliveries (and, on Postgres, notifications other
     /// servers created) this often.
     pub poll_interval: Duration,
-    /// Where to serve Prometheus metrics; `None` serves none.
-    pub metrics_addr: Option<SocketAddr>,
+    /// Where to serve HTTP (metrics, health, the CloudEvents ingress; see [`crate::http`]);
+    /// `None` serves none.
+    pub http_addr: Option<SocketAddr>,
     /// Whether OpenTelemetry traces are exported (the subscriber is installed by
     /// [`crate::telemetry::init`]): RPC, trigger and deliver spans are only made then.
     pub traces: bool,
@@ -101,7 +102,7 @@ impl ServerConfig {
             limits: Limits::default(),
             keepalive: limits::DEFAULT_KEEPALIVE,
             poll_interval: Duration::from_millis(500),
-            metrics_addr: None,
+            http_addr: None,
             traces: false,
             tls: None,
             insecure: false,
@@ -178,16 +179,25 @@ pub struct ServeArgs {
     /// Seconds without a message after which a Subscribe stream gets a keepalive [default: 15].
     #[arg(long, env = "EVENTBUS_KEEPALIVE_SECONDS")]
     pub keepalive_seconds: Option<u64>,
-    /// Address to serve Prometheus metrics on (`GET /metrics`), e.g. 127.0.0.1:9464 [default:
-    /// none, no metrics endpoint].
+    /// Another name of --http-addr, from when that listener served only metrics; both given,
+    /// they must be the same address.
     #[arg(long, env = "EVENTBUS_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Address of the HTTP listener, e.g. 127.0.0.1:8080: Prometheus metrics (`GET /metrics`),
+    /// liveness and readiness (`GET /healthz`, `GET /readyz`) and the CloudEvents ingress
+    /// (`POST /v1/namespaces/{namespace}/events`), with the TLS and tokens of gRPC; port 0 picks
+    /// a free port [default: none, no HTTP listener].
+    #[arg(long, env = "EVENTBUS_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Once listening, write the bound HTTP address to this file (for scripts and tests).
+    #[arg(long, env = "EVENTBUS_HTTP_ADDR_FILE")]
+    pub http_addr_file: Option<PathBuf>,
     /// OTLP/gRPC endpoint to export traces to, e.g. `http://localhost:4317` [default: none, no
     /// traces]. The standard OTEL_* variables configure the rest.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
-    /// PEM certificate chain of the gRPC listener: set with --tls-key, the server speaks only TLS
-    /// (1.2 or 1.3, ALPN h2). The files are read again every 2 seconds and a changed pair serves
+    /// PEM certificate chain of the gRPC and HTTP listeners: set with --tls-key, the server
+    /// speaks only TLS (1.2 or 1.3, ALPN h2 for gRPC, http/1.1 for HTTP). The files are read again every 2 seconds and a changed pair serves
     /// new connections without a restart [default: none, plaintext].
     #[arg(long, env = "EVENTBUS_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -225,6 +235,8 @@ pub struct Resolved {
     pub config: ServerConfig,
     /// Where to write the bound address, if anywhere.
     pub listen_addr_file: Option<PathBuf>,
+    /// Where to write the bound HTTP address, if anywhere.
+    pub http_addr_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub telemetry: TelemetryArgs,
 }
@@ -288,7 +300,7 @@ impl ServeArgs {
         if let Some(secs) = s.keepalive_seconds {
             config.keepalive = Duration::from_secs(secs.max(1));
         }
-        config.metrics_addr = s.metrics_addr;
+        config.http_addr = http_addr(s.http_addr, s.metrics_addr)?;
         config.tls = tls_files(s.tls_cert, s.tls_key, s.tls_client_ca)?;
         config.insecure = s.insecure.unwrap_or(false);
         config.reflection = s.reflection.unwrap_or(true);
@@ -296,7 +308,25 @@ impl ServeArgs {
         let telemetry = TelemetryArgs { otlp_endpoint: s.otlp_endpoint };
         config.traces = telemetry.traces_enabled();
         let log_format = s.log_format.unwrap_or_default();
-        Ok(Resolved { config, listen_addr_file: s.listen_addr_file, log_format, telemetry })
+        Ok(Resolved {
+            config,
+            listen_addr_file: s.listen_addr_file,
+            http_addr_file: s.http_addr_file,
+            log_format,
+            telemetry,
+        })
+    }
+}
+
+/// Returns the address of the HTTP listener: `--http-addr`, or its older name `--metrics-addr`
+/// (one listener serves both, so two different addresses are an error).
+fn http_addr(http: Option<SocketAddr>, metrics: Option<SocketAddr>) -> anyhow::Result<Option<SocketAddr>> {
+    match (http, metrics) {
+        (Some(h), Some(m)) if h != m => anyhow::bail!(
+            "--http-addr {h} and --metrics-addr {m} differ: one HTTP listener serves metrics, health and the \
+             ingress; set only --http-addr"
+        ),
+        (h, m) => Ok(h.or(m)),
     }
 }
 

@@ -4,7 +4,8 @@
 //! for the engine in [`request`] (every limit named in [`limits`]), answers converted back in
 //! [`convert`]; errors become status codes in [`status`] only; the health of the event bus
 //! service follows the database ([`readiness`]). [`security`] keeps an unprotected server on
-//! loopback and terminates TLS.
+//! loopback and terminates TLS. [`http`] serves metrics, probes and the CloudEvents ingress on
+//! the HTTP listener.
 
 // Functions fit on a screen (the threshold is in .clippy.toml), tests and benches aside.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -24,6 +25,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub mod config;
 pub mod convert;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod readiness;
@@ -38,20 +40,47 @@ pub use config::{Limits, ServeArgs, ServerConfig, TlsFiles};
 use metrics::{Metrics, StoreObserver};
 pub use service::EventBus;
 
-/// Serves on an already bound listener until `shutdown` completes, then shuts down gracefully:
+/// The listeners of a server: gRPC, and HTTP (`--http-addr`) when bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// `None`: [`serve`] binds `ServerConfig::http_addr` itself, if set.
+    pub http: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Refuses listeners others can reach without TLS and client authentication (see
+    /// [`security::check_exposure`]); [`serve`] checks it too, callers may check first.
+    pub fn check_exposure(&self, config: &ServerConfig) -> anyhow::Result<()> {
+        security::check_exposure(self.grpc.local_addr().context("reading the bound address")?, config)?;
+        if let Some(http) = &self.http {
+            let addr = http.local_addr().context("reading the bound HTTP address")?;
+            security::check_listener_exposure("--http-addr", addr, config)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(grpc: TcpListener) -> Self {
+        Self { grpc, http: None }
+    }
+}
+
+/// Serves on already bound listeners until `shutdown` completes, then shuts down gracefully:
 /// stops accepting, lets unary calls in flight finish, and ends Subscribe streams with
 /// UNAVAILABLE (clients reconnect elsewhere or later).
 ///
 /// Refuses to start, before opening the store, on a listener others can reach without TLS and
 /// client authentication (see [`security::check_exposure`]) or with TLS files that do not load.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     mut config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = secure(listener, &config)?;
+    let listener = secure(listeners.into(), &config).await?;
     let metrics = Arc::new(Metrics::default());
-    if config.traces || config.metrics_addr.is_some() {
+    if config.traces || config.http_addr.is_some() || listener.http.is_some() {
         let observer = StoreObserver { metrics: metrics.clone(), traces: config.traces };
         config.store.observer = Some(Arc::new(observer));
     }
@@ -63,30 +92,46 @@ pub async fn serve(
 /// Like [`serve`], with a store the caller opened (trigger spans and the fired and
 /// publish-to-ack metrics need the observer [`serve`] gives the store it opens).
 pub async fn serve_store(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     store: Store,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = secure(listener, &config)?;
+    let listener = secure(listeners.into(), &config).await?;
     run(listener, store, config, Arc::new(Metrics::default()), shutdown).await
 }
 
-/// The bound gRPC listener, with its TLS acceptor and the tokens it accepts, if any.
+/// The bound listeners, with their TLS acceptors and the tokens they accept, if any.
 struct Listener {
     tcp: TcpListener,
     tls: Option<security::tls::Acceptor>,
     tokens: Option<Arc<security::auth::Tokens>>,
+    http: Option<(TcpListener, Option<security::tls::Acceptor>)>,
 }
 
-/// Checks that the listener may serve with this configuration, and loads its TLS and token
-/// files.
-fn secure(tcp: TcpListener, config: &ServerConfig) -> anyhow::Result<Listener> {
-    let addr = tcp.local_addr().context("reading the bound address")?;
-    security::check_exposure(addr, config)?;
+/// Binds the HTTP listener if the caller did not and `--http-addr` asks for one, checks that
+/// the listeners may serve with this configuration, and loads the TLS and token files.
+async fn secure(listeners: Listeners, config: &ServerConfig) -> anyhow::Result<Listener> {
+    let Listeners { grpc, http } = listeners;
+    let http = match (http, config.http_addr) {
+        (Some(http), _) => Some(http),
+        (None, Some(wanted)) => {
+            Some(TcpListener::bind(wanted).await.with_context(|| format!("binding the HTTP listener on {wanted}"))?)
+        }
+        (None, None) => None,
+    };
+    let listeners = Listeners { grpc, http };
+    listeners.check_exposure(config)?;
+    let Listeners { grpc: tcp, http } = listeners;
     let tls = config.tls.as_ref().map(security::tls::Acceptor::load).transpose().context("loading the TLS files")?;
+    let http_tls = match (&http, &config.tls) {
+        (Some(_), Some(files)) => {
+            Some(security::tls::Acceptor::load_for(files, security::tls::HTTP).context("loading the TLS files")?)
+        }
+        _ => None,
+    };
     let tokens = config.admin_token_file.as_deref().map(security::auth::Tokens::load).transpose()?;
-    Ok(Listener { tcp, tls, tokens: tokens.map(Arc::new) })
+    Ok(Listener { tcp, tls, tokens: tokens.map(Arc::new), http: http.map(|l| (l, http_tls)) })
 }
 
 async fn run(
@@ -112,34 +157,22 @@ async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = config.limits.clone();
     let traces = config.traces;
-    let metrics_addr = config.metrics_addr;
     let (drain, drain_rx) = oneshot::channel();
-    let readiness = tokio::spawn(readiness::follow_database(store.clone(), health, drain_rx));
+    let (ready_tx, ready_rx) = watch::channel(true);
+    let readiness = tokio::spawn(readiness::follow_database(store.clone(), health, ready_tx, drain_rx));
     // Ends the probes (and their handle on the store) also when serving fails before a shutdown.
     let probes = readiness.abort_handle();
     let start = StartLine::of(&config);
     let auth = listener.tokens.map(|t| security::auth::Auth::new(t, metrics.clone(), limits.max_message_bytes));
-    let bus = EventBus::new(store, config, metrics, stop_rx);
-    let metrics_server = match metrics_addr {
-        Some(wanted) => {
-            let (bound, server) = metrics::bind(
-                wanted,
-                bus.metrics.clone(),
-                bus.store.clone(),
-                bus.subscriptions.clone(),
-                limits.max_subscriptions,
-            )
-            .await?;
-            Some((bound, tokio::spawn(server)))
-        }
-        None => None,
-    };
+    let bus = EventBus::new(store, config, metrics, stop_rx.clone());
+    let routes = http::Http { bus: bus.clone(), auth: auth.clone(), ready: ready_rx };
+    let http_server = listener.http.map(|(tcp, tls)| start_http(tcp, tls, &routes, stop_rx)).transpose()?;
     let service = status::RequestFaults(
         EventBusServiceServer::new(bus)
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes.max(64 << 20)),
     );
-    start.log(addr, metrics_server.as_ref().map(|(bound, _)| *bound));
+    start.log(addr, http_server.as_ref().map(|(bound, _)| *bound));
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, streams end with UNAVAILABLE");
@@ -170,12 +203,34 @@ async fn run(
         }
     }
     .context("serving gRPC");
-    if let Some((_, server)) = metrics_server {
-        server.abort();
+    if let Some((_, mut server)) = http_server {
+        // Requests in flight get a moment to be answered.
+        if tokio::time::timeout(HTTP_DRAIN, &mut server).await.is_err() {
+            server.abort();
+        }
     }
     probes.abort();
     served
 }
+
+type HttpServer = (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>);
+
+/// Starts serving HTTP on `tcp` until `stop` turns true; returns the address and the task.
+fn start_http(
+    tcp: TcpListener,
+    tls: Option<security::tls::Acceptor>,
+    routes: &http::Http,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<HttpServer> {
+    let bound = tcp.local_addr().context("reading the bound HTTP address")?;
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    Ok((bound, tokio::spawn(http::serve(tcp, tls, http::app(routes), stopped))))
+}
+
+/// How long a shutdown waits for HTTP requests in flight.
+const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the start line says besides the addresses: the one line an operator reads to know
 /// what this process serves.
@@ -213,12 +268,12 @@ impl StartLine {
     }
 
     /// Logs `serving gRPC` with the version, the addresses and the settings above.
-    fn log(&self, addr: SocketAddr, metrics: Option<SocketAddr>) {
-        let metrics = metrics.map_or_else(|| "none".to_owned(), |m| m.to_string());
+    fn log(&self, addr: SocketAddr, http: Option<SocketAddr>) {
+        let http = http.map_or_else(|| "none".to_owned(), |m| m.to_string());
         tracing::info!(
             version = %env!("CARGO_PKG_VERSION"),
             addr = %addr,
-            metrics = %metrics,
+            http = %http,
             database = %self.database,
             durability = %self.durability,
             retention = %self.retention,

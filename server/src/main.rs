@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use eventbus_server::config::Resolved;
 use eventbus_server::telemetry::{self, LogFormat};
-use eventbus_server::{ServeArgs, serve, shutdown_signal};
+use eventbus_server::{Listeners, ServeArgs, serve, shutdown_signal};
 
 mod bench;
 mod cli;
@@ -193,20 +193,41 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run_server(resolved: Resolved) -> anyhow::Result<()> {
-    let Resolved { config, listen_addr_file: addr_file, .. } = resolved;
+    let Resolved { config, listen_addr_file: addr_file, http_addr_file, .. } = resolved;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the gRPC listener on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    // Before the address file: whoever sees it may signal at once.
-    let server = tokio::spawn(serve(listener, config, shutdown_signal()?));
+    let http = match config.http_addr {
+        Some(wanted) => Some(
+            tokio::net::TcpListener::bind(wanted)
+                .await
+                .with_context(|| format!("binding the HTTP listener on {wanted}"))?,
+        ),
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|l| l.local_addr()).transpose().context("reading the bound HTTP address")?;
+    let listeners = Listeners { grpc: listener, http };
+    // Before the address files, which say the server serves.
+    listeners.check_exposure(&config)?;
+    // Before the address files: whoever sees them may signal at once.
+    let server = tokio::spawn(serve(listeners, config, shutdown_signal()?));
+    // The HTTP address first: a reader that sees the gRPC one finds both.
+    if let (Some(path), Some(http_addr)) = (http_addr_file, http_addr) {
+        write_addr(&path, http_addr)?;
+    }
     if let Some(path) = addr_file {
-        // Written once the socket is bound, so a reader that sees it can connect.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, addr.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        write_addr(&path, addr)?;
     }
     server.await.context("server task")?
+}
+
+/// Writes a bound address to `path` (through a temporary file, so that a reader that sees the
+/// file finds it whole and can connect).
+fn write_addr(path: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, addr.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
-//! Prometheus metrics, served as OpenMetrics text on `GET /metrics` at their own address when
-//! `--metrics-addr` is set (off by default).
+//! Prometheus metrics, served as OpenMetrics text on `GET /metrics` of the HTTP listener
+//! ([`crate::http`], `--http-addr`, off by default).
 //!
 //! Counters and histograms are atomics updated in the request path; gauges that describe the
 //! database (notifications per consumer group and state, pool use) are read when scraped, so a
 //! scrape costs two small queries.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -20,7 +19,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::telemetry::trace;
@@ -199,23 +197,14 @@ struct Scrape {
     max_streams: usize,
 }
 
-/// Binds the metrics address; the returned future serves until `shutdown` completes.
-pub async fn bind(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    store: Store,
-    streams: Arc<Semaphore>,
-    max_streams: usize,
-) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>> + Send + use<>)> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
-    let bound = listener.local_addr().context("reading the metrics address")?;
-    let app = axum::Router::new().route("/metrics", axum::routing::get(scrape)).with_state(Scrape {
+/// Returns the route `GET /metrics`.
+pub(crate) fn router(metrics: Arc<Metrics>, store: Store, streams: Arc<Semaphore>, max_streams: usize) -> axum::Router {
+    axum::Router::new().route("/metrics", axum::routing::get(scrape)).with_state(Scrape {
         metrics,
         store,
         streams,
         max_streams,
-    });
-    Ok((bound, axum::serve(listener, app).into_future()))
+    })
 }
 
 async fn scrape(State(s): State<Scrape>) -> Response {

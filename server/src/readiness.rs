@@ -9,13 +9,15 @@
 //! and one answered probe to report SERVING again. A failed probe is confirmed by another at
 //! once, so an outage is reported within about twice the database timeout.
 //!
+//! The same state is published on a watch channel for HTTP's `GET /readyz` ([`crate::http`]).
+//!
 //! Hazard: once the server drains, the probes stop and the service stays NOT_SERVING.
 
 use std::time::Duration;
 
 use eventbus_client::pb::event_bus_service_server::EventBusServiceServer;
 use eventbus_engine::store::Store;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tonic_health::server::HealthReporter;
 
 use crate::EventBus;
@@ -61,9 +63,15 @@ impl Readiness {
     }
 }
 
-/// Probes the database and reports the event bus service SERVING or NOT_SERVING accordingly,
-/// until `drain` fires or is dropped; then reports it NOT_SERVING and returns.
-pub(crate) async fn follow_database(store: Store, reporter: HealthReporter, mut drain: oneshot::Receiver<()>) {
+/// Probes the database and reports the event bus service SERVING or NOT_SERVING accordingly
+/// (also as `true` or `false` on `ready`), until `drain` fires or is dropped; then reports it
+/// NOT_SERVING and returns.
+pub(crate) async fn follow_database(
+    store: Store,
+    reporter: HealthReporter,
+    ready: watch::Sender<bool>,
+    mut drain: oneshot::Receiver<()>,
+) {
     let mut state = Readiness::Serving;
     loop {
         let answered = tokio::select! {
@@ -72,6 +80,7 @@ pub(crate) async fn follow_database(store: Store, reporter: HealthReporter, mut 
         };
         let next = state.after(answered);
         if next.serving() != state.serving() {
+            ready.send_replace(next.serving());
             if next.serving() {
                 tracing::info!("the database answers again: serving");
                 reporter.set_serving::<EventBusServiceServer<EventBus>>().await;
@@ -86,6 +95,7 @@ pub(crate) async fn follow_database(store: Store, reporter: HealthReporter, mut 
             _ = &mut drain => break,
         }
     }
+    ready.send_replace(false);
     reporter.set_not_serving::<EventBusServiceServer<EventBus>>().await;
 }
 

@@ -22,6 +22,11 @@ pub mod tls;
 ///
 /// Returns an error naming the flags to set.
 pub fn check_exposure(addr: SocketAddr, config: &ServerConfig) -> anyhow::Result<()> {
+    check_listener_exposure("--listen", addr, config)
+}
+
+/// [`check_exposure`] of the listener that `flag` (`--listen`, `--http-addr`) sets.
+pub fn check_listener_exposure(flag: &str, addr: SocketAddr, config: &ServerConfig) -> anyhow::Result<()> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
@@ -41,7 +46,7 @@ pub fn check_exposure(addr: SocketAddr, config: &ServerConfig) -> anyhow::Result
     }
     let flags = missing.iter().map(|(_, flags)| *flags).collect::<Vec<_>>().join(", and ");
     bail!(
-        "refusing to serve on {addr} without {what}: set {flags}; or listen on a loopback address (--listen \
+        "refusing to serve on {addr} without {what}: set {flags}; or listen on a loopback address ({flag} \
          127.0.0.1:PORT); or pass --insecure to serve unprotected anyway"
     )
 }

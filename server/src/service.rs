@@ -48,7 +48,13 @@ impl EventBus {
 
 /// Returns the W3C trace context of a call (empty when it has none or an invalid one).
 pub fn trace_of(metadata: &MetadataMap) -> TraceContext {
-    let get = |k: &str| metadata.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    trace_of_headers(metadata.as_ref())
+}
+
+/// Returns the W3C trace context in the `traceparent` and `tracestate` headers of a request
+/// (empty when it has none or an invalid one).
+pub fn trace_of_headers(headers: &http::HeaderMap) -> TraceContext {
+    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let traceparent = get("traceparent");
     if eventbus_engine::valid_traceparent(&traceparent) {
         TraceContext { traceparent, tracestate: get("tracestate") }
@@ -65,7 +71,9 @@ impl EventBus {
         Ok(T::from_proto(proto, &self.config.limits)?)
     }
 
-    async fn publish_inner(
+    /// Publishes: the whole path of a Publish call after its transport (gRPC's handler and the
+    /// HTTP ingress both end here), with its metrics.
+    pub(crate) async fn publish_inner(
         &self,
         req: pb::PublishRequest,
         trace: TraceContext,

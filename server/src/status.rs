@@ -5,6 +5,10 @@
 //!
 //! [`RequestFaults`] does the same for what tonic answers before a handler runs: bodies that do
 //! not decode, and messages over the size limit.
+//!
+//! Over HTTP ([`HttpError`]) the same error becomes an HTTP status and a JSON body
+//! `{"error": {"code", "message", "field_violations"}}` carrying the gRPC code's name and the
+//! very message and field violations a gRPC caller gets.
 
 use std::task::{Context, Poll};
 
@@ -16,6 +20,10 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::request::Violations;
+
+pub use http_error::{HttpError, code_name};
+
+mod http_error;
 
 /// The only message an INTERNAL status carries.
 pub const INTERNAL_MESSAGE: &str = "internal error";

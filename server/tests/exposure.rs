@@ -69,6 +69,17 @@ fn a_non_loopback_address_without_tls_and_client_auth_is_refused() {
 }
 
 #[test]
+fn a_non_loopback_http_address_is_refused_too() {
+    let (outcome, stderr) = serve(&["--listen", "127.0.0.1:0", "--http-addr", "0.0.0.0:0"]);
+    assert_eq!(outcome, Outcome::Exited(Some(1)), "{stderr}");
+    let last_line = stderr.trim_end().rsplit('\n').next().unwrap();
+    assert!(last_line.starts_with("error: refusing to serve on 0.0.0.0:"), "{stderr}");
+    assert!(last_line.contains("or listen on a loopback address (--http-addr 127.0.0.1:PORT)"), "{stderr}");
+    let (outcome, stderr) = serve(&["--listen", "127.0.0.1:0", "--http-addr", "0.0.0.0:0", "--insecure"]);
+    assert_eq!(outcome, Outcome::Serving, "{stderr}");
+}
+
+#[test]
 fn insecure_serves_on_any_address_with_a_warning_and_loopback_needs_nothing() {
     let (outcome, stderr) = serve(&["--listen", "0.0.0.0:0", "--insecure"]);
     assert_eq!(outcome, Outcome::Serving, "{stderr}");

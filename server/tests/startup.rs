@@ -32,7 +32,7 @@ async fn one_start_line_in_text_and_json() {
     assert_eq!(start.len(), 1, "{log}");
     assert_eq!(
         start[0]["fields"],
-        json!({"message": "serving gRPC", "version": env!("CARGO_PKG_VERSION"), "addr": addr, "metrics": "none",
+        json!({"message": "serving gRPC", "version": env!("CARGO_PKG_VERSION"), "addr": addr, "http": "none",
                "database": database, "durability": "full", "retention": "forever", "tls": "off",
                "auth": "none"})
     );
@@ -41,7 +41,7 @@ async fn one_start_line_in_text_and_json() {
     let (addr, log) = start_and_stop(dir.path(), &args).await;
     let start: Vec<&str> = log.lines().filter(|l| l.contains("serving")).collect();
     assert_eq!(start.len(), 1, "one start line: {log}");
-    let fields = format!("serving gRPC version={} addr={addr} metrics=127.0.0.1:", env!("CARGO_PKG_VERSION"));
+    let fields = format!("serving gRPC version={} addr={addr} http=127.0.0.1:", env!("CARGO_PKG_VERSION"));
     assert!(start[0].contains(&fields), "{}", start[0]);
     let settings = format!("database={database} durability=relaxed retention=3600s tls=off auth=none");
     assert!(start[0].ends_with(&settings), "{}", start[0]);

@@ -4,7 +4,8 @@
 #   docs_check   extracts every fenced block of README.md, client/go/README.md and
 #                client/python/README.md, in that order, and runs each against the server that
 #                server_start started ($EVENTBUS_ADDR, host:port; the literal address
-#                127.0.0.1:50051 in a block is replaced by it):
+#                127.0.0.1:50051 in a block is replaced by it, and 127.0.0.1:8080 by its HTTP
+#                address, $EVENTBUS_HTTP_ADDR):
 #                  sh       bash -euo pipefail, with $EVENTBUS_BIN as `eventbus` first on PATH
 #                  rust     must be identical to tests/examples/readme.rs, which is built
 #                           (cargo build -p eventbus-tests --example readme) and run
@@ -123,7 +124,7 @@ _docs_python() {
 _docs_sh() {
     local block=$1 marker=$2 work=$3 script
     script="$work/$(basename "$block" .block).sh"
-    sed "s/127\.0\.0\.1:50051/$EVENTBUS_ADDR/g" "$block" >"$script"
+    sed -e "s/127\.0\.0\.1:50051/$EVENTBUS_ADDR/g" -e "s/127\.0\.0\.1:8080/$EVENTBUS_HTTP_ADDR/g" "$block" >"$script"
     (cd "$work" && PATH="$(dirname "$EVENTBUS_BIN"):$PATH" _docs_exec "$marker" "$script.log" bash -euo pipefail "$script")
 }
 
@@ -140,6 +141,7 @@ _docs_rust() {
 docs_check() (
     set -euo pipefail
     [[ -n "${EVENTBUS_ADDR:-}" ]] || die "docs: EVENTBUS_ADDR is not set (run server_start first)"
+    [[ -n "${EVENTBUS_HTTP_ADDR:-}" ]] || die "docs: EVENTBUS_HTTP_ADDR is not set (run server_start first)"
     [[ -x "${EVENTBUS_BIN:-}" ]] || die "docs: EVENTBUS_BIN is not set (run build_server first)"
     local work readme info ran=0 skipped=0
     work=$(mktemp -d /tmp/eventbus-docs.XXXXXX)

@@ -21,6 +21,7 @@ use tonic::Code;
 use tonic::Streaming;
 
 pub mod certs;
+pub mod http;
 
 // The one test-database harness is the engine's testkit: `backend_cases!` runs each
 // `async fn case(db: Database)` of the calling module as `sqlite::case` and `postgres::case`
@@ -132,6 +133,8 @@ impl Drop for Proxy {
 #[derive(Debug)]
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The HTTP listener's address, when started with [`Self::start_http`].
+    pub http: Option<SocketAddr>,
     pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -147,11 +150,31 @@ impl TestServer {
         Self::start_connected(db, tweak, |addr| Client::connect(format!("http://{addr}"))).await
     }
 
+    /// Starts a server like [`Self::start_with`] with an HTTP listener on `127.0.0.1:0` too
+    /// ([`Self::http`]).
+    pub async fn start_http(db: &Database, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_listening(db, tweak, Some(http), |addr| Client::connect(format!("http://{addr}"))).await
+    }
+
     /// Starts a server like [`Self::start_with`] and connects its client with `connect`, given
     /// the bound address (for example over TLS).
     pub async fn start_connected<F>(
         db: &Database,
         tweak: impl FnOnce(&mut ServerConfig),
+        connect: impl FnOnce(SocketAddr) -> F,
+    ) -> Self
+    where
+        F: Future<Output = Result<Client, eventbus_client::Error>>,
+    {
+        Self::start_listening(db, tweak, None, connect).await
+    }
+
+    /// Starts a server like [`Self::start_connected`], serving HTTP on `http` if given.
+    pub async fn start_listening<F>(
+        db: &Database,
+        tweak: impl FnOnce(&mut ServerConfig),
+        http: Option<TcpListener>,
         connect: impl FnOnce(SocketAddr) -> F,
     ) -> Self
     where
@@ -164,12 +187,14 @@ impl TestServer {
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(eventbus_server::serve(listener, config, async move {
+        let listeners = eventbus_server::Listeners { grpc: listener, http };
+        let task = tokio::spawn(eventbus_server::serve(listeners, config, async move {
             let _ = rx.await;
         }));
         let client = connect(addr).await.unwrap();
-        Self { addr, client, shutdown: Some(tx), task: Some(task) }
+        Self { addr, http: http_addr, client, shutdown: Some(tx), task: Some(task) }
     }
 
     /// Shuts down gracefully and waits until the server has stopped.

@@ -51,12 +51,17 @@ class Server:
 
     process: subprocess.Popen[bytes]
     address: str
-    metrics_url: str
+    #: The HTTP listener: metrics and the CloudEvents ingress.
+    http_url: str
     log: Path
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.http_url}/metrics"
 
     @classmethod
     def start(cls, workdir: Path) -> Server:
-        with socket.socket() as s:  # a free port for the metrics listener
+        with socket.socket() as s:  # a free port for the HTTP listener
             s.bind(("127.0.0.1", 0))
             metrics = f"127.0.0.1:{s.getsockname()[1]}"
         addr_file, log = workdir / "addr", workdir / "server.log"
@@ -64,6 +69,7 @@ class Server:
         env = dict(os.environ, OTEL_SERVICE_NAME="eventbus", OTEL_BSP_SCHEDULE_DELAY="100")
         env.pop("EVENTBUS_DATABASE_URL", None)
         command = [BINARY, "serve", "--listen", "127.0.0.1:0", "--listen-addr-file", str(addr_file)]
+        # --metrics-addr: the older name of --http-addr, which serves the ingress too.
         command += ["--data-file", str(workdir / "eventbus.db"), "--metrics-addr", metrics]
         with log.open("ab") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -75,7 +81,7 @@ class Server:
                 process.wait()
                 pytest.fail(f"eventbus serve did not start:\n{log.read_text()}")
             time.sleep(0.02)
-        return cls(process, address, f"http://{metrics}/metrics", log)
+        return cls(process, address, f"http://{metrics}", log)
 
     def stop(self) -> None:
         """SIGTERM; the server flushes its spans and must exit 0. Killed if it ignores SIGTERM."""
@@ -253,6 +259,33 @@ def test_one_trace_from_producer_through_trigger_to_runner(
     assert trigger.span_id == uuid.UUID(note.fire_id).bytes[:8].hex()
     assert note.traceparent == f"00-{trace_id}-{deliver.span_id}-01"
     assert trigger.links == []
+
+
+def test_an_http_ingress_request_continues_the_callers_trace(
+    server: Server, client: Client, namespace: str, producer: TracerProvider, runner_sdk: TracerProvider
+) -> None:
+    client.register_listener(namespace, ListenerSpecBuilder.start("fulfilment").one("order.created"))
+    with producer.get_tracer("trace-test").start_as_current_span("post order") as post:
+        context = post.get_span_context()
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": "http-1",
+            "ce-source": "/shop",
+            "ce-type": "order.created",
+            "content-type": "application/json",
+            "traceparent": f"00-{hex_id(context.trace_id, 32)}-{hex_id(context.span_id, 16)}-01",
+        }
+        url = f"{server.http_url}/v1/namespaces/{namespace}/events"
+        request = urllib.request.Request(url, data=b'{"total": 1}', headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+    run_until(client, namespace, runner_sdk, "fulfil order", 1, ["start"])
+
+    t = wait_for_trace(hex_id(context.trace_id, 32), ["post order", "publish", "trigger", "deliver", "fulfil order"])
+    assert t.one("publish").parent == t.one("post order").span_id
+    assert t.one("publish").service == "eventbus"
+    assert t.one("trigger").parent == t.one("publish").span_id
+    assert t.one("deliver").parent == t.one("trigger").span_id
 
 
 def test_all_trigger_is_child_of_the_completing_publish_and_links_the_other(

@@ -99,11 +99,13 @@ impl Run {
 }
 
 /// Makes `n` calls `op(client, i)` for i in `0..n`, with `in_flight` calls outstanding on each
-/// client, and counts them on `progress`.
-pub async fn drive<F, Fut>(clients: &[Client], in_flight: usize, n: u64, progress: &Progress, op: F) -> Run
+/// client (a gRPC client, or an HTTP connection), and counts them on `progress`.
+pub async fn drive<C, E, F, Fut>(clients: &[C], in_flight: usize, n: u64, progress: &Progress, op: F) -> Run
 where
-    F: Fn(Client, u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), eventbus_client::Error>> + Send,
+    C: Clone + Send + 'static,
+    E: std::fmt::Display,
+    F: Fn(C, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
 {
     let next = Arc::new(AtomicU64::new(0));
     let done = progress.counter();

@@ -79,6 +79,7 @@ pub struct PublishResult {
 pub enum WorkloadResult {
     Sequential(PublishResult),
     Pipelined(PublishResult),
+    Http(PublishResult),
     Notify { subscribers: usize, background_listeners: u64, consumer_group: &'static str, runs: Vec<RateResult> },
     Listeners { types: u64, events_per_size: u64, connections: usize, in_flight: usize, runs: Vec<SizeResult> },
     Soak(SoakResult),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventbus_engine::store::{CHECKPOINT_THREAD, Durability, Store, StoreConfig, WRITER_THREAD};
-use eventbus_server::{ServerConfig, serve_store};
+use eventbus_server::{Listeners, ServerConfig, serve_store};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -29,6 +29,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 pub struct Target {
     /// Address the clients connect to.
     pub addr: String,
+    /// The HTTP listener (host:port), for the `http` workload.
+    pub http: Option<String>,
     /// What the target is, for the report.
     pub description: TargetInfo,
     pub meter: Meter,
@@ -84,6 +86,9 @@ impl Target {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
         listener.set_nonblocking(true).context("making the listener non-blocking")?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let http = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0 for HTTP")?;
+        http.set_nonblocking(true).context("making the HTTP listener non-blocking")?;
+        let http_addr = http.local_addr().context("reading the bound HTTP address")?;
         // Opened on the server runtime, so the store's writer and sweeper run on its threads.
         let store = runtime
             .spawn(Store::open(store_config.clone()))
@@ -93,14 +98,16 @@ impl Target {
         let (shutdown, stop) = oneshot::channel::<()>();
         let config = ServerConfig::new(store_config);
         let task = runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
-            serve_store(listener, store, config, async move {
+            let grpc = tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
+            let http = Some(tokio::net::TcpListener::from_std(http).context("registering the HTTP listener")?);
+            serve_store(Listeners { grpc, http }, store, config, async move {
                 let _ = stop.await;
             })
             .await
         });
         Ok(Self {
             addr: format!("http://{addr}"),
+            http: Some(http_addr.to_string()),
             description: TargetInfo {
                 kind: "in-process",
                 addr: addr.to_string(),
@@ -113,8 +120,9 @@ impl Target {
         })
     }
 
-    /// Names a running server; with `pid`, its CPU and memory are read from `/proc/<pid>`.
-    pub fn remote(addr: String, pid: Option<u32>) -> Self {
+    /// Names a running server (and its HTTP listener, if any); with `pid`, its CPU and memory
+    /// are read from `/proc/<pid>`.
+    pub fn remote(addr: String, pid: Option<u32>, http: Option<String>) -> Self {
         Self {
             description: TargetInfo {
                 kind: "remote",
@@ -124,6 +132,7 @@ impl Target {
                 measured_pid: pid,
             },
             addr,
+            http,
             meter: pid.map_or(Meter::None, Meter::Pid),
             server: None,
         }

@@ -9,7 +9,7 @@ struct Serve {
 }
 
 /// A value for every setting, as a flag value and as a TOML value.
-const SAMPLES: [(&str, &str, &str); 24] = [
+const SAMPLES: [(&str, &str, &str); 26] = [
     ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
     ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
     ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
@@ -27,6 +27,8 @@ const SAMPLES: [(&str, &str, &str); 24] = [
     ("max_streams_per_connection", "9", "9"),
     ("keepalive_seconds", "4", "4"),
     ("metrics_addr", "127.0.0.1:7002", "\"127.0.0.1:7002\""),
+    ("http_addr", "127.0.0.1:7002", "\"127.0.0.1:7002\""),
+    ("http_addr_file", "/tmp/http-addr", "\"/tmp/http-addr\""),
     ("otlp_endpoint", "http://collector:4317", "\"http://collector:4317\""),
     ("tls_cert", "/tls/cert.pem", "\"/tls/cert.pem\""),
     ("tls_key", "/tls/key.pem", "\"/tls/key.pem\""),
@@ -70,6 +72,21 @@ fn every_flag_is_a_key_of_the_file() {
     assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("/tls/ca.pem"));
     assert!(resolved.config.insecure && !resolved.config.reflection);
     assert_eq!(resolved.config.admin_token_file.as_deref().and_then(|p| p.to_str()), Some("/tls/admin"));
+    assert_eq!(resolved.config.http_addr.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:7002"));
+    assert_eq!(resolved.http_addr_file.as_deref().and_then(|p| p.to_str()), Some("/tmp/http-addr"));
+}
+
+#[test]
+fn metrics_addr_is_another_name_of_http_addr() {
+    let resolve = |argv: &[&str]| parse(&argv.iter().map(|a| a.to_string()).collect::<Vec<_>>()).resolve();
+    let addr = |argv: &[&str]| resolve(argv).unwrap().config.http_addr.map(|a| a.to_string());
+    assert_eq!(addr(&[]), None);
+    assert_eq!(addr(&["--metrics-addr", "127.0.0.1:9464"]).as_deref(), Some("127.0.0.1:9464"));
+    assert_eq!(addr(&["--http-addr", "127.0.0.1:8080"]).as_deref(), Some("127.0.0.1:8080"));
+    let same = ["--http-addr", "127.0.0.1:8080", "--metrics-addr", "127.0.0.1:8080"];
+    assert_eq!(addr(&same).as_deref(), Some("127.0.0.1:8080"));
+    let differ = resolve(&["--http-addr", "127.0.0.1:8080", "--metrics-addr", "127.0.0.1:9464"]).unwrap_err();
+    assert!(differ.to_string().starts_with("--http-addr 127.0.0.1:8080 and --metrics-addr 127.0.0.1:9464 differ"));
 }
 
 #[test]

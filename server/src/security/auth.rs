@@ -48,6 +48,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Returns whether the grants allow a call of the gRPC method `method` on `namespace`
+    /// (none for a method missing from the permission table).
+    pub fn may(&self, method: &str, namespace: &str) -> bool {
+        permissions::requirement(method).is_some_and(|r| self.grants.iter().any(|g| g.allows(r, namespace)))
+    }
+
     /// Returns whether the grants allow `role` on every namespace.
     fn everywhere(&self, role: Role) -> bool {
         self.grants.iter().any(|g| g.role.includes(role) && g.namespaces == "*")
@@ -169,8 +175,7 @@ impl Auth {
             (req, namespace) =
                 self.with_namespace(req).await.map_err(|r| self.refuse(r, &principal.name, &method, ""))?;
         }
-        let allowed = requirement.is_some_and(|r| principal.grants.iter().any(|g| g.allows(r, &namespace)));
-        if !allowed {
+        if !principal.may(&method, &namespace) {
             return Err(self.refuse(Refusal::Denied, &principal.name, &method, &namespace));
         }
         req.extensions_mut().insert(principal);
@@ -188,10 +193,26 @@ impl Auth {
         Ok((http::Request::from_parts(parts, Body::new(Full::new(bytes))), namespace))
     }
 
+    /// Checks a request that reached the server another way than a gRPC call (the HTTP
+    /// ingress) but does what the gRPC method `method` does, on `namespace`: the same tokens,
+    /// grants, log line and metric as the call. Returns the caller, or the error to answer.
+    pub fn authorize(&self, headers: &http::HeaderMap, method: &str, namespace: &str) -> Result<Principal, ApiError> {
+        let principal = self.tokens.authenticate(headers).map_err(|r| self.refused(r, "", method, namespace))?;
+        if !principal.may(method, namespace) {
+            return Err(self.refused(Refusal::Denied, &principal.name, method, namespace));
+        }
+        Ok(principal)
+    }
+
     fn refuse(&self, refusal: Refusal, principal: &str, method: &str, namespace: &str) -> Status {
+        Status::from(self.refused(refusal, principal, method, namespace))
+    }
+
+    /// Logs and counts a refusal; returns the error to answer.
+    fn refused(&self, refusal: Refusal, principal: &str, method: &str, namespace: &str) -> ApiError {
         tracing::info!(principal, namespace, method, reason = refusal.reason(), "call refused");
         self.metrics.auth_refused(refusal.reason());
-        Status::from(refusal.error())
+        refusal.error()
     }
 }
 

@@ -1,4 +1,4 @@
-//! TLS on the gRPC listener, terminated here with rustls (ring) over the TCP listener and handed
+//! TLS on the gRPC and HTTP listeners, terminated here with rustls (ring) over the TCP listener and handed
 //! to tonic as finished TLS streams, rather than by tonic's `ServerTlsConfig`, which cannot
 //! change its certificates while it serves.
 //!
@@ -30,6 +30,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::config::TlsFiles;
 use crate::limits::TLS_HANDSHAKE_TIMEOUT;
 
+/// Application protocols offered in the handshake (ALPN), most preferred first.
+pub type Alpn = &'static [&'static [u8]];
+
+/// gRPC: HTTP/2 only.
+pub const GRPC: Alpn = &[b"h2"];
+
+/// The HTTP listener: HTTP/1.1 (the ingress and the console).
+pub const HTTP: Alpn = &[b"http/1.1"];
+
 /// The TLS configuration of the listener, replaced when its files change; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Acceptor {
@@ -37,14 +46,20 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Loads the files and starts watching them; the watch ends when the last clone of the
-    /// acceptor is dropped.
+    /// Loads the files for gRPC (ALPN h2) and starts watching them; the watch ends when the
+    /// last clone of the acceptor is dropped.
     ///
     /// Returns an error naming the file that does not load.
     pub fn load(files: &TlsFiles) -> anyhow::Result<Self> {
+        Self::load_for(files, GRPC)
+    }
+
+    /// Like [`Self::load`], offering the application protocols `alpn` (most preferred first):
+    /// [`GRPC`] or [`HTTP`].
+    pub fn load_for(files: &TlsFiles, alpn: Alpn) -> anyhow::Result<Self> {
         let pem = Pem::read(files)?;
-        let current = Arc::new(RwLock::new(Arc::new(pem.server_config()?)));
-        tokio::spawn(watch(Arc::downgrade(&current), files.clone(), pem));
+        let current = Arc::new(RwLock::new(Arc::new(pem.server_config(alpn)?)));
+        tokio::spawn(watch(Arc::downgrade(&current), files.clone(), pem, alpn));
         Ok(Self { current })
     }
 
@@ -93,7 +108,7 @@ pub fn incoming(listener: TcpListener, acceptor: Acceptor) -> ReceiverStream<io:
 
 /// Reads the files every `reload_interval` and swaps in a configuration of changed files that
 /// load, until the acceptor is gone.
-async fn watch(current: Weak<RwLock<Arc<ServerConfig>>>, files: TlsFiles, mut loaded: Pem) {
+async fn watch(current: Weak<RwLock<Arc<ServerConfig>>>, files: TlsFiles, mut loaded: Pem, alpn: Alpn) {
     let mut tick = tokio::time::interval(files.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -110,7 +125,7 @@ async fn watch(current: Weak<RwLock<Arc<ServerConfig>>>, files: TlsFiles, mut lo
                 continue;
             }
         };
-        match pem.server_config() {
+        match pem.server_config(alpn) {
             Ok(config) => {
                 *current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
                 tracing::info!(cert = %files.cert.display(), "TLS certificates reloaded");
@@ -146,9 +161,9 @@ impl Pem {
         })
     }
 
-    /// Returns the rustls configuration of these files: TLS 1.2 and 1.3, ALPN h2, and with a
-    /// client CA, a verifier that requires a client certificate it signed.
-    fn server_config(&self) -> anyhow::Result<ServerConfig> {
+    /// Returns the rustls configuration of these files: TLS 1.2 and 1.3, the protocols `alpn`,
+    /// and with a client CA, a verifier that requires a client certificate it signed.
+    fn server_config(&self, alpn: Alpn) -> anyhow::Result<ServerConfig> {
         let provider = provider();
         let chain = certificates(&self.cert).context("the TLS certificate file")?;
         let key = PrivateKeyDer::from_pem_slice(&self.key).context("the TLS key file has no PEM private key")?;
@@ -160,7 +175,7 @@ impl Pem {
             Some(pem) => builder.with_client_cert_verifier(client_verifier(pem, provider)?),
         };
         let mut config = builder.with_single_cert(chain, key).context("the TLS key does not fit the certificate")?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
 }

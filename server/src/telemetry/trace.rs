@@ -1,7 +1,8 @@
 //! The spans of eventbus and the W3C context conversions they need.
 //!
 //! - [`RpcSpans`]: a tower layer giving every RPC a server span, child of the context in the
-//!   call's `traceparent` / `tracestate` metadata. For Publish it is the `publish` span.
+//!   call's `traceparent` / `tracestate` metadata. For Publish it is the `publish` span; a
+//!   request to the HTTP ingress gets the same ([`http_publish_span`]).
 //! - [`trigger_span`]: the span of a fired listener, reported by the store after commit. Its span
 //!   id was fixed by the store (derived from the fire id) and is already in the notification;
 //!   [`SpanIds`] makes the SDK use it.
@@ -233,10 +234,31 @@ fn rpc_span<B>(req: &http::Request<B>) -> Span {
             rpc.method = method
         )
     };
-    let get = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    continue_caller(&span, req.headers());
+    span
+}
+
+/// Returns the `publish` span of a request to the HTTP ingress, child of the request's W3C
+/// context (its `traceparent` and `tracestate` headers).
+pub fn http_publish_span(headers: &http::HeaderMap) -> Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/v1/namespaces/{namespace}/events",
+        messaging.system = SYSTEM,
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+    );
+    continue_caller(&span, headers);
+    span
+}
+
+/// Makes `span` a child of the context in the `traceparent` / `tracestate` headers, if any.
+fn continue_caller(span: &Span, headers: &http::HeaderMap) {
+    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let caller = TraceContext { traceparent: get("traceparent"), tracestate: get("tracestate") };
     if !caller.is_empty() {
         let _ = span.set_parent(context_of(&caller));
     }
-    span
 }

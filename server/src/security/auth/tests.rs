@@ -103,3 +103,24 @@ fn grpc_messages_are_one_uncompressed_frame() {
         assert_eq!(grpc_message(body), message, "{body:?}");
     }
 }
+
+#[tokio::test]
+async fn the_http_ingress_needs_what_publish_needs() {
+    let publish = "/eventbus.v1.EventBusService/Publish";
+    let publisher =
+        Principal { name: "ci".into(), grants: vec![Grant { role: Role::Publisher, namespaces: "shop".into() }] };
+    let reader = Principal { name: "ro".into(), grants: vec![Grant { role: Role::Reader, namespaces: "*".into() }] };
+    let cases = [(&publisher, "shop", true), (&publisher, "other", false), (&reader, "shop", false)];
+    for (principal, namespace, allowed) in cases {
+        assert_eq!(principal.may(publish, namespace), allowed, "{} on {namespace}", principal.name);
+    }
+    assert!(!publisher.may("/eventbus.v1.EventBusService/NoSuchMethod", "shop"), "not in the table: nobody");
+
+    let metrics = Arc::new(Metrics::default());
+    let auth = Auth::new(Arc::new(tokens()), metrics.clone(), 1 << 20);
+    let admin = auth.authorize(&headers(Some(&format!("Bearer {ADMIN}"))), publish, "shop").unwrap();
+    assert_eq!(admin.name, "admin");
+    let refused = auth.authorize(&headers(None), publish, "shop").unwrap_err();
+    assert!(matches!(refused, ApiError::Unauthenticated(_)), "{refused:?}");
+    assert_eq!(metrics.auth_failures("missing"), 1);
+}

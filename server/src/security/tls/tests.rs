@@ -10,7 +10,7 @@ fn pair() -> (String, String) {
 }
 
 fn load_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
-    Pem::read(files)?.server_config()
+    Pem::read(files)?.server_config(GRPC)
 }
 
 fn write(dir: &Path, cert: &str, key: &str) -> TlsFiles {
