@@ -23,6 +23,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub mod config;
+pub mod console;
 pub mod convert;
 pub mod limits;
 pub mod metrics;
@@ -118,7 +119,7 @@ async fn run(
     // Ends the probes (and their handle on the store) also when serving fails before a shutdown.
     let probes = readiness.abort_handle();
     let start = StartLine::of(&config);
-    let auth = listener.tokens.map(|t| security::auth::Auth::new(t, metrics.clone(), limits.max_message_bytes));
+    let auth = listener.tokens.clone().map(|t| security::auth::Auth::new(t, metrics.clone(), limits.max_message_bytes));
     let bus = EventBus::new(store, config, metrics, stop_rx);
     let metrics_server = match metrics_addr {
         Some(wanted) => {
@@ -128,6 +129,7 @@ async fn run(
                 bus.store.clone(),
                 bus.subscriptions.clone(),
                 limits.max_subscriptions,
+                console::router(bus.clone(), listener.tokens.clone()),
             )
             .await?;
             Some((bound, tokio::spawn(server)))

@@ -199,22 +199,22 @@ struct Scrape {
     max_streams: usize,
 }
 
-/// Binds the metrics address; the returned future serves until `shutdown` completes.
+/// Binds the metrics address; the returned future serves `/metrics` and the `routes` given
+/// (the console) until `shutdown` completes.
 pub async fn bind(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     store: Store,
     streams: Arc<Semaphore>,
     max_streams: usize,
+    routes: axum::Router,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>> + Send + use<>)> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
     let bound = listener.local_addr().context("reading the metrics address")?;
-    let app = axum::Router::new().route("/metrics", axum::routing::get(scrape)).with_state(Scrape {
-        metrics,
-        store,
-        streams,
-        max_streams,
-    });
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .with_state(Scrape { metrics, store, streams, max_streams })
+        .merge(routes);
     Ok((bound, axum::serve(listener, app).into_future()))
 }
 
