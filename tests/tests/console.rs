@@ -34,6 +34,7 @@ eventbus_tests::backend_cases!(
 
 eventbus_tests::backend_cases!(postgres only: a_database_away_is_503);
 
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const READER: &str = "ebt_reader_reader_reader_reader_reader_00";
 const OPERATOR: &str = "ebt_operator_operator_operator_operator_0";
 
@@ -65,12 +66,17 @@ struct Console {
     _shutdown: watch::Sender<bool>,
 }
 
+/// Where the console links traces to.
+const JAEGER: &str = "http://jaeger.test:16686";
+
 async fn console(db: &Database, auth: Option<Arc<dyn Authenticate>>) -> Console {
     let mut config = StoreConfig::new(&db.url);
     config.database_timeout = Duration::from_secs(1);
     let store = Store::open(config.clone()).await.unwrap();
     let (tx, rx) = watch::channel(false);
-    let bus = EventBus::new(store.clone(), ServerConfig::new(config), Arc::new(Metrics::default()), rx);
+    let mut server = ServerConfig::new(config);
+    server.jaeger_ui_url = Some(JAEGER.into());
+    let bus = EventBus::new(store.clone(), server, Arc::new(Metrics::default()), rx);
     Console { app: console::with_auth(bus, auth), store, _shutdown: tx }
 }
 
@@ -125,7 +131,9 @@ fn location(a: &Answer) -> &str {
 
 async fn pages_answer_with_the_status_of_their_grpc_call(db: Database) {
     let c = console(&db, None).await;
-    c.store.publish("shop", vec![event("1", "order.created", "o/1", "hello")]).await.unwrap();
+    let mut traced = event("1", "order.created", "o/1", "hello");
+    traced.trace.traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+    c.store.publish("shop", vec![traced, event("2", "order.paid", "o/1", "")]).await.unwrap();
     let unknown_listener = format!("/ui/ns/shop/listeners/{}", uuid::Uuid::now_v7());
     let cases = [
         ("/ui/", StatusCode::OK),
@@ -136,7 +144,7 @@ async fn pages_answer_with_the_status_of_their_grpc_call(db: Database) {
         ("/ui/ns/shop/listeners", StatusCode::OK),
         ("/ui/ns/shop/groups", StatusCode::OK),
         ("/ui/assets/console.js", StatusCode::OK),
-        ("/ui/ns/shop/events/2", StatusCode::NOT_FOUND),
+        ("/ui/ns/shop/events/3", StatusCode::NOT_FOUND),
         ("/ui/ns/ghost/events", StatusCode::NOT_FOUND),
         ("/ui/ns/ghost/groups", StatusCode::NOT_FOUND),
         (unknown_listener.as_str(), StatusCode::NOT_FOUND),
@@ -158,6 +166,11 @@ async fn pages_answer_with_the_status_of_their_grpc_call(db: Database) {
     assert_eq!(a.body.matches("<tr data-sequence=").count(), 1, "{}", a.body);
     let a = get(&c.app, "/ui/ns/shop/events?type=other", None).await;
     assert_eq!(a.body.matches("<tr data-sequence=").count(), 0);
+    // Jaeger links for events that carry a trace, and none for the others.
+    let link = format!("href=\"{JAEGER}/trace/{TRACE_ID}\"");
+    assert!(get(&c.app, "/ui/ns/shop/events/1", None).await.body.contains(&link));
+    assert_eq!(get(&c.app, "/ui/ns/shop/events", None).await.body.matches(&link).count(), 1);
+    assert!(!get(&c.app, "/ui/ns/shop/events/2", None).await.body.contains("/trace/"));
     let a = get(&c.app, "/ui/ns/ghost/events", None).await;
     assert!(a.body.contains("namespace &quot;ghost&quot; not found"), "{}", a.body);
     assert_eq!(location(&get(&c.app, "/ui/open?namespace=shop", None).await), "/ui/ns/shop/events");
