@@ -241,6 +241,7 @@ def test_console_story(browser: webdriver.Chrome, server: Server) -> None:
 
     # 3. An ALL listener correlated by orderid (a WAIT: it fires once), registered over gRPC.
     spec = ListenerSpecBuilder.wait("checkout-7").all("order.created", "payment.received").correlate_by("orderid")
+    spec = spec.lifespan(3600)
     with server.client() as client:
         listener = client.register_listener(NAMESPACE, spec).listener
     story.open(f"/ui/ns/{NAMESPACE}/listeners")
@@ -253,7 +254,7 @@ def test_console_story(browser: webdriver.Chrome, server: Server) -> None:
     story.open(f"/ui/ns/{NAMESPACE}/listeners/{listener.id}")
     partial = story.text("#partial-states tbody tr")
     assert "orderid=7" in partial and f"order.created #{first}" in partial, partial
-    assert "payment.received" in partial, partial
+    assert "payment.received" in partial and "59m" in partial, partial  # expires in 59m 5xs
     story.done("partial-state")
 
     # 5. The partner arrives live on the followed events page, and the listener fires.
