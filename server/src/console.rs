@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -66,12 +66,7 @@ pub fn with_auth(bus: EventBus, auth: Option<Arc<dyn Authenticate>>) -> Router {
         .route("/ui/login", get(session::login_form).post(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/assets/{file}", get(asset))
-        .route(
-            "/ui/ns/{ns}",
-            get(|axum::extract::Path(ns): axum::extract::Path<String>| async move {
-                Redirect::to(&format!("/ui/ns/{ns}/events"))
-            }),
-        )
+        .route("/ui/ns/{ns}", get(|Path(namespace): Path<String>| open(Query(OpenQuery { namespace }))))
         .route("/ui/ns/{ns}/events", get(events::list))
         .route("/ui/ns/{ns}/events/rows", get(events::rows))
         .route("/ui/ns/{ns}/events/{seq}", get(events::show))
@@ -116,7 +111,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// The embedded files of the console.
-async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+async fn asset(Path(file): Path<String>) -> Response {
     let (content_type, body): (&str, &'static str) = match file.as_str() {
         "console.css" => ("text/css; charset=utf-8", include_str!("console/assets/console.css")),
         "console.js" => ("text/javascript; charset=utf-8", include_str!("console/assets/console.js")),

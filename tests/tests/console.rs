@@ -156,6 +156,8 @@ async fn pages_answer_with_the_status_of_their_grpc_call(db: Database) {
         ("/ui/ns/shop/events?page_token=forged", StatusCode::BAD_REQUEST),
         ("/ui/ns/shop/listeners/not-a-uuid", StatusCode::BAD_REQUEST),
         ("/ui/open?namespace=bad%20name", StatusCode::BAD_REQUEST),
+        ("/ui/ns/%2F%2Fevil.example", StatusCode::BAD_REQUEST),
+        ("/ui/ns/shop", StatusCode::SEE_OTHER),
     ];
     for (path, status) in cases {
         let a = get(&c.app, path, None).await;
