@@ -28,6 +28,7 @@ use tower::ServiceExt;
 eventbus_tests::backend_cases!(
     pages_answer_with_the_status_of_their_grpc_call,
     hostile_event_data_is_escaped,
+    events_page_through_in_pages_of_50,
     roles_see_what_their_grants_allow,
     login_sets_a_strict_cookie_and_posts_need_the_same_origin,
 );
@@ -176,6 +177,30 @@ async fn pages_answer_with_the_status_of_their_grpc_call(db: Database) {
     let a = get(&c.app, "/ui/ns/ghost/events", None).await;
     assert!(a.body.contains("namespace &quot;ghost&quot; not found"), "{}", a.body);
     assert_eq!(location(&get(&c.app, "/ui/open?namespace=shop", None).await), "/ui/ns/shop/events");
+}
+
+/// Returns the link of the anchor with this id.
+fn link(body: &str, id: &str) -> Option<String> {
+    let start = body.find(&format!("id=\"{id}\" href=\""))? + id.len() + 12;
+    Some(body[start..].split('"').next()?.replace("&amp;", "&"))
+}
+
+async fn events_page_through_in_pages_of_50(db: Database) {
+    let c = console(&db, None).await;
+    let events = (0..120).map(|i| event(&i.to_string(), if i % 2 == 0 { "even" } else { "odd" }, "s", "x"));
+    c.store.publish("many", events.collect()).await.unwrap();
+    let mut path = "/ui/ns/many/events?type=even".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let a = get(&c.app, &path, None).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        pages.push((a.body.matches("<tr data-sequence=").count(), link(&a.body, "first-page").is_some()));
+        match link(&a.body, "next-page") {
+            Some(next) => path = next,
+            None => break,
+        }
+    }
+    assert_eq!(pages, vec![(50, false), (10, true)]);
 }
 
 async fn hostile_event_data_is_escaped(db: Database) {

@@ -115,9 +115,12 @@ pub(super) async fn list(
             tbody { @for e in &listing.events { (row(&ns, e, jaeger)) } }
         }
         @if listing.events.is_empty() && !follow { p.empty { "No events match." } }
-        @if !listing.next_page_token.is_empty() && !follow {
+        @if !follow && !(listing.next_page_token.is_empty() && f.page_token.is_empty()) {
             p.pager {
-                a #next-page href={ "/ui/ns/" (ns) "/events" (f.query(&[("page_token", &listing.next_page_token)])) } { "Next page →" }
+                @if !f.page_token.is_empty() { a #first-page href={ "/ui/ns/" (ns) "/events" (f.query(&[])) } { "← First page" } " " }
+                @if !listing.next_page_token.is_empty() {
+                    a #next-page href={ "/ui/ns/" (ns) "/events" (f.query(&[("page_token", &listing.next_page_token)])) } { "Next page →" }
+                }
             }
         }
     };
