@@ -74,8 +74,9 @@ class Server:
         with log.open("ab") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + WAIT
-        # The address file is the readiness signal (written once both listeners are bound).
-        while not (address := read_address(addr_file)):
+        # The address file says the gRPC listener is bound; the HTTP listener is bound right
+        # after it, and accepting a connection is the only signal of that.
+        while not (address := read_address(addr_file)) or not accepts(http):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 process.wait()
@@ -94,6 +95,16 @@ class Server:
 
     def client(self) -> Client:
         return Client(self.address, token=self.token)
+
+
+def accepts(address: str) -> bool:
+    """Whether something accepts connections at host:port."""
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def read_address(path: Path) -> str | None:

@@ -115,7 +115,7 @@ pub(super) async fn list(
             tbody { @for e in &listing.events { (row(&ns, e, jaeger)) } }
         }
         @if listing.events.is_empty() && !follow { p.empty { "No events match." } }
-        @if !follow && !(listing.next_page_token.is_empty() && f.page_token.is_empty()) {
+        @if !follow && (!listing.next_page_token.is_empty() || !f.page_token.is_empty()) {
             p.pager {
                 @if !f.page_token.is_empty() { a #first-page href={ "/ui/ns/" (ns) "/events" (f.query(&[])) } { "← First page" } " " }
                 @if !listing.next_page_token.is_empty() {
