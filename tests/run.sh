@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test entry point (README, CI). Installs what a fresh machine lacks (Rust components,
-# PostgreSQL from Debian, buf, the Go protoc plugins, a Python venv), then runs every check and
-# suite; exits non-zero on the first failure. Idempotent: tools are cached in .tools/ and .venv/,
+# PostgreSQL and Chromium from Debian, buf, the Go protoc plugins, a Python venv), then runs
+# every check and suite; exits non-zero on the first failure. Idempotent: tools are cached in .tools/ and .venv/,
 # throwaway services (Postgres) are stopped on exit. Nothing is skipped: a missing Postgres
 # fails the run.
 set -euo pipefail
@@ -14,6 +14,7 @@ source tests/lib/go_client.sh
 source tests/lib/python_client.sh
 source tests/lib/http_ingress.sh
 source tests/lib/trace.sh
+source tests/lib/console.sh
 source tests/lib/deploy.sh
 source tests/lib/docs.sh
 
@@ -30,6 +31,8 @@ rust_toolchain() {
 }
 
 tools() {
+    # Headless Chromium and its driver for the console's browser test.
+    ensure_apt_packages chromium chromium-driver
     ensure_buf
     ensure_go_plugins
     ensure_venv
@@ -48,6 +51,7 @@ step "cargo test (SQLite and Postgres)" cargo test --workspace --all-features --
 step "build the eventbus binary" build_server
 step "deploy: Dockerfile, compose, k8s (offline)" deploy_check
 step "traces in a real Jaeger, metrics endpoint" trace_tests
+step "web console in headless Chromium (Selenium)" console_tests
 step "Go client: vet, unit and integration tests" go_client_tests
 step "Python client: mypy, unit and integration tests" python_client_tests
 step "HTTP ingress: CloudEvents SDKs (Python, Go) and curl" http_ingress_tests

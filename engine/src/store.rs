@@ -63,7 +63,7 @@ use consume::Slots;
 pub use consume::{Consumer, ConsumerOptions, ConsumerStats};
 pub use model::{
     CollectedEvent, ConsumerGroup, DEFAULT_PAGE_SIZE, DeadLetter, Delivery, EventKey, EventQuery, FileSizes, Fired,
-    GroupBacklog, GroupSpec, GroupUpdate, ListenerQuery, ListenerSelector, MAX_PAGE_SIZE, NamespaceInfo,
+    GroupBacklog, GroupSpec, GroupUpdate, ListenerQuery, ListenerSelector, MAX_PAGE_SIZE, NamespaceHead, NamespaceInfo,
     NamespacePurge, Notification, NotificationKind, Observer, Page, PartialState, PartialStates, PoolStats, Published,
     SeekPosition, Seeked, StartPosition, SweepReport, trigger_span_id,
 };

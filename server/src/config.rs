@@ -70,6 +70,8 @@ pub struct ServerConfig {
     /// A file holding the bootstrap admin token: set, every call but health and reflection needs
     /// a token (see [`crate::security::auth`]).
     pub admin_token_file: Option<PathBuf>,
+    /// Base URL of a Jaeger UI the console links traces to; `None` shows no links.
+    pub jaeger_ui_url: Option<String>,
 }
 
 /// The PEM files of the listener's TLS, read at start and again whenever they change.
@@ -108,6 +110,7 @@ impl ServerConfig {
             insecure: false,
             reflection: true,
             admin_token_file: None,
+            jaeger_ui_url: None,
         }
     }
 }
@@ -196,6 +199,10 @@ pub struct ServeArgs {
     /// traces]. The standard OTEL_* variables configure the rest.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Base URL of a Jaeger UI, e.g. `http://localhost:16686`: the console links each event and
+    /// notification to its trace there [default: none, no links].
+    #[arg(long, env = "EVENTBUS_JAEGER_UI_URL")]
+    pub jaeger_ui_url: Option<String>,
     /// PEM certificate chain of the gRPC and HTTP listeners: set with --tls-key, the server
     /// speaks only TLS (1.2 or 1.3, ALPN h2 for gRPC, http/1.1 for HTTP). The files are read again every 2 seconds and a changed pair serves
     /// new connections without a restart [default: none, plaintext].
@@ -305,6 +312,7 @@ impl ServeArgs {
         config.insecure = s.insecure.unwrap_or(false);
         config.reflection = s.reflection.unwrap_or(true);
         config.admin_token_file = s.admin_token_file;
+        config.jaeger_ui_url = s.jaeger_ui_url.map(|u| u.trim_end_matches('/').to_owned());
         let telemetry = TelemetryArgs { otlp_endpoint: s.otlp_endpoint };
         config.traces = telemetry.traces_enabled();
         let log_format = s.log_format.unwrap_or_default();

@@ -62,7 +62,7 @@ pub fn app(http: &Http) -> Router {
         ))
         .merge(probes(http.ready.clone()))
         .merge(ingress::router(bus.clone(), http.auth.clone()))
-    // The web console (`/ui`) is merged here too: `.merge(console::router(..))`.
+        .merge(crate::console::router(bus.clone(), http.auth.as_ref().map(|a| a.tokens().clone())))
 }
 
 /// `GET /healthz` and `GET /readyz`.

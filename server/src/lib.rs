@@ -24,6 +24,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub mod config;
+pub mod console;
 pub mod convert;
 pub mod http;
 pub mod limits;

@@ -138,7 +138,10 @@ impl EventBus {
         Ok(pb::RegisterListenerResponse { listener: Some(convert::listener_to(listener)), created })
     }
 
-    async fn get_listener_inner(&self, req: pb::GetListenerRequest) -> Result<pb::GetListenerResponse, ApiError> {
+    pub(crate) async fn get_listener_inner(
+        &self,
+        req: pb::GetListenerRequest,
+    ) -> Result<pb::GetListenerResponse, ApiError> {
         let GetListener { namespace, id, partial_state } = self.checked(req)?;
         let l = self.store.get_listener(&namespace, id).await?;
         let mut response = pb::GetListenerResponse { listener: Some(convert::listener_to(l)), ..Default::default() };
@@ -150,7 +153,10 @@ impl EventBus {
         Ok(response)
     }
 
-    async fn list_listeners_inner(&self, req: pb::ListListenersRequest) -> Result<pb::ListListenersResponse, ApiError> {
+    pub(crate) async fn list_listeners_inner(
+        &self,
+        req: pb::ListListenersRequest,
+    ) -> Result<pb::ListListenersResponse, ApiError> {
         let ListListeners { namespace, query } = self.checked(req)?;
         let page = self.store.list_listeners(&namespace, query).await?;
         Ok(pb::ListListenersResponse {
@@ -189,7 +195,7 @@ impl EventBus {
         Ok(pb::NackResponse { dead_lettered })
     }
 
-    async fn list_dead_letters_inner(
+    pub(crate) async fn list_dead_letters_inner(
         &self,
         req: pb::ListDeadLettersRequest,
     ) -> Result<pb::ListDeadLettersResponse, ApiError> {
@@ -201,7 +207,7 @@ impl EventBus {
         })
     }
 
-    async fn redrive_inner(
+    pub(crate) async fn redrive_inner(
         &self,
         req: pb::RedriveDeadLettersRequest,
     ) -> Result<pb::RedriveDeadLettersResponse, ApiError> {
@@ -210,13 +216,16 @@ impl EventBus {
         Ok(pb::RedriveDeadLettersResponse { redriven_count })
     }
 
-    async fn get_event_inner(&self, req: pb::GetEventRequest) -> Result<pb::GetEventResponse, ApiError> {
+    pub(crate) async fn get_event_inner(&self, req: pb::GetEventRequest) -> Result<pb::GetEventResponse, ApiError> {
         let GetEvent { namespace, key } = self.checked(req)?;
         let e = self.store.get_event(&namespace, key).await?;
         Ok(pb::GetEventResponse { event: Some(convert::stored_event_to(e)) })
     }
 
-    async fn list_events_inner(&self, req: pb::ListEventsRequest) -> Result<pb::ListEventsResponse, ApiError> {
+    pub(crate) async fn list_events_inner(
+        &self,
+        req: pb::ListEventsRequest,
+    ) -> Result<pb::ListEventsResponse, ApiError> {
         let ListEvents { namespace, query } = self.checked(req)?;
         let page = self.store.list_events(&namespace, query).await?;
         Ok(pb::ListEventsResponse {

@@ -121,6 +121,26 @@ fn with_violations(code: Code, violations: Vec<FieldViolation>) -> Status {
     Status::with_error_details(code, message, details)
 }
 
+/// Returns the HTTP status that stands for a gRPC code (the mapping of google.rpc.Code), for
+/// what the server answers over HTTP.
+pub fn http_status(code: Code) -> http::StatusCode {
+    use http::StatusCode as H;
+    match code {
+        Code::Ok => H::OK,
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => H::BAD_REQUEST,
+        Code::Unauthenticated => H::UNAUTHORIZED,
+        Code::PermissionDenied => H::FORBIDDEN,
+        Code::NotFound => H::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => H::CONFLICT,
+        Code::ResourceExhausted => H::TOO_MANY_REQUESTS,
+        Code::Cancelled => H::from_u16(499).unwrap_or(H::BAD_REQUEST),
+        Code::Unimplemented => H::NOT_IMPLEMENTED,
+        Code::Unavailable => H::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => H::GATEWAY_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => H::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// The answer to a request body that is not a valid message of its method.
 const MALFORMED: &str = "malformed request: the body is not a valid protobuf message of this method";
 

@@ -278,6 +278,16 @@ pub struct NamespaceInfo {
     pub last_notification_sequence: u64,
 }
 
+/// Where a namespace's sequences stand (see [`Store::namespace_head`](super::Store::namespace_head)):
+/// read from the namespace row alone, so cheap whatever the namespace holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceHead {
+    /// 0 before the first event.
+    pub last_event_sequence: u64,
+    /// 0 before the first notification.
+    pub last_notification_sequence: u64,
+}
+
 /// A consumer group with its settings, read position and backlog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerGroup {

@@ -9,7 +9,7 @@ struct Serve {
 }
 
 /// A value for every setting, as a flag value and as a TOML value.
-const SAMPLES: [(&str, &str, &str); 26] = [
+const SAMPLES: [(&str, &str, &str); 27] = [
     ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
     ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
     ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
@@ -30,6 +30,7 @@ const SAMPLES: [(&str, &str, &str); 26] = [
     ("http_addr", "127.0.0.1:7002", "\"127.0.0.1:7002\""),
     ("http_addr_file", "/tmp/http-addr", "\"/tmp/http-addr\""),
     ("otlp_endpoint", "http://collector:4317", "\"http://collector:4317\""),
+    ("jaeger_ui_url", "http://jaeger:16686/", "\"http://jaeger:16686/\""),
     ("tls_cert", "/tls/cert.pem", "\"/tls/cert.pem\""),
     ("tls_key", "/tls/key.pem", "\"/tls/key.pem\""),
     ("tls_client_ca", "/tls/ca.pem", "\"/tls/ca.pem\""),
@@ -72,6 +73,7 @@ fn every_flag_is_a_key_of_the_file() {
     assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("/tls/ca.pem"));
     assert!(resolved.config.insecure && !resolved.config.reflection);
     assert_eq!(resolved.config.admin_token_file.as_deref().and_then(|p| p.to_str()), Some("/tls/admin"));
+    assert_eq!(resolved.config.jaeger_ui_url.as_deref(), Some("http://jaeger:16686"));
     assert_eq!(resolved.config.http_addr.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:7002"));
     assert_eq!(resolved.http_addr_file.as_deref().and_then(|p| p.to_str()), Some("/tmp/http-addr"));
 }

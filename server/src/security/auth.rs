@@ -158,6 +158,11 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// The tokens this layer checks calls against.
+    pub fn tokens(&self) -> &Arc<Tokens> {
+        &self.tokens
+    }
+
     pub fn new(tokens: Arc<Tokens>, metrics: Arc<Metrics>, max_message_bytes: usize) -> Self {
         Self { tokens, metrics, max_body_bytes: max_message_bytes.saturating_add(5) }
     }

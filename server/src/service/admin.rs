@@ -11,7 +11,7 @@ use crate::request::{GroupName, ListGroups, ListNamespaces, NamespaceName, SeekG
 use crate::status::ApiError;
 
 impl EventBus {
-    pub(super) async fn list_namespaces_inner(
+    pub(crate) async fn list_namespaces_inner(
         &self,
         req: pb::ListNamespacesRequest,
     ) -> Result<pb::ListNamespacesResponse, ApiError> {
@@ -33,7 +33,7 @@ impl EventBus {
         Ok(convert::namespace_purge_to(purged))
     }
 
-    pub(super) async fn list_groups_inner(
+    pub(crate) async fn list_groups_inner(
         &self,
         req: pb::ListConsumerGroupsRequest,
     ) -> Result<pb::ListConsumerGroupsResponse, ApiError> {
@@ -52,7 +52,7 @@ impl EventBus {
         Ok(Some(convert::group_to(g, Utc::now())))
     }
 
-    pub(super) async fn get_group_inner(
+    pub(crate) async fn get_group_inner(
         &self,
         req: pb::GetConsumerGroupRequest,
     ) -> Result<pb::GetConsumerGroupResponse, ApiError> {
@@ -69,7 +69,7 @@ impl EventBus {
         Ok(pb::UpdateConsumerGroupResponse { consumer_group: self.group(&namespace, &group).await? })
     }
 
-    pub(super) async fn seek_group_inner(
+    pub(crate) async fn seek_group_inner(
         &self,
         req: pb::SeekConsumerGroupRequest,
     ) -> Result<pb::SeekConsumerGroupResponse, ApiError> {

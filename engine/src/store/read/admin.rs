@@ -15,7 +15,9 @@ use crate::event::EventRef;
 use crate::listener::Condition;
 use crate::store::conn::Statement;
 use crate::store::rows::{DeliveryState, GroupSettings, STATUS_ACTIVE, from_json, from_micros};
-use crate::store::{CollectedEvent, ConsumerGroup, NamespaceInfo, Page, PartialState, PartialStates, Store, writer};
+use crate::store::{
+    CollectedEvent, ConsumerGroup, NamespaceHead, NamespaceInfo, Page, PartialState, PartialStates, Store, writer,
+};
 
 /// Most partial states [`Store::partial_states`] returns.
 pub(crate) const MAX_PARTIAL_STATES: usize = 1000;
@@ -86,6 +88,18 @@ impl Store {
         }
         let (items, next) = split_named(items, size, binding, |n| n.name.as_str());
         Ok(Page { items, next_page_token: next })
+    }
+
+    /// Returns where a namespace's sequences stand, from its row alone (no counting); NotFound
+    /// if the server holds no namespace of that name.
+    pub async fn namespace_head(&self, namespace: &str) -> Result<NamespaceHead> {
+        let q = Statement::new("SELECT next_event_seq, next_notification_seq FROM namespaces WHERE name = $1");
+        let rows = self.rows(q.bind(namespace)).await?;
+        let row = rows.first().ok_or_else(|| Error::NotFound(format!("namespace {namespace:?}")))?;
+        Ok(NamespaceHead {
+            last_event_sequence: (row.get::<i64>(0)? - 1).max(0) as u64,
+            last_notification_sequence: (row.get::<i64>(1)? - 1).max(0) as u64,
+        })
     }
 
     /// Lists a namespace's consumer groups in name order, with their backlog.
