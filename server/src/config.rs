@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// A file holding the bootstrap admin token: set, every call but health and reflection needs
     /// a token (see [`crate::security::auth`]).
     pub admin_token_file: Option<PathBuf>,
+    /// How long what the database says about a token is trusted (see
+    /// [`crate::security::tokens`]): a revocation takes effect on this server within this time.
+    pub token_cache: Duration,
 }
 
 /// The PEM files of the listener's TLS, read at start and again whenever they change.
@@ -107,6 +110,7 @@ impl ServerConfig {
             insecure: false,
             reflection: true,
             admin_token_file: None,
+            token_cache: limits::DEFAULT_TOKEN_CACHE,
         }
     }
 }
@@ -198,6 +202,11 @@ pub struct ServeArgs {
     /// [default: none, no tokens asked].
     #[arg(long, env = "EVENTBUS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Seconds a server trusts what the database said about a token (its grants, expiry,
+    /// revocation): a token revoked on any server is refused here within this time; 0 asks the
+    /// database at every call [default: 5].
+    #[arg(long, env = "EVENTBUS_TOKEN_CACHE_SECONDS")]
+    pub token_cache_seconds: Option<u64>,
     /// Serves on a non-loopback address without TLS or client authentication (refused otherwise);
     /// a warning says so at every start.
     #[arg(long, env = "EVENTBUS_INSECURE", num_args = 0..=1, default_missing_value = "true",
@@ -285,6 +294,9 @@ impl ServeArgs {
         config.insecure = s.insecure.unwrap_or(false);
         config.reflection = s.reflection.unwrap_or(true);
         config.admin_token_file = s.admin_token_file;
+        if let Some(secs) = s.token_cache_seconds {
+            config.token_cache = Duration::from_secs(secs);
+        }
         let telemetry = TelemetryArgs { otlp_endpoint: s.otlp_endpoint };
         config.traces = telemetry.traces_enabled();
         let log_format = s.log_format.unwrap_or_default();

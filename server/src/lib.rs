@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use eventbus_client::FILE_DESCRIPTOR_SET;
 use eventbus_client::pb::event_bus_service_server::EventBusServiceServer;
+use eventbus_client::pb::token_service_server::TokenServiceServer;
 use eventbus_engine::store::{Durability, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -76,7 +77,7 @@ pub async fn serve_store(
 struct Listener {
     tcp: TcpListener,
     tls: Option<security::tls::Acceptor>,
-    tokens: Option<Arc<security::auth::Tokens>>,
+    tokens: Option<security::auth::Tokens>,
 }
 
 /// Checks that the listener may serve with this configuration, and loads its TLS and token
@@ -86,7 +87,7 @@ fn secure(tcp: TcpListener, config: &ServerConfig) -> anyhow::Result<Listener> {
     security::check_exposure(addr, config)?;
     let tls = config.tls.as_ref().map(security::tls::Acceptor::load).transpose().context("loading the TLS files")?;
     let tokens = config.admin_token_file.as_deref().map(security::auth::Tokens::load).transpose()?;
-    Ok(Listener { tcp, tls, tokens: tokens.map(Arc::new) })
+    Ok(Listener { tcp, tls, tokens })
 }
 
 async fn run(
@@ -118,7 +119,10 @@ async fn run(
     // Ends the probes (and their handle on the store) also when serving fails before a shutdown.
     let probes = readiness.abort_handle();
     let start = StartLine::of(&config);
-    let auth = listener.tokens.map(|t| security::auth::Auth::new(t, metrics.clone(), limits.max_message_bytes));
+    let auth = listener.tokens.map(|t| {
+        let tokens = Arc::new(t.with_store(store.clone(), config.token_cache));
+        security::auth::Auth::new(tokens, metrics.clone(), limits.max_message_bytes)
+    });
     let bus = EventBus::new(store, config, metrics, stop_rx);
     let metrics_server = match metrics_addr {
         Some(wanted) => {
@@ -134,6 +138,7 @@ async fn run(
         }
         None => None,
     };
+    let tokens = status::RequestFaults(TokenServiceServer::new(bus.clone()));
     let service = status::RequestFaults(
         EventBusServiceServer::new(bus)
             .max_decoding_message_size(limits.max_message_bytes)
@@ -156,7 +161,8 @@ async fn run(
         .layer(tower::util::option_layer(auth))
         .add_service(health_service)
         .add_optional_service(reflection)
-        .add_service(service);
+        .add_service(service)
+        .add_service(tokens);
     let served = match listener.tls {
         Some(tls) => router.serve_with_incoming_shutdown(security::tls::incoming(listener.tcp, tls), signal).await,
         None => {

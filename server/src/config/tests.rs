@@ -9,7 +9,7 @@ struct Serve {
 }
 
 /// A value for every setting, as a flag value and as a TOML value.
-const SAMPLES: [(&str, &str, &str); 23] = [
+const SAMPLES: [(&str, &str, &str); 24] = [
     ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
     ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
     ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
@@ -31,6 +31,7 @@ const SAMPLES: [(&str, &str, &str); 23] = [
     ("tls_key", "/tls/key.pem", "\"/tls/key.pem\""),
     ("tls_client_ca", "/tls/ca.pem", "\"/tls/ca.pem\""),
     ("admin_token_file", "/tls/admin", "\"/tls/admin\""),
+    ("token_cache_seconds", "3", "3"),
     ("insecure", "true", "true"),
     ("reflection", "false", "false"),
 ];
@@ -68,6 +69,7 @@ fn every_flag_is_a_key_of_the_file() {
     assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("/tls/ca.pem"));
     assert!(resolved.config.insecure && !resolved.config.reflection);
     assert_eq!(resolved.config.admin_token_file.as_deref().and_then(|p| p.to_str()), Some("/tls/admin"));
+    assert_eq!(resolved.config.token_cache, Duration::from_secs(3));
 }
 
 #[test]

@@ -21,8 +21,8 @@ fn headers(authorization: Option<&str>) -> http::HeaderMap {
     headers
 }
 
-#[test]
-fn bearer_tokens_are_checked_by_their_hash() {
+#[tokio::test]
+async fn bearer_tokens_are_checked_by_their_hash() {
     let tokens = tokens();
     let other = format!("Bearer {}", "ebt_1123456789abcdefghijklmnopqrstuvwxyz-_");
     let cases = [
@@ -35,9 +35,9 @@ fn bearer_tokens_are_checked_by_their_hash() {
         (Some(other.as_str()), Err(Refusal::Unknown)),
     ];
     for (authorization, expected) in cases {
-        assert_eq!(tokens.authenticate(&headers(authorization)), expected, "{authorization:?}");
+        assert_eq!(tokens.authenticate(&headers(authorization)).await, expected, "{authorization:?}");
     }
-    let admin = tokens.authenticate(&headers(Some(&format!("Bearer {ADMIN}")))).unwrap();
+    let admin = tokens.authenticate(&headers(Some(&format!("Bearer {ADMIN}")))).await.unwrap();
     assert_eq!(admin.grants, [Grant { role: Role::Admin, namespaces: "*".into() }]);
 }
 
