@@ -5,14 +5,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventbus_client::{Client, CloudEventBuilder};
-use eventbus_engine::store::StoreConfig;
+use eventbus_engine::store::{Backend, StoreConfig};
+use eventbus_engine::testkit::TestDatabase;
 use eventbus_server::ServerConfig;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tonic::Code;
+
+#[path = "support/process.rs"]
+mod process;
 
 const ADMIN: &str = "ebt_adminadminadminadminadminadminadmin00";
 
@@ -112,4 +116,54 @@ async fn tokens_are_created_listed_and_revoked_from_the_cli() {
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// Two `eventbus serve` processes on one Postgres: a token created and revoked through one is
+/// refused by the other within its token cache time, though the other had it cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_a_second_server_process_within_the_cache_time() {
+    let db = TestDatabase::fresh(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, ADMIN).unwrap();
+    let cache = Duration::from_secs(2);
+    let args = [
+        "--database-url",
+        db.url.as_str(),
+        "--admin-token-file",
+        file.to_str().unwrap(),
+        "--token-cache-seconds",
+        &cache.as_secs().to_string(),
+    ];
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let (mut first, addr_a) = process::start(&dir_a, &args).await;
+    let (mut second, addr_b) = process::start(&dir_b, &args).await;
+    let (a, b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+
+    let secret = stdout(&eventbus(&a, Some(ADMIN), &["tokens", "create", "-n", "shop", "--role", "reader"]));
+    let on = |addr: &str| {
+        let (addr, secret) = (addr.to_owned(), secret.trim().to_owned());
+        async move {
+            let client = Client::connect(addr).await.unwrap().with_token(&secret).unwrap();
+            let request = eventbus_client::pb::ListEventsRequest { namespace: "shop".into(), ..Default::default() };
+            client.raw().list_events(request).await.err().map_or(Code::Ok, |s| s.code())
+        }
+    };
+    assert_eq!(on(&b).await, Code::Ok, "the second server accepts the token (and caches it)");
+    let id =
+        json_lines(&eventbus(&a, Some(ADMIN), &["tokens", "list", "--json"]))[0]["id"].as_str().unwrap().to_owned();
+    stdout(&eventbus(&a, Some(ADMIN), &["tokens", "revoke", &id]));
+    let revoked = Instant::now();
+    assert_eq!(on(&a).await, Code::Unauthenticated, "the server that revoked it refuses it at once");
+    while on(&b).await != Code::Unauthenticated {
+        assert!(
+            revoked.elapsed() < cache + Duration::from_secs(2),
+            "the second server refuses it within the cache time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    process::terminate(&mut first).await;
+    process::terminate(&mut second).await;
 }

@@ -11,13 +11,14 @@ use std::time::{Duration, SystemTime};
 
 use eventbus_client::{Client, ListenerSpecBuilder, pb};
 use eventbus_server::security::permissions::{Requirement, Role, requirement};
-use eventbus_tests::{Database, TestServer, backend_cases, event};
+use eventbus_tests::{Database, Proxy, TestServer, backend_cases, event};
 use prost::Message;
 use tonic::{Code, Status};
 
 const ADMIN: &str = "ebt_adminadminadminadminadminadminadmin00";
 
 backend_cases!(every_rpc_answers_each_caller_with_the_exact_code);
+backend_cases!(postgres only: a_token_that_cannot_be_checked_is_unavailable_not_unauthenticated);
 
 /// What a case works on: the namespace "ns" with one event, one listener and the group "g", and
 /// a token ("victim") for the token calls.
@@ -322,4 +323,46 @@ async fn every_rpc_answers_each_caller_with_the_exact_code(db: Database) {
         let code = call(&client, &fx, service, method).await;
         assert_eq!(code, expected, "{service}/{method} with the right grant: {role} on {namespaces}");
     }
+}
+
+async fn a_token_that_cannot_be_checked_is_unavailable_not_unauthenticated(db: Database) {
+    let mut proxy = Proxy::start(db.server_addr().await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, ADMIN).unwrap();
+    let timeout = Duration::from_secs(2);
+    let s = TestServer::start_with(&db.through(proxy.addr), |c| {
+        c.admin_token_file = Some(file);
+        c.token_cache = Duration::ZERO;
+        c.store.database_timeout = timeout;
+    })
+    .await;
+    let admin = s.client.clone().with_token(ADMIN).unwrap();
+    let tokens = Tokens { admin: admin.clone(), made: HashMap::new() };
+    let (_, secret) = tokens.create(Role::Reader, "*", None).await;
+    let reader = s.client.clone().with_token(&secret).unwrap();
+    let unknown = s.client.clone().with_token("ebt_unknownunknownunknownunknownunknown00").unwrap();
+    let list = |c: &Client| {
+        let mut raw = c.raw();
+        async move {
+            let request = pb::ListEventsRequest { namespace: "ns".into(), ..Default::default() };
+            raw.list_events(request).await.err().map_or(Code::Ok, |s| s.code())
+        }
+    };
+    assert_eq!(list(&reader).await, Code::Ok);
+
+    proxy.cut().await;
+    let limit = timeout + Duration::from_secs(3);
+    for (what, client) in [("a stored token", &reader), ("an unknown token", &unknown)] {
+        let started = tokio::time::Instant::now();
+        assert_eq!(list(client).await, Code::Unavailable, "{what} while the database is away");
+        assert!(started.elapsed() < limit, "{what}: answered within the database timeout");
+    }
+    proxy.restore().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while list(&reader).await != Code::Ok {
+        assert!(tokio::time::Instant::now() < deadline, "the token works again once the database is back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(list(&unknown).await, Code::Unauthenticated);
 }
