@@ -243,34 +243,6 @@ pub fn partial_state_to(p: PartialState) -> pb::PartialState {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn all_listeners_stored_without_a_policy_report_first() {
-        let spec = |condition, policy| ListenerSpec {
-            kind: ListenerKind::Start,
-            target: "wf".into(),
-            condition,
-            types: vec!["a".into(), "b".into()],
-            filters: vec![],
-            lifespan: None,
-            correlate_by: vec![],
-            policy,
-            deadline: None,
-        };
-        let cases = [
-            (Condition::All, None, pb::ConsumptionPolicy::First),
-            (Condition::All, Some(Policy::Latest), pb::ConsumptionPolicy::Latest),
-            (Condition::Any, None, pb::ConsumptionPolicy::Unspecified),
-        ];
-        for (condition, policy, want) in cases {
-            assert_eq!(spec_to(spec(condition, policy)).policy(), want, "{condition:?} {policy:?}");
-        }
-    }
-}
-
 /// Returns the wire form of a stored token (it holds no secret). A stored role this server does
 /// not know is ROLE_UNSPECIFIED.
 pub fn token_to(t: Token) -> pb::Token {
@@ -297,5 +269,33 @@ pub fn role_to(role: Role) -> pb::Role {
         Role::Subscriber => pb::Role::Subscriber,
         Role::Operator => pb::Role::Operator,
         Role::Admin => pb::Role::Admin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_listeners_stored_without_a_policy_report_first() {
+        let spec = |condition, policy| ListenerSpec {
+            kind: ListenerKind::Start,
+            target: "wf".into(),
+            condition,
+            types: vec!["a".into(), "b".into()],
+            filters: vec![],
+            lifespan: None,
+            correlate_by: vec![],
+            policy,
+            deadline: None,
+        };
+        let cases = [
+            (Condition::All, None, pb::ConsumptionPolicy::First),
+            (Condition::All, Some(Policy::Latest), pb::ConsumptionPolicy::Latest),
+            (Condition::Any, None, pb::ConsumptionPolicy::Unspecified),
+        ];
+        for (condition, policy, want) in cases {
+            assert_eq!(spec_to(spec(condition, policy)).policy(), want, "{condition:?} {policy:?}");
+        }
     }
 }

@@ -100,16 +100,7 @@ async fn run(
     let addr = listener.tcp.local_addr().context("reading the bound address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<EventBusServiceServer<EventBus>>().await;
-    let reflection = config
-        .reflection
-        .then(|| {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1()
-        })
-        .transpose()
-        .context("building the reflection service")?;
+    let reflection = reflection(&config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = config.limits.clone();
     let traces = config.traces;
@@ -181,6 +172,24 @@ async fn run(
     }
     probes.abort();
     served
+}
+
+/// The reflection service, if `--reflection` is on.
+fn reflection(
+    config: &ServerConfig,
+) -> anyhow::Result<
+    Option<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>>,
+> {
+    config
+        .reflection
+        .then(|| {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()
+        })
+        .transpose()
+        .context("building the reflection service")
 }
 
 /// What the start line says besides the addresses: the one line an operator reads to know

@@ -72,7 +72,7 @@ async fn tokens_are_created_listed_and_revoked_from_the_cli() {
     assert!(note.contains("(publisher on shop); its secret, shown only now"), "{note}");
     let args =
         ["tokens", "create", "--grant", "reader:team-a.*", "--role", "listener", "-n", "ops", "--expires", "30d"];
-    let second = json_lines(&eventbus(a, admin, &(args.to_vec().into_iter().chain(["--json"]).collect::<Vec<_>>())));
+    let second = json_lines(&eventbus(a, admin, &[&args[..], &["--json"]].concat()));
     let grants = serde_json::json!([
         { "role": "listener", "namespaces": "ops" },
         { "role": "reader", "namespaces": "team-a.*" },
