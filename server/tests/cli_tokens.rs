@@ -11,12 +11,13 @@ use eventbus_client::{Client, CloudEventBuilder};
 use eventbus_engine::store::{Backend, StoreConfig};
 use eventbus_engine::testkit::TestDatabase;
 use eventbus_server::ServerConfig;
-use serde_json::Value;
 use tokio::sync::oneshot;
 use tonic::Code;
 
 #[path = "support/process.rs"]
 mod process;
+
+use process::{failed, json_lines, stdout};
 
 const ADMIN: &str = "ebt_adminadminadminadminadminadminadmin00";
 
@@ -29,21 +30,6 @@ fn eventbus(addr: &str, token: Option<&str>, args: &[&str]) -> Output {
         None => command.env_remove("EVENTBUS_TOKEN"),
     };
     command.output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    stdout(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn failed(out: &Output, code: i32, stderr_has: &str) {
-    assert_eq!(out.status.code(), Some(code), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(stderr_has), "{stderr_has:?} not in {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! TokenService is called with no token, a malformed one, an unknown one, an expired one, a
 //! revoked one, a token with the right namespace and the wrong role, one with the right role on
 //! another namespace, and the right grant. Each answer's code is exact, and the refused calls
-//! changed nothing. Every token but the bootstrap admin's is made through TokenService.
+//! changed nothing. Every token but the bootstrap admin's is made through TokenService. Health
+//! needs no token.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,6 +15,8 @@ use eventbus_server::security::permissions::{Requirement, Role, requirement};
 use eventbus_tests::{Database, Proxy, TestServer, backend_cases, event};
 use prost::Message;
 use tonic::{Code, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
 const ADMIN: &str = "ebt_adminadminadminadminadminadminadmin00";
 
@@ -323,6 +326,10 @@ async fn every_rpc_answers_each_caller_with_the_exact_code(db: Database) {
         let code = call(&client, &fx, service, method).await;
         assert_eq!(code, expected, "{service}/{method} with the right grant: {role} on {namespaces}");
     }
+
+    let channel = Client::endpoint(format!("http://{}", s.addr)).unwrap().connect().await.unwrap();
+    let health = HealthClient::new(channel).check(HealthCheckRequest::default()).await;
+    assert!(health.is_ok(), "health needs no token: {health:?}");
 }
 
 async fn a_token_that_cannot_be_checked_is_unavailable_not_unauthenticated(db: Database) {
