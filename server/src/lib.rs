@@ -86,7 +86,8 @@ fn secure(tcp: TcpListener, config: &ServerConfig) -> anyhow::Result<Listener> {
     let addr = tcp.local_addr().context("reading the bound address")?;
     security::check_exposure(addr, config)?;
     let tls = config.tls.as_ref().map(security::tls::Acceptor::load).transpose().context("loading the TLS files")?;
-    let tokens = config.admin_token_file.as_deref().map(security::auth::Tokens::load).transpose()?;
+    let tokens =
+        security::auth::Tokens::configured(config.admin_token_file.as_deref(), &config.certificate_principals)?;
     Ok(Listener { tcp, tls, tokens })
 }
 
@@ -111,7 +112,12 @@ async fn run(
     let probes = readiness.abort_handle();
     let start = StartLine::of(&config);
     let auth = listener.tokens.map(|t| {
-        let tokens = Arc::new(t.with_store(store.clone(), config.token_cache));
+        // Database tokens go with the bootstrap token that can manage them.
+        let tokens = match config.admin_token_file {
+            Some(_) => t.with_store(store.clone(), config.token_cache),
+            None => t,
+        };
+        let tokens = Arc::new(tokens);
         security::auth::Auth::new(tokens, metrics.clone(), limits.max_message_bytes)
     });
     let bus = EventBus::new(store, config, metrics, stop_rx);

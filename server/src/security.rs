@@ -13,6 +13,7 @@ use anyhow::bail;
 use crate::config::ServerConfig;
 
 pub mod auth;
+pub mod certificates;
 pub mod permissions;
 pub mod tls;
 pub mod tokens;

@@ -122,3 +122,22 @@ fn relaxed_durability_is_a_switch() {
     assert_eq!(parse(&["--relaxed-durability".into(), "--pool-size".into(), "2".into()]).pool_size, Some(2));
     assert_eq!(parse(&[]).relaxed_durability, None);
 }
+
+#[test]
+fn certificate_principals_come_from_the_file_and_need_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eventbus.toml");
+    let principals = "[[certificate_principals]]\nname = \"runner\"\ngrants = [\"reader:shop\", \"admin:*\"]\n";
+    std::fs::write(&path, format!("tls_cert = \"c\"\ntls_key = \"k\"\ntls_client_ca = \"ca\"\n{principals}")).unwrap();
+    let resolved = parse(&["--config".to_string(), path.display().to_string()]).resolve().unwrap();
+    let principals_resolved = &resolved.config.certificate_principals;
+    assert_eq!(principals_resolved.len(), 1);
+    assert_eq!((principals_resolved[0].name.as_str(), principals_resolved[0].grants.len()), ("runner", 2));
+
+    std::fs::write(&path, principals).unwrap();
+    let error = parse(&["--config".to_string(), path.display().to_string()]).resolve().unwrap_err().to_string();
+    assert!(error.starts_with("certificate_principals need mutual TLS"), "{error}");
+    std::fs::write(&path, principals.replace("reader:shop", "root:shop")).unwrap();
+    let error = parse(&["--config".to_string(), path.display().to_string()]).resolve().unwrap_err().to_string();
+    assert!(error.contains("unknown role \"root\""), "{error}");
+}

@@ -115,7 +115,12 @@ impl Auth {
     async fn check(&self, mut req: http::Request<Body>) -> Result<http::Request<Body>, Status> {
         let method = req.uri().path().to_owned();
         let requirement = permissions::requirement(&method);
-        let principal = self.tokens.authenticate(req.headers()).await.map_err(|r| self.refuse(r, "", &method, ""))?;
+        // A call without a token may stand on its client certificate.
+        let principal = match self.tokens.authenticate(req.headers()).await {
+            Err(Refusal::Missing) => self.tokens.certificate(req.extensions()).ok_or(Refusal::Missing),
+            checked => checked,
+        };
+        let principal = principal.map_err(|r| self.refuse(r, "", &method, ""))?;
         let mut namespace = String::new();
         if let Some(Requirement::Namespace(role)) = requirement
             && !principal.everywhere(role)

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::auth::{Principal, Refusal};
+use super::certificates::CertificatePrincipal;
 use super::permissions::{Grant, Role};
 use crate::limits::{MAX_CACHED_TOKENS, MAX_UNKNOWN_TOKEN_CACHE, TOKEN_USE_INTERVAL};
 
@@ -49,7 +50,10 @@ pub fn new_secret() -> anyhow::Result<(String, [u8; 32])> {
 /// The tokens the server accepts; see the module docs.
 #[derive(Debug)]
 pub struct Tokens {
-    admin_sha256: [u8; 32],
+    /// The bootstrap admin token's hash, if there is one.
+    admin_sha256: Option<[u8; 32]>,
+    /// Client certificates that stand for principals.
+    certificates: Vec<CertificatePrincipal>,
     /// The database tokens, once the store is open.
     stored: Option<Stored>,
 }
@@ -92,7 +96,28 @@ impl Tokens {
             "{} does not hold a token: `{TOKEN_PREFIX}` and at least 32 more letters, digits, '-' or '_'",
             path.display()
         );
-        Ok(Self { admin_sha256: sha256(secret), stored: None })
+        Ok(Self { admin_sha256: Some(sha256(secret)), certificates: Vec::new(), stored: None })
+    }
+
+    /// Returns the tokens a server with these settings accepts: the bootstrap admin token of
+    /// `admin_token_file`, if any, and the principals of client certificates; `None` when there
+    /// is neither, and no call is checked.
+    pub fn configured(
+        admin_token_file: Option<&Path>,
+        certificates: &[CertificatePrincipal],
+    ) -> anyhow::Result<Option<Self>> {
+        let mut tokens = match admin_token_file {
+            Some(path) => Self::load(path)?,
+            None if certificates.is_empty() => return Ok(None),
+            None => Self { admin_sha256: None, certificates: Vec::new(), stored: None },
+        };
+        tokens.certificates = certificates.to_vec();
+        Ok(Some(tokens))
+    }
+
+    /// Returns the principal of the call's client certificate, when an entry names it.
+    pub fn certificate(&self, extensions: &http::Extensions) -> Option<Principal> {
+        super::certificates::principal(extensions, &self.certificates)
     }
 
     /// Returns these tokens and those of `store`, what it says about each trusted for `ttl`.
@@ -111,7 +136,7 @@ impl Tokens {
             .filter(|t| well_formed(t))
             .ok_or(Refusal::Malformed)?;
         let hash = sha256(token);
-        if constant_time_eq(&hash, &self.admin_sha256) {
+        if self.admin_sha256.is_some_and(|admin| constant_time_eq(&hash, &admin)) {
             return Ok(Principal {
                 name: "admin".into(),
                 grants: vec![Grant { role: Role::Admin, namespaces: "*".into() }],
