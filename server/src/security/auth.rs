@@ -7,6 +7,8 @@
 //!   used outside its grants is PERMISSION_DENIED, whether or not what was asked for exists; a
 //!   method missing from the permission table is PERMISSION_DENIED for everyone. A token that
 //!   cannot be checked because the database cannot be reached is UNAVAILABLE.
+//! - A call without a token may stand on its mutual-TLS client certificate, when the config
+//!   file maps the certificate's name to grants ([`super::certificates`]).
 //! - For a namespaced method the layer reads the namespace from the request message itself
 //!   (field 1) and hands the handler the same bytes, unless the caller's grants cover every
 //!   namespace for that role.

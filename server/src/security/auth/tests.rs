@@ -103,3 +103,20 @@ fn grpc_messages_are_one_uncompressed_frame() {
         assert_eq!(grpc_message(body), message, "{body:?}");
     }
 }
+
+#[test]
+fn every_refusal_has_its_reason_and_code() {
+    let cases = [
+        (Refusal::Missing, "missing", Code::Unauthenticated),
+        (Refusal::Malformed, "malformed", Code::Unauthenticated),
+        (Refusal::Unknown, "unknown", Code::Unauthenticated),
+        (Refusal::Expired, "expired", Code::Unauthenticated),
+        (Refusal::Revoked, "revoked", Code::Unauthenticated),
+        (Refusal::Denied, "denied", Code::PermissionDenied),
+        (Refusal::Unavailable, "unavailable", Code::Unavailable),
+        (Refusal::Unreadable, "unreadable", Code::InvalidArgument),
+    ];
+    for (refusal, reason, code) in cases {
+        assert_eq!((refusal.reason(), Status::from(refusal.error()).code()), (reason, code), "{refusal:?}");
+    }
+}
