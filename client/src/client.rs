@@ -9,7 +9,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
     Error, Subscription,
-    pb::{self, event_bus_service_client::EventBusServiceClient},
+    pb::{self, event_bus_service_client::EventBusServiceClient, token_service_client::TokenServiceClient},
     proto_time,
     subscription::SubscribeOptions,
     trace::{TraceContext, TraceSource},
@@ -40,11 +40,16 @@ const MAX_DECODING_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 pub struct Client {
     channel: Channel,
     raw: RawClient,
+    token: BearerToken,
     trace: TraceSource,
 }
 
 /// The generated client that [`Client::raw`] returns: its calls carry the client's token.
 pub type RawClient = EventBusServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// The generated TokenService client that [`Client::tokens`] returns: its calls carry the
+/// client's token.
+pub type TokensClient = TokenServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// The token every call of a [`Client`] carries as `authorization: Bearer <token>`, if any.
 #[derive(Debug, Clone, Default)]
@@ -166,7 +171,8 @@ impl Client {
 
     /// Creates a client on an existing channel.
     pub fn from_channel(channel: Channel) -> Self {
-        Self { raw: raw_client(channel.clone(), BearerToken::default()), channel, trace: TraceSource::task_local() }
+        let token = BearerToken::default();
+        Self { raw: raw_client(channel.clone(), token.clone()), channel, token, trace: TraceSource::task_local() }
     }
 
     /// Returns the client with `token` sent as `authorization: Bearer <token>` on every call,
@@ -180,7 +186,8 @@ impl Client {
             return Err(invalid("must be non-empty printable ASCII without spaces"));
         }
         let value = format!("Bearer {token}").parse().map_err(|_| invalid("is not a valid metadata value"))?;
-        self.raw = raw_client(self.channel.clone(), BearerToken { authorization: Some(value) });
+        self.token = BearerToken { authorization: Some(value) };
+        self.raw = raw_client(self.channel.clone(), self.token.clone());
         Ok(self)
     }
 
@@ -201,6 +208,13 @@ impl Client {
     /// [`WithTrace`](crate::trace::WithTrace) on its requests.
     pub fn raw(&self) -> RawClient {
         self.raw.clone()
+    }
+
+    /// Returns the generated TokenService client on the same channel, with the same token: API
+    /// tokens are created, listed, shown and revoked with it (an admin token of every namespace
+    /// is needed).
+    pub fn tokens(&self) -> TokensClient {
+        TokenServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
     }
 
     /// Publishes events to `namespace` and returns one result per event, in order.

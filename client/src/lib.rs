@@ -42,7 +42,7 @@ mod proto_time;
 mod subscription;
 pub mod trace;
 
-pub use client::{BearerToken, Client, ListenerQuery, RawClient, Registration};
+pub use client::{BearerToken, Client, ListenerQuery, RawClient, Registration, TokensClient};
 pub use error::Error;
 pub use event::{AttributeValue, CloudEventBuilder, SPEC_VERSION};
 pub use listener::ListenerSpecBuilder;
@@ -94,6 +94,7 @@ mod tests {
                 "eventbus/v1/event_bus_service.proto",
                 "eventbus/v1/listener.proto",
                 "eventbus/v1/notification.proto",
+                "eventbus/v1/token_service.proto",
                 "google/protobuf/any.proto",
                 "google/protobuf/duration.proto",
                 "google/protobuf/field_mask.proto",

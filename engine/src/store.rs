@@ -64,8 +64,8 @@ pub use consume::{Consumer, ConsumerOptions, ConsumerStats};
 pub use model::{
     CollectedEvent, ConsumerGroup, DEFAULT_PAGE_SIZE, DeadLetter, Delivery, EventKey, EventQuery, FileSizes, Fired,
     GroupBacklog, GroupSpec, GroupUpdate, ListenerQuery, ListenerSelector, MAX_PAGE_SIZE, NamespaceHead, NamespaceInfo,
-    NamespacePurge, Notification, NotificationKind, Observer, Page, PartialState, PartialStates, PoolStats, Published,
-    SeekPosition, Seeked, StartPosition, SweepReport, trigger_span_id,
+    NamespacePurge, NewToken, Notification, NotificationKind, Observer, Page, PartialState, PartialStates, PoolStats,
+    Published, SeekPosition, Seeked, StartPosition, SweepReport, Token, TokenGrant, trigger_span_id,
 };
 pub use rows::{from_micros, micros};
 use writer::{Claimed, Command, Reply};
@@ -354,6 +354,23 @@ impl Store {
             }
         }
         Ok(total)
+    }
+
+    /// Creates an API token (a new UUIDv7 id, created now) and returns it.
+    pub async fn create_token(&self, token: NewToken) -> Result<Token> {
+        self.call(|reply| Command::CreateToken { token, reply }).await
+    }
+
+    /// Revokes a token now and returns it; a revoked token keeps its first revocation time.
+    /// NotFound if no token has that id.
+    pub async fn revoke_token(&self, id: Uuid) -> Result<Token> {
+        self.call(|reply| Command::RevokeToken { id, reply }).await
+    }
+
+    /// Records that the token was used at `at` (a later use than the one recorded; an earlier
+    /// one changes nothing). An unknown id changes nothing.
+    pub async fn touch_token(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.call(|reply| Command::TouchToken { id, at, reply }).await
     }
 
     /// Times out passed WAIT deadlines and applies retention once.

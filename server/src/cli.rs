@@ -1,5 +1,5 @@
 //! The client commands of the `eventbus` binary: `publish`, `listeners`, `subscribe`, `events`,
-//! `dead-letters`, `health`, `groups` and `namespaces`. Each connects to the server named by
+//! `dead-letters`, `health`, `groups`, `namespaces` and `tokens`. Each connects to the server named by
 //! `--addr`, works in the namespace named by `--namespace`, prints text for people by default
 //! and JSON with `--json` (one object per result, one per line for streams), and maps RPC
 //! failures to a [`CommandError`]: one line naming the status code and the server's field
@@ -43,6 +43,7 @@ pub mod partials;
 pub mod publish;
 pub mod render;
 pub mod subscribe;
+pub mod tokens;
 
 pub use output::{print_json, print_table};
 
@@ -149,6 +150,9 @@ pub enum ClientCommand {
     /// Lists and deletes namespaces.
     #[command(subcommand)]
     Namespaces(namespaces::NamespacesCommand),
+    /// Creates, lists, shows and revokes API tokens (an admin token is needed).
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 /// Runs a client command. A NOT_FOUND names the namespace that was searched.
@@ -162,6 +166,8 @@ pub async fn run(args: &ClientArgs, command: ClientCommand) -> anyhow::Result<()
         ClientCommand::Health(cmd) => health::run(args, cmd).await,
         ClientCommand::Groups(cmd) => groups::run(args, cmd).await,
         ClientCommand::Namespaces(cmd) => namespaces::run(args, cmd).await,
+        // Tokens belong to no namespace.
+        ClientCommand::Tokens(cmd) => return tokens::run(args, cmd).await,
     };
     result.map_err(|e| in_namespace(e, &args.namespace))
 }

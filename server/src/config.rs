@@ -11,6 +11,7 @@ use eventbus_engine::store::{Durability, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::limits;
+use crate::security::certificates::{CertificateEntry, CertificatePrincipal};
 use crate::telemetry::{LogFormat, TelemetryArgs};
 
 /// Request and stream limits.
@@ -72,6 +73,12 @@ pub struct ServerConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Base URL of a Jaeger UI the console links traces to; `None` shows no links.
     pub jaeger_ui_url: Option<String>,
+    /// How long what the database says about a token is trusted (see
+    /// [`crate::security::tokens`]): a revocation takes effect on this server within this time.
+    pub token_cache: Duration,
+    /// Mutual-TLS client certificates that stand for principals (see
+    /// [`crate::security::certificates`]); any entry turns the checks of calls on.
+    pub certificate_principals: Vec<CertificatePrincipal>,
 }
 
 /// The PEM files of the listener's TLS, read at start and again whenever they change.
@@ -111,6 +118,8 @@ impl ServerConfig {
             reflection: true,
             admin_token_file: None,
             jaeger_ui_url: None,
+            token_cache: limits::DEFAULT_TOKEN_CACHE,
+            certificate_principals: Vec::new(),
         }
     }
 }
@@ -220,6 +229,11 @@ pub struct ServeArgs {
     /// [default: none, no tokens asked].
     #[arg(long, env = "EVENTBUS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Seconds a server trusts what the database said about a token (its grants, expiry,
+    /// revocation): a token revoked on any server is refused here within this time; 0 asks the
+    /// database at every call [default: 5].
+    #[arg(long, env = "EVENTBUS_TOKEN_CACHE_SECONDS")]
+    pub token_cache_seconds: Option<u64>,
     /// Serves on a non-loopback address without TLS or client authentication (refused otherwise);
     /// a warning says so at every start.
     #[arg(long, env = "EVENTBUS_INSECURE", num_args = 0..=1, default_missing_value = "true",
@@ -230,6 +244,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EVENTBUS_REFLECTION", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub reflection: Option<bool>,
+    /// Mutual-TLS client certificates that stand for principals, in the file only:
+    /// `[[certificate_principals]]` tables with `name` (the certificate's subject common name or
+    /// a DNS SAN) and `grants` (`["reader:shop"]`); they need --tls-client-ca.
+    #[arg(skip)]
+    pub certificate_principals: Option<Vec<CertificateEntry>>,
     /// Log line format: the global `--log-format` flag (and `EVENTBUS_LOG_FORMAT`), which `main`
     /// puts here; in the file, `log_format = "json"`.
     #[arg(skip)]
@@ -313,6 +332,16 @@ impl ServeArgs {
         config.reflection = s.reflection.unwrap_or(true);
         config.admin_token_file = s.admin_token_file;
         config.jaeger_ui_url = s.jaeger_ui_url.map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(secs) = s.token_cache_seconds {
+            config.token_cache = Duration::from_secs(secs);
+        }
+        let principals = s.certificate_principals.unwrap_or_default();
+        config.certificate_principals =
+            principals.into_iter().map(CertificateEntry::check).collect::<Result<_, _>>()?;
+        anyhow::ensure!(
+            config.certificate_principals.is_empty() || config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+            "certificate_principals need mutual TLS: set --tls-client-ca (with --tls-cert and --tls-key)"
+        );
         let telemetry = TelemetryArgs { otlp_endpoint: s.otlp_endpoint };
         config.traces = telemetry.traces_enabled();
         let log_format = s.log_format.unwrap_or_default();

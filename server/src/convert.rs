@@ -9,10 +9,13 @@ use eventbus_client::pb::cloud_event::CloudEventAttributeValue;
 use eventbus_client::pb::cloud_event::cloud_event_attribute_value::Attr;
 use eventbus_engine::store::{
     ConsumerGroup, DeadLetter, Delivery, NamespaceInfo, NamespacePurge, Notification, NotificationKind, PartialState,
+    Token, TokenGrant,
 };
 use eventbus_engine::{
     AttrValue, Condition, Data, Event, Listener, ListenerKind, ListenerSpec, ListenerStatus, Policy,
 };
+
+use crate::security::permissions::Role;
 
 pub fn time_to(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
@@ -237,6 +240,35 @@ pub fn partial_state_to(p: PartialState) -> pb::PartialState {
             })
             .collect(),
         missing_types: p.missing_types,
+    }
+}
+
+/// Returns the wire form of a stored token (it holds no secret). A stored role this server does
+/// not know is ROLE_UNSPECIFIED.
+pub fn token_to(t: Token) -> pb::Token {
+    let grant = |g: TokenGrant| pb::Grant {
+        role: g.role.parse::<Role>().map_or(pb::Role::Unspecified, role_to) as i32,
+        namespaces: g.namespaces,
+    };
+    pb::Token {
+        id: t.id.to_string(),
+        name: t.name,
+        grants: t.grants.into_iter().map(grant).collect(),
+        create_time: Some(time_to(t.created_at)),
+        expire_time: t.expires_at.map(time_to),
+        last_use_time: t.last_used_at.map(time_to),
+        revoke_time: t.revoked_at.map(time_to),
+    }
+}
+
+pub fn role_to(role: Role) -> pb::Role {
+    match role {
+        Role::Publisher => pb::Role::Publisher,
+        Role::Reader => pb::Role::Reader,
+        Role::Listener => pb::Role::Listener,
+        Role::Subscriber => pb::Role::Subscriber,
+        Role::Operator => pb::Role::Operator,
+        Role::Admin => pb::Role::Admin,
     }
 }
 

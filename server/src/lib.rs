@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use eventbus_client::FILE_DESCRIPTOR_SET;
 use eventbus_client::pb::event_bus_service_server::EventBusServiceServer;
+use eventbus_client::pb::token_service_server::TokenServiceServer;
 use eventbus_engine::store::{Durability, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -106,7 +107,7 @@ pub async fn serve_store(
 struct Listener {
     tcp: TcpListener,
     tls: Option<security::tls::Acceptor>,
-    tokens: Option<Arc<security::auth::Tokens>>,
+    tokens: Option<security::auth::Tokens>,
     http: Option<(TcpListener, Option<security::tls::Acceptor>)>,
 }
 
@@ -131,8 +132,9 @@ async fn secure(listeners: Listeners, config: &ServerConfig) -> anyhow::Result<L
         }
         _ => None,
     };
-    let tokens = config.admin_token_file.as_deref().map(security::auth::Tokens::load).transpose()?;
-    Ok(Listener { tcp, tls, tokens: tokens.map(Arc::new), http: http.map(|l| (l, http_tls)) })
+    let tokens =
+        security::auth::Tokens::configured(config.admin_token_file.as_deref(), &config.certificate_principals)?;
+    Ok(Listener { tcp, tls, tokens, http: http.map(|l| (l, http_tls)) })
 }
 
 async fn run(
@@ -145,16 +147,7 @@ async fn run(
     let addr = listener.tcp.local_addr().context("reading the bound address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<EventBusServiceServer<EventBus>>().await;
-    let reflection = config
-        .reflection
-        .then(|| {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1()
-        })
-        .transpose()
-        .context("building the reflection service")?;
+    let reflection = reflection(&config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = config.limits.clone();
     let traces = config.traces;
@@ -164,10 +157,19 @@ async fn run(
     // Ends the probes (and their handle on the store) also when serving fails before a shutdown.
     let probes = readiness.abort_handle();
     let start = StartLine::of(&config);
-    let auth = listener.tokens.map(|t| security::auth::Auth::new(t, metrics.clone(), limits.max_message_bytes));
+    let auth = listener.tokens.map(|t| {
+        // Database tokens go with the bootstrap token that can manage them.
+        let tokens = match config.admin_token_file {
+            Some(_) => t.with_store(store.clone(), config.token_cache),
+            None => t,
+        };
+        let tokens = Arc::new(tokens);
+        security::auth::Auth::new(tokens, metrics.clone(), limits.max_message_bytes)
+    });
     let bus = EventBus::new(store, config, metrics, stop_rx.clone());
     let routes = http::Http { bus: bus.clone(), auth: auth.clone(), ready: ready_rx };
     let http_server = listener.http.map(|(tcp, tls)| start_http(tcp, tls, &routes, stop_rx)).transpose()?;
+    let tokens = status::RequestFaults(TokenServiceServer::new(bus.clone()));
     let service = status::RequestFaults(
         EventBusServiceServer::new(bus)
             .max_decoding_message_size(limits.max_message_bytes)
@@ -190,7 +192,8 @@ async fn run(
         .layer(tower::util::option_layer(auth))
         .add_service(health_service)
         .add_optional_service(reflection)
-        .add_service(service);
+        .add_service(service)
+        .add_service(tokens);
     let served = match listener.tls {
         Some(tls) => router.serve_with_incoming_shutdown(security::tls::incoming(listener.tcp, tls), signal).await,
         None => {
@@ -232,6 +235,24 @@ fn start_http(
 
 /// How long a shutdown waits for HTTP requests in flight.
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The reflection service, if `--reflection` is on.
+fn reflection(
+    config: &ServerConfig,
+) -> anyhow::Result<
+    Option<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>>,
+> {
+    config
+        .reflection
+        .then(|| {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()
+        })
+        .transpose()
+        .context("building the reflection service")
+}
 
 /// What the start line says besides the addresses: the one line an operator reads to know
 /// what this process serves.

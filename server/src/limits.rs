@@ -15,6 +15,8 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
 /// Ack, Redrive: at most this many sequences per call.
 pub const MAX_SEQUENCES: usize = 1000;
+/// CreateToken: 1 to this many grants per token (a token's name is at most [`MAX_NAME_BYTES`]).
+pub const MAX_GRANTS: usize = 32;
 
 /// `CloudEvent.id` and `EventKey.id`: 1 to this many bytes.
 pub const MAX_EVENT_ID_BYTES: usize = 256;
@@ -81,3 +83,13 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a TLS handshake may take before the connection is dropped.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server trusts what it learnt about a token from the database (`--token-cache-seconds`):
+/// a revocation reaches every server within this time.
+pub const DEFAULT_TOKEN_CACHE: Duration = Duration::from_secs(5);
+/// The longest a server remembers that a token is unknown (at most the token cache time), so
+/// that unknown tokens cost few lookups while a token just created on another server soon works.
+pub const MAX_UNKNOWN_TOKEN_CACHE: Duration = Duration::from_secs(1);
+/// Tokens whose verification a server remembers at most; past it, the cache starts over.
+pub const MAX_CACHED_TOKENS: usize = 10_000;
+/// A server records a token's use at most this often (`Token.last_use_time`).
+pub const TOKEN_USE_INTERVAL: Duration = Duration::from_secs(60);

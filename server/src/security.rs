@@ -1,6 +1,6 @@
-//! Who may reach the server, and how: TLS on the gRPC listener ([`tls`]), tokens checked on every
-//! call ([`auth`]) against the role each RPC needs ([`permissions`]), and the start-up rule that
-//! keeps an unprotected server on loopback ([`check_exposure`]).
+//! Who may reach the server, and how: TLS on the gRPC listener ([`tls`]), tokens ([`tokens`])
+//! checked on every call ([`auth`]) against the role each RPC needs ([`permissions`]), and the
+//! start-up rule that keeps an unprotected server on loopback ([`check_exposure`]).
 //!
 //! Hazard: without TLS and client authentication, anyone who can reach the port can read and
 //! change every namespace. The server therefore refuses to listen on a non-loopback address
@@ -13,8 +13,10 @@ use anyhow::bail;
 use crate::config::ServerConfig;
 
 pub mod auth;
+pub mod certificates;
 pub mod permissions;
 pub mod tls;
+pub mod tokens;
 
 /// Refuses to serve on `addr` when others can reach it (not a loopback address) and the server
 /// lacks TLS or client authentication, unless `config.insecure` is set: then it logs a warning

@@ -1,4 +1,4 @@
-//! The `EventBusService` handlers. Each handler is thin: it hands the request message to an
+//! The `EventBusService` handlers (and, in `tokens`, the `TokenService` ones). Each handler is thin: it hands the request message to an
 //! `*_inner` method, which checks and converts it ([`crate::request`]) and calls the store; its
 //! [`ApiError`] becomes a status in one place ([`crate::status`]).
 
@@ -28,6 +28,7 @@ use crate::subscribe;
 use crate::telemetry::trace;
 
 mod admin;
+mod tokens;
 
 /// The service state shared by all calls.
 #[derive(Debug, Clone)]

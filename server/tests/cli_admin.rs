@@ -10,8 +10,12 @@ use std::time::Duration;
 use eventbus_client::{Client, CloudEventBuilder, ListenerSpecBuilder, pb};
 use eventbus_engine::store::StoreConfig;
 use eventbus_server::ServerConfig;
-use serde_json::Value;
 use tokio::sync::oneshot;
+
+#[path = "support/process.rs"]
+mod process;
+
+use process::{failed, json_lines, stdout};
 
 /// Runs `eventbus <args> --addr <addr>` with stdin closed (not a terminal).
 fn eventbus(addr: &str, args: &[&str]) -> Output {
@@ -22,21 +26,6 @@ fn eventbus(addr: &str, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    stdout(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn failed(out: &Output, code: i32, stderr_has: &str) {
-    assert_eq!(out.status.code(), Some(code), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(stderr_has), "{stderr_has:?} not in {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,8 @@ python_client_tests() (
     .venv/bin/mypy --config-file client/python/pyproject.toml \
         client/python/src client/python/tests client/python/examples client/python/tools
 
+    # The TLS + token suite makes its certificates with the openssl command.
+    command -v openssl >/dev/null 2>&1 || ensure_apt_packages openssl
     log "python client: pytest client/python/tests with EVENTBUS_BIN=$bin"
     EVENTBUS_BIN="$bin" run_pytest "python client" client/python/tests
 )

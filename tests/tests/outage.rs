@@ -350,7 +350,13 @@ async fn reflection_lists_the_health_service() {
     };
     let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     names.sort();
-    assert_eq!(names, ["eventbus.v1.EventBusService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]);
+    let expected = [
+        "eventbus.v1.EventBusService",
+        "eventbus.v1.TokenService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ];
+    assert_eq!(names, expected);
     let Some(MessageResponse::FileDescriptorResponse(files)) = answers.next().await.unwrap().unwrap().message_response
     else {
         panic!("the file that defines grpc.health.v1.Health")

@@ -135,3 +135,48 @@ async fn rotated_certificates_serve_new_connections_while_open_streams_go_on() {
     ids.sort();
     assert_eq!(ids, ["after", "before-stream"]);
 }
+
+/// Mutual TLS with `[[certificate_principals]]`: a mapped certificate stands for its grants, an
+/// unmapped one is UNAUTHENTICATED, and a bearer token wins over the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_client_certificates_stand_for_their_grants() {
+    use eventbus_server::security::certificates::CertificateEntry;
+
+    let db = Database::fresh(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("eventbus test CA");
+    let clients = Ca::new("client CA");
+    let files = write_server_files(dir.path(), &ca.server(), Some(&clients));
+    let admin = "ebt_adminadminadminadminadminadminadmin00";
+    std::fs::write(dir.path().join("admin-token"), admin).unwrap();
+    let entry = CertificateEntry { name: "runner".into(), grants: vec!["publisher:shop".into(), "reader:shop".into()] };
+    let s = TestServer::start_connected(
+        &db,
+        |c| {
+            c.tls = Some(files);
+            c.certificate_principals = vec![entry.check().unwrap()];
+            c.admin_token_file = Some(dir.path().join("admin-token"));
+        },
+        |addr| Client::connect_tls(https(addr), ca.trusted_by_client().identity(clients.client("runner").identity())),
+    )
+    .await;
+    let stranger =
+        Client::connect_tls(https(s.addr), ca.trusted_by_client().identity(clients.client("stranger").identity()))
+            .await
+            .unwrap();
+    let publish = |c: &Client, ns: &'static str| {
+        let c = c.clone();
+        async move { c.publish(ns, [event("a", ns)]).await.err().and_then(|e| e.status().map(|s| s.code())) }
+    };
+    assert_eq!(publish(&s.client, "shop").await, None, "the runner's certificate grants publisher on shop");
+    assert_eq!(publish(&s.client, "other").await, Some(Code::PermissionDenied));
+    let delete = pb::DeleteNamespaceRequest { namespace: "shop".into() };
+    let denied = s.client.raw().delete_namespace(delete.clone()).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "reader and publisher only");
+    assert_eq!(publish(&stranger, "shop").await, Some(Code::Unauthenticated), "a certificate no entry names");
+    let with_token = stranger.clone().with_token(admin).unwrap();
+    assert_eq!(publish(&with_token, "other").await, None, "a bearer token is judged by itself");
+    let listed = pb::ListEventsRequest { namespace: "shop".into(), ..Default::default() };
+    let events = s.client.raw().list_events(listed).await.unwrap().into_inner().events;
+    assert_eq!(events.len(), 1, "refused calls stored nothing");
+}

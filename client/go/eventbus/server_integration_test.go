@@ -76,6 +76,7 @@ func (b *lockedBuffer) String() string {
 type testServer struct {
 	bin      string
 	dir      string
+	args     []string // after the listen and data file flags
 	addr     string
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -103,12 +104,12 @@ func serverBinary(t *testing.T) string {
 	return bin
 }
 
-// startServer starts a server with a fresh data file on 127.0.0.1:0 and stops it when the
-// test ends.
-func startServer(t *testing.T) *testServer {
+// startServer starts a server with a fresh data file on 127.0.0.1:0, and args, and stops it
+// when the test ends.
+func startServer(t *testing.T, args ...string) *testServer {
 	t.Helper()
 	setupTelemetry()
-	s := &testServer{bin: serverBinary(t), dir: t.TempDir()}
+	s := &testServer{bin: serverBinary(t), dir: t.TempDir(), args: args}
 	s.start(t, "127.0.0.1:0")
 	t.Cleanup(func() { s.stop(t) })
 	return s
@@ -124,10 +125,11 @@ func (s *testServer) start(t *testing.T, listen string) {
 	s.output = &lockedBuffer{}
 	s.exited = make(chan struct{})
 	s.stopOnce = sync.Once{}
-	s.cmd = exec.Command(s.bin, "serve",
+	args := []string{"serve",
 		"--listen", listen,
 		"--listen-addr-file", addrFile,
-		"--data-file", filepath.Join(s.dir, "eventbus.db"))
+		"--data-file", filepath.Join(s.dir, "eventbus.db")}
+	s.cmd = exec.Command(s.bin, append(args, s.args...)...)
 	s.cmd.Env = serverEnv()
 	s.cmd.Stdout = s.output
 	s.cmd.Stderr = s.output

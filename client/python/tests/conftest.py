@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -118,8 +118,11 @@ def eventbus_binary() -> str:
     return binary
 
 
-def start_server(workdir: Path, listen: str = "127.0.0.1:0", name: str = "server") -> LiveServer:
-    """Starts ``$EVENTBUS_BIN serve`` with its SQLite file in ``workdir``; returns once it listens.
+def start_server(
+    workdir: Path, listen: str = "127.0.0.1:0", name: str = "server", args: Sequence[str] = ()
+) -> LiveServer:
+    """Starts ``$EVENTBUS_BIN serve`` with its SQLite file in ``workdir`` (and ``args``); returns
+    once it listens.
 
     Readiness is the address file having a ``host:port`` in it (polled every 20 ms, at most
     30 s); a process that exits first fails the test with its log.
@@ -137,6 +140,7 @@ def start_server(workdir: Path, listen: str = "127.0.0.1:0", name: str = "server
         str(addr_file),
         "--data-file",
         str(workdir / "eventbus.db"),
+        *args,
     ]
     with log.open("ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir)

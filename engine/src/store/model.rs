@@ -398,3 +398,34 @@ pub struct PartialStates {
     /// More correlation keys hold state than were returned.
     pub truncated: bool,
 }
+
+/// A grant of an API token as stored: a role and the namespaces it covers. The store keeps them
+/// as given; what they allow is the server's business.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenGrant {
+    pub role: String,
+    pub namespaces: String,
+}
+
+/// An API token as stored, without its secret (only the secret's SHA-256 is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// A UUIDv7 minted by the store.
+    pub id: Uuid,
+    pub name: String,
+    pub grants: Vec<TokenGrant>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Recorded by [`crate::store::Store::touch_token`], at most as often as callers record it.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A token to create: what it grants and the SHA-256 of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub name: String,
+    pub grants: Vec<TokenGrant>,
+    pub secret_sha256: [u8; 32],
+    pub expires_at: Option<DateTime<Utc>>,
+}

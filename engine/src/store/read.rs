@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::listener::{Listener, ListenerKind};
 
 mod admin;
+mod tokens;
 
 /// A value bound to a dynamically built query (the values of the writer's statements: one way to
 /// bind and to map rows for the whole store).

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::conn::{Row, Value};
-use super::{Notification, NotificationKind};
+use super::{Notification, NotificationKind, Token};
 use crate::error::{Error, Result};
 use crate::event::{AttrValue, Data, Event, TraceContext};
 use crate::listener::{Listener, ListenerKind, ListenerSpec, ListenerStatus};
@@ -375,6 +375,28 @@ impl NotificationRow {
             trace: from_json(&self.trace)?,
         })
     }
+}
+
+/// The columns of a token row, in the order [`token_row`] reads them.
+pub(crate) const TOKEN_COLUMNS: &str = "id, name, grants, created_us, expires_us, last_used_us, revoked_us";
+
+/// Maps a row of [`TOKEN_COLUMNS`] to a token.
+pub(crate) fn token_row(row: &Row) -> Result<Token> {
+    let time = |i| row.get::<Option<i64>>(i).map(|us| us.map(from_micros));
+    Ok(Token {
+        id: parse_uuid(&row.get::<String>(0)?)?,
+        name: row.get(1)?,
+        grants: from_json(&row.get::<String>(2)?)?,
+        created_at: from_micros(row.get(3)?),
+        expires_at: time(4)?,
+        last_used_at: time(5)?,
+        revoked_at: time(6)?,
+    })
+}
+
+/// Returns a token secret's SHA-256 as stored: lowercase hex.
+pub(crate) fn secret_hash(sha256: &[u8; 32]) -> String {
+    sha256.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

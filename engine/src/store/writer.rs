@@ -10,8 +10,8 @@
 //! [`namespace`] (locks, counters, the sync of listeners across processes), [`publish`]
 //! (validation, dedup, evaluation, staging and flushing), [`delivery`] (groups, the direct
 //! hand-over, claims, acks, nacks, releases, redrives), [`listeners`] (register, delete),
-//! [`sweep`] (timeouts, pruning, retention) and [`admin`] (group updates, seeks and deletes, the
-//! namespace purge).
+//! [`sweep`] (timeouts, pruning, retention), [`admin`] (group updates, seeks and deletes, the
+//! namespace purge) and [`tokens`] (API tokens created, revoked and used).
 //!
 //! The writer runs on a thread of its own on SQLite, where every statement is a function call
 //! on that thread; on Postgres it is a task (see [`super::conn`]). The rows publishes and claims
@@ -36,6 +36,7 @@ mod listeners;
 mod namespace;
 mod publish;
 mod sweep;
+mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -53,8 +54,8 @@ use super::conn::{Conn, Statement, Tx};
 use super::consume::{Leased, Slot, Slots};
 use super::rows::micros;
 use super::{
-    Fired, GroupSpec, GroupUpdate, ListenerSelector, Observer, Published, SeekPosition, Seeked, StoreConfig,
-    SweepReport,
+    Fired, GroupSpec, GroupUpdate, ListenerSelector, NewToken, Observer, Published, SeekPosition, Seeked, StoreConfig,
+    SweepReport, Token,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, TraceContext};
@@ -152,6 +153,19 @@ pub(crate) enum Command {
         limit: u32,
         reply: Reply<Purged>,
     },
+    CreateToken {
+        token: NewToken,
+        reply: Reply<Token>,
+    },
+    RevokeToken {
+        id: uuid::Uuid,
+        reply: Reply<Token>,
+    },
+    TouchToken {
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+        reply: Reply<()>,
+    },
 }
 
 impl Command {
@@ -210,6 +224,8 @@ impl Command {
             Self::Claim { reply, .. } => reply.is_closed(),
             Self::Nack { reply, .. } => reply.is_closed(),
             Self::Sweep { reply, .. } => reply.is_closed(),
+            Self::CreateToken { reply, .. } | Self::RevokeToken { reply, .. } => reply.is_closed(),
+            Self::TouchToken { reply, .. } => reply.is_closed(),
         }
     }
 
@@ -228,6 +244,8 @@ impl Command {
             Self::Claim { reply, .. } => reply.send(error),
             Self::Nack { reply, .. } => reply.send(error),
             Self::Sweep { reply, .. } => reply.send(error),
+            Self::CreateToken { reply, .. } | Self::RevokeToken { reply, .. } => reply.send(error),
+            Self::TouchToken { reply, .. } => reply.send(error),
         }
     }
 }
@@ -671,6 +689,9 @@ impl Writer {
             Command::PurgeNamespace { namespace, limit, reply } => {
                 reply.hold(self.purge_namespace(tx, b, namespace, *limit).await)
             }
+            Command::CreateToken { token, reply } => reply.hold(tokens::create(tx, b, token).await),
+            Command::RevokeToken { id, reply } => reply.hold(tokens::revoke(tx, b, *id).await),
+            Command::TouchToken { id, at, reply } => reply.hold(tokens::touch(tx, *id, *at).await),
         }
     }
 }

@@ -9,7 +9,7 @@ struct Serve {
 }
 
 /// A value for every setting, as a flag value and as a TOML value.
-const SAMPLES: [(&str, &str, &str); 27] = [
+const SAMPLES: [(&str, &str, &str); 28] = [
     ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
     ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
     ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
@@ -35,6 +35,7 @@ const SAMPLES: [(&str, &str, &str); 27] = [
     ("tls_key", "/tls/key.pem", "\"/tls/key.pem\""),
     ("tls_client_ca", "/tls/ca.pem", "\"/tls/ca.pem\""),
     ("admin_token_file", "/tls/admin", "\"/tls/admin\""),
+    ("token_cache_seconds", "3", "3"),
     ("insecure", "true", "true"),
     ("reflection", "false", "false"),
 ];
@@ -73,6 +74,7 @@ fn every_flag_is_a_key_of_the_file() {
     assert_eq!(tls.client_ca.as_deref().and_then(|p| p.to_str()), Some("/tls/ca.pem"));
     assert!(resolved.config.insecure && !resolved.config.reflection);
     assert_eq!(resolved.config.admin_token_file.as_deref().and_then(|p| p.to_str()), Some("/tls/admin"));
+    assert_eq!(resolved.config.token_cache, Duration::from_secs(3));
     assert_eq!(resolved.config.jaeger_ui_url.as_deref(), Some("http://jaeger:16686"));
     assert_eq!(resolved.config.http_addr.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:7002"));
     assert_eq!(resolved.http_addr_file.as_deref().and_then(|p| p.to_str()), Some("/tmp/http-addr"));
@@ -140,4 +142,23 @@ fn relaxed_durability_is_a_switch() {
     assert_eq!(parse(&["--relaxed-durability".into()]).relaxed_durability, Some(true));
     assert_eq!(parse(&["--relaxed-durability".into(), "--pool-size".into(), "2".into()]).pool_size, Some(2));
     assert_eq!(parse(&[]).relaxed_durability, None);
+}
+
+#[test]
+fn certificate_principals_come_from_the_file_and_need_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eventbus.toml");
+    let principals = "[[certificate_principals]]\nname = \"runner\"\ngrants = [\"reader:shop\", \"admin:*\"]\n";
+    std::fs::write(&path, format!("tls_cert = \"c\"\ntls_key = \"k\"\ntls_client_ca = \"ca\"\n{principals}")).unwrap();
+    let resolved = parse(&["--config".to_string(), path.display().to_string()]).resolve().unwrap();
+    let principals_resolved = &resolved.config.certificate_principals;
+    assert_eq!(principals_resolved.len(), 1);
+    assert_eq!((principals_resolved[0].name.as_str(), principals_resolved[0].grants.len()), ("runner", 2));
+
+    std::fs::write(&path, principals).unwrap();
+    let error = parse(&["--config".to_string(), path.display().to_string()]).resolve().unwrap_err().to_string();
+    assert!(error.starts_with("certificate_principals need mutual TLS"), "{error}");
+    std::fs::write(&path, principals.replace("reader:shop", "root:shop")).unwrap();
+    let error = parse(&["--config".to_string(), path.display().to_string()]).resolve().unwrap_err().to_string();
+    assert!(error.contains("unknown role \"root\""), "{error}");
 }

@@ -35,7 +35,7 @@ pub trait Authenticate: Send + Sync + fmt::Debug + 'static {
 
 impl Authenticate for Tokens {
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> BoxFuture<'a, Result<Principal, Refusal>> {
-        Box::pin(std::future::ready(Tokens::authenticate(self, headers)))
+        Box::pin(Tokens::authenticate(self, headers))
     }
 }
 

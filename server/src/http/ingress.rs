@@ -58,7 +58,7 @@ impl Ingress {
     async fn publish(&self, namespace: String, request: Request) -> Result<Value, HttpError> {
         let (parts, body) = request.into_parts();
         let principal = match &self.auth {
-            Some(auth) => Some(auth.authorize(&parts.headers, PUBLISH, &namespace)?),
+            Some(auth) => Some(auth.authorize(&parts.headers, PUBLISH, &namespace).await?),
             None => None,
         };
         let mode = cloudevents::mode(&parts.headers).map_err(HttpError::unsupported_media_type)?;

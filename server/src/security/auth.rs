@@ -3,9 +3,12 @@
 //! method needs ([`permissions`]) before any handler runs.
 //!
 //! - Health and reflection are open; every other call needs a token.
-//! - A missing, malformed or unknown token is UNAUTHENTICATED; a valid token used outside its
-//!   grants is PERMISSION_DENIED, whether or not what was asked for exists; a method missing
-//!   from the permission table is PERMISSION_DENIED for everyone.
+//! - A missing, malformed, unknown, expired or revoked token is UNAUTHENTICATED; a valid token
+//!   used outside its grants is PERMISSION_DENIED, whether or not what was asked for exists; a
+//!   method missing from the permission table is PERMISSION_DENIED for everyone. A token that
+//!   cannot be checked because the database cannot be reached is UNAVAILABLE.
+//! - A call without a token may stand on its mutual-TLS client certificate, when the config
+//!   file maps the certificate's name to grants ([`super::certificates`]).
 //! - For a namespaced method the layer reads the namespace from the request message itself
 //!   (field 1) and hands the handler the same bytes, unless the caller's grants cover every
 //!   namespace for that role.
@@ -13,32 +16,26 @@
 //!   secret), and counted in `eventbus_auth_failures_total{reason}`. The handler finds the
 //!   caller's [`Principal`] in the request extensions.
 //!
-//! Tokens are `ebt_` and at least 32 characters of letters, digits, `-` and `_`; only their
-//! SHA-256 is kept, and it is compared in constant time. For now the only token is the
-//! bootstrap admin token of `--admin-token-file`; tokens stored in the database (issue 15's
-//! TokenService) are to be verified here too.
+//! Which tokens exist, and what each grants, is [`Tokens`]' business: the bootstrap admin token
+//! of `--admin-token-file`, then the tokens of the database (TokenService), cached.
 //!
 //! Hazard: a namespaced request is buffered whole before its handler runs (within the maximum
 //! message size), which only a caller with a valid token can make the server do.
 
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use anyhow::Context as _;
+use eventbus_engine::Error;
 use http_body_util::{BodyExt, Full, Limited};
-use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::body::Body;
 
 use super::permissions::{self, Grant, Requirement, Role};
+pub use super::tokens::Tokens;
 use crate::metrics::Metrics;
 use crate::status::ApiError;
-
-/// The prefix of every eventbus token.
-pub const TOKEN_PREFIX: &str = "ebt_";
 
 /// Who made a call: a token's name and what it grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +63,11 @@ pub enum Refusal {
     Missing,
     Malformed,
     Unknown,
+    Expired,
+    Revoked,
     Denied,
+    /// The token could not be checked: the database cannot be reached.
+    Unavailable,
     /// A namespaced request whose message could not be read.
     Unreadable,
 }
@@ -77,7 +78,10 @@ impl Refusal {
             Refusal::Missing => "missing",
             Refusal::Malformed => "malformed",
             Refusal::Unknown => "unknown",
+            Refusal::Expired => "expired",
+            Refusal::Revoked => "revoked",
             Refusal::Denied => "denied",
+            Refusal::Unavailable => "unavailable",
             Refusal::Unreadable => "unreadable",
         }
     }
@@ -89,63 +93,15 @@ impl Refusal {
                 ApiError::Unauthenticated("malformed token: expected `authorization: Bearer ebt_...`")
             }
             Refusal::Unknown => ApiError::Unauthenticated("invalid token"),
+            Refusal::Expired => ApiError::Unauthenticated("the token has expired"),
+            Refusal::Revoked => ApiError::Unauthenticated("the token has been revoked"),
             Refusal::Denied => ApiError::PermissionDenied("the token does not allow this call"),
+            Refusal::Unavailable => {
+                ApiError::Engine(Error::Unavailable("the database cannot be reached to check the token".into()))
+            }
             Refusal::Unreadable => ApiError::Malformed,
         }
     }
-}
-
-/// The tokens the server accepts.
-#[derive(Debug)]
-pub struct Tokens {
-    admin_sha256: [u8; 32],
-}
-
-impl Tokens {
-    /// Reads the bootstrap admin token from `path` (surrounding whitespace ignored).
-    ///
-    /// Returns an error when the file cannot be read or does not hold a well-formed token.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let secret = text.trim();
-        anyhow::ensure!(
-            well_formed(secret),
-            "{} does not hold a token: `{TOKEN_PREFIX}` and at least 32 more letters, digits, '-' or '_'",
-            path.display()
-        );
-        Ok(Self { admin_sha256: sha256(secret) })
-    }
-
-    /// Returns the principal of the call's bearer token.
-    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, Refusal> {
-        let value = headers.get(http::header::AUTHORIZATION).ok_or(Refusal::Missing)?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .filter(|t| well_formed(t))
-            .ok_or(Refusal::Malformed)?;
-        if constant_time_eq(&sha256(token), &self.admin_sha256) {
-            Ok(Principal { name: "admin".into(), grants: vec![Grant { role: Role::Admin, namespaces: "*".into() }] })
-        } else {
-            Err(Refusal::Unknown)
-        }
-    }
-}
-
-fn well_formed(token: &str) -> bool {
-    token.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
-        rest.len() >= 32 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
-}
-
-fn sha256(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-/// Compares without returning early, so the time taken says nothing of where they differ.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// The layer that checks every call; see the module docs.
@@ -172,7 +128,12 @@ impl Auth {
     async fn check(&self, mut req: http::Request<Body>) -> Result<http::Request<Body>, Status> {
         let method = req.uri().path().to_owned();
         let requirement = permissions::requirement(&method);
-        let principal = self.tokens.authenticate(req.headers()).map_err(|r| self.refuse(r, "", &method, ""))?;
+        // A call without a token may stand on its client certificate.
+        let principal = match self.tokens.authenticate(req.headers()).await {
+            Err(Refusal::Missing) => self.tokens.certificate(req.extensions()).ok_or(Refusal::Missing),
+            checked => checked,
+        };
+        let principal = principal.map_err(|r| self.refuse(r, "", &method, ""))?;
         let mut namespace = String::new();
         if let Some(Requirement::Namespace(role)) = requirement
             && !principal.everywhere(role)
@@ -201,8 +162,13 @@ impl Auth {
     /// Checks a request that reached the server another way than a gRPC call (the HTTP
     /// ingress) but does what the gRPC method `method` does, on `namespace`: the same tokens,
     /// grants, log line and metric as the call. Returns the caller, or the error to answer.
-    pub fn authorize(&self, headers: &http::HeaderMap, method: &str, namespace: &str) -> Result<Principal, ApiError> {
-        let principal = self.tokens.authenticate(headers).map_err(|r| self.refused(r, "", method, namespace))?;
+    pub async fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+        method: &str,
+        namespace: &str,
+    ) -> Result<Principal, ApiError> {
+        let principal = self.tokens.authenticate(headers).await.map_err(|r| self.refused(r, "", method, namespace))?;
         if !principal.may(method, namespace) {
             return Err(self.refused(Refusal::Denied, &principal.name, method, namespace));
         }

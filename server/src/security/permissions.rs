@@ -106,6 +106,11 @@ pub const METHODS: &[(&str, Requirement)] = &[
     ("/eventbus.v1.EventBusService/DeleteNamespace", Namespace(Role::Admin)),
     // Lists every namespace: an operator of all of them.
     ("/eventbus.v1.EventBusService/ListNamespaces", Server(Role::Operator)),
+    // Tokens grant any role anywhere: only an admin of every namespace manages them.
+    ("/eventbus.v1.TokenService/CreateToken", Server(Role::Admin)),
+    ("/eventbus.v1.TokenService/GetToken", Server(Role::Admin)),
+    ("/eventbus.v1.TokenService/ListTokens", Server(Role::Admin)),
+    ("/eventbus.v1.TokenService/RevokeToken", Server(Role::Admin)),
 ];
 
 /// Services anyone may call: health checks (probes carry no token) and reflection (the schema
@@ -150,14 +155,17 @@ impl Grant {
     }
 }
 
-/// Returns whether `pattern` is a namespace, `prefix.*` or `*`, as a grant takes.
+/// Returns whether `pattern` is a namespace, `prefix.*` or `*`, as a grant takes: the namespace
+/// or prefix is 1 to 128 bytes of ASCII letters, digits, '-', '_' and '.'.
 pub fn valid_pattern(pattern: &str) -> bool {
     let name = match pattern.strip_suffix(".*") {
         Some(prefix) => prefix,
         None if pattern == "*" => return true,
         None => pattern,
     };
-    !name.is_empty() && !name.contains('*')
+    !name.is_empty()
+        && name.len() <= crate::limits::MAX_NAME_BYTES
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// The one field every namespaced request shares.

@@ -84,3 +84,21 @@ pub fn parts(output: &Output) -> (Option<i32>, String, String) {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (output.status.code(), text(&output.stdout), text(&output.stderr))
 }
+
+/// Returns the stdout of a command that succeeded.
+pub fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Returns the JSON objects of a command that succeeded, one per line of its stdout.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Checks that a command exited with `code` and said `stderr_has` on stderr.
+pub fn failed(out: &Output, code: i32, stderr_has: &str) {
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(stderr_has), "{stderr_has:?} not in {stderr}");
+}

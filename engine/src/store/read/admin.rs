@@ -24,12 +24,12 @@ pub(crate) const MAX_PARTIAL_STATES: usize = 1000;
 
 impl Binding {
     /// Returns a token that continues a listing ordered by name after `name`.
-    fn name_token(self, name: &str) -> String {
+    pub(super) fn name_token(self, name: &str) -> String {
         format!("{name}.{:016x}", self.0)
     }
 
     /// Returns the name a token of [`Self::name_token`] continues after; `None` for no token.
-    fn parse_name(self, token: Option<&str>) -> Result<Option<String>> {
+    pub(super) fn parse_name(self, token: Option<&str>) -> Result<Option<String>> {
         let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
         let name = token
             .rsplit_once('.')
@@ -42,7 +42,7 @@ impl Binding {
 }
 
 /// Cuts a listing by name fetched with `size + 1` rows and returns the next page's token.
-fn split_named<T>(
+pub(super) fn split_named<T>(
     mut rows: Vec<T>,
     size: i64,
     binding: Binding,

@@ -21,8 +21,8 @@ fn headers(authorization: Option<&str>) -> http::HeaderMap {
     headers
 }
 
-#[test]
-fn bearer_tokens_are_checked_by_their_hash() {
+#[tokio::test]
+async fn bearer_tokens_are_checked_by_their_hash() {
     let tokens = tokens();
     let other = format!("Bearer {}", "ebt_1123456789abcdefghijklmnopqrstuvwxyz-_");
     let cases = [
@@ -35,9 +35,9 @@ fn bearer_tokens_are_checked_by_their_hash() {
         (Some(other.as_str()), Err(Refusal::Unknown)),
     ];
     for (authorization, expected) in cases {
-        assert_eq!(tokens.authenticate(&headers(authorization)), expected, "{authorization:?}");
+        assert_eq!(tokens.authenticate(&headers(authorization)).await, expected, "{authorization:?}");
     }
-    let admin = tokens.authenticate(&headers(Some(&format!("Bearer {ADMIN}")))).unwrap();
+    let admin = tokens.authenticate(&headers(Some(&format!("Bearer {ADMIN}")))).await.unwrap();
     assert_eq!(admin.grants, [Grant { role: Role::Admin, namespaces: "*".into() }]);
 }
 
@@ -118,9 +118,26 @@ async fn the_http_ingress_needs_what_publish_needs() {
 
     let metrics = Arc::new(Metrics::default());
     let auth = Auth::new(Arc::new(tokens()), metrics.clone(), 1 << 20);
-    let admin = auth.authorize(&headers(Some(&format!("Bearer {ADMIN}"))), publish, "shop").unwrap();
+    let admin = auth.authorize(&headers(Some(&format!("Bearer {ADMIN}"))), publish, "shop").await.unwrap();
     assert_eq!(admin.name, "admin");
-    let refused = auth.authorize(&headers(None), publish, "shop").unwrap_err();
+    let refused = auth.authorize(&headers(None), publish, "shop").await.unwrap_err();
     assert!(matches!(refused, ApiError::Unauthenticated(_)), "{refused:?}");
     assert_eq!(metrics.auth_failures("missing"), 1);
+}
+
+#[test]
+fn every_refusal_has_its_reason_and_code() {
+    let cases = [
+        (Refusal::Missing, "missing", Code::Unauthenticated),
+        (Refusal::Malformed, "malformed", Code::Unauthenticated),
+        (Refusal::Unknown, "unknown", Code::Unauthenticated),
+        (Refusal::Expired, "expired", Code::Unauthenticated),
+        (Refusal::Revoked, "revoked", Code::Unauthenticated),
+        (Refusal::Denied, "denied", Code::PermissionDenied),
+        (Refusal::Unavailable, "unavailable", Code::Unavailable),
+        (Refusal::Unreadable, "unreadable", Code::InvalidArgument),
+    ];
+    for (refusal, reason, code) in cases {
+        assert_eq!((refusal.reason(), Status::from(refusal.error()).code()), (reason, code), "{refusal:?}");
+    }
 }

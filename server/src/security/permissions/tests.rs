@@ -111,8 +111,20 @@ fn grants_cover_their_namespace_or_pattern() {
 
 #[test]
 fn patterns_are_a_name_a_prefix_or_everything() {
-    let cases =
-        [("shop", true), ("team-a.*", true), ("*", true), ("", false), (".*", false), ("a*", false), ("*.b", false)];
+    let long = "n".repeat(129);
+    let cases = [
+        ("shop", true),
+        ("team-a.*", true),
+        ("*", true),
+        ("", false),
+        (".*", false),
+        ("a*", false),
+        ("*.b", false),
+        ("a b", false),
+        ("é", false),
+        (&long, false),
+        (&long[1..], true),
+    ];
     for (pattern, valid) in cases {
         assert_eq!(valid_pattern(pattern), valid, "{pattern:?}");
     }

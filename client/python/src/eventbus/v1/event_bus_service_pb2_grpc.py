@@ -45,7 +45,10 @@ class EventBusServiceStub:
     * UNAVAILABLE when the server is shutting down or its database cannot be reached; safe to
     retry with backoff (Publish is idempotent per event, RegisterListener with a request_id);
     * INTERNAL for a server fault, with no detail beyond "internal error";
-    * CANCELLED and DEADLINE_EXCEEDED as set by the caller.
+    * CANCELLED and DEADLINE_EXCEEDED as set by the caller;
+    * on a server that checks tokens (see TokenService): UNAUTHENTICATED for a call without a
+    valid token (missing, malformed, unknown, expired or revoked), PERMISSION_DENIED for a
+    token whose grants do not cover the call, whether or not what it names exists.
     The RPC comments list the codes specific to each.
 
     Tracing. Calls may carry W3C Trace Context in the `traceparent` and `tracestate` metadata
@@ -179,7 +182,10 @@ class EventBusServiceServicer:
     * UNAVAILABLE when the server is shutting down or its database cannot be reached; safe to
     retry with backoff (Publish is idempotent per event, RegisterListener with a request_id);
     * INTERNAL for a server fault, with no detail beyond "internal error";
-    * CANCELLED and DEADLINE_EXCEEDED as set by the caller.
+    * CANCELLED and DEADLINE_EXCEEDED as set by the caller;
+    * on a server that checks tokens (see TokenService): UNAUTHENTICATED for a call without a
+    valid token (missing, malformed, unknown, expired or revoked), PERMISSION_DENIED for a
+    token whose grants do not cover the call, whether or not what it names exists.
     The RPC comments list the codes specific to each.
 
     Tracing. Calls may carry W3C Trace Context in the `traceparent` and `tracestate` metadata
@@ -652,7 +658,10 @@ class EventBusService:
     * UNAVAILABLE when the server is shutting down or its database cannot be reached; safe to
     retry with backoff (Publish is idempotent per event, RegisterListener with a request_id);
     * INTERNAL for a server fault, with no detail beyond "internal error";
-    * CANCELLED and DEADLINE_EXCEEDED as set by the caller.
+    * CANCELLED and DEADLINE_EXCEEDED as set by the caller;
+    * on a server that checks tokens (see TokenService): UNAUTHENTICATED for a call without a
+    valid token (missing, malformed, unknown, expired or revoked), PERMISSION_DENIED for a
+    token whose grants do not cover the call, whether or not what it names exists.
     The RPC comments list the codes specific to each.
 
     Tracing. Calls may carry W3C Trace Context in the `traceparent` and `tracestate` metadata
