@@ -367,7 +367,11 @@ async fn tokens_guard_the_ingress_and_not_the_probes(db: Database) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("admin");
     std::fs::write(&file, ADMIN).unwrap();
-    let mut s = TestServer::start_http(&db, |c| c.admin_token_file = Some(file)).await;
+    let mut s = TestServer::start_http(&db, |c| {
+        c.admin_token_file = Some(file);
+        c.token_cache = Duration::from_secs(1);
+    })
+    .await;
     s.client = s.client.clone().with_token(ADMIN).unwrap();
     let http = s.http.unwrap();
     let unknown = format!("Bearer ebt_{}", "z".repeat(40));
@@ -391,12 +395,51 @@ async fn tokens_guard_the_ingress_and_not_the_probes(db: Database) {
     let bearer = format!("Bearer {ADMIN}");
     let reply = send(http, NS, Mode::Structured, &[event("1")], &[("authorization", &bearer)]).await;
     assert_eq!(results(&reply), [(1, false)]);
+    // Tokens made through TokenService: outside its grants 403, revoked 401.
+    let made = |role: pb::Role, namespaces: &str| {
+        let grants = vec![pb::Grant { role: role as i32, namespaces: namespaces.into() }];
+        pb::CreateTokenRequest { name: format!("{role:?} on {namespaces}"), grants, expire_time: None }
+    };
+    let publisher = s.client.tokens().create_token(made(pb::Role::Publisher, NS)).await.unwrap().into_inner();
+    let reader = s.client.tokens().create_token(made(pb::Role::Reader, "*")).await.unwrap().into_inner();
+    let publisher_bearer = format!("Bearer {}", publisher.secret);
+    let reader_bearer = format!("Bearer {}", reader.secret);
+    let denied = [(NS, &reader_bearer), ("elsewhere", &publisher_bearer)];
+    for mode in MODES {
+        for (namespace, bearer) in denied {
+            let reply = send(http, namespace, mode, &[event("2")], &[("authorization", bearer)]).await;
+            assert_eq!(reply.status, 403, "{mode:?} {namespace}");
+            assert_eq!(reply.json()["error"]["code"], json!("PERMISSION_DENIED"));
+        }
+    }
+    let reply = send(http, NS, Mode::Binary, &[event("2")], &[("authorization", &publisher_bearer)]).await;
+    assert_eq!(results(&reply), [(2, false)]);
+    let id = publisher.token.unwrap().id;
+    s.client.tokens().revoke_token(pb::RevokeTokenRequest { id }).await.unwrap();
+    // The revocation reaches this server's cache within --token-cache-seconds.
+    // Until then the token still publishes: each such event is counted.
+    let accepted = within(Duration::from_secs(10), "the revocation seen by the ingress", async {
+        for n in 3.. {
+            let auth = [("authorization", publisher_bearer.as_str())];
+            let reply = send(http, NS, Mode::Binary, &[event(&n.to_string())], &auth).await;
+            if reply.status == 401 {
+                return n - 3;
+            }
+            assert_eq!(reply.status, 200);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        unreachable!()
+    })
+    .await;
     for probe in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(get(http, probe).await.status, 200, "{probe} needs no token");
     }
     let metrics = String::from_utf8(get(http, "/metrics").await.body).unwrap();
     assert!(metrics.contains("eventbus_auth_failures_total{reason=\"missing\"} 3"), "{metrics}");
-    assert_eq!(stored(&s, NS).await.len(), 1);
+    assert!(metrics.contains("eventbus_auth_failures_total{reason=\"denied\"} 6"), "{metrics}");
+    assert!(metrics.contains("eventbus_auth_failures_total{reason=\"revoked\"} 1"), "{metrics}");
+    assert_eq!(stored(&s, NS).await.len(), 2 + accepted, "nothing refused was stored");
+    assert!(stored(&s, "elsewhere").await.is_empty());
 }
 
 async fn traceparent_headers_continue_the_trace(db: Database) {
