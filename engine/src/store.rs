@@ -19,7 +19,8 @@
 //! Code map: this file is the [`Store`] handle; the public types are in `model` and the
 //! configuration in `config` (both re-exported here). `writer` changes the database (split by
 //! operation under `writer/`), `read` reads it (`read/admin` for namespaces, groups and partial
-//! state), [`consume`] runs this process's consumers.
+//! state), `replay` walks stored events through one listener (explain, replay; its fires go
+//! through the writer), [`consume`] runs this process's consumers.
 //! `conn` is the writer's connection and the one way rows are bound and mapped (`rows` maps
 //! them to domain types, `sql` holds the dialect differences), `error` converts the drivers'
 //! errors.
@@ -53,6 +54,7 @@ mod error;
 mod model;
 mod open;
 mod read;
+mod replay;
 mod rows;
 mod sql;
 mod writer;
@@ -66,6 +68,10 @@ pub use model::{
     GroupBacklog, GroupSpec, GroupUpdate, ListenerQuery, ListenerSelector, MAX_PAGE_SIZE, NamespaceInfo,
     NamespacePurge, Notification, NotificationKind, Observer, Page, PartialState, PartialStates, PoolStats, Published,
     SeekPosition, Seeked, StartPosition, SweepReport, trigger_span_id,
+};
+pub use replay::{
+    EventRange, ExplainTarget, Explained, MAX_HELD_EVENTS, MAX_LOOK_BACK, Position, ReplayMode, ReplayPage,
+    ReplayQuery, ReplayedFire,
 };
 pub use rows::{from_micros, micros};
 use writer::{Claimed, Command, Reply};

@@ -10,7 +10,7 @@
 //! [`namespace`] (locks, counters, the sync of listeners across processes), [`publish`]
 //! (validation, dedup, evaluation, staging and flushing), [`delivery`] (groups, the direct
 //! hand-over, claims, acks, nacks, releases, redrives), [`listeners`] (register, delete),
-//! [`sweep`] (timeouts, pruning, retention) and [`admin`] (group updates, seeks and deletes, the
+//! [`sweep`] (timeouts, pruning, retention), [`replay`] (the fires of a replay) and [`admin`] (group updates, seeks and deletes, the
 //! namespace purge).
 //!
 //! The writer runs on a thread of its own on SQLite, where every statement is a function call
@@ -35,6 +35,7 @@ mod delivery;
 mod listeners;
 mod namespace;
 mod publish;
+mod replay;
 mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -59,7 +60,7 @@ use super::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, TraceContext};
 use crate::listener::{Listener, ListenerSpec};
-use crate::trigger::Engine;
+use crate::trigger::{Action, Engine};
 
 /// A command to the writer: one variant per operation, each with the channel its own result
 /// goes back on.
@@ -152,6 +153,14 @@ pub(crate) enum Command {
         limit: u32,
         reply: Reply<Purged>,
     },
+    /// Fires what one page of a replay found (see `writer/replay.rs`); replies, per action, the
+    /// new notification's sequence or `None` (fired before).
+    Replay {
+        namespace: String,
+        listener_id: uuid::Uuid,
+        fires: Vec<Action>,
+        reply: Reply<Vec<Option<u64>>>,
+    },
 }
 
 impl Command {
@@ -160,7 +169,8 @@ impl Command {
         match self {
             Self::Publish { namespace, .. }
             | Self::Register { namespace, .. }
-            | Self::DeleteListeners { namespace, .. } => Some(namespace),
+            | Self::DeleteListeners { namespace, .. }
+            | Self::Replay { namespace, .. } => Some(namespace),
             _ => None,
         }
     }
@@ -207,6 +217,7 @@ impl Command {
             Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } => reply.is_closed(),
             Self::SeekGroup { reply, .. } => reply.is_closed(),
             Self::PurgeNamespace { reply, .. } => reply.is_closed(),
+            Self::Replay { reply, .. } => reply.is_closed(),
             Self::Claim { reply, .. } => reply.is_closed(),
             Self::Nack { reply, .. } => reply.is_closed(),
             Self::Sweep { reply, .. } => reply.is_closed(),
@@ -225,6 +236,7 @@ impl Command {
             Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } => reply.send(error),
             Self::SeekGroup { reply, .. } => reply.send(error),
             Self::PurgeNamespace { reply, .. } => reply.send(error),
+            Self::Replay { reply, .. } => reply.send(error),
             Self::Claim { reply, .. } => reply.send(error),
             Self::Nack { reply, .. } => reply.send(error),
             Self::Sweep { reply, .. } => reply.send(error),
@@ -640,6 +652,9 @@ impl Writer {
             }
             Command::PurgeNamespace { namespace, limit, reply } => {
                 reply.hold(self.purge_namespace(tx, b, namespace, *limit).await)
+            }
+            Command::Replay { namespace, listener_id, fires, reply } => {
+                reply.hold(self.replay(tx, b, namespace, *listener_id, fires).await)
             }
         }
     }
