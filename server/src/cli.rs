@@ -41,6 +41,7 @@ pub mod parse;
 pub mod partials;
 pub mod publish;
 pub mod render;
+pub mod replay;
 pub mod subscribe;
 
 pub use output::{print_json, print_table};

@@ -14,6 +14,10 @@ use eventbus_engine::{
     AttrValue, Condition, Data, Event, Listener, ListenerKind, ListenerSpec, ListenerStatus, Policy,
 };
 
+mod replay;
+
+pub use replay::{explained_to, replayed_fire_to};
+
 pub fn time_to(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
 }

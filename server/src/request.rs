@@ -19,12 +19,14 @@ mod admin;
 mod delivery;
 mod events;
 mod listeners;
+mod replay;
 mod uri;
 
 pub use admin::{GroupName, ListGroups, ListNamespaces, NamespaceName, SeekGroup, UpdateGroup};
 pub use delivery::{Ack, DeadLetters, Nack, Redrive, Subscribe};
 pub use events::{GetEvent, ListEvents, Publish};
 pub use listeners::{DeleteListeners, GetListener, ListListeners, ListenerId, Register};
+pub use replay::{Explain, Replay};
 
 /// Converts a request message into its checked domain form.
 pub trait FromProto<P>: Sized {

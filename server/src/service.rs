@@ -28,6 +28,7 @@ use crate::subscribe;
 use crate::telemetry::trace;
 
 mod admin;
+mod replay;
 
 /// The service state shared by all calls.
 #[derive(Debug, Clone)]
@@ -364,5 +365,20 @@ impl EventBusService for EventBus {
         req: Request<pb::DeleteConsumerGroupRequest>,
     ) -> Result<Response<pb::DeleteConsumerGroupResponse>, Status> {
         Ok(Response::new(self.delete_group_inner(req.into_inner()).await?))
+    }
+
+    async fn explain_listener(
+        &self,
+        req: Request<pb::ExplainListenerRequest>,
+    ) -> Result<Response<pb::ExplainListenerResponse>, Status> {
+        Ok(Response::new(self.explain_inner(req.into_inner()).await?))
+    }
+
+    async fn replay_events(
+        &self,
+        req: Request<pb::ReplayEventsRequest>,
+    ) -> Result<Response<pb::ReplayEventsResponse>, Status> {
+        let principal = req.extensions().get::<Principal>().cloned();
+        Ok(Response::new(self.replay_inner(req.into_inner(), principal).await?))
     }
 }

@@ -1,4 +1,4 @@
-//! `eventbus listeners add | list | get | rm`.
+//! `eventbus listeners add | list | get | rm | explain | replay` (the last two in `replay.rs`).
 
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::parse::{self, FilterSet};
 use super::render;
+use super::replay::{ExplainArgs, ReplayArgs};
 use super::{ClientArgs, print_json, print_table, rpc_error};
 
 /// The listener subcommands.
@@ -23,6 +24,12 @@ pub enum ListenersCommand {
     /// Deletes one listener by id, or every listener of a workflow or of an instance.
     #[command(alias = "delete")]
     Rm(RmArgs),
+    /// Says, for one event or each event of a range, why it did or did not contribute to the
+    /// listener (type, filters, conditions, correlation, lifespan, collected, fired).
+    Explain(ExplainArgs),
+    /// Walks stored events through the listener again, from an empty state: a dry run by
+    /// default, --fire to fire what never fired. Pages through the range with progress.
+    Replay(ReplayArgs),
 }
 
 /// Flags of `eventbus listeners add`.
@@ -207,6 +214,8 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
             }
         }
         ListenersCommand::List(list) => list_listeners(args, &client, ns, list).await?,
+        ListenersCommand::Explain(x) => super::replay::explain(args, &client, x).await?,
+        ListenersCommand::Replay(r) => super::replay::replay(args, &client, r).await?,
         ListenersCommand::Get(get) => {
             let request = pb::GetListenerRequest { namespace: ns, id: get.id, include_partial_state: true };
             let got = client.raw().get_listener(request).await.map_err(|s| rpc_error(s.into()))?.into_inner();

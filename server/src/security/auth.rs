@@ -48,6 +48,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Returns whether the grants allow `role` on `namespace` (for a check inside a handler,
+    /// where one RPC needs more in one of its modes).
+    pub fn may(&self, role: Role, namespace: &str) -> bool {
+        self.grants.iter().any(|g| g.allows(Requirement::Namespace(role), namespace))
+    }
+
     /// Returns whether the grants allow `role` on every namespace.
     fn everywhere(&self, role: Role) -> bool {
         self.grants.iter().any(|g| g.role.includes(role) && g.namespaces == "*")

@@ -106,6 +106,9 @@ pub const METHODS: &[(&str, Requirement)] = &[
     ("/eventbus.v1.EventBusService/DeleteNamespace", Namespace(Role::Admin)),
     // Lists every namespace: an operator of all of them.
     ("/eventbus.v1.EventBusService/ListNamespaces", Server(Role::Operator)),
+    ("/eventbus.v1.EventBusService/ExplainListener", Namespace(Role::Reader)),
+    // DRY_RUN; the handler also asks for operator when the mode is FIRE.
+    ("/eventbus.v1.EventBusService/ReplayEvents", Namespace(Role::Reader)),
 ];
 
 /// Services anyone may call: health checks (probes carry no token) and reflection (the schema
