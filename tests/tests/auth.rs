@@ -93,6 +93,17 @@ async fn call(raw: &mut RawClient, method: &str) -> Result<(), Status> {
             let request = pb::DeleteConsumerGroupRequest { namespace: ns(), consumer_group: group() };
             raw.delete_consumer_group(request).await.map(drop)
         }
+        "ExplainListener" => {
+            let target = Some(pb::explain_listener_request::Target::Sequence(1));
+            let request =
+                pb::ExplainListenerRequest { namespace: ns(), listener_id: id(), target, ..Default::default() };
+            raw.explain_listener(request).await.map(drop)
+        }
+        "ReplayEvents" => {
+            let mode = pb::ReplayMode::Fire.into();
+            let request = pb::ReplayEventsRequest { namespace: ns(), listener_id: id(), mode, ..Default::default() };
+            raw.replay_events(request).await.map(drop)
+        }
         other => panic!("no call for {other}"),
     }
 }
