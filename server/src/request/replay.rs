@@ -122,8 +122,9 @@ mod tests {
 
     #[test]
     fn replay_fields() {
+        type Case = (Option<pb::EventPosition>, Option<pb::EventPosition>, pb::ReplayMode, &'static [&'static str]);
         let empty = Some(pb::EventPosition { position: None });
-        let cases: [(Option<pb::EventPosition>, Option<pb::EventPosition>, pb::ReplayMode, &[&str]); 6] = [
+        let cases: [Case; 6] = [
             (seq(1), seq(5), pb::ReplayMode::DryRun, &[]),
             (seq(5), seq(5), pb::ReplayMode::Fire, &[]),
             (seq(6), seq(5), pb::ReplayMode::DryRun, &["end"]),

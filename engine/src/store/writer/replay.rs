@@ -67,7 +67,8 @@ impl Writer {
         if let (true, Some(first)) = (wait, outcome.actions.first()) {
             // A WAKE finishes the listener, as when it fires live.
             let status = ListenerStatus::Fired { fire_id: first.fire_id, at: b.now };
-            let keys = self.engine.partials(listener_id).map(|p| p.keys().cloned().collect()).unwrap_or_else(Vec::new);
+            let keys: Vec<_> =
+                self.engine.partials(listener_id).map(|p| p.keys().cloned().collect()).unwrap_or_default();
             outcome.partials = keys.into_iter().map(|k| ((listener_id, k), Vec::new())).collect::<BTreeMap<_, _>>();
             self.engine.remove(listener_id);
             outcome.finished.push((listener_id, status));
