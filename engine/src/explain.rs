@@ -91,7 +91,7 @@ impl fmt::Display for Reason {
             }
             Self::TypeNotListed { event_type } => write!(f, "type {event_type:?} is not one of the listener's types"),
             Self::BeforeCreation { created_at } => {
-                write!(f, "outside the lifespan: received before the listener was registered at {created_at}")
+                write!(f, "outside the listener's lifetime: received before it was registered at {created_at}")
             }
             Self::Consumed { status: ListenerStatus::Fired { fire_id, at } } => {
                 write!(f, "listener already consumed: fired as {fire_id} at {at}")
@@ -107,7 +107,10 @@ impl fmt::Display for Reason {
             }
             Self::CorrelationMissing { attribute } => write!(f, "correlation attribute `{attribute}` missing"),
             Self::AfterDeadline { deadline } => {
-                write!(f, "outside the lifespan: received at or after the deadline {deadline}, timed the listener out")
+                write!(
+                    f,
+                    "outside the listener's lifetime: received at or after its deadline {deadline}, which timed it out"
+                )
             }
             Self::AlreadyCollected { key, kept_sequence } => write!(
                 f,

@@ -139,7 +139,7 @@ async fn explain_gives_the_exact_reason_for_each_event(db: Database) {
     assert!(got.next_page_token.is_empty());
     let lines: Vec<(u64, bool, String)> =
         got.explanations.iter().map(|e| (e.sequence, e.contributed, e.message.clone())).collect();
-    assert!(lines[0].2.starts_with("outside the lifespan: received before the listener was registered at "));
+    assert!(lines[0].2.starts_with("outside the listener's lifetime: received before it was registered at "));
     let want = [
         (2, false, r#"type "order.paid" is not one of the listener's types"#.to_owned()),
         (3, false, "filter set 0 failed on clause `subject`: pattern `eu/*` vs value `us/7`".to_owned()),

@@ -97,7 +97,8 @@ type EventBusServiceClient interface {
 	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-	// events received after it is registered; it never looks back at stored events.
+	// events received after it is registered; it never looks back at stored events (ReplayEvents
+	// walks stored events through it on request).
 	//
 	// With a `request_id`, a retry returns the listener the first call registered instead of
 	// registering a second one.
@@ -646,7 +647,8 @@ type EventBusServiceServer interface {
 	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-	// events received after it is registered; it never looks back at stored events.
+	// events received after it is registered; it never looks back at stored events (ReplayEvents
+	// walks stored events through it on request).
 	//
 	// With a `request_id`, a retry returns the listener the first call registered instead of
 	// registering a second one.

@@ -227,7 +227,8 @@ class EventBusServiceServicer:
 
     def RegisterListener(self, request, context):
         """RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-        events received after it is registered; it never looks back at stored events.
+        events received after it is registered; it never looks back at stored events (ReplayEvents
+        walks stored events through it on request).
 
         With a `request_id`, a retry returns the listener the first call registered instead of
         registering a second one.
