@@ -5,9 +5,8 @@ use eventbus_client::pb;
 use eventbus_engine::store::{EventKey, EventRange, ExplainTarget, Position, ReplayMode, ReplayQuery};
 use uuid::Uuid;
 
-use super::{Combine, FromProto, Violations, ensure, namespace, opt, page_size, required, timestamp, uuid};
+use super::{Combine, FromProto, Violations, ensure, namespace, opt, page_size, timestamp, uuid};
 use crate::config::Limits;
-use crate::limits::{MAX_EVENT_ID_BYTES, MAX_SOURCE_BYTES};
 
 /// A checked ExplainListener.
 #[derive(Debug)]
@@ -25,12 +24,7 @@ impl FromProto<pb::ExplainListenerRequest> for Explain {
         let target = match req.target {
             Some(Target::Sequence(0)) => Err(Violations::invalid("sequence", "must be at least 1")),
             Some(Target::Sequence(s)) => Ok(ExplainTarget::Event(EventKey::Sequence(s))),
-            Some(Target::SourceId(k)) => (
-                required("source_id.source", k.source, MAX_SOURCE_BYTES),
-                required("source_id.id", k.id, MAX_EVENT_ID_BYTES),
-            )
-                .combine()
-                .map(|(source, id)| ExplainTarget::Event(EventKey::SourceId { source, id })),
+            Some(Target::SourceId(k)) => super::events::source_id(k).map(ExplainTarget::Event),
             Some(Target::Range(r)) => range(r.start, r.end, "range.").map(ExplainTarget::Range),
             None => Err(Violations::invalid("target", "set sequence, source_id or range")),
         };
