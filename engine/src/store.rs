@@ -70,11 +70,19 @@ pub use model::{
     SeekPosition, Seeked, StartPosition, SweepReport, trigger_span_id,
 };
 pub use replay::{
-    EventRange, ExplainTarget, Explained, MAX_HELD_EVENTS, MAX_LOOK_BACK, Position, ReplayMode, ReplayPage,
-    ReplayQuery, ReplayedFire,
+    EventRange, ExplainTarget, Explained, MAX_HELD_EVENTS, MAX_LOOK_BACK, MAX_LOOK_BACK_EVENTS, Position, ReplayMode,
+    ReplayPage, ReplayQuery, ReplayedFire,
 };
 pub use rows::{from_micros, micros};
 use writer::{Claimed, Command, Reply};
+
+/// What a registration carries besides its spec (to the writer).
+#[derive(Debug, Clone, Copy)]
+struct Registration<'a> {
+    request_id: Option<&'a str>,
+    trace: &'a TraceContext,
+    look_back: Option<Position>,
+}
 
 /// Rows per table that each transaction of [`Store::delete_namespace`] deletes, by default.
 pub const PURGE_BATCH: u32 = 1000;
@@ -187,11 +195,28 @@ impl Store {
         request_id: Option<String>,
         trace: TraceContext,
     ) -> Result<(Listener, bool)> {
+        self.register_listener_looking_back(namespace, spec, request_id, trace, None).await
+    }
+
+    /// Registers a listener like [`Store::register_listener`]; with `look_back`, the stored
+    /// events of the listener's types from that position up to the registration are walked
+    /// through it in the registration's transaction (firing what they complete), and later
+    /// events are evaluated live: each event exactly once. `FailedPrecondition` when more than
+    /// [`MAX_LOOK_BACK_EVENTS`] events lie in the look-back.
+    pub async fn register_listener_looking_back(
+        &self,
+        namespace: &str,
+        spec: ListenerSpec,
+        request_id: Option<String>,
+        trace: TraceContext,
+        look_back: Option<Position>,
+    ) -> Result<(Listener, bool)> {
         self.call(|reply| Command::Register {
             namespace: namespace.to_owned(),
             spec,
             request_id,
             trace,
+            look_back,
             reply: Box::new(reply),
         })
         .await

@@ -126,8 +126,9 @@ impl EventBus {
         req: pb::RegisterListenerRequest,
         trace: TraceContext,
     ) -> Result<pb::RegisterListenerResponse, ApiError> {
-        let Register { namespace, spec, request_id } = self.checked(req)?;
-        let (listener, created) = self.store.register_listener(&namespace, spec, request_id, trace).await?;
+        let Register { namespace, spec, request_id, look_back } = self.checked(req)?;
+        let (listener, created) =
+            self.store.register_listener_looking_back(&namespace, spec, request_id, trace, look_back).await?;
         Ok(pb::RegisterListenerResponse { listener: Some(convert::listener_to(listener)), created })
     }
 

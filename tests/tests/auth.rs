@@ -21,7 +21,7 @@ async fn call(raw: &mut RawClient, method: &str) -> Result<(), Status> {
         "RegisterListener" => {
             let listener = eventbus_client::ListenerSpecBuilder::start("wf").one("a").into();
             let request =
-                pb::RegisterListenerRequest { namespace: ns(), listener: Some(listener), request_id: String::new() };
+                pb::RegisterListenerRequest { namespace: ns(), listener: Some(listener), ..Default::default() };
             raw.register_listener(request).await.map(drop)
         }
         "GetListener" => raw

@@ -3,13 +3,14 @@
 //! listener, collected and waiting, fired with the fire id the live notification carries,
 //! consumed); ReplayEvents in DRY_RUN changes nothing, in FIRE delivers what never fired and
 //! nothing twice, carries an ALL listener's state across pages; bad input gets exact codes and
-//! field paths. (Namespace mismatch and after-the-deadline never reach the wire this way: the
+//! field paths; a registration that looks back evaluates every event exactly once while events
+//! are published (on Postgres, through a second server). (Namespace mismatch and after-the-deadline never reach the wire this way: the
 //! engine's table tests cover them.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use eventbus_client::{Client, CloudEventBuilder, ListenerSpecBuilder, StartPosition, SubscribeOptions, pb};
-use eventbus_tests::{Database, SOURCE, TestServer, event, field_violations, next_delivery};
+use eventbus_tests::{Backend, Database, SOURCE, TestServer, event, field_violations, next_delivery};
 use pb::event_explanation::Reason;
 use pb::explain_listener_request::Target;
 use tonic::Code;
@@ -22,6 +23,8 @@ eventbus_tests::backend_cases!(
     a_replay_carries_the_state_across_pages,
     a_replayed_wake_finishes_the_wait_listener,
     bad_input_gets_exact_codes_and_fields,
+    a_look_back_registration_evaluates_each_event_once_while_others_publish,
+    a_look_back_hands_its_partial_state_to_the_live_listener,
 );
 
 const CARRIER: &str = r#"data.carrier == "dhl""#;
@@ -321,4 +324,80 @@ async fn bad_input_gets_exact_codes_and_fields(db: Database) {
     let page = replay(c, &listener, pb::ReplayMode::DryRun, 1, String::new()).await.unwrap();
     let status = replay(c, &listener, pb::ReplayMode::Fire, 1, page.next_page_token).await.unwrap_err();
     assert_eq!((status.code(), field_violations(&status)), (Code::InvalidArgument, vec!["page_token".to_owned()]));
+}
+
+async fn a_look_back_registration_evaluates_each_event_once_while_others_publish(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    // On Postgres the concurrent events go through another server process's writer.
+    let other = if db.backend() == Backend::Postgres { Some(TestServer::start(&db).await) } else { None };
+    let publisher = other.as_ref().map_or(c, |o| &o.client).clone();
+    c.register_listener("ns", ListenerSpecBuilder::start("sentinel").one("sentinel")).await.unwrap();
+    let before: Vec<pb::CloudEvent> = (0..50).map(|i| event("order.created", &format!("b{i}"))).collect();
+    c.publish("ns", before).await.unwrap();
+    let during = tokio::spawn(async move {
+        for i in 0..40 {
+            let batch = [event("order.created", &format!("d{i}")), event("other", &format!("x{i}"))];
+            publisher.publish("ns", batch).await.unwrap();
+        }
+    });
+    let request = pb::RegisterListenerRequest {
+        namespace: "ns".into(),
+        listener: Some(ListenerSpecBuilder::start("wf").one("order.created").into()),
+        look_back: seq(1),
+        ..Default::default()
+    };
+    let listener = c.raw().register_listener(request).await.unwrap().into_inner().listener.unwrap();
+    during.await.unwrap();
+    c.publish("ns", [event("order.created", "after")]).await.unwrap();
+
+    let mut sub = subscriber(c).await;
+    c.publish("ns", [event("sentinel", "s")]).await.unwrap();
+    let mut sequences = Vec::new();
+    loop {
+        let d = next_delivery(&mut sub).await;
+        let n = d.notification().clone();
+        d.ack().await.unwrap();
+        match n.workflow_id.as_str() {
+            "sentinel" => break,
+            _ => sequences.extend(n.event_sequences),
+        }
+    }
+    assert_eq!(sequences.len(), 91, "every order fired once: {sequences:?}");
+    let mut distinct = sequences.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 91, "none twice");
+    let again = replay(c, &listener.id, pb::ReplayMode::Fire, 1000, String::new()).await.unwrap();
+    assert_eq!((again.fires.len(), again.fires.iter().filter(|f| f.created).count()), (91, 0));
+}
+
+async fn a_look_back_hands_its_partial_state_to_the_live_listener(db: Database) {
+    let s = TestServer::start(&db).await;
+    let c = &s.client;
+    c.publish("ns", [order("a", "eu/1", Some("42")), order("b", "eu/2", Some("7"))]).await.unwrap();
+    let request = pb::RegisterListenerRequest {
+        namespace: "ns".into(),
+        listener: Some(shipping()),
+        look_back: seq(2),
+        ..Default::default()
+    };
+    c.raw().register_listener(request).await.unwrap();
+    // On Postgres the completing event goes through another process, which loads the state.
+    let other = if db.backend() == Backend::Postgres { Some(TestServer::start(&db).await) } else { None };
+    let publisher = other.as_ref().map_or(c, |o| &o.client);
+    let ship_7 = CloudEventBuilder::new(SOURCE, "shipment.sent")
+        .id("s7")
+        .extension("orderid", "7")
+        .data_text(JSON, r#"{"carrier": "dhl"}"#)
+        .build();
+    publisher.publish("ns", [shipment("s42", r#"{"carrier": "dhl"}"#), ship_7]).await.unwrap();
+    let mut sub = subscriber(c).await;
+    let fired = next_delivery(&mut sub).await;
+    let n = fired.notification();
+    assert_eq!(
+        (n.correlation["orderid"].as_str(), &n.event_sequences[..]),
+        ("7", &[2, 4][..]),
+        "order 42 is before the look-back"
+    );
 }

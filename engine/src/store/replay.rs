@@ -2,7 +2,7 @@
 //! read pool), walked through one listener by the pure [`Explainer`], and for a replay in FIRE
 //! mode, its fires handed to the writer (one transaction per page, see `writer/replay.rs`).
 //!
-//! Bounded work per call: a page holds at most [`MAX_PAGE_SIZE`] events. The walk's state
+//! Bounded work per call: a page holds at most [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE) events. The walk's state
 //! (what an ALL listener collected so far, whether a WAIT listener was consumed) travels in the
 //! page token, so the next page goes on exactly where this one stopped; a token holds at most
 //! [`MAX_HELD_EVENTS`] collected events, and a range whose walk holds more at a page boundary is
@@ -21,7 +21,7 @@ use super::read::{Binding, page_size};
 use super::rows::{EVENT_COLUMNS, EventRow, micros};
 use super::sql::list;
 use super::writer::Command;
-use super::{EventKey, MAX_PAGE_SIZE, NotificationKind, Store};
+use super::{EventKey, NotificationKind, Store};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::explain::{Explainer, Reason, Walk, WalkState};
@@ -30,6 +30,10 @@ use crate::trigger::{Action, ActionKind};
 
 /// At most this many collected events in the walk state a page token carries.
 pub const MAX_HELD_EVENTS: usize = 1000;
+
+/// At most this many events of a listener's types in a registration's look-back (walked in the
+/// registration's transaction, so bounded).
+pub const MAX_LOOK_BACK_EVENTS: usize = 10_000;
 
 /// At most this many earlier events of the listener's types replayed to explain one event.
 pub const MAX_LOOK_BACK: u32 = 1000;
@@ -276,7 +280,7 @@ impl Store {
 
 /// The query of a page of a range (`$1` is the namespace): after `after` ascending, or with
 /// `backwards` up to `after` descending (the newest `limit`).
-fn range_sql(
+pub(crate) fn range_sql(
     range: &EventRange,
     after: u64,
     types: Option<&[String]>,
@@ -307,6 +311,6 @@ fn range_sql(
         binds.extend(types.iter().map(|t| Value::from(t.as_str())));
     }
     let order = if backwards { "DESC" } else { "ASC" };
-    sql.push_str(&format!(" ORDER BY seq {order} LIMIT {}", limit.clamp(1, i64::from(MAX_PAGE_SIZE) + 1)));
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT {}", limit.max(1)));
     (sql, binds)
 }

@@ -54,7 +54,7 @@ use super::conn::{Conn, Statement, Tx};
 use super::consume::{Leased, Slot, Slots};
 use super::rows::micros;
 use super::{
-    Fired, GroupSpec, GroupUpdate, ListenerSelector, Observer, Published, SeekPosition, Seeked, StoreConfig,
+    Fired, GroupSpec, GroupUpdate, ListenerSelector, Observer, Position, Published, SeekPosition, Seeked, StoreConfig,
     SweepReport,
 };
 use crate::error::{Error, ErrorKind, Result};
@@ -77,6 +77,8 @@ pub(crate) enum Command {
         spec: ListenerSpec,
         request_id: Option<String>,
         trace: TraceContext,
+        /// Where the listener looks back from (see `writer/replay.rs`).
+        look_back: Option<Position>,
         /// Boxed: it holds a listener (which holds a spec) until the commit.
         reply: Box<Reply<(Listener, bool)>>,
     },
@@ -616,8 +618,10 @@ impl Writer {
             Command::Publish { namespace, events, reply } => {
                 reply.hold(self.publish(b, namespace, events, existing.get(namespace.as_str())))
             }
-            Command::Register { namespace, spec, request_id, trace, reply } => {
-                reply.hold(self.register(tx, b, namespace, spec, request_id.as_deref(), trace).await)
+            Command::Register { namespace, spec, request_id, trace, look_back, reply } => {
+                let registration =
+                    super::Registration { request_id: request_id.as_deref(), trace, look_back: *look_back };
+                reply.hold(self.register(tx, b, namespace, spec, registration).await)
             }
             Command::DeleteListeners { namespace, selector, reply } => {
                 reply.hold(self.delete(tx, b, namespace, selector).await)

@@ -15,7 +15,7 @@ use super::{ClientArgs, print_json, print_table, rpc_error};
 #[derive(Debug, Subcommand)]
 pub enum ListenersCommand {
     /// Registers a START or WAIT listener and prints it with its id.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Lists listeners (active ones unless --all), in registration order.
     #[command(alias = "ls")]
     List(ListArgs),
@@ -81,6 +81,11 @@ pub struct AddArgs {
     /// Idempotency key: a retry with the same key and spec returns the first registration.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Also walks the stored events from this sequence or time (RFC 3339, or a duration ago:
+    /// 10m) through the listener, in the registration's transaction: each event is evaluated
+    /// once, stored or live.
+    #[arg(long, value_name = "SEQ|TIME", value_parser = super::replay::at)]
+    pub look_back: Option<super::replay::At>,
 }
 
 /// Consumption policy of an ALL listener.
@@ -194,15 +199,16 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
     let ns = args.namespace.clone();
     match cmd {
         ListenersCommand::Add(add) => {
-            let spec = spec(&add, SystemTime::now());
-            let registration = match &add.request_id {
-                Some(request_id) => {
-                    client.register_listener_with_request_id(ns, spec, request_id.clone()).await.map_err(rpc_error)?
-                }
-                None => eventbus_client::Registration {
-                    listener: client.register_listener(ns, spec).await.map_err(rpc_error)?,
-                    created: true,
-                },
+            let request = pb::RegisterListenerRequest {
+                namespace: ns,
+                listener: Some(spec(add.as_ref(), SystemTime::now())),
+                request_id: add.request_id.clone().unwrap_or_default(),
+                look_back: super::replay::position(add.look_back),
+            };
+            let response = client.raw().register_listener(request).await.map_err(|s| rpc_error(s.into()))?.into_inner();
+            let registration = eventbus_client::Registration {
+                listener: response.listener.unwrap_or_default(),
+                created: response.created,
             };
             if args.json {
                 let listener = render::listener_json(&registration.listener);

@@ -27,7 +27,8 @@ pub fn at(s: &str) -> Result<At, String> {
     parse::time_or_ago(s).map(At::Time)
 }
 
-fn position(at: Option<At>) -> Option<pb::EventPosition> {
+/// Returns the wire form of an optional position.
+pub fn position(at: Option<At>) -> Option<pb::EventPosition> {
     use pb::event_position::Position;
     at.map(|at| pb::EventPosition {
         position: Some(match at {

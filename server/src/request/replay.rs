@@ -80,7 +80,8 @@ fn range(
     Ok(EventRange { from, to })
 }
 
-fn position(field: &str, p: Option<pb::EventPosition>) -> Result<Option<Position>, Violations> {
+/// Checks an optional position: a sequence of at least 1, or a timestamp.
+pub(super) fn position(field: &str, p: Option<pb::EventPosition>) -> Result<Option<Position>, Violations> {
     use pb::event_position::Position as P;
     let Some(p) = p else { return Ok(None) };
     match p.position {

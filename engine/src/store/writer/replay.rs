@@ -1,5 +1,13 @@
 //! Replay fires: what a replay in FIRE mode found in one page of stored events, made into real
-//! notifications in the namespace's locked transaction, once per fire id.
+//! notifications in the namespace's locked transaction, once per fire id; and the look-back of a
+//! registration, the same walk over the stored events up to the registration, in its
+//! transaction.
+//!
+//! A look-back reads the namespace's events up to its next sequence while the namespace row is
+//! locked (on Postgres, `FOR UPDATE`; the events earlier publishes of the batch stored are
+//! written before the registration runs): every event stored before the registration is walked
+//! once, every later one is evaluated live by the engine, which holds the listener, with the
+//! state the walk left, from the commit on. No gap, no double, with any number of processes.
 //!
 //! Fire ids are deterministic over (listener, contributing events), so a fire id already among
 //! the namespace's notifications (fired live, or by an earlier replay) is not fired again; the
@@ -17,11 +25,52 @@ use uuid::Uuid;
 
 use super::{Batch, CommandError, Handled, Writer};
 use crate::error::{Error, Result};
-use crate::listener::{ListenerKind, ListenerStatus};
-use crate::store::conn::{Statement, Tx};
-use crate::store::rows::{STATUS_ACTIVE, STATUS_DELETED, kind_str};
+use crate::explain::{Explainer, Walk, WalkState};
+use crate::listener::{CompiledListener, ListenerKind, ListenerStatus};
+use crate::store::conn::{Statement, Tx, Value};
+use crate::store::replay::{EventRange, MAX_LOOK_BACK_EVENTS, Position, range_sql};
+use crate::store::rows::{EventRow, STATUS_ACTIVE, STATUS_DELETED, StoredRow, kind_str};
 use crate::store::sql::{CHUNK, list};
 use crate::trigger::{Action, Outcome};
+
+/// What a registration's look-back fired, and the state it left.
+#[derive(Debug)]
+pub(super) struct Walked {
+    fired: Vec<Action>,
+    state: WalkState,
+}
+
+/// Walks the namespace's stored events of the listener's types, from `from` up to the last
+/// one stored, through the new listener. Rejected when more than [`MAX_LOOK_BACK_EVENTS`].
+pub(super) async fn walk_back(
+    tx: &mut Tx,
+    b: &Batch,
+    ns: &str,
+    listener: &CompiledListener,
+    from: Position,
+) -> Handled<Walked> {
+    let st = b.ns.get(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
+    let last = (st.next_event_seq - 1).max(0) as u64;
+    let range = EventRange { from: Some(from), to: Some(Position::Sequence(last)) };
+    let limit = MAX_LOOK_BACK_EVENTS as i64 + 1;
+    let (sql, binds) = range_sql(&range, 0, Some(&listener.spec().types), limit, false);
+    let mut values = vec![Value::from(ns)];
+    values.extend(binds);
+    let rows = tx.fetch_all(Statement::with(sql, values)).await?;
+    if rows.len() > MAX_LOOK_BACK_EVENTS {
+        return Err(CommandError::Rejected(Error::FailedPrecondition(format!(
+            "more than {MAX_LOOK_BACK_EVENTS} events of the listener's types to look back on: register \
+             without look_back and replay them with ReplayEvents, which pages"
+        ))));
+    }
+    let mut walk = Explainer::new(listener.clone(), Walk::Replay);
+    let mut fired = Vec::new();
+    for row in &rows {
+        let event = EventRow::read(row)?.into_event()?;
+        fired.extend(walk.step(&event).fired);
+    }
+    Ok(Walked { fired, state: walk.state() })
+}
 
 impl Writer {
     /// Fires the actions whose fire id the namespace has not seen; returns, per action, the
@@ -75,6 +124,32 @@ impl Writer {
         }
         self.stage(b, ns, outcome)?;
         Ok(results)
+    }
+}
+
+impl Writer {
+    /// Puts a registered listener into the engine with the state its look-back left, and stages
+    /// what the look-back fired. A WAIT listener the look-back woke is finished; one it timed
+    /// out is left to the registration's deadline check, which times it out.
+    pub(super) fn looked_back(
+        &mut self,
+        b: &mut Batch,
+        ns: &str,
+        listener: CompiledListener,
+        walked: Walked,
+    ) -> Result<()> {
+        let id = listener.id();
+        let mut outcome = Outcome { actions: walked.fired, ..Outcome::default() };
+        match walked.state.consumed {
+            Some(status @ ListenerStatus::Fired { .. }) => outcome.finished.push((id, status)),
+            _ => {
+                for (key, partial) in &walked.state.partials {
+                    outcome.partials.insert((id, key.clone()), partial.clone());
+                }
+                self.engine.insert(listener, walked.state.partials);
+            }
+        }
+        self.stage(b, ns, outcome)
     }
 }
 

@@ -305,7 +305,15 @@ type RegisterListenerRequest struct {
 	// request_id and the same spec returns the listener already registered (`created` false); the
 	// same request_id with a different spec is ALREADY_EXISTS. The key is remembered as long as
 	// the listener it registered exists. Empty (the default) registers a new listener every time.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Look back: the stored events from this position (a sequence or a receive time, inclusive)
+	// up to the registration are walked through the new listener, in sequence order and in the
+	// registration's transaction, as ReplayEvents in FIRE mode would, and fire what they
+	// complete; events stored after the registration are evaluated live. Each event is evaluated
+	// exactly once, whatever is published meanwhile. At most 10000 events of the listener's
+	// types may lie in the look-back (more is FAILED_PRECONDITION: register without it and use
+	// ReplayEvents, which pages). Unset (the default): the listener only sees later events.
+	LookBack      *EventPosition `protobuf:"bytes,4,opt,name=look_back,json=lookBack,proto3" json:"look_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +367,13 @@ func (x *RegisterListenerRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *RegisterListenerRequest) GetLookBack() *EventPosition {
+	if x != nil {
+		return x.LookBack
+	}
+	return nil
 }
 
 // RegisterListenerResponse is the response of EventBusService.RegisterListener.
@@ -3699,12 +3714,13 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x1a.eventbus.v1.PublishResultR\aresults\"I\n" +
 	"\rPublishResult\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x8d\x01\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\xc6\x01\n" +
 	"\x17RegisterListenerRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x125\n" +
 	"\blistener\x18\x02 \x01(\v2\x19.eventbus.v1.ListenerSpecR\blistener\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"g\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x127\n" +
+	"\tlook_back\x18\x04 \x01(\v2\x1a.eventbus.v1.EventPositionR\blookBack\"g\n" +
 	"\x18RegisterListenerResponse\x121\n" +
 	"\blistener\x18\x01 \x01(\v2\x15.eventbus.v1.ListenerR\blistener\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"v\n" +
@@ -4074,106 +4090,107 @@ var file_eventbus_v1_event_bus_service_proto_depIdxs = []int32{
 	55, // 0: eventbus.v1.PublishRequest.events:type_name -> eventbus.v1.CloudEvent
 	4,  // 1: eventbus.v1.PublishResponse.results:type_name -> eventbus.v1.PublishResult
 	56, // 2: eventbus.v1.RegisterListenerRequest.listener:type_name -> eventbus.v1.ListenerSpec
-	57, // 3: eventbus.v1.RegisterListenerResponse.listener:type_name -> eventbus.v1.Listener
-	57, // 4: eventbus.v1.GetListenerResponse.listener:type_name -> eventbus.v1.Listener
-	58, // 5: eventbus.v1.GetListenerResponse.partial_states:type_name -> eventbus.v1.PartialState
-	59, // 6: eventbus.v1.ListListenersRequest.kind:type_name -> eventbus.v1.ListenerKind
-	57, // 7: eventbus.v1.ListListenersResponse.listeners:type_name -> eventbus.v1.Listener
-	60, // 8: eventbus.v1.SubscribeRequest.kinds:type_name -> eventbus.v1.NotificationKind
-	61, // 9: eventbus.v1.SubscribeRequest.lease_duration:type_name -> google.protobuf.Duration
-	0,  // 10: eventbus.v1.SubscribeRequest.start:type_name -> eventbus.v1.StartPosition
-	62, // 11: eventbus.v1.SubscribeResponse.notification:type_name -> eventbus.v1.Notification
-	17, // 12: eventbus.v1.SubscribeResponse.keepalive:type_name -> eventbus.v1.Keepalive
-	63, // 13: eventbus.v1.Keepalive.server_time:type_name -> google.protobuf.Timestamp
-	61, // 14: eventbus.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	64, // 15: eventbus.v1.ListDeadLettersResponse.dead_letters:type_name -> eventbus.v1.DeadLetter
-	65, // 16: eventbus.v1.GetEventRequest.source_id:type_name -> eventbus.v1.EventKey
-	66, // 17: eventbus.v1.GetEventResponse.event:type_name -> eventbus.v1.StoredEvent
-	63, // 18: eventbus.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	63, // 19: eventbus.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	66, // 20: eventbus.v1.ListEventsResponse.events:type_name -> eventbus.v1.StoredEvent
-	63, // 21: eventbus.v1.EventPosition.time:type_name -> google.protobuf.Timestamp
-	30, // 22: eventbus.v1.EventRange.start:type_name -> eventbus.v1.EventPosition
-	30, // 23: eventbus.v1.EventRange.end:type_name -> eventbus.v1.EventPosition
-	65, // 24: eventbus.v1.ExplainListenerRequest.source_id:type_name -> eventbus.v1.EventKey
-	31, // 25: eventbus.v1.ExplainListenerRequest.range:type_name -> eventbus.v1.EventRange
-	34, // 26: eventbus.v1.ExplainListenerResponse.explanations:type_name -> eventbus.v1.EventExplanation
-	63, // 27: eventbus.v1.EventExplanation.receive_time:type_name -> google.protobuf.Timestamp
-	38, // 28: eventbus.v1.EventExplanation.namespace_mismatch:type_name -> eventbus.v1.EventExplanation.NamespaceMismatch
-	39, // 29: eventbus.v1.EventExplanation.type_not_listed:type_name -> eventbus.v1.EventExplanation.TypeNotListed
-	40, // 30: eventbus.v1.EventExplanation.before_creation:type_name -> eventbus.v1.EventExplanation.BeforeCreation
-	41, // 31: eventbus.v1.EventExplanation.consumed:type_name -> eventbus.v1.EventExplanation.Consumed
-	42, // 32: eventbus.v1.EventExplanation.filtered:type_name -> eventbus.v1.EventExplanation.Filtered
-	46, // 33: eventbus.v1.EventExplanation.correlation_missing:type_name -> eventbus.v1.EventExplanation.CorrelationMissing
-	47, // 34: eventbus.v1.EventExplanation.after_deadline:type_name -> eventbus.v1.EventExplanation.AfterDeadline
-	48, // 35: eventbus.v1.EventExplanation.already_collected:type_name -> eventbus.v1.EventExplanation.AlreadyCollected
-	49, // 36: eventbus.v1.EventExplanation.collected:type_name -> eventbus.v1.EventExplanation.Collected
-	50, // 37: eventbus.v1.EventExplanation.fired:type_name -> eventbus.v1.EventExplanation.Fired
-	30, // 38: eventbus.v1.ReplayEventsRequest.start:type_name -> eventbus.v1.EventPosition
-	30, // 39: eventbus.v1.ReplayEventsRequest.end:type_name -> eventbus.v1.EventPosition
-	1,  // 40: eventbus.v1.ReplayEventsRequest.mode:type_name -> eventbus.v1.ReplayMode
-	37, // 41: eventbus.v1.ReplayEventsResponse.fires:type_name -> eventbus.v1.ReplayedFire
-	60, // 42: eventbus.v1.ReplayedFire.kind:type_name -> eventbus.v1.NotificationKind
-	54, // 43: eventbus.v1.ReplayedFire.correlation:type_name -> eventbus.v1.ReplayedFire.CorrelationEntry
-	63, // 44: eventbus.v1.EventExplanation.BeforeCreation.create_time:type_name -> google.protobuf.Timestamp
-	67, // 45: eventbus.v1.EventExplanation.Consumed.status:type_name -> eventbus.v1.ListenerStatus
-	63, // 46: eventbus.v1.EventExplanation.Consumed.finish_time:type_name -> google.protobuf.Timestamp
-	43, // 47: eventbus.v1.EventExplanation.Filtered.failures:type_name -> eventbus.v1.EventExplanation.FilterSetFailure
-	44, // 48: eventbus.v1.EventExplanation.FilterSetFailure.clause:type_name -> eventbus.v1.EventExplanation.ClauseMismatch
-	45, // 49: eventbus.v1.EventExplanation.FilterSetFailure.condition_error:type_name -> eventbus.v1.EventExplanation.ConditionError
-	63, // 50: eventbus.v1.EventExplanation.AfterDeadline.deadline:type_name -> google.protobuf.Timestamp
-	51, // 51: eventbus.v1.EventExplanation.AlreadyCollected.correlation:type_name -> eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntry
-	52, // 52: eventbus.v1.EventExplanation.Collected.correlation:type_name -> eventbus.v1.EventExplanation.Collected.CorrelationEntry
-	53, // 53: eventbus.v1.EventExplanation.Fired.correlation:type_name -> eventbus.v1.EventExplanation.Fired.CorrelationEntry
-	2,  // 54: eventbus.v1.EventBusService.Publish:input_type -> eventbus.v1.PublishRequest
-	5,  // 55: eventbus.v1.EventBusService.RegisterListener:input_type -> eventbus.v1.RegisterListenerRequest
-	7,  // 56: eventbus.v1.EventBusService.GetListener:input_type -> eventbus.v1.GetListenerRequest
-	9,  // 57: eventbus.v1.EventBusService.ListListeners:input_type -> eventbus.v1.ListListenersRequest
-	11, // 58: eventbus.v1.EventBusService.DeleteListener:input_type -> eventbus.v1.DeleteListenerRequest
-	13, // 59: eventbus.v1.EventBusService.DeleteListeners:input_type -> eventbus.v1.DeleteListenersRequest
-	15, // 60: eventbus.v1.EventBusService.Subscribe:input_type -> eventbus.v1.SubscribeRequest
-	18, // 61: eventbus.v1.EventBusService.Ack:input_type -> eventbus.v1.AckRequest
-	20, // 62: eventbus.v1.EventBusService.Nack:input_type -> eventbus.v1.NackRequest
-	22, // 63: eventbus.v1.EventBusService.ListDeadLetters:input_type -> eventbus.v1.ListDeadLettersRequest
-	24, // 64: eventbus.v1.EventBusService.RedriveDeadLetters:input_type -> eventbus.v1.RedriveDeadLettersRequest
-	26, // 65: eventbus.v1.EventBusService.GetEvent:input_type -> eventbus.v1.GetEventRequest
-	28, // 66: eventbus.v1.EventBusService.ListEvents:input_type -> eventbus.v1.ListEventsRequest
-	68, // 67: eventbus.v1.EventBusService.ListNamespaces:input_type -> eventbus.v1.ListNamespacesRequest
-	69, // 68: eventbus.v1.EventBusService.DeleteNamespace:input_type -> eventbus.v1.DeleteNamespaceRequest
-	70, // 69: eventbus.v1.EventBusService.ListConsumerGroups:input_type -> eventbus.v1.ListConsumerGroupsRequest
-	71, // 70: eventbus.v1.EventBusService.GetConsumerGroup:input_type -> eventbus.v1.GetConsumerGroupRequest
-	72, // 71: eventbus.v1.EventBusService.UpdateConsumerGroup:input_type -> eventbus.v1.UpdateConsumerGroupRequest
-	73, // 72: eventbus.v1.EventBusService.SeekConsumerGroup:input_type -> eventbus.v1.SeekConsumerGroupRequest
-	74, // 73: eventbus.v1.EventBusService.DeleteConsumerGroup:input_type -> eventbus.v1.DeleteConsumerGroupRequest
-	32, // 74: eventbus.v1.EventBusService.ExplainListener:input_type -> eventbus.v1.ExplainListenerRequest
-	35, // 75: eventbus.v1.EventBusService.ReplayEvents:input_type -> eventbus.v1.ReplayEventsRequest
-	3,  // 76: eventbus.v1.EventBusService.Publish:output_type -> eventbus.v1.PublishResponse
-	6,  // 77: eventbus.v1.EventBusService.RegisterListener:output_type -> eventbus.v1.RegisterListenerResponse
-	8,  // 78: eventbus.v1.EventBusService.GetListener:output_type -> eventbus.v1.GetListenerResponse
-	10, // 79: eventbus.v1.EventBusService.ListListeners:output_type -> eventbus.v1.ListListenersResponse
-	12, // 80: eventbus.v1.EventBusService.DeleteListener:output_type -> eventbus.v1.DeleteListenerResponse
-	14, // 81: eventbus.v1.EventBusService.DeleteListeners:output_type -> eventbus.v1.DeleteListenersResponse
-	16, // 82: eventbus.v1.EventBusService.Subscribe:output_type -> eventbus.v1.SubscribeResponse
-	19, // 83: eventbus.v1.EventBusService.Ack:output_type -> eventbus.v1.AckResponse
-	21, // 84: eventbus.v1.EventBusService.Nack:output_type -> eventbus.v1.NackResponse
-	23, // 85: eventbus.v1.EventBusService.ListDeadLetters:output_type -> eventbus.v1.ListDeadLettersResponse
-	25, // 86: eventbus.v1.EventBusService.RedriveDeadLetters:output_type -> eventbus.v1.RedriveDeadLettersResponse
-	27, // 87: eventbus.v1.EventBusService.GetEvent:output_type -> eventbus.v1.GetEventResponse
-	29, // 88: eventbus.v1.EventBusService.ListEvents:output_type -> eventbus.v1.ListEventsResponse
-	75, // 89: eventbus.v1.EventBusService.ListNamespaces:output_type -> eventbus.v1.ListNamespacesResponse
-	76, // 90: eventbus.v1.EventBusService.DeleteNamespace:output_type -> eventbus.v1.DeleteNamespaceResponse
-	77, // 91: eventbus.v1.EventBusService.ListConsumerGroups:output_type -> eventbus.v1.ListConsumerGroupsResponse
-	78, // 92: eventbus.v1.EventBusService.GetConsumerGroup:output_type -> eventbus.v1.GetConsumerGroupResponse
-	79, // 93: eventbus.v1.EventBusService.UpdateConsumerGroup:output_type -> eventbus.v1.UpdateConsumerGroupResponse
-	80, // 94: eventbus.v1.EventBusService.SeekConsumerGroup:output_type -> eventbus.v1.SeekConsumerGroupResponse
-	81, // 95: eventbus.v1.EventBusService.DeleteConsumerGroup:output_type -> eventbus.v1.DeleteConsumerGroupResponse
-	33, // 96: eventbus.v1.EventBusService.ExplainListener:output_type -> eventbus.v1.ExplainListenerResponse
-	36, // 97: eventbus.v1.EventBusService.ReplayEvents:output_type -> eventbus.v1.ReplayEventsResponse
-	76, // [76:98] is the sub-list for method output_type
-	54, // [54:76] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	30, // 3: eventbus.v1.RegisterListenerRequest.look_back:type_name -> eventbus.v1.EventPosition
+	57, // 4: eventbus.v1.RegisterListenerResponse.listener:type_name -> eventbus.v1.Listener
+	57, // 5: eventbus.v1.GetListenerResponse.listener:type_name -> eventbus.v1.Listener
+	58, // 6: eventbus.v1.GetListenerResponse.partial_states:type_name -> eventbus.v1.PartialState
+	59, // 7: eventbus.v1.ListListenersRequest.kind:type_name -> eventbus.v1.ListenerKind
+	57, // 8: eventbus.v1.ListListenersResponse.listeners:type_name -> eventbus.v1.Listener
+	60, // 9: eventbus.v1.SubscribeRequest.kinds:type_name -> eventbus.v1.NotificationKind
+	61, // 10: eventbus.v1.SubscribeRequest.lease_duration:type_name -> google.protobuf.Duration
+	0,  // 11: eventbus.v1.SubscribeRequest.start:type_name -> eventbus.v1.StartPosition
+	62, // 12: eventbus.v1.SubscribeResponse.notification:type_name -> eventbus.v1.Notification
+	17, // 13: eventbus.v1.SubscribeResponse.keepalive:type_name -> eventbus.v1.Keepalive
+	63, // 14: eventbus.v1.Keepalive.server_time:type_name -> google.protobuf.Timestamp
+	61, // 15: eventbus.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	64, // 16: eventbus.v1.ListDeadLettersResponse.dead_letters:type_name -> eventbus.v1.DeadLetter
+	65, // 17: eventbus.v1.GetEventRequest.source_id:type_name -> eventbus.v1.EventKey
+	66, // 18: eventbus.v1.GetEventResponse.event:type_name -> eventbus.v1.StoredEvent
+	63, // 19: eventbus.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	63, // 20: eventbus.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	66, // 21: eventbus.v1.ListEventsResponse.events:type_name -> eventbus.v1.StoredEvent
+	63, // 22: eventbus.v1.EventPosition.time:type_name -> google.protobuf.Timestamp
+	30, // 23: eventbus.v1.EventRange.start:type_name -> eventbus.v1.EventPosition
+	30, // 24: eventbus.v1.EventRange.end:type_name -> eventbus.v1.EventPosition
+	65, // 25: eventbus.v1.ExplainListenerRequest.source_id:type_name -> eventbus.v1.EventKey
+	31, // 26: eventbus.v1.ExplainListenerRequest.range:type_name -> eventbus.v1.EventRange
+	34, // 27: eventbus.v1.ExplainListenerResponse.explanations:type_name -> eventbus.v1.EventExplanation
+	63, // 28: eventbus.v1.EventExplanation.receive_time:type_name -> google.protobuf.Timestamp
+	38, // 29: eventbus.v1.EventExplanation.namespace_mismatch:type_name -> eventbus.v1.EventExplanation.NamespaceMismatch
+	39, // 30: eventbus.v1.EventExplanation.type_not_listed:type_name -> eventbus.v1.EventExplanation.TypeNotListed
+	40, // 31: eventbus.v1.EventExplanation.before_creation:type_name -> eventbus.v1.EventExplanation.BeforeCreation
+	41, // 32: eventbus.v1.EventExplanation.consumed:type_name -> eventbus.v1.EventExplanation.Consumed
+	42, // 33: eventbus.v1.EventExplanation.filtered:type_name -> eventbus.v1.EventExplanation.Filtered
+	46, // 34: eventbus.v1.EventExplanation.correlation_missing:type_name -> eventbus.v1.EventExplanation.CorrelationMissing
+	47, // 35: eventbus.v1.EventExplanation.after_deadline:type_name -> eventbus.v1.EventExplanation.AfterDeadline
+	48, // 36: eventbus.v1.EventExplanation.already_collected:type_name -> eventbus.v1.EventExplanation.AlreadyCollected
+	49, // 37: eventbus.v1.EventExplanation.collected:type_name -> eventbus.v1.EventExplanation.Collected
+	50, // 38: eventbus.v1.EventExplanation.fired:type_name -> eventbus.v1.EventExplanation.Fired
+	30, // 39: eventbus.v1.ReplayEventsRequest.start:type_name -> eventbus.v1.EventPosition
+	30, // 40: eventbus.v1.ReplayEventsRequest.end:type_name -> eventbus.v1.EventPosition
+	1,  // 41: eventbus.v1.ReplayEventsRequest.mode:type_name -> eventbus.v1.ReplayMode
+	37, // 42: eventbus.v1.ReplayEventsResponse.fires:type_name -> eventbus.v1.ReplayedFire
+	60, // 43: eventbus.v1.ReplayedFire.kind:type_name -> eventbus.v1.NotificationKind
+	54, // 44: eventbus.v1.ReplayedFire.correlation:type_name -> eventbus.v1.ReplayedFire.CorrelationEntry
+	63, // 45: eventbus.v1.EventExplanation.BeforeCreation.create_time:type_name -> google.protobuf.Timestamp
+	67, // 46: eventbus.v1.EventExplanation.Consumed.status:type_name -> eventbus.v1.ListenerStatus
+	63, // 47: eventbus.v1.EventExplanation.Consumed.finish_time:type_name -> google.protobuf.Timestamp
+	43, // 48: eventbus.v1.EventExplanation.Filtered.failures:type_name -> eventbus.v1.EventExplanation.FilterSetFailure
+	44, // 49: eventbus.v1.EventExplanation.FilterSetFailure.clause:type_name -> eventbus.v1.EventExplanation.ClauseMismatch
+	45, // 50: eventbus.v1.EventExplanation.FilterSetFailure.condition_error:type_name -> eventbus.v1.EventExplanation.ConditionError
+	63, // 51: eventbus.v1.EventExplanation.AfterDeadline.deadline:type_name -> google.protobuf.Timestamp
+	51, // 52: eventbus.v1.EventExplanation.AlreadyCollected.correlation:type_name -> eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntry
+	52, // 53: eventbus.v1.EventExplanation.Collected.correlation:type_name -> eventbus.v1.EventExplanation.Collected.CorrelationEntry
+	53, // 54: eventbus.v1.EventExplanation.Fired.correlation:type_name -> eventbus.v1.EventExplanation.Fired.CorrelationEntry
+	2,  // 55: eventbus.v1.EventBusService.Publish:input_type -> eventbus.v1.PublishRequest
+	5,  // 56: eventbus.v1.EventBusService.RegisterListener:input_type -> eventbus.v1.RegisterListenerRequest
+	7,  // 57: eventbus.v1.EventBusService.GetListener:input_type -> eventbus.v1.GetListenerRequest
+	9,  // 58: eventbus.v1.EventBusService.ListListeners:input_type -> eventbus.v1.ListListenersRequest
+	11, // 59: eventbus.v1.EventBusService.DeleteListener:input_type -> eventbus.v1.DeleteListenerRequest
+	13, // 60: eventbus.v1.EventBusService.DeleteListeners:input_type -> eventbus.v1.DeleteListenersRequest
+	15, // 61: eventbus.v1.EventBusService.Subscribe:input_type -> eventbus.v1.SubscribeRequest
+	18, // 62: eventbus.v1.EventBusService.Ack:input_type -> eventbus.v1.AckRequest
+	20, // 63: eventbus.v1.EventBusService.Nack:input_type -> eventbus.v1.NackRequest
+	22, // 64: eventbus.v1.EventBusService.ListDeadLetters:input_type -> eventbus.v1.ListDeadLettersRequest
+	24, // 65: eventbus.v1.EventBusService.RedriveDeadLetters:input_type -> eventbus.v1.RedriveDeadLettersRequest
+	26, // 66: eventbus.v1.EventBusService.GetEvent:input_type -> eventbus.v1.GetEventRequest
+	28, // 67: eventbus.v1.EventBusService.ListEvents:input_type -> eventbus.v1.ListEventsRequest
+	68, // 68: eventbus.v1.EventBusService.ListNamespaces:input_type -> eventbus.v1.ListNamespacesRequest
+	69, // 69: eventbus.v1.EventBusService.DeleteNamespace:input_type -> eventbus.v1.DeleteNamespaceRequest
+	70, // 70: eventbus.v1.EventBusService.ListConsumerGroups:input_type -> eventbus.v1.ListConsumerGroupsRequest
+	71, // 71: eventbus.v1.EventBusService.GetConsumerGroup:input_type -> eventbus.v1.GetConsumerGroupRequest
+	72, // 72: eventbus.v1.EventBusService.UpdateConsumerGroup:input_type -> eventbus.v1.UpdateConsumerGroupRequest
+	73, // 73: eventbus.v1.EventBusService.SeekConsumerGroup:input_type -> eventbus.v1.SeekConsumerGroupRequest
+	74, // 74: eventbus.v1.EventBusService.DeleteConsumerGroup:input_type -> eventbus.v1.DeleteConsumerGroupRequest
+	32, // 75: eventbus.v1.EventBusService.ExplainListener:input_type -> eventbus.v1.ExplainListenerRequest
+	35, // 76: eventbus.v1.EventBusService.ReplayEvents:input_type -> eventbus.v1.ReplayEventsRequest
+	3,  // 77: eventbus.v1.EventBusService.Publish:output_type -> eventbus.v1.PublishResponse
+	6,  // 78: eventbus.v1.EventBusService.RegisterListener:output_type -> eventbus.v1.RegisterListenerResponse
+	8,  // 79: eventbus.v1.EventBusService.GetListener:output_type -> eventbus.v1.GetListenerResponse
+	10, // 80: eventbus.v1.EventBusService.ListListeners:output_type -> eventbus.v1.ListListenersResponse
+	12, // 81: eventbus.v1.EventBusService.DeleteListener:output_type -> eventbus.v1.DeleteListenerResponse
+	14, // 82: eventbus.v1.EventBusService.DeleteListeners:output_type -> eventbus.v1.DeleteListenersResponse
+	16, // 83: eventbus.v1.EventBusService.Subscribe:output_type -> eventbus.v1.SubscribeResponse
+	19, // 84: eventbus.v1.EventBusService.Ack:output_type -> eventbus.v1.AckResponse
+	21, // 85: eventbus.v1.EventBusService.Nack:output_type -> eventbus.v1.NackResponse
+	23, // 86: eventbus.v1.EventBusService.ListDeadLetters:output_type -> eventbus.v1.ListDeadLettersResponse
+	25, // 87: eventbus.v1.EventBusService.RedriveDeadLetters:output_type -> eventbus.v1.RedriveDeadLettersResponse
+	27, // 88: eventbus.v1.EventBusService.GetEvent:output_type -> eventbus.v1.GetEventResponse
+	29, // 89: eventbus.v1.EventBusService.ListEvents:output_type -> eventbus.v1.ListEventsResponse
+	75, // 90: eventbus.v1.EventBusService.ListNamespaces:output_type -> eventbus.v1.ListNamespacesResponse
+	76, // 91: eventbus.v1.EventBusService.DeleteNamespace:output_type -> eventbus.v1.DeleteNamespaceResponse
+	77, // 92: eventbus.v1.EventBusService.ListConsumerGroups:output_type -> eventbus.v1.ListConsumerGroupsResponse
+	78, // 93: eventbus.v1.EventBusService.GetConsumerGroup:output_type -> eventbus.v1.GetConsumerGroupResponse
+	79, // 94: eventbus.v1.EventBusService.UpdateConsumerGroup:output_type -> eventbus.v1.UpdateConsumerGroupResponse
+	80, // 95: eventbus.v1.EventBusService.SeekConsumerGroup:output_type -> eventbus.v1.SeekConsumerGroupResponse
+	81, // 96: eventbus.v1.EventBusService.DeleteConsumerGroup:output_type -> eventbus.v1.DeleteConsumerGroupResponse
+	33, // 97: eventbus.v1.EventBusService.ExplainListener:output_type -> eventbus.v1.ExplainListenerResponse
+	36, // 98: eventbus.v1.EventBusService.ReplayEvents:output_type -> eventbus.v1.ReplayEventsResponse
+	77, // [77:99] is the sub-list for method output_type
+	55, // [55:77] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_eventbus_v1_event_bus_service_proto_init() }

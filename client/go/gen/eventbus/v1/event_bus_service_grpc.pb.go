@@ -97,8 +97,8 @@ type EventBusServiceClient interface {
 	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-	// events received after it is registered; it never looks back at stored events (ReplayEvents
-	// walks stored events through it on request).
+	// events received after it is registered, and with `look_back` the stored events from that
+	// position on (ReplayEvents walks stored events through it later, on request).
 	//
 	// With a `request_id`, a retry returns the listener the first call registered instead of
 	// registering a second one.
@@ -107,6 +107,7 @@ type EventBusServiceClient interface {
 	//   - INVALID_ARGUMENT: bad namespace or request_id, or an invalid spec (field violations such as
 	//     `listener.types[2]` or `listener.lifespan`);
 	//   - ALREADY_EXISTS: `request_id` was already used in this namespace for a different spec;
+	//   - FAILED_PRECONDITION: more than 10000 events of the listener's types in `look_back`;
 	//   - UNAVAILABLE: the database cannot be reached.
 	RegisterListener(ctx context.Context, in *RegisterListenerRequest, opts ...grpc.CallOption) (*RegisterListenerResponse, error)
 	// GetListener returns one listener, active or finished; with `include_partial_state`, also
@@ -647,8 +648,8 @@ type EventBusServiceServer interface {
 	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-	// events received after it is registered; it never looks back at stored events (ReplayEvents
-	// walks stored events through it on request).
+	// events received after it is registered, and with `look_back` the stored events from that
+	// position on (ReplayEvents walks stored events through it later, on request).
 	//
 	// With a `request_id`, a retry returns the listener the first call registered instead of
 	// registering a second one.
@@ -657,6 +658,7 @@ type EventBusServiceServer interface {
 	//   - INVALID_ARGUMENT: bad namespace or request_id, or an invalid spec (field violations such as
 	//     `listener.types[2]` or `listener.lifespan`);
 	//   - ALREADY_EXISTS: `request_id` was already used in this namespace for a different spec;
+	//   - FAILED_PRECONDITION: more than 10000 events of the listener's types in `look_back`;
 	//   - UNAVAILABLE: the database cannot be reached.
 	RegisterListener(context.Context, *RegisterListenerRequest) (*RegisterListenerResponse, error)
 	// GetListener returns one listener, active or finished; with `include_partial_state`, also

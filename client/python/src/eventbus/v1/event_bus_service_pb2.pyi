@@ -58,14 +58,16 @@ class PublishResult(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class RegisterListenerRequest(_message.Message):
-    __slots__ = ("namespace", "listener", "request_id")
+    __slots__ = ("namespace", "listener", "request_id", "look_back")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     LISTENER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LOOK_BACK_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     listener: _listener_pb2.ListenerSpec
     request_id: str
-    def __init__(self, namespace: _Optional[str] = ..., listener: _Optional[_Union[_listener_pb2.ListenerSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    look_back: EventPosition
+    def __init__(self, namespace: _Optional[str] = ..., listener: _Optional[_Union[_listener_pb2.ListenerSpec, _Mapping]] = ..., request_id: _Optional[str] = ..., look_back: _Optional[_Union[EventPosition, _Mapping]] = ...) -> None: ...
 
 class RegisterListenerResponse(_message.Message):
     __slots__ = ("listener", "created")

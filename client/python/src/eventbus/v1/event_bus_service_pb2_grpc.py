@@ -227,8 +227,8 @@ class EventBusServiceServicer:
 
     def RegisterListener(self, request, context):
         """RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-        events received after it is registered; it never looks back at stored events (ReplayEvents
-        walks stored events through it on request).
+        events received after it is registered, and with `look_back` the stored events from that
+        position on (ReplayEvents walks stored events through it later, on request).
 
         With a `request_id`, a retry returns the listener the first call registered instead of
         registering a second one.
@@ -237,6 +237,7 @@ class EventBusServiceServicer:
         * INVALID_ARGUMENT: bad namespace or request_id, or an invalid spec (field violations such as
         `listener.types[2]` or `listener.lifespan`);
         * ALREADY_EXISTS: `request_id` was already used in this namespace for a different spec;
+        * FAILED_PRECONDITION: more than 10000 events of the listener's types in `look_back`;
         * UNAVAILABLE: the database cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
