@@ -70,8 +70,8 @@ pub use model::{
     SeekPosition, Seeked, StartPosition, SweepReport, trigger_span_id,
 };
 pub use replay::{
-    EventRange, ExplainTarget, Explained, MAX_HELD_EVENTS, MAX_LOOK_BACK, MAX_LOOK_BACK_EVENTS, Position, ReplayMode,
-    ReplayPage, ReplayQuery, ReplayedFire,
+    EventRange, ExplainTarget, Explained, MAX_EXPLAIN_LOOK_BACK, MAX_HELD_EVENTS, MAX_LOOK_BACK_EVENTS, Position,
+    ReplayMode, ReplayPage, ReplayQuery, ReplayedFire,
 };
 pub use rows::{from_micros, micros};
 use writer::{Claimed, Command, Reply};

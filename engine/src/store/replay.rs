@@ -21,7 +21,7 @@ use super::read::{Binding, page_size};
 use super::rows::{EVENT_COLUMNS, EventRow, micros};
 use super::sql::list;
 use super::writer::Command;
-use super::{EventKey, NotificationKind, Store};
+use super::{EventKey, NotificationKind, Page, Store};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::explain::{Explainer, Reason, Walk, WalkState};
@@ -36,7 +36,7 @@ pub const MAX_HELD_EVENTS: usize = 1000;
 pub const MAX_LOOK_BACK_EVENTS: usize = 10_000;
 
 /// At most this many earlier events of the listener's types replayed to explain one event.
-pub const MAX_LOOK_BACK: u32 = 1000;
+pub const MAX_EXPLAIN_LOOK_BACK: u32 = 1000;
 
 /// One end of a range of stored events: a sequence, or a receive time. Both ends are inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,7 @@ pub struct ReplayPage {
 /// What [`Store::explain`] explains.
 #[derive(Debug, Clone)]
 pub enum ExplainTarget {
-    /// One event, with the state that the listener's earlier events (at most [`MAX_LOOK_BACK`],
+    /// One event, with the state that the listener's earlier events (at most [`MAX_EXPLAIN_LOOK_BACK`],
     /// received since its registration) built.
     Event(EventKey),
     /// Every event of the range, walked from an empty state at its start.
@@ -219,12 +219,13 @@ impl Store {
         target: ExplainTarget,
         page_size_requested: u32,
         page_token: Option<&str>,
-    ) -> Result<(Vec<Explained>, Option<String>)> {
+    ) -> Result<Page<Explained>> {
         let listener = CompiledListener::compile(self.get_listener(namespace, listener_id).await?)?;
         let range = match target {
             ExplainTarget::Event(key) => {
                 let event = self.get_event(namespace, key).await?;
-                return Ok((vec![self.explain_one(namespace, listener, event).await?], None));
+                let items = vec![self.explain_one(namespace, listener, event).await?];
+                return Ok(Page { items, next_page_token: None });
             }
             ExplainTarget::Range(range) => range,
         };
@@ -238,7 +239,7 @@ impl Store {
         let last = events.last().map_or(cursor.after, |e| e.sequence);
         let explained = events.into_iter().map(|event| Explained { reason: walk.step(&event).reason, event }).collect();
         let next = if more { Some(token(binding, &Cursor { after: last, state: walk.state() })?) } else { None };
-        Ok((explained, next))
+        Ok(Page { items: explained, next_page_token: next })
     }
 
     /// Explains one event after walking the listener's earlier events since its registration.
@@ -246,7 +247,7 @@ impl Store {
         let types = listener.spec().types.clone();
         let since = EventRange { from: Some(Position::Time(listener.listener.created_at)), to: None };
         let before = event.sequence.saturating_sub(1);
-        let (newest, binds) = range_sql(&since, before, Some(&types), MAX_LOOK_BACK.into(), true);
+        let (newest, binds) = range_sql(&since, before, Some(&types), MAX_EXPLAIN_LOOK_BACK.into(), true);
         let sql = format!("SELECT {EVENT_COLUMNS} FROM ({newest}) AS earlier ORDER BY seq");
         let earlier = self.events_where(sql, namespace, binds).await?;
         let mut walk = Explainer::new(listener, Walk::Explain);

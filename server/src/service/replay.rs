@@ -17,11 +17,10 @@ impl EventBus {
         req: pb::ExplainListenerRequest,
     ) -> Result<pb::ExplainListenerResponse, ApiError> {
         let Explain { namespace, listener_id, target, page_size, page_token } = self.checked(req)?;
-        let (explained, next) =
-            self.store.explain(&namespace, listener_id, target, page_size, page_token.as_deref()).await?;
+        let page = self.store.explain(&namespace, listener_id, target, page_size, page_token.as_deref()).await?;
         Ok(pb::ExplainListenerResponse {
-            explanations: explained.into_iter().map(convert::explained_to).collect(),
-            next_page_token: next.unwrap_or_default(),
+            explanations: page.items.into_iter().map(convert::explained_to).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
         })
     }
 
