@@ -10,8 +10,10 @@
 //! state the walk left, from the commit on. No gap, no double, with any number of processes.
 //!
 //! Fire ids are deterministic over (listener, contributing events), so a fire id already among
-//! the namespace's notifications (fired live, or by an earlier replay) is not fired again; the
-//! unique index `notifications_by_fire` (migration 0005) backs the check. A replayed WAKE
+//! the namespace's notifications (fired live, or by an earlier replay) is not fired again. A live
+//! firing is looked up among the notifications created when its completing event was received
+//! (it was created in that event's transaction); a replayed one in the partial unique index
+//! `notifications_replayed_by_fire` (migration 0005), which live publishes never touch. A replayed WAKE
 //! finishes its WAIT listener as a live one would.
 //!
 //! Hazard: the check reads the notifications table, so it runs after the batch's staged rows
@@ -19,7 +21,7 @@
 //! repeated within one call fires once. Retention forgets fire ids with their notifications:
 //! a replay over events whose notifications were deleted fires them again.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use uuid::Uuid;
 
@@ -29,7 +31,7 @@ use crate::explain::{Explainer, Walk, WalkState};
 use crate::listener::{CompiledListener, ListenerKind, ListenerStatus};
 use crate::store::conn::{Statement, Tx, Value};
 use crate::store::replay::{EventRange, MAX_LOOK_BACK_EVENTS, Position, range_sql};
-use crate::store::rows::{EventRow, STATUS_ACTIVE, STATUS_DELETED, StoredRow, kind_str};
+use crate::store::rows::{EventRow, STATUS_ACTIVE, STATUS_DELETED, StoredRow, kind_str, micros};
 use crate::store::sql::{CHUNK, list};
 use crate::trigger::{Action, Outcome};
 
@@ -122,7 +124,7 @@ impl Writer {
             self.engine.remove(listener_id);
             outcome.finished.push((listener_id, status));
         }
-        self.stage(b, ns, outcome)?;
+        stage_replayed(self, b, ns, outcome)?;
         Ok(results)
     }
 }
@@ -149,24 +151,57 @@ impl Writer {
                 self.engine.insert(listener, walked.state.partials);
             }
         }
-        self.stage(b, ns, outcome)
+        stage_replayed(self, b, ns, outcome)
     }
 }
 
-/// Returns which of the actions' fire ids the namespace's notifications already hold.
+/// Returns which of the actions' fire ids the namespace's notifications already hold: live ones
+/// were created when their completing event was received, replayed ones are in the partial
+/// index `notifications_replayed_by_fire`.
 async fn fired_before(tx: &mut Tx, ns: &str, fires: &[Action]) -> Result<HashSet<Uuid>> {
     let mut found = HashSet::new();
     for chunk in fires.chunks(CHUNK) {
-        let sql =
-            format!("SELECT fire_id FROM notifications WHERE namespace = $1 AND fire_id IN ({})", list(chunk.len(), 2));
-        let mut q = Statement::new(sql).bind(ns);
-        for a in chunk {
-            q = q.bind(a.fire_id.to_string());
-        }
-        for row in tx.fetch_all(q).await? {
+        let ids: Vec<Value> = chunk.iter().map(|a| Value::from(a.fire_id.to_string())).collect();
+        let created: BTreeSet<i64> =
+            chunk.iter().filter_map(|a| a.events.last()).map(|e| micros(e.received_at)).collect();
+        let live = format!(
+            "SELECT fire_id FROM notifications WHERE created_us IN ({}) AND namespace = $1 AND fire_id IN ({})",
+            list(created.len(), 2),
+            list(ids.len(), 2 + created.len())
+        );
+        let mut values = vec![Value::from(ns)];
+        values.extend(created.iter().map(|t| Value::from(*t)));
+        values.extend(ids.iter().cloned());
+        let replayed = format!(
+            "SELECT fire_id FROM notifications WHERE namespace = $1 AND replayed = 1 AND fire_id IN ({})",
+            list(ids.len(), 2)
+        );
+        let mut replayed_values = vec![Value::from(ns)];
+        replayed_values.extend(ids);
+        let mut rows =
+            if created.is_empty() { Vec::new() } else { tx.fetch_all(Statement::with(live, values)).await? };
+        rows.extend(tx.fetch_all(Statement::with(replayed, replayed_values)).await?);
+        for row in rows {
             let id: String = row.get(0)?;
             found.insert(Uuid::parse_str(&id).map_err(|e| Error::Internal(format!("stored fire id {id:?}: {e}")))?);
         }
     }
     Ok(found)
+}
+
+/// Stages what a replay or look-back fires, and marks its notifications replayed (they enter
+/// the index a later replay looks them up in).
+fn stage_replayed(writer: &mut Writer, b: &mut Batch, ns: &str, outcome: Outcome) -> Result<()> {
+    let first = b.ns.get(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?.next_notification_seq;
+    let count = outcome.actions.len() as i64;
+    writer.stage(b, ns, outcome)?;
+    if count > 0 {
+        // Queued after the notifications' inserts.
+        writer.flush(b)?;
+        b.writes.push(Statement::with(
+            "UPDATE notifications SET replayed = 1 WHERE namespace = $1 AND seq >= $2 AND seq < $3",
+            vec![Value::from(ns), Value::from(first), Value::from(first + count)],
+        ));
+    }
+    Ok(())
 }
