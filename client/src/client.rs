@@ -260,7 +260,7 @@ impl Client {
         spec: pb::ListenerSpec,
         request_id: String,
     ) -> Result<Registration, Error> {
-        let request = pb::RegisterListenerRequest { namespace, listener: Some(spec), request_id };
+        let request = pb::RegisterListenerRequest { namespace, listener: Some(spec), request_id, look_back: None };
         let response = self.raw.clone().register_listener(self.request(request)).await?.into_inner();
         let listener = response.listener.ok_or_else(|| missing("RegisterListenerResponse.listener"))?;
         Ok(Registration { listener, created: response.created })

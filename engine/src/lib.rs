@@ -20,6 +20,7 @@
 pub mod condition;
 pub mod error;
 pub mod event;
+pub mod explain;
 pub mod listener;
 #[cfg(feature = "store")]
 pub mod store;
@@ -29,7 +30,9 @@ pub mod trigger;
 
 pub use error::{Error, ErrorKind, FieldViolation, Result};
 pub use event::{AttrValue, Data, Event, EventRef, TraceContext, valid_traceparent};
+pub use explain::{Explainer, Reason, Step, Walk, WalkState};
 pub use listener::{
-    CompiledListener, Condition, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus, Policy,
+    CompiledListener, Condition, FilterFailure, FilterSet, Listener, ListenerKind, ListenerSpec, ListenerStatus,
+    Policy, SetFailure,
 };
 pub use trigger::{Action, ActionKind, Engine, Outcome};

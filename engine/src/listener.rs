@@ -252,6 +252,8 @@ pub struct CompiledListener {
 
 #[derive(Debug, Clone)]
 struct CompiledFilterSet {
+    /// The set's index in `spec.filters` (what explanations name).
+    index: usize,
     clauses: Vec<(Attribute, Pattern)>,
     /// Compiled once, with the listener; checked after the clauses matched.
     condition: Option<FilterCondition>,
@@ -323,6 +325,14 @@ impl Pattern {
             Self::Glob(g) => g.is_match(value),
         }
     }
+
+    /// Returns the pattern as registered.
+    fn text(&self) -> &str {
+        match self {
+            Self::Exact(s) => s,
+            Self::Glob(g) => g.glob().glob(),
+        }
+    }
 }
 
 impl CompiledListener {
@@ -330,7 +340,7 @@ impl CompiledListener {
     pub fn compile(listener: Listener) -> Result<Self> {
         let conditions = listener.spec.checked()?;
         let mut filters = vec![Vec::new(); listener.spec.types.len()];
-        for (set, condition) in listener.spec.filters.iter().zip(conditions) {
+        for (index, (set, condition)) in listener.spec.filters.iter().zip(conditions).enumerate() {
             let Some(i) = listener.spec.types.iter().position(|t| *t == set.event_type) else {
                 continue;
             };
@@ -340,7 +350,7 @@ impl CompiledListener {
                     .map_err(|e| Error::Internal(format!("validated pattern failed to compile: {e}")))?;
                 clauses.push((Attribute::new(name), pattern));
             }
-            filters[i].push(CompiledFilterSet { clauses, condition });
+            filters[i].push(CompiledFilterSet { index, clauses, condition });
         }
         Ok(Self { listener, filters })
     }
@@ -380,6 +390,45 @@ impl CompiledListener {
         })
     }
 
+    /// Says why the event does not pass the filters of its type, as [`CompiledListener::passes`]
+    /// decides: `Ok` when it passes, else the failure of every filter set of the type, in
+    /// registration order. The caller has checked that the type is listed.
+    pub fn diagnose(&self, event: &Event, bindings: &Bindings<'_>) -> Result<(), Vec<FilterFailure>> {
+        let Some(i) = self.listener.spec.types.iter().position(|t| *t == event.event_type) else {
+            return Ok(());
+        };
+        let mut failures = Vec::new();
+        for set in &self.filters[i] {
+            match self.set_failure(set, event, bindings) {
+                None => return Ok(()),
+                Some(failure) => failures.push(FilterFailure { set: set.index, failure }),
+            }
+        }
+        if failures.is_empty() { Ok(()) } else { Err(failures) }
+    }
+
+    /// Returns why one filter set fails the event: its first clause that does not match, else
+    /// its condition; `None` when the set passes.
+    fn set_failure(&self, set: &CompiledFilterSet, event: &Event, bindings: &Bindings<'_>) -> Option<SetFailure> {
+        for (name, pattern) in &set.clauses {
+            let value = name.value(event);
+            if !value.as_deref().is_some_and(|v| pattern.is_match(v)) {
+                return Some(SetFailure::Clause {
+                    attribute: name.key().to_owned(),
+                    pattern: pattern.text().to_owned(),
+                    value: value.map(|v| v.into_owned()),
+                });
+            }
+        }
+        let condition = set.condition.as_ref()?;
+        let text = self.listener.spec.filters.get(set.index).and_then(|f| f.condition.clone()).unwrap_or_default();
+        match condition.eval(bindings) {
+            Ok(true) => None,
+            Ok(false) => Some(SetFailure::ConditionFalse { condition: text }),
+            Err(error) => Some(SetFailure::ConditionError { condition: text, error }),
+        }
+    }
+
     /// Returns, for one of the listener's types, an attribute that every filter set of that type
     /// pins to an exact value, with those values: an event of the type can only pass if its
     /// attribute has one of them. `None` when the type has no filter set or no such attribute
@@ -400,6 +449,26 @@ impl CompiledListener {
     pub fn correlation_key(&self, event: &Event) -> Option<Vec<String>> {
         self.listener.spec.correlate_by.iter().map(|name| event.attribute(name).map(|v| v.into_owned())).collect()
     }
+}
+
+/// Why one filter set (`filters[set]` of the spec) did not pass an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterFailure {
+    pub set: usize,
+    pub failure: SetFailure,
+}
+
+/// What failed in a filter set: a clause, or the condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "failed", rename_all = "snake_case")]
+pub enum SetFailure {
+    /// The attribute's value does not match the pattern; `value` is `None` when the event
+    /// lacks the attribute.
+    Clause { attribute: String, pattern: String, value: Option<String> },
+    /// The clauses matched and the CEL condition was false.
+    ConditionFalse { condition: String },
+    /// The clauses matched and the CEL condition failed at run time (so was false).
+    ConditionError { condition: String, error: String },
 }
 
 /// Compiles a pattern with globset's semantics: `*` crosses `/`, case-sensitive.

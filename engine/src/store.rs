@@ -19,7 +19,8 @@
 //! Code map: this file is the [`Store`] handle; the public types are in `model` and the
 //! configuration in `config` (both re-exported here). `writer` changes the database (split by
 //! operation under `writer/`), `read` reads it (`read/admin` for namespaces, groups and partial
-//! state), [`consume`] runs this process's consumers.
+//! state), `replay` walks stored events through one listener (explain, replay; its fires go
+//! through the writer), [`consume`] runs this process's consumers.
 //! `conn` is the writer's connection and the one way rows are bound and mapped (`rows` maps
 //! them to domain types, `sql` holds the dialect differences), `error` converts the drivers'
 //! errors.
@@ -53,6 +54,7 @@ mod error;
 mod model;
 mod open;
 mod read;
+mod replay;
 mod rows;
 mod sql;
 mod writer;
@@ -67,8 +69,20 @@ pub use model::{
     NamespacePurge, NewToken, Notification, NotificationKind, Observer, Page, PartialState, PartialStates, PoolStats,
     Published, SeekPosition, Seeked, StartPosition, SweepReport, Token, TokenGrant, trigger_span_id,
 };
+pub use replay::{
+    EventRange, ExplainTarget, Explained, MAX_EXPLAIN_LOOK_BACK, MAX_HELD_EVENTS, MAX_LOOK_BACK_EVENTS, Position,
+    ReplayMode, ReplayPage, ReplayQuery, ReplayedFire,
+};
 pub use rows::{from_micros, micros};
 use writer::{Claimed, Command, Reply};
+
+/// What a registration carries besides its spec (to the writer).
+#[derive(Debug, Clone, Copy)]
+struct Registration<'a> {
+    request_id: Option<&'a str>,
+    trace: &'a TraceContext,
+    look_back: Option<Position>,
+}
 
 /// Rows per table that each transaction of [`Store::delete_namespace`] deletes, by default.
 pub const PURGE_BATCH: u32 = 1000;
@@ -181,11 +195,28 @@ impl Store {
         request_id: Option<String>,
         trace: TraceContext,
     ) -> Result<(Listener, bool)> {
+        self.register_listener_looking_back(namespace, spec, request_id, trace, None).await
+    }
+
+    /// Registers a listener like [`Store::register_listener`]; with `look_back`, the stored
+    /// events of the listener's types from that position up to the registration are walked
+    /// through it in the registration's transaction (firing what they complete), and later
+    /// events are evaluated live: each event exactly once. `FailedPrecondition` when more than
+    /// [`MAX_LOOK_BACK_EVENTS`] events lie in the look-back.
+    pub async fn register_listener_looking_back(
+        &self,
+        namespace: &str,
+        spec: ListenerSpec,
+        request_id: Option<String>,
+        trace: TraceContext,
+        look_back: Option<Position>,
+    ) -> Result<(Listener, bool)> {
         self.call(|reply| Command::Register {
             namespace: namespace.to_owned(),
             spec,
             request_id,
             trace,
+            look_back,
             reply: Box::new(reply),
         })
         .await

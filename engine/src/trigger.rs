@@ -27,7 +27,7 @@ pub type CorrelationKey = Vec<String>;
 pub type Partial = Vec<EventRef>;
 
 /// UUID namespace of fire ids (UUIDv5 over the listener and the contributing events).
-const FIRE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_8b7d_4e59_9c0a_5d2f_1e3b_7a64);
+pub(crate) const FIRE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_8b7d_4e59_9c0a_5d2f_1e3b_7a64);
 
 /// What a fired listener asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use eventbus_engine::store::{
-    Backend, Consumer, ConsumerOptions, ConsumerStats, Delivery, Durability, EventKey, EventQuery, GroupSpec,
-    ListenerQuery, ListenerSelector, NotificationKind, SeekPosition, StartPosition, Store, StoreConfig,
-    trigger_span_id,
+    Backend, Consumer, ConsumerOptions, ConsumerStats, Delivery, Durability, EventKey, EventQuery, EventRange,
+    GroupSpec, ListenerQuery, ListenerSelector, NotificationKind, Position, ReplayMode, ReplayQuery, SeekPosition,
+    StartPosition, Store, StoreConfig, trigger_span_id,
 };
 use eventbus_engine::testkit::TestDatabase;
 use eventbus_engine::{
@@ -639,7 +639,7 @@ async fn retention_deletes_old_rows(db: &Db) {
 /// with the namespace's other events and another namespace's around it.
 async fn time_bounds_follow_the_sequence(db: &Db) {
     let store = open(db).await;
-    start_wf_on_a(&store).await;
+    let listener = start_wf_on_a(&store).await;
     store.ensure_group("ns", group("g")).await.unwrap();
     for i in 0..37 {
         store.publish("ns", vec![ev("a", &format!("n{i}"))]).await.unwrap();
@@ -658,6 +658,16 @@ async fn time_bounds_follow_the_sequence(db: &Db) {
         assert_eq!(seqs(store.list_events("ns", from).await.unwrap().items), want_from, "from {t}");
         let until = EventQuery { end: Some(t), page_size: 1000, ..Default::default() };
         assert_eq!(seqs(store.list_events("ns", until).await.unwrap().items), want_until, "until {t}");
+    }
+    // A replay by time walks the same events (both ends inclusive).
+    for (from, to) in [(times[3], times[30]), (early, times[0]), (times[36], late), (early, late)] {
+        let want: Vec<u64> =
+            all.iter().filter(|e| e.received_at >= from && e.received_at <= to).map(|e| e.sequence).collect();
+        let range = EventRange { from: Some(Position::Time(from)), to: Some(Position::Time(to)) };
+        let query = ReplayQuery { range, mode: ReplayMode::DryRun, page_size: 1000, page_token: None };
+        let page = store.replay("ns", listener.id, query).await.unwrap();
+        let fired: Vec<u64> = page.fires.iter().flat_map(|f| f.event_sequences.clone()).collect();
+        assert_eq!(fired, want, "replay from {from} to {to}");
     }
     let none = EventQuery { start: Some(late), ..Default::default() };
     assert!(store.list_events("empty", none).await.unwrap().items.is_empty());

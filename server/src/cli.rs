@@ -42,6 +42,7 @@ pub mod parse;
 pub mod partials;
 pub mod publish;
 pub mod render;
+pub mod replay;
 pub mod subscribe;
 pub mod tokens;
 

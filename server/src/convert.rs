@@ -16,6 +16,9 @@ use eventbus_engine::{
 };
 
 use crate::security::permissions::Role;
+mod replay;
+
+pub use replay::{explained_to, replayed_fire_to};
 
 pub fn time_to(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }

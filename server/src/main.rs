@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the server until SIGINT or SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     #[command(flatten)]
     Client(cli::ClientCommand),
     /// Measures publish latency and throughput, notification latency and listener scaling,
@@ -121,7 +121,7 @@ async fn main() -> ExitCode {
     };
     let format = cli.log_format.unwrap_or_default();
     let (result, json) = match (cli.command, client) {
-        (Command::Serve(args), _) => (run_serve(ServeArgs { log_format: cli.log_format, ..args }).await, false),
+        (Command::Serve(args), _) => (run_serve(ServeArgs { log_format: cli.log_format, ..*args }).await, false),
         (Command::Client(command), Some(client)) => {
             telemetry::init_plain(format, "warn");
             (cli::run(&client, command).await, client.json)

@@ -19,6 +19,7 @@ mod admin;
 mod delivery;
 mod events;
 mod listeners;
+mod replay;
 mod tokens;
 mod uri;
 
@@ -26,6 +27,7 @@ pub use admin::{GroupName, ListGroups, ListNamespaces, NamespaceName, SeekGroup,
 pub use delivery::{Ack, DeadLetters, Nack, Redrive, Subscribe};
 pub use events::{GetEvent, ListEvents, Publish};
 pub use listeners::{DeleteListeners, GetListener, ListListeners, ListenerId, Register};
+pub use replay::{Explain, Replay};
 pub use tokens::{CreateToken, ListTokens, TokenId};
 
 /// Converts a request message into its checked domain form.

@@ -28,6 +28,7 @@ use crate::subscribe;
 use crate::telemetry::trace;
 
 mod admin;
+mod replay;
 mod tokens;
 
 /// The service state shared by all calls.
@@ -134,8 +135,9 @@ impl EventBus {
         req: pb::RegisterListenerRequest,
         trace: TraceContext,
     ) -> Result<pb::RegisterListenerResponse, ApiError> {
-        let Register { namespace, spec, request_id } = self.checked(req)?;
-        let (listener, created) = self.store.register_listener(&namespace, spec, request_id, trace).await?;
+        let Register { namespace, spec, request_id, look_back } = self.checked(req)?;
+        let (listener, created) =
+            self.store.register_listener_looking_back(&namespace, spec, request_id, trace, look_back).await?;
         Ok(pb::RegisterListenerResponse { listener: Some(convert::listener_to(listener)), created })
     }
 
@@ -382,5 +384,20 @@ impl EventBusService for EventBus {
         req: Request<pb::DeleteConsumerGroupRequest>,
     ) -> Result<Response<pb::DeleteConsumerGroupResponse>, Status> {
         Ok(Response::new(self.delete_group_inner(req.into_inner()).await?))
+    }
+
+    async fn explain_listener(
+        &self,
+        req: Request<pb::ExplainListenerRequest>,
+    ) -> Result<Response<pb::ExplainListenerResponse>, Status> {
+        Ok(Response::new(self.explain_inner(req.into_inner()).await?))
+    }
+
+    async fn replay_events(
+        &self,
+        req: Request<pb::ReplayEventsRequest>,
+    ) -> Result<Response<pb::ReplayEventsResponse>, Status> {
+        let principal = req.extensions().get::<Principal>().cloned();
+        Ok(Response::new(self.replay_inner(req.into_inner(), principal).await?))
     }
 }

@@ -217,7 +217,7 @@ impl Drop for TestServer {
 }
 
 /// Every RPC of EventBusService, by name.
-pub const METHODS: [&str; 20] = [
+pub const METHODS: [&str; 22] = [
     "Publish",
     "RegisterListener",
     "GetListener",
@@ -238,6 +238,8 @@ pub const METHODS: [&str; 20] = [
     "UpdateConsumerGroup",
     "SeekConsumerGroup",
     "DeleteConsumerGroup",
+    "ExplainListener",
+    "ReplayEvents",
 ];
 
 /// The source of the events the suites publish.

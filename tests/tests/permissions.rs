@@ -32,13 +32,15 @@ struct Fixture {
 
 /// Every RPC of both services, in the order the right grant calls them, with the code the right
 /// grant gets on the fixture (one call may depend on the one before: Subscribe makes "g" again).
-const RPCS: [(&str, &str, Code); 24] = [
+const RPCS: [(&str, &str, Code); 26] = [
     ("EventBusService", "Publish", Code::Ok),
     ("EventBusService", "RegisterListener", Code::Ok),
     ("EventBusService", "GetListener", Code::Ok),
     ("EventBusService", "ListListeners", Code::Ok),
     ("EventBusService", "GetEvent", Code::Ok),
     ("EventBusService", "ListEvents", Code::Ok),
+    ("EventBusService", "ExplainListener", Code::Ok),
+    ("EventBusService", "ReplayEvents", Code::Ok),
     ("EventBusService", "Subscribe", Code::Ok),
     ("EventBusService", "Ack", Code::Ok),
     ("EventBusService", "Nack", Code::NotFound),
@@ -76,7 +78,7 @@ async fn bus_call(client: &Client, fx: &Fixture, method: &str) -> Result<(), Sta
         "Publish" => raw.publish(pb::PublishRequest { namespace: ns(), events: vec![event("a", "x")] }).await.map(drop),
         "RegisterListener" => {
             let listener = Some(ListenerSpecBuilder::start("wf2").one("never").into());
-            raw.register_listener(pb::RegisterListenerRequest { namespace: ns(), listener, request_id: String::new() })
+            raw.register_listener(pb::RegisterListenerRequest { namespace: ns(), listener, ..Default::default() })
                 .await
                 .map(drop)
         }
@@ -162,6 +164,19 @@ async fn admin_call(client: &Client, fx: &Fixture, method: &str) -> Result<(), S
         }
         "ListNamespaces" => raw.list_namespaces(pb::ListNamespacesRequest::default()).await.map(drop),
         "DeleteNamespace" => raw.delete_namespace(pb::DeleteNamespaceRequest { namespace: ns() }).await.map(drop),
+        "ExplainListener" => {
+            let target = Some(pb::explain_listener_request::Target::Sequence(1));
+            let id = fx.listener.clone();
+            let request = pb::ExplainListenerRequest { namespace: ns(), listener_id: id, target, ..Default::default() };
+            raw.explain_listener(request).await.map(drop)
+        }
+        "ReplayEvents" => {
+            // A dry run changes nothing; FIRE needs operator (tests/tests/replay.rs).
+            let mode = pb::ReplayMode::DryRun.into();
+            let id = fx.listener.clone();
+            let request = pb::ReplayEventsRequest { namespace: ns(), listener_id: id, mode, ..Default::default() };
+            raw.replay_events(request).await.map(drop)
+        }
         other => panic!("no call for {other}"),
     }
 }

@@ -49,9 +49,10 @@ func TestServiceConfigRetriesEveryUnaryMethodOnUnavailable(t *testing.T) {
 	slices.Sort(methods)
 	want := []string{
 		"Ack", "DeleteConsumerGroup", "DeleteListener", "DeleteListeners", "DeleteNamespace",
-		"GetConsumerGroup", "GetEvent", "GetListener", "ListConsumerGroups", "ListDeadLetters",
-		"ListEvents", "ListListeners", "ListNamespaces", "Nack", "Publish", "RedriveDeadLetters",
-		"RegisterListener", "SeekConsumerGroup", "UpdateConsumerGroup",
+		"ExplainListener", "GetConsumerGroup", "GetEvent", "GetListener", "ListConsumerGroups",
+		"ListDeadLetters", "ListEvents", "ListListeners", "ListNamespaces", "Nack", "Publish",
+		"RedriveDeadLetters", "RegisterListener", "ReplayEvents", "SeekConsumerGroup",
+		"UpdateConsumerGroup",
 	}
 	if !slices.Equal(methods, want) {
 		t.Errorf("retried methods %v, want the unary methods %v (not Subscribe)", methods, want)

@@ -182,6 +182,20 @@ impl EventBusService for Fake {
     ) -> Result<Response<pb::DeleteConsumerGroupResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn explain_listener(
+        &self,
+        _: Request<pb::ExplainListenerRequest>,
+    ) -> Result<Response<pb::ExplainListenerResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn replay_events(
+        &self,
+        _: Request<pb::ReplayEventsRequest>,
+    ) -> Result<Response<pb::ReplayEventsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// Serves `fake` on a fresh local port and returns a client connected to it.

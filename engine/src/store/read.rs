@@ -29,7 +29,7 @@ mod tokens;
 /// bind and to map rows for the whole store).
 type Bind = Value;
 
-fn page_size(requested: u32) -> i64 {
+pub(super) fn page_size(requested: u32) -> i64 {
     i64::from(if requested == 0 { DEFAULT_PAGE_SIZE } else { requested.min(MAX_PAGE_SIZE) })
 }
 
@@ -49,10 +49,10 @@ fn split_page<T>(mut rows: Vec<T>, size: i64, binding: Binding, key: impl Fn(&T)
 /// last row of its page and this hash, so a token used in another namespace or with other
 /// filters is refused (INVALID_ARGUMENT on `page_token`) instead of silently skipping rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Binding(u64);
+pub(super) struct Binding(u64);
 
 impl Binding {
-    fn new(listing: &str, namespace: &str) -> Self {
+    pub(super) fn new(listing: &str, namespace: &str) -> Self {
         Self(0xcbf2_9ce4_8422_2325).with(Some(listing.as_bytes())).with(Some(namespace.as_bytes()))
     }
 
@@ -74,20 +74,20 @@ impl Binding {
         self
     }
 
-    fn with_str(self, part: Option<&str>) -> Self {
+    pub(super) fn with_str(self, part: Option<&str>) -> Self {
         self.with(part.map(str::as_bytes))
     }
 
-    fn with_int(self, part: Option<i64>) -> Self {
+    pub(super) fn with_int(self, part: Option<i64>) -> Self {
         self.with(part.map(i64::to_le_bytes).as_ref().map(|b| &b[..]))
     }
 
-    fn token(self, key: i64) -> String {
+    pub(super) fn token(self, key: i64) -> String {
         format!("{key}.{:016x}", self.0)
     }
 
     /// Returns the key of a token bound to this listing; 0 for no token.
-    fn parse(self, token: Option<&str>) -> Result<i64> {
+    pub(super) fn parse(self, token: Option<&str>) -> Result<i64> {
         let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(0) };
         let key = token
             .split_once('.')
@@ -240,7 +240,7 @@ impl Store {
     }
 
     /// Runs a listing query built at run time with its bound values.
-    async fn fetch<O: StoredRow>(&self, sql: String, binds: Vec<Bind>) -> Result<Vec<O>> {
+    pub(super) async fn fetch<O: StoredRow>(&self, sql: String, binds: Vec<Bind>) -> Result<Vec<O>> {
         self.rows(Statement::with(sql, binds)).await?.iter().map(O::read).collect()
     }
 

@@ -64,15 +64,21 @@ pub(crate) fn events_by_keys(rows: usize) -> String {
 /// Hazard: it relies on times growing with the sequence, which holds while the servers' clocks
 /// do not step back; around such a step, rows on the wrong side of the bound are missed.
 pub(crate) fn first_seq_at(table: &str, column: &str) -> String {
+    first_seq_at_with(table, column, "$1", "$2")
+}
+
+/// Like [`first_seq_at`], with the namespace and the time in the placeholders given (to be
+/// used as a scalar subquery of a larger statement).
+pub(crate) fn first_seq_at_with(table: &str, column: &str, ns: &str, t: &str) -> String {
     let probe =
-        format!("(SELECT {column} FROM {table} WHERE namespace = $1 AND seq >= (lo + hi) / 2 ORDER BY seq LIMIT 1)");
+        format!("(SELECT {column} FROM {table} WHERE namespace = {ns} AND seq >= (lo + hi) / 2 ORDER BY seq LIMIT 1)");
     format!(
         "WITH RECURSIVE search(lo, hi) AS (\
-           SELECT (SELECT MIN(seq) FROM {table} WHERE namespace = $1), \
-                  (SELECT MAX(seq) FROM {table} WHERE namespace = $1) + 1 \
+           SELECT (SELECT MIN(seq) FROM {table} WHERE namespace = {ns}), \
+                  (SELECT MAX(seq) FROM {table} WHERE namespace = {ns}) + 1 \
            UNION ALL \
-           SELECT CASE WHEN {probe} IS NULL OR {probe} >= $2 THEN lo ELSE (lo + hi) / 2 + 1 END, \
-                  CASE WHEN {probe} IS NULL OR {probe} >= $2 THEN (lo + hi) / 2 ELSE hi END \
+           SELECT CASE WHEN {probe} IS NULL OR {probe} >= {t} THEN lo ELSE (lo + hi) / 2 + 1 END, \
+                  CASE WHEN {probe} IS NULL OR {probe} >= {t} THEN (lo + hi) / 2 ELSE hi END \
            FROM search WHERE lo < hi) \
          SELECT MAX(lo) FROM search"
     )

@@ -10,8 +10,9 @@
 //! [`namespace`] (locks, counters, the sync of listeners across processes), [`publish`]
 //! (validation, dedup, evaluation, staging and flushing), [`delivery`] (groups, the direct
 //! hand-over, claims, acks, nacks, releases, redrives), [`listeners`] (register, delete),
-//! [`sweep`] (timeouts, pruning, retention), [`admin`] (group updates, seeks and deletes, the
-//! namespace purge) and [`tokens`] (API tokens created, revoked and used).
+//! [`sweep`] (timeouts, pruning, retention), [`replay`] (the fires of a replay), [`admin`] (group
+//! updates, seeks and deletes, the namespace purge) and [`tokens`] (API tokens created, revoked
+//! and used).
 //!
 //! The writer runs on a thread of its own on SQLite, where every statement is a function call
 //! on that thread; on Postgres it is a task (see [`super::conn`]). The rows publishes and claims
@@ -35,6 +36,7 @@ mod delivery;
 mod listeners;
 mod namespace;
 mod publish;
+mod replay;
 mod sweep;
 mod tokens;
 
@@ -54,13 +56,13 @@ use super::conn::{Conn, Statement, Tx};
 use super::consume::{Leased, Slot, Slots};
 use super::rows::micros;
 use super::{
-    Fired, GroupSpec, GroupUpdate, ListenerSelector, NewToken, Observer, Published, SeekPosition, Seeked, StoreConfig,
-    SweepReport, Token,
+    Fired, GroupSpec, GroupUpdate, ListenerSelector, NewToken, Observer, Position, Published, SeekPosition, Seeked,
+    StoreConfig, SweepReport, Token,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, TraceContext};
 use crate::listener::{Listener, ListenerSpec};
-use crate::trigger::Engine;
+use crate::trigger::{Action, Engine};
 
 /// A command to the writer: one variant per operation, each with the channel its own result
 /// goes back on.
@@ -77,6 +79,8 @@ pub(crate) enum Command {
         spec: ListenerSpec,
         request_id: Option<String>,
         trace: TraceContext,
+        /// Where the listener looks back from (see `writer/replay.rs`).
+        look_back: Option<Position>,
         /// Boxed: it holds a listener (which holds a spec) until the commit.
         reply: Box<Reply<(Listener, bool)>>,
     },
@@ -166,6 +170,14 @@ pub(crate) enum Command {
         at: DateTime<Utc>,
         reply: Reply<()>,
     },
+    /// Fires what one page of a replay found (see `writer/replay.rs`); replies, per action, the
+    /// new notification's sequence or `None` (fired before).
+    Replay {
+        namespace: String,
+        listener_id: uuid::Uuid,
+        fires: Vec<Action>,
+        reply: Reply<Vec<Option<u64>>>,
+    },
 }
 
 impl Command {
@@ -174,7 +186,8 @@ impl Command {
         match self {
             Self::Publish { namespace, .. }
             | Self::Register { namespace, .. }
-            | Self::DeleteListeners { namespace, .. } => Some(namespace),
+            | Self::DeleteListeners { namespace, .. }
+            | Self::Replay { namespace, .. } => Some(namespace),
             _ => None,
         }
     }
@@ -221,6 +234,7 @@ impl Command {
             Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } => reply.is_closed(),
             Self::SeekGroup { reply, .. } => reply.is_closed(),
             Self::PurgeNamespace { reply, .. } => reply.is_closed(),
+            Self::Replay { reply, .. } => reply.is_closed(),
             Self::Claim { reply, .. } => reply.is_closed(),
             Self::Nack { reply, .. } => reply.is_closed(),
             Self::Sweep { reply, .. } => reply.is_closed(),
@@ -241,6 +255,7 @@ impl Command {
             Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } => reply.send(error),
             Self::SeekGroup { reply, .. } => reply.send(error),
             Self::PurgeNamespace { reply, .. } => reply.send(error),
+            Self::Replay { reply, .. } => reply.send(error),
             Self::Claim { reply, .. } => reply.send(error),
             Self::Nack { reply, .. } => reply.send(error),
             Self::Sweep { reply, .. } => reply.send(error),
@@ -622,6 +637,10 @@ impl Writer {
         for ns in namespaces {
             self.lock_namespace(tx, b, ns).await?;
         }
+        // The batch's time, once its namespaces are locked: a writer that waited for a lock
+        // (another process's, on Postgres) stamps its rows later than the one it waited for, so
+        // times grow with the sequences they come with (time bounds search by sequence).
+        b.now = super::from_micros(micros(Utc::now()));
         // Shared by every publish of the batch to a namespace (each may repeat a stored key).
         let existing = lookup_existing(tx, commands).await?;
         for command in commands {
@@ -652,8 +671,10 @@ impl Writer {
             Command::Publish { namespace, events, reply } => {
                 reply.hold(self.publish(b, namespace, events, existing.get(namespace.as_str())))
             }
-            Command::Register { namespace, spec, request_id, trace, reply } => {
-                reply.hold(self.register(tx, b, namespace, spec, request_id.as_deref(), trace).await)
+            Command::Register { namespace, spec, request_id, trace, look_back, reply } => {
+                let registration =
+                    super::Registration { request_id: request_id.as_deref(), trace, look_back: *look_back };
+                reply.hold(self.register(tx, b, namespace, spec, registration).await)
             }
             Command::DeleteListeners { namespace, selector, reply } => {
                 reply.hold(self.delete(tx, b, namespace, selector).await)
@@ -692,6 +713,9 @@ impl Writer {
             Command::CreateToken { token, reply } => reply.hold(tokens::create(tx, b, token).await),
             Command::RevokeToken { id, reply } => reply.hold(tokens::revoke(tx, b, *id).await),
             Command::TouchToken { id, at, reply } => reply.hold(tokens::touch(tx, *id, *at).await),
+            Command::Replay { namespace, listener_id, fires, reply } => {
+                reply.hold(self.replay(tx, b, namespace, *listener_id, fires).await)
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `eventbus listeners add | list | get | rm`.
+//! `eventbus listeners add | list | get | rm | explain | replay` (the last two in `replay.rs`).
 
 use std::time::{Duration, SystemTime};
 
@@ -8,13 +8,14 @@ use serde_json::json;
 
 use super::parse::{self, FilterSet};
 use super::render;
+use super::replay::{ExplainArgs, ReplayArgs};
 use super::{ClientArgs, print_json, print_table, rpc_error};
 
 /// The listener subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ListenersCommand {
     /// Registers a START or WAIT listener and prints it with its id.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Lists listeners (active ones unless --all), in registration order.
     #[command(alias = "ls")]
     List(ListArgs),
@@ -23,6 +24,12 @@ pub enum ListenersCommand {
     /// Deletes one listener by id, or every listener of a workflow or of an instance.
     #[command(alias = "delete")]
     Rm(RmArgs),
+    /// Says, for one event or each event of a range, why it did or did not contribute to the
+    /// listener (type, filters, conditions, correlation, lifespan, collected, fired).
+    Explain(ExplainArgs),
+    /// Walks stored events through the listener again, from an empty state: a dry run by
+    /// default, --fire to fire what never fired. Pages through the range with progress.
+    Replay(ReplayArgs),
 }
 
 /// Flags of `eventbus listeners add`.
@@ -74,6 +81,11 @@ pub struct AddArgs {
     /// Idempotency key: a retry with the same key and spec returns the first registration.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Also walks the stored events from this sequence or time (RFC 3339, or a duration ago:
+    /// 10m) through the listener, in the registration's transaction: each event is evaluated
+    /// once, stored or live.
+    #[arg(long, value_name = "SEQ|TIME", value_parser = super::replay::at)]
+    pub look_back: Option<super::replay::At>,
 }
 
 /// Consumption policy of an ALL listener.
@@ -187,15 +199,16 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
     let ns = args.namespace.clone();
     match cmd {
         ListenersCommand::Add(add) => {
-            let spec = spec(&add, SystemTime::now());
-            let registration = match &add.request_id {
-                Some(request_id) => {
-                    client.register_listener_with_request_id(ns, spec, request_id.clone()).await.map_err(rpc_error)?
-                }
-                None => eventbus_client::Registration {
-                    listener: client.register_listener(ns, spec).await.map_err(rpc_error)?,
-                    created: true,
-                },
+            let request = pb::RegisterListenerRequest {
+                namespace: ns,
+                listener: Some(spec(add.as_ref(), SystemTime::now())),
+                request_id: add.request_id.clone().unwrap_or_default(),
+                look_back: super::replay::position(add.look_back),
+            };
+            let response = client.raw().register_listener(request).await.map_err(|s| rpc_error(s.into()))?.into_inner();
+            let registration = eventbus_client::Registration {
+                listener: response.listener.unwrap_or_default(),
+                created: response.created,
             };
             if args.json {
                 let listener = render::listener_json(&registration.listener);
@@ -207,6 +220,8 @@ pub async fn run(args: &ClientArgs, cmd: ListenersCommand) -> anyhow::Result<()>
             }
         }
         ListenersCommand::List(list) => list_listeners(args, &client, ns, list).await?,
+        ListenersCommand::Explain(x) => super::replay::explain(args, &client, x).await?,
+        ListenersCommand::Replay(r) => super::replay::replay(args, &client, r).await?,
         ListenersCommand::Get(get) => {
             let request = pb::GetListenerRequest { namespace: ns, id: get.id, include_partial_state: true };
             let got = client.raw().get_listener(request).await.map_err(|s| rpc_error(s.into()))?.into_inner();

@@ -196,17 +196,19 @@ impl FromProto<pb::GetEventRequest> for GetEvent {
         let key = match req.key {
             Some(Key::Sequence(0)) => Err(Violations::invalid("sequence", "must be at least 1")),
             Some(Key::Sequence(s)) => Ok(EventKey::Sequence(s)),
-            Some(Key::SourceId(k)) => (
-                required("source_id.source", k.source, MAX_SOURCE_BYTES),
-                required("source_id.id", k.id, MAX_EVENT_ID_BYTES),
-            )
-                .combine()
-                .map(|(source, id)| EventKey::SourceId { source, id }),
+            Some(Key::SourceId(k)) => source_id(k),
             None => Err(Violations::invalid("key", "set sequence or source_id")),
         };
         let (namespace, key) = (namespace(req.namespace), key).combine()?;
         Ok(Self { namespace, key })
     }
+}
+
+/// Checks an event's CloudEvents identity, the field `source_id` of a request.
+pub(super) fn source_id(k: pb::EventKey) -> Result<EventKey, Violations> {
+    let source = required("source_id.source", k.source, MAX_SOURCE_BYTES);
+    let id = required("source_id.id", k.id, MAX_EVENT_ID_BYTES);
+    (source, id).combine().map(|(source, id)| EventKey::SourceId { source, id })
 }
 
 /// A checked ListEvents.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use eventbus_client::pb;
-use eventbus_engine::store::{ListenerQuery, ListenerSelector};
+use eventbus_engine::store::{ListenerQuery, ListenerSelector, Position};
 use eventbus_engine::{Condition, FilterSet, ListenerKind, ListenerSpec, Policy};
 use uuid::Uuid;
 
@@ -27,6 +27,7 @@ pub struct Register {
     pub namespace: String,
     pub spec: ListenerSpec,
     pub request_id: Option<String>,
+    pub look_back: Option<Position>,
 }
 
 impl FromProto<pb::RegisterListenerRequest> for Register {
@@ -35,9 +36,14 @@ impl FromProto<pb::RegisterListenerRequest> for Register {
             Some(s) => spec(s).map_err(|v| v.prefixed("listener")),
             None => Err(Violations::invalid("listener", "is required")),
         };
-        let (namespace, spec, request_id) =
-            (namespace(req.namespace), spec, at_most("request_id", req.request_id, MAX_REQUEST_ID_BYTES)).combine()?;
-        Ok(Self { namespace, spec, request_id: opt(request_id) })
+        let (namespace, spec, request_id, look_back) = (
+            namespace(req.namespace),
+            spec,
+            at_most("request_id", req.request_id, MAX_REQUEST_ID_BYTES),
+            super::replay::position("look_back", req.look_back),
+        )
+            .combine()?;
+        Ok(Self { namespace, spec, request_id: opt(request_id), look_back })
     }
 }
 

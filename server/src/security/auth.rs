@@ -51,6 +51,12 @@ impl Principal {
         permissions::requirement(method).is_some_and(|r| self.grants.iter().any(|g| g.allows(r, namespace)))
     }
 
+    /// Returns whether the grants allow `role` on `namespace` (for a check inside a handler,
+    /// where one RPC needs more in one of its modes).
+    pub fn may_as(&self, role: Role, namespace: &str) -> bool {
+        self.grants.iter().any(|g| g.allows(Requirement::Namespace(role), namespace))
+    }
+
     /// Returns whether the grants allow `role` on every namespace.
     fn everywhere(&self, role: Role) -> bool {
         self.grants.iter().any(|g| g.role.includes(role) && g.namespaces == "*")

@@ -7,9 +7,10 @@
 //! test checks every one in the descriptor set), so the namespace can be read from the encoded
 //! request before the handler runs ([`namespace_of`]), whatever the method.
 //!
-//! Roles (issue 15): `publisher` publishes; `reader` reads events and listeners; `listener`
-//! registers and deletes listeners, and reads; `subscriber` subscribes, acks and nacks;
-//! `operator` handles dead letters, and everything above; `admin` manages tokens, and
+//! Roles (issue 15): `publisher` publishes; `reader` reads events and listeners (explains
+//! them, replays in a dry run); `listener` registers and deletes listeners, and reads;
+//! `subscriber` subscribes, acks and nacks; `operator` handles dead letters, fires replays
+//! (ReplayEvents checks FIRE in its handler: one line per method here), and everything above; `admin` manages tokens, and
 //! everything. A grant is a role on one namespace, on a pattern `prefix.*` (every namespace
 //! that starts with `prefix.`), or on `*` (every namespace, and the server-wide calls).
 
@@ -111,6 +112,9 @@ pub const METHODS: &[(&str, Requirement)] = &[
     ("/eventbus.v1.TokenService/GetToken", Server(Role::Admin)),
     ("/eventbus.v1.TokenService/ListTokens", Server(Role::Admin)),
     ("/eventbus.v1.TokenService/RevokeToken", Server(Role::Admin)),
+    ("/eventbus.v1.EventBusService/ExplainListener", Namespace(Role::Reader)),
+    // DRY_RUN; the handler also asks for operator when the mode is FIRE.
+    ("/eventbus.v1.EventBusService/ReplayEvents", Namespace(Role::Reader)),
 ];
 
 /// Services anyone may call: health checks (probes carry no token) and reflection (the schema

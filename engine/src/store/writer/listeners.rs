@@ -10,16 +10,16 @@
 
 use uuid::Uuid;
 
+use super::replay::walk_back;
 use super::{Batch, CommandError, Handled, Writer};
 use crate::error::{Error, Result};
-use crate::event::TraceContext;
 use crate::listener::{CompiledListener, Listener, ListenerKind, ListenerSpec, ListenerStatus};
-use crate::store::ListenerSelector;
 use crate::store::conn::{Statement, Tx, Value};
 use crate::store::rows::{
     LISTENER_COLUMNS, ListenerRow, STATUS_DELETED, StoredRow, StoredStatus, kind_str, micros, parse_uuid, to_json,
 };
 use crate::store::sql::{CHUNK, list};
+use crate::store::{ListenerSelector, Registration};
 
 impl Writer {
     /// Registers a listener, or returns the one registered with the same request id (and the
@@ -30,9 +30,9 @@ impl Writer {
         b: &mut Batch,
         ns: &str,
         spec: &ListenerSpec,
-        request_id: Option<&str>,
-        trace: &TraceContext,
+        registration: Registration<'_>,
     ) -> Handled<(Listener, bool)> {
+        let Registration { request_id, trace, look_back } = registration;
         spec.validate().map_err(CommandError::Rejected)?;
         if let Some(request_id) = request_id {
             let sql = format!(
@@ -49,11 +49,11 @@ impl Writer {
                 return Ok((existing, false));
             }
         }
-        let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
+        let order = b.ns.get(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?.next_listener_ord;
         let listener = Listener {
             id: Uuid::now_v7(),
             namespace: ns.to_owned(),
-            order: st.next_listener_ord,
+            order,
             spec: spec.clone(),
             created_at: b.now,
             trace: trace.clone(),
@@ -61,6 +61,12 @@ impl Writer {
             status: ListenerStatus::Active,
         };
         let compiled = CompiledListener::compile(listener.clone()).map_err(CommandError::Rejected)?;
+        // Read and walked before anything is written: too long a look-back is rejected.
+        let walked = match look_back {
+            Some(from) => Some(walk_back(tx, b, ns, &compiled, from).await?),
+            None => None,
+        };
+        let st = b.ns.get_mut(ns).ok_or_else(|| Error::Internal("namespace not locked".into()))?;
         st.next_listener_ord += 1;
         st.changed.insert(listener.id);
         tx.execute(
@@ -82,8 +88,11 @@ impl Writer {
             .bind(st.new_gen()),
         )
         .await?;
-        self.engine.insert(compiled, []);
         self.loaded.entry(ns.to_owned()).or_default().listeners.insert(listener.id);
+        match walked {
+            Some(walked) => self.looked_back(b, ns, compiled, walked)?,
+            None => self.engine.insert(compiled, []),
+        }
         // A deadline that already passed times out at once.
         if spec.deadline.is_some_and(|d| d <= b.now) {
             let outcome = self.engine.expire_namespace(ns, b.now);

@@ -35,7 +35,7 @@ fn with_condition(ty: &str, condition: &str) -> pb::ListenerSpec {
 }
 
 fn register(spec: pb::ListenerSpec) -> Result<Register, Violations> {
-    let req = pb::RegisterListenerRequest { namespace: "ns".into(), listener: Some(spec), request_id: String::new() };
+    let req = pb::RegisterListenerRequest { namespace: "ns".into(), listener: Some(spec), ..Default::default() };
     Register::from_proto(req, &Limits::default())
 }
 
@@ -177,6 +177,7 @@ fn request_rules() {
         namespace: namespace.into(),
         listener,
         request_id,
+        look_back: None,
     };
     let check = |r| Register::from_proto(r, &Limits::default()).err().unwrap_or_default().fields().join(",");
     assert_eq!(check(req("ns", Some(all_spec()), "r".repeat(128))), "");

@@ -141,3 +141,21 @@ fn every_refusal_has_its_reason_and_code() {
         assert_eq!((refusal.reason(), Status::from(refusal.error()).code()), (reason, code), "{refusal:?}");
     }
 }
+
+#[test]
+fn a_principal_may_what_its_grants_allow_in_a_namespace() {
+    let grant = |role, namespaces: &str| Grant { role, namespaces: namespaces.into() };
+    let reader = Principal { name: "r".into(), grants: vec![grant(Role::Reader, "shop")] };
+    let operator = Principal { name: "o".into(), grants: vec![grant(Role::Operator, "team.*")] };
+    let cases = [
+        (&reader, Role::Reader, "shop", true),
+        (&reader, Role::Operator, "shop", false),
+        (&reader, Role::Reader, "other", false),
+        (&operator, Role::Operator, "team.a", true),
+        (&operator, Role::Reader, "team.a", true),
+        (&operator, Role::Operator, "shop", false),
+    ];
+    for (principal, role, namespace, want) in cases {
+        assert_eq!(principal.may_as(role, namespace), want, "{} {role} on {namespace}", principal.name);
+    }
+}

@@ -80,6 +80,59 @@ func (StartPosition) EnumDescriptor() ([]byte, []int) {
 	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{0}
 }
 
+// ReplayMode says what ReplayEvents does with what fires.
+type ReplayMode int32
+
+const (
+	// Never valid: INVALID_ARGUMENT on `mode`.
+	ReplayMode_REPLAY_MODE_UNSPECIFIED ReplayMode = 0
+	// Say what would fire; change nothing.
+	ReplayMode_REPLAY_MODE_DRY_RUN ReplayMode = 1
+	// Fire what has not fired before, as real notifications.
+	ReplayMode_REPLAY_MODE_FIRE ReplayMode = 2
+)
+
+// Enum value maps for ReplayMode.
+var (
+	ReplayMode_name = map[int32]string{
+		0: "REPLAY_MODE_UNSPECIFIED",
+		1: "REPLAY_MODE_DRY_RUN",
+		2: "REPLAY_MODE_FIRE",
+	}
+	ReplayMode_value = map[string]int32{
+		"REPLAY_MODE_UNSPECIFIED": 0,
+		"REPLAY_MODE_DRY_RUN":     1,
+		"REPLAY_MODE_FIRE":        2,
+	}
+)
+
+func (x ReplayMode) Enum() *ReplayMode {
+	p := new(ReplayMode)
+	*p = x
+	return p
+}
+
+func (x ReplayMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplayMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_eventbus_v1_event_bus_service_proto_enumTypes[1].Descriptor()
+}
+
+func (ReplayMode) Type() protoreflect.EnumType {
+	return &file_eventbus_v1_event_bus_service_proto_enumTypes[1]
+}
+
+func (x ReplayMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplayMode.Descriptor instead.
+func (ReplayMode) EnumDescriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{1}
+}
+
 // PublishRequest is the request of EventBusService.Publish.
 type PublishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -252,7 +305,15 @@ type RegisterListenerRequest struct {
 	// request_id and the same spec returns the listener already registered (`created` false); the
 	// same request_id with a different spec is ALREADY_EXISTS. The key is remembered as long as
 	// the listener it registered exists. Empty (the default) registers a new listener every time.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Look back: the stored events from this position (a sequence or a receive time, inclusive)
+	// up to the registration are walked through the new listener, in sequence order and in the
+	// registration's transaction, as ReplayEvents in FIRE mode would, and fire what they
+	// complete; events stored after the registration are evaluated live. Each event is evaluated
+	// exactly once, whatever is published meanwhile. At most 10000 events of the listener's
+	// types may lie in the look-back (more is FAILED_PRECONDITION: register without it and use
+	// ReplayEvents, which pages). Unset (the default): the listener only sees later events.
+	LookBack      *EventPosition `protobuf:"bytes,4,opt,name=look_back,json=lookBack,proto3" json:"look_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -306,6 +367,13 @@ func (x *RegisterListenerRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *RegisterListenerRequest) GetLookBack() *EventPosition {
+	if x != nil {
+		return x.LookBack
+	}
+	return nil
 }
 
 // RegisterListenerResponse is the response of EventBusService.RegisterListener.
@@ -1968,6 +2036,1672 @@ func (x *ListEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// EventPosition is one end of a range of stored events. Both ends of a range are inclusive.
+type EventPosition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: one of them.
+	//
+	// Types that are valid to be assigned to Position:
+	//
+	//	*EventPosition_Sequence
+	//	*EventPosition_Time
+	Position      isEventPosition_Position `protobuf_oneof:"position"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventPosition) Reset() {
+	*x = EventPosition{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventPosition) ProtoMessage() {}
+
+func (x *EventPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventPosition.ProtoReflect.Descriptor instead.
+func (*EventPosition) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *EventPosition) GetPosition() isEventPosition_Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *EventPosition) GetSequence() uint64 {
+	if x != nil {
+		if x, ok := x.Position.(*EventPosition_Sequence); ok {
+			return x.Sequence
+		}
+	}
+	return 0
+}
+
+func (x *EventPosition) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.Position.(*EventPosition_Time); ok {
+			return x.Time
+		}
+	}
+	return nil
+}
+
+type isEventPosition_Position interface {
+	isEventPosition_Position()
+}
+
+type EventPosition_Sequence struct {
+	// An event sequence (StoredEvent.sequence); at least 1.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3,oneof"`
+}
+
+type EventPosition_Time struct {
+	// A receive time (StoredEvent.receive_time), years 1 to 9999.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3,oneof"`
+}
+
+func (*EventPosition_Sequence) isEventPosition_Position() {}
+
+func (*EventPosition_Time) isEventPosition_Position() {}
+
+// EventRange is the stored events from `start` to `end`, both inclusive.
+type EventRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset (the default): from the first stored event.
+	Start *EventPosition `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// Unset (the default): up to the last stored event when the page is read. When both ends
+	// are of the same kind, must not be before `start`.
+	End           *EventPosition `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventRange) Reset() {
+	*x = EventRange{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventRange) ProtoMessage() {}
+
+func (x *EventRange) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventRange.ProtoReflect.Descriptor instead.
+func (*EventRange) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *EventRange) GetStart() *EventPosition {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *EventRange) GetEnd() *EventPosition {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+// ExplainListenerRequest is the request of EventBusService.ExplainListener.
+type ExplainListenerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Namespace of the listener and the events: 1 to 128 bytes of ASCII letters,
+	// digits, '-', '_' and '.'.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Required. The listener's id (a UUID), active or finished.
+	ListenerId string `protobuf:"bytes,2,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
+	// Required. Which events to explain.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*ExplainListenerRequest_Sequence
+	//	*ExplainListenerRequest_SourceId
+	//	*ExplainListenerRequest_Range
+	Target isExplainListenerRequest_Target `protobuf_oneof:"target"`
+	// Range only: maximum number of events in the response. 0 (the default) means 100; values
+	// above 1000 are treated as 1000; negative values are INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Range only: the `next_page_token` of the previous response, sent with the same listener and
+	// range. Opaque; it carries the walk's state (at most 1000 collected events). Empty (the
+	// default) starts at the beginning of the range.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainListenerRequest) Reset() {
+	*x = ExplainListenerRequest{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainListenerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainListenerRequest) ProtoMessage() {}
+
+func (x *ExplainListenerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainListenerRequest.ProtoReflect.Descriptor instead.
+func (*ExplainListenerRequest) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ExplainListenerRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ExplainListenerRequest) GetListenerId() string {
+	if x != nil {
+		return x.ListenerId
+	}
+	return ""
+}
+
+func (x *ExplainListenerRequest) GetTarget() isExplainListenerRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *ExplainListenerRequest) GetSequence() uint64 {
+	if x != nil {
+		if x, ok := x.Target.(*ExplainListenerRequest_Sequence); ok {
+			return x.Sequence
+		}
+	}
+	return 0
+}
+
+func (x *ExplainListenerRequest) GetSourceId() *EventKey {
+	if x != nil {
+		if x, ok := x.Target.(*ExplainListenerRequest_SourceId); ok {
+			return x.SourceId
+		}
+	}
+	return nil
+}
+
+func (x *ExplainListenerRequest) GetRange() *EventRange {
+	if x != nil {
+		if x, ok := x.Target.(*ExplainListenerRequest_Range); ok {
+			return x.Range
+		}
+	}
+	return nil
+}
+
+func (x *ExplainListenerRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ExplainListenerRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type isExplainListenerRequest_Target interface {
+	isExplainListenerRequest_Target()
+}
+
+type ExplainListenerRequest_Sequence struct {
+	// One event, by its sequence; at least 1.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3,oneof"`
+}
+
+type ExplainListenerRequest_SourceId struct {
+	// One event, by its CloudEvents identity.
+	SourceId *EventKey `protobuf:"bytes,4,opt,name=source_id,json=sourceId,proto3,oneof"`
+}
+
+type ExplainListenerRequest_Range struct {
+	// Every event of a range, in sequence order (paged).
+	Range *EventRange `protobuf:"bytes,5,opt,name=range,proto3,oneof"`
+}
+
+func (*ExplainListenerRequest_Sequence) isExplainListenerRequest_Target() {}
+
+func (*ExplainListenerRequest_SourceId) isExplainListenerRequest_Target() {}
+
+func (*ExplainListenerRequest_Range) isExplainListenerRequest_Target() {}
+
+// ExplainListenerResponse is the response of EventBusService.ExplainListener.
+type ExplainListenerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per event, in ascending sequence.
+	Explanations []*EventExplanation `protobuf:"bytes,1,rep,name=explanations,proto3" json:"explanations,omitempty"`
+	// Token for the next page; empty when the range is done (and for one event).
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainListenerResponse) Reset() {
+	*x = ExplainListenerResponse{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainListenerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainListenerResponse) ProtoMessage() {}
+
+func (x *ExplainListenerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainListenerResponse.ProtoReflect.Descriptor instead.
+func (*ExplainListenerResponse) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ExplainListenerResponse) GetExplanations() []*EventExplanation {
+	if x != nil {
+		return x.Explanations
+	}
+	return nil
+}
+
+func (x *ExplainListenerResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// EventExplanation says why one event did or did not contribute to a listener.
+type EventExplanation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's sequence in its namespace.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The event's `type`.
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// The event's `source`.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// The event's `id`.
+	Id string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	// When the bus received the event.
+	ReceiveTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	// True when the event contributed: collected, or fired.
+	Contributed bool `protobuf:"varint,6,opt,name=contributed,proto3" json:"contributed,omitempty"`
+	// The reason in words, for people, for example "filter set 0 failed on clause `subject`:
+	// pattern `eu/*` vs value `us/7`". Not for parsing: use `reason`.
+	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	// The reason, structured. Always set.
+	//
+	// Types that are valid to be assigned to Reason:
+	//
+	//	*EventExplanation_NamespaceMismatch_
+	//	*EventExplanation_TypeNotListed_
+	//	*EventExplanation_BeforeCreation_
+	//	*EventExplanation_Consumed_
+	//	*EventExplanation_Filtered_
+	//	*EventExplanation_CorrelationMissing_
+	//	*EventExplanation_AfterDeadline_
+	//	*EventExplanation_AlreadyCollected_
+	//	*EventExplanation_Collected_
+	//	*EventExplanation_Fired_
+	Reason        isEventExplanation_Reason `protobuf_oneof:"reason"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation) Reset() {
+	*x = EventExplanation{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation) ProtoMessage() {}
+
+func (x *EventExplanation) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation.ProtoReflect.Descriptor instead.
+func (*EventExplanation) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *EventExplanation) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *EventExplanation) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *EventExplanation) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *EventExplanation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EventExplanation) GetReceiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceiveTime
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetContributed() bool {
+	if x != nil {
+		return x.Contributed
+	}
+	return false
+}
+
+func (x *EventExplanation) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *EventExplanation) GetReason() isEventExplanation_Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetNamespaceMismatch() *EventExplanation_NamespaceMismatch {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_NamespaceMismatch_); ok {
+			return x.NamespaceMismatch
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetTypeNotListed() *EventExplanation_TypeNotListed {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_TypeNotListed_); ok {
+			return x.TypeNotListed
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetBeforeCreation() *EventExplanation_BeforeCreation {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_BeforeCreation_); ok {
+			return x.BeforeCreation
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetConsumed() *EventExplanation_Consumed {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_Consumed_); ok {
+			return x.Consumed
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetFiltered() *EventExplanation_Filtered {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_Filtered_); ok {
+			return x.Filtered
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetCorrelationMissing() *EventExplanation_CorrelationMissing {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_CorrelationMissing_); ok {
+			return x.CorrelationMissing
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetAfterDeadline() *EventExplanation_AfterDeadline {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_AfterDeadline_); ok {
+			return x.AfterDeadline
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetAlreadyCollected() *EventExplanation_AlreadyCollected {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_AlreadyCollected_); ok {
+			return x.AlreadyCollected
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetCollected() *EventExplanation_Collected {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_Collected_); ok {
+			return x.Collected
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation) GetFired() *EventExplanation_Fired {
+	if x != nil {
+		if x, ok := x.Reason.(*EventExplanation_Fired_); ok {
+			return x.Fired
+		}
+	}
+	return nil
+}
+
+type isEventExplanation_Reason interface {
+	isEventExplanation_Reason()
+}
+
+type EventExplanation_NamespaceMismatch_ struct {
+	// The event is in another namespace than the listener.
+	NamespaceMismatch *EventExplanation_NamespaceMismatch `protobuf:"bytes,10,opt,name=namespace_mismatch,json=namespaceMismatch,proto3,oneof"`
+}
+
+type EventExplanation_TypeNotListed_ struct {
+	// The event's type is not one of the listener's types.
+	TypeNotListed *EventExplanation_TypeNotListed `protobuf:"bytes,11,opt,name=type_not_listed,json=typeNotListed,proto3,oneof"`
+}
+
+type EventExplanation_BeforeCreation_ struct {
+	// Received before the listener was registered: listeners do not look back.
+	BeforeCreation *EventExplanation_BeforeCreation `protobuf:"bytes,12,opt,name=before_creation,json=beforeCreation,proto3,oneof"`
+}
+
+type EventExplanation_Consumed_ struct {
+	// The WAIT listener had already fired or timed out.
+	Consumed *EventExplanation_Consumed `protobuf:"bytes,13,opt,name=consumed,proto3,oneof"`
+}
+
+type EventExplanation_Filtered_ struct {
+	// No filter set of the event's type passed it.
+	Filtered *EventExplanation_Filtered `protobuf:"bytes,14,opt,name=filtered,proto3,oneof"`
+}
+
+type EventExplanation_CorrelationMissing_ struct {
+	// The event lacks a `correlate_by` attribute.
+	CorrelationMissing *EventExplanation_CorrelationMissing `protobuf:"bytes,15,opt,name=correlation_missing,json=correlationMissing,proto3,oneof"`
+}
+
+type EventExplanation_AfterDeadline_ struct {
+	// Received at or after the WAIT listener's deadline: it timed the listener out.
+	AfterDeadline *EventExplanation_AfterDeadline `protobuf:"bytes,16,opt,name=after_deadline,json=afterDeadline,proto3,oneof"`
+}
+
+type EventExplanation_AlreadyCollected_ struct {
+	// Not collected: the key already holds an event of this type (policy FIRST).
+	AlreadyCollected *EventExplanation_AlreadyCollected `protobuf:"bytes,17,opt,name=already_collected,json=alreadyCollected,proto3,oneof"`
+}
+
+type EventExplanation_Collected_ struct {
+	// Collected for a correlation key, which still waits for other types.
+	Collected *EventExplanation_Collected `protobuf:"bytes,18,opt,name=collected,proto3,oneof"`
+}
+
+type EventExplanation_Fired_ struct {
+	// The event completed the listener, which fired.
+	Fired *EventExplanation_Fired `protobuf:"bytes,19,opt,name=fired,proto3,oneof"`
+}
+
+func (*EventExplanation_NamespaceMismatch_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_TypeNotListed_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_BeforeCreation_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_Consumed_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_Filtered_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_CorrelationMissing_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_AfterDeadline_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_AlreadyCollected_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_Collected_) isEventExplanation_Reason() {}
+
+func (*EventExplanation_Fired_) isEventExplanation_Reason() {}
+
+// ReplayEventsRequest is the request of EventBusService.ReplayEvents.
+type ReplayEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Namespace of the listener and the events: 1 to 128 bytes of ASCII letters,
+	// digits, '-', '_' and '.'.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Required. The listener's id (a UUID).
+	ListenerId string `protobuf:"bytes,2,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
+	// Where the replay starts (inclusive). Unset (the default): the first stored event.
+	Start *EventPosition `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	// Where the replay ends (inclusive). Unset (the default): the last stored event when the page
+	// is read. When `start` and `end` are of the same kind, must not be before `start`.
+	End *EventPosition `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	// Required. DRY_RUN or FIRE.
+	Mode ReplayMode `protobuf:"varint,5,opt,name=mode,proto3,enum=eventbus.v1.ReplayMode" json:"mode,omitempty"`
+	// Maximum number of events (of the listener's types) evaluated by this call. 0 (the default)
+	// means 100; values above 1000 are treated as 1000; negative values are INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous response, sent with the same listener, range and
+	// mode. Opaque; it carries the walk's state (at most 1000 collected events). Empty (the
+	// default) starts at `start`.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayEventsRequest) Reset() {
+	*x = ReplayEventsRequest{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayEventsRequest) ProtoMessage() {}
+
+func (x *ReplayEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayEventsRequest.ProtoReflect.Descriptor instead.
+func (*ReplayEventsRequest) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReplayEventsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ReplayEventsRequest) GetListenerId() string {
+	if x != nil {
+		return x.ListenerId
+	}
+	return ""
+}
+
+func (x *ReplayEventsRequest) GetStart() *EventPosition {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ReplayEventsRequest) GetEnd() *EventPosition {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *ReplayEventsRequest) GetMode() ReplayMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ReplayMode_REPLAY_MODE_UNSPECIFIED
+}
+
+func (x *ReplayEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ReplayEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ReplayEventsResponse is the response of EventBusService.ReplayEvents.
+type ReplayEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What fired in this page, in firing order.
+	Fires []*ReplayedFire `protobuf:"bytes,1,rep,name=fires,proto3" json:"fires,omitempty"`
+	// Events of the listener's types this page evaluated.
+	EventsEvaluated uint64 `protobuf:"varint,2,opt,name=events_evaluated,json=eventsEvaluated,proto3" json:"events_evaluated,omitempty"`
+	// The sequence of the last event this page evaluated (0 when none); progress through the
+	// range.
+	LastSequence uint64 `protobuf:"varint,3,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	// Token for the next page; empty when the range is done.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayEventsResponse) Reset() {
+	*x = ReplayEventsResponse{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayEventsResponse) ProtoMessage() {}
+
+func (x *ReplayEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayEventsResponse.ProtoReflect.Descriptor instead.
+func (*ReplayEventsResponse) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReplayEventsResponse) GetFires() []*ReplayedFire {
+	if x != nil {
+		return x.Fires
+	}
+	return nil
+}
+
+func (x *ReplayEventsResponse) GetEventsEvaluated() uint64 {
+	if x != nil {
+		return x.EventsEvaluated
+	}
+	return 0
+}
+
+func (x *ReplayEventsResponse) GetLastSequence() uint64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *ReplayEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ReplayedFire is one firing a replay found.
+type ReplayedFire struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic over (listener, contributing events): the same as a live firing's.
+	FireId string `protobuf:"bytes,1,opt,name=fire_id,json=fireId,proto3" json:"fire_id,omitempty"`
+	// START or WAKE.
+	Kind NotificationKind `protobuf:"varint,2,opt,name=kind,proto3,enum=eventbus.v1.NotificationKind" json:"kind,omitempty"`
+	// The workflow id (START) or instance id (WAKE).
+	Target string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	// The correlation values, attribute -> value (empty when uncorrelated).
+	Correlation map[string]string `protobuf:"bytes,4,rep,name=correlation,proto3" json:"correlation,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The contributing events' sequences, in collection order.
+	EventSequences []uint64 `protobuf:"varint,5,rep,packed,name=event_sequences,json=eventSequences,proto3" json:"event_sequences,omitempty"`
+	// FIRE mode: true when this call created the notification; false when the fire id had fired
+	// before (live or by an earlier replay). Always false in DRY_RUN.
+	Created bool `protobuf:"varint,6,opt,name=created,proto3" json:"created,omitempty"`
+	// When `created`: the new notification's sequence. Otherwise 0.
+	NotificationSequence uint64 `protobuf:"varint,7,opt,name=notification_sequence,json=notificationSequence,proto3" json:"notification_sequence,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ReplayedFire) Reset() {
+	*x = ReplayedFire{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayedFire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayedFire) ProtoMessage() {}
+
+func (x *ReplayedFire) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayedFire.ProtoReflect.Descriptor instead.
+func (*ReplayedFire) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ReplayedFire) GetFireId() string {
+	if x != nil {
+		return x.FireId
+	}
+	return ""
+}
+
+func (x *ReplayedFire) GetKind() NotificationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return NotificationKind_NOTIFICATION_KIND_UNSPECIFIED
+}
+
+func (x *ReplayedFire) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ReplayedFire) GetCorrelation() map[string]string {
+	if x != nil {
+		return x.Correlation
+	}
+	return nil
+}
+
+func (x *ReplayedFire) GetEventSequences() []uint64 {
+	if x != nil {
+		return x.EventSequences
+	}
+	return nil
+}
+
+func (x *ReplayedFire) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *ReplayedFire) GetNotificationSequence() uint64 {
+	if x != nil {
+		return x.NotificationSequence
+	}
+	return 0
+}
+
+// NamespaceMismatch: the namespaces of the listener and of the event.
+type EventExplanation_NamespaceMismatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The listener's namespace.
+	ListenerNamespace string `protobuf:"bytes,1,opt,name=listener_namespace,json=listenerNamespace,proto3" json:"listener_namespace,omitempty"`
+	// The event's namespace.
+	EventNamespace string `protobuf:"bytes,2,opt,name=event_namespace,json=eventNamespace,proto3" json:"event_namespace,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EventExplanation_NamespaceMismatch) Reset() {
+	*x = EventExplanation_NamespaceMismatch{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_NamespaceMismatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_NamespaceMismatch) ProtoMessage() {}
+
+func (x *EventExplanation_NamespaceMismatch) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_NamespaceMismatch.ProtoReflect.Descriptor instead.
+func (*EventExplanation_NamespaceMismatch) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 0}
+}
+
+func (x *EventExplanation_NamespaceMismatch) GetListenerNamespace() string {
+	if x != nil {
+		return x.ListenerNamespace
+	}
+	return ""
+}
+
+func (x *EventExplanation_NamespaceMismatch) GetEventNamespace() string {
+	if x != nil {
+		return x.EventNamespace
+	}
+	return ""
+}
+
+// TypeNotListed: the event's type is not one of ListenerSpec.types.
+type EventExplanation_TypeNotListed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's type.
+	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_TypeNotListed) Reset() {
+	*x = EventExplanation_TypeNotListed{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_TypeNotListed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_TypeNotListed) ProtoMessage() {}
+
+func (x *EventExplanation_TypeNotListed) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_TypeNotListed.ProtoReflect.Descriptor instead.
+func (*EventExplanation_TypeNotListed) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 1}
+}
+
+func (x *EventExplanation_TypeNotListed) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// BeforeCreation: the event was received before the listener was registered.
+type EventExplanation_BeforeCreation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the listener was registered.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_BeforeCreation) Reset() {
+	*x = EventExplanation_BeforeCreation{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_BeforeCreation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_BeforeCreation) ProtoMessage() {}
+
+func (x *EventExplanation_BeforeCreation) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_BeforeCreation.ProtoReflect.Descriptor instead.
+func (*EventExplanation_BeforeCreation) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 2}
+}
+
+func (x *EventExplanation_BeforeCreation) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// Consumed: the WAIT listener had fired or timed out when the event was received.
+type EventExplanation_Consumed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// FIRED or TIMED_OUT.
+	Status ListenerStatus `protobuf:"varint,1,opt,name=status,proto3,enum=eventbus.v1.ListenerStatus" json:"status,omitempty"`
+	// The fire id of the WAKE or TIMEOUT.
+	FireId string `protobuf:"bytes,2,opt,name=fire_id,json=fireId,proto3" json:"fire_id,omitempty"`
+	// When it fired or timed out.
+	FinishTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_Consumed) Reset() {
+	*x = EventExplanation_Consumed{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_Consumed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_Consumed) ProtoMessage() {}
+
+func (x *EventExplanation_Consumed) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_Consumed.ProtoReflect.Descriptor instead.
+func (*EventExplanation_Consumed) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 3}
+}
+
+func (x *EventExplanation_Consumed) GetStatus() ListenerStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ListenerStatus_LISTENER_STATUS_UNSPECIFIED
+}
+
+func (x *EventExplanation_Consumed) GetFireId() string {
+	if x != nil {
+		return x.FireId
+	}
+	return ""
+}
+
+func (x *EventExplanation_Consumed) GetFinishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishTime
+	}
+	return nil
+}
+
+// Filtered: why each filter set of the event's type failed, in registration order.
+type EventExplanation_Filtered struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per filter set of the type.
+	Failures      []*EventExplanation_FilterSetFailure `protobuf:"bytes,1,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_Filtered) Reset() {
+	*x = EventExplanation_Filtered{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_Filtered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_Filtered) ProtoMessage() {}
+
+func (x *EventExplanation_Filtered) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_Filtered.ProtoReflect.Descriptor instead.
+func (*EventExplanation_Filtered) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 4}
+}
+
+func (x *EventExplanation_Filtered) GetFailures() []*EventExplanation_FilterSetFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+// FilterSetFailure: what failed in one filter set.
+type EventExplanation_FilterSetFailure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The index of the set in ListenerSpec.filters.
+	FilterIndex uint32 `protobuf:"varint,1,opt,name=filter_index,json=filterIndex,proto3" json:"filter_index,omitempty"`
+	// What failed.
+	//
+	// Types that are valid to be assigned to Failure:
+	//
+	//	*EventExplanation_FilterSetFailure_Clause
+	//	*EventExplanation_FilterSetFailure_ConditionFalse
+	//	*EventExplanation_FilterSetFailure_ConditionError
+	Failure       isEventExplanation_FilterSetFailure_Failure `protobuf_oneof:"failure"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_FilterSetFailure) Reset() {
+	*x = EventExplanation_FilterSetFailure{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_FilterSetFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_FilterSetFailure) ProtoMessage() {}
+
+func (x *EventExplanation_FilterSetFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_FilterSetFailure.ProtoReflect.Descriptor instead.
+func (*EventExplanation_FilterSetFailure) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 5}
+}
+
+func (x *EventExplanation_FilterSetFailure) GetFilterIndex() uint32 {
+	if x != nil {
+		return x.FilterIndex
+	}
+	return 0
+}
+
+func (x *EventExplanation_FilterSetFailure) GetFailure() isEventExplanation_FilterSetFailure_Failure {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+func (x *EventExplanation_FilterSetFailure) GetClause() *EventExplanation_ClauseMismatch {
+	if x != nil {
+		if x, ok := x.Failure.(*EventExplanation_FilterSetFailure_Clause); ok {
+			return x.Clause
+		}
+	}
+	return nil
+}
+
+func (x *EventExplanation_FilterSetFailure) GetConditionFalse() string {
+	if x != nil {
+		if x, ok := x.Failure.(*EventExplanation_FilterSetFailure_ConditionFalse); ok {
+			return x.ConditionFalse
+		}
+	}
+	return ""
+}
+
+func (x *EventExplanation_FilterSetFailure) GetConditionError() *EventExplanation_ConditionError {
+	if x != nil {
+		if x, ok := x.Failure.(*EventExplanation_FilterSetFailure_ConditionError); ok {
+			return x.ConditionError
+		}
+	}
+	return nil
+}
+
+type isEventExplanation_FilterSetFailure_Failure interface {
+	isEventExplanation_FilterSetFailure_Failure()
+}
+
+type EventExplanation_FilterSetFailure_Clause struct {
+	// A clause did not match.
+	Clause *EventExplanation_ClauseMismatch `protobuf:"bytes,2,opt,name=clause,proto3,oneof"`
+}
+
+type EventExplanation_FilterSetFailure_ConditionFalse struct {
+	// The clauses matched and the CEL condition was false.
+	ConditionFalse string `protobuf:"bytes,3,opt,name=condition_false,json=conditionFalse,proto3,oneof"`
+}
+
+type EventExplanation_FilterSetFailure_ConditionError struct {
+	// The clauses matched and the CEL condition failed at run time (so was false).
+	ConditionError *EventExplanation_ConditionError `protobuf:"bytes,4,opt,name=condition_error,json=conditionError,proto3,oneof"`
+}
+
+func (*EventExplanation_FilterSetFailure_Clause) isEventExplanation_FilterSetFailure_Failure() {}
+
+func (*EventExplanation_FilterSetFailure_ConditionFalse) isEventExplanation_FilterSetFailure_Failure() {
+}
+
+func (*EventExplanation_FilterSetFailure_ConditionError) isEventExplanation_FilterSetFailure_Failure() {
+}
+
+// ClauseMismatch: an attribute's value did not match a clause's pattern.
+type EventExplanation_ClauseMismatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The attribute (lower-cased).
+	Attribute string `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	// The clause's glob pattern.
+	Pattern string `protobuf:"bytes,2,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	// The event's value of the attribute; unset when the event lacks it.
+	Value         *string `protobuf:"bytes,3,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_ClauseMismatch) Reset() {
+	*x = EventExplanation_ClauseMismatch{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_ClauseMismatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_ClauseMismatch) ProtoMessage() {}
+
+func (x *EventExplanation_ClauseMismatch) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_ClauseMismatch.ProtoReflect.Descriptor instead.
+func (*EventExplanation_ClauseMismatch) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 6}
+}
+
+func (x *EventExplanation_ClauseMismatch) GetAttribute() string {
+	if x != nil {
+		return x.Attribute
+	}
+	return ""
+}
+
+func (x *EventExplanation_ClauseMismatch) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *EventExplanation_ClauseMismatch) GetValue() string {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return ""
+}
+
+// ConditionError: a CEL condition that failed at run time.
+type EventExplanation_ConditionError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The condition's text.
+	Condition string `protobuf:"bytes,1,opt,name=condition,proto3" json:"condition,omitempty"`
+	// The evaluation's error.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_ConditionError) Reset() {
+	*x = EventExplanation_ConditionError{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_ConditionError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_ConditionError) ProtoMessage() {}
+
+func (x *EventExplanation_ConditionError) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_ConditionError.ProtoReflect.Descriptor instead.
+func (*EventExplanation_ConditionError) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 7}
+}
+
+func (x *EventExplanation_ConditionError) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+func (x *EventExplanation_ConditionError) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// CorrelationMissing: the event lacks a `correlate_by` attribute.
+type EventExplanation_CorrelationMissing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first missing attribute.
+	Attribute     string `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_CorrelationMissing) Reset() {
+	*x = EventExplanation_CorrelationMissing{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_CorrelationMissing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_CorrelationMissing) ProtoMessage() {}
+
+func (x *EventExplanation_CorrelationMissing) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_CorrelationMissing.ProtoReflect.Descriptor instead.
+func (*EventExplanation_CorrelationMissing) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 8}
+}
+
+func (x *EventExplanation_CorrelationMissing) GetAttribute() string {
+	if x != nil {
+		return x.Attribute
+	}
+	return ""
+}
+
+// AfterDeadline: the event was received at or after the WAIT listener's deadline.
+type EventExplanation_AfterDeadline struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The listener's deadline.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_AfterDeadline) Reset() {
+	*x = EventExplanation_AfterDeadline{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_AfterDeadline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_AfterDeadline) ProtoMessage() {}
+
+func (x *EventExplanation_AfterDeadline) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_AfterDeadline.ProtoReflect.Descriptor instead.
+func (*EventExplanation_AfterDeadline) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 9}
+}
+
+func (x *EventExplanation_AfterDeadline) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+// AlreadyCollected: the event was not collected.
+type EventExplanation_AlreadyCollected struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The correlation values, attribute -> value (empty when uncorrelated).
+	Correlation map[string]string `protobuf:"bytes,1,rep,name=correlation,proto3" json:"correlation,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The sequence of the event of the same type the key holds.
+	KeptSequence  uint64 `protobuf:"varint,2,opt,name=kept_sequence,json=keptSequence,proto3" json:"kept_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_AlreadyCollected) Reset() {
+	*x = EventExplanation_AlreadyCollected{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_AlreadyCollected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_AlreadyCollected) ProtoMessage() {}
+
+func (x *EventExplanation_AlreadyCollected) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_AlreadyCollected.ProtoReflect.Descriptor instead.
+func (*EventExplanation_AlreadyCollected) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 10}
+}
+
+func (x *EventExplanation_AlreadyCollected) GetCorrelation() map[string]string {
+	if x != nil {
+		return x.Correlation
+	}
+	return nil
+}
+
+func (x *EventExplanation_AlreadyCollected) GetKeptSequence() uint64 {
+	if x != nil {
+		return x.KeptSequence
+	}
+	return 0
+}
+
+// Collected: the event was collected for a key.
+type EventExplanation_Collected struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The correlation values, attribute -> value (empty when uncorrelated).
+	Correlation map[string]string `protobuf:"bytes,1,rep,name=correlation,proto3" json:"correlation,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The types the key still waits for, in the order of ListenerSpec.types.
+	WaitingFor    []string `protobuf:"bytes,2,rep,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventExplanation_Collected) Reset() {
+	*x = EventExplanation_Collected{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_Collected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_Collected) ProtoMessage() {}
+
+func (x *EventExplanation_Collected) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_Collected.ProtoReflect.Descriptor instead.
+func (*EventExplanation_Collected) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 11}
+}
+
+func (x *EventExplanation_Collected) GetCorrelation() map[string]string {
+	if x != nil {
+		return x.Correlation
+	}
+	return nil
+}
+
+func (x *EventExplanation_Collected) GetWaitingFor() []string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return nil
+}
+
+// Fired: the event completed the listener.
+type EventExplanation_Fired struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fire id (Notification.fire_id of the notification it created live).
+	FireId string `protobuf:"bytes,1,opt,name=fire_id,json=fireId,proto3" json:"fire_id,omitempty"`
+	// The correlation values, attribute -> value (empty when uncorrelated).
+	Correlation map[string]string `protobuf:"bytes,2,rep,name=correlation,proto3" json:"correlation,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The contributing events' sequences, in collection order.
+	EventSequences []uint64 `protobuf:"varint,3,rep,packed,name=event_sequences,json=eventSequences,proto3" json:"event_sequences,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EventExplanation_Fired) Reset() {
+	*x = EventExplanation_Fired{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventExplanation_Fired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventExplanation_Fired) ProtoMessage() {}
+
+func (x *EventExplanation_Fired) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventExplanation_Fired.ProtoReflect.Descriptor instead.
+func (*EventExplanation_Fired) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 12}
+}
+
+func (x *EventExplanation_Fired) GetFireId() string {
+	if x != nil {
+		return x.FireId
+	}
+	return ""
+}
+
+func (x *EventExplanation_Fired) GetCorrelation() map[string]string {
+	if x != nil {
+		return x.Correlation
+	}
+	return nil
+}
+
+func (x *EventExplanation_Fired) GetEventSequences() []uint64 {
+	if x != nil {
+		return x.EventSequences
+	}
+	return nil
+}
+
 var File_eventbus_v1_event_bus_service_proto protoreflect.FileDescriptor
 
 const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
@@ -1980,12 +3714,13 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x1a.eventbus.v1.PublishResultR\aresults\"I\n" +
 	"\rPublishResult\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x8d\x01\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\xc6\x01\n" +
 	"\x17RegisterListenerRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x125\n" +
 	"\blistener\x18\x02 \x01(\v2\x19.eventbus.v1.ListenerSpecR\blistener\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"g\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x127\n" +
+	"\tlook_back\x18\x04 \x01(\v2\x1a.eventbus.v1.EventPositionR\blookBack\"g\n" +
 	"\x18RegisterListenerResponse\x121\n" +
 	"\blistener\x18\x01 \x01(\v2\x15.eventbus.v1.ListenerR\blistener\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"v\n" +
@@ -2095,12 +3830,139 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"page_token\x18\t \x01(\tR\tpageToken\"n\n" +
 	"\x12ListEventsResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.eventbus.v1.StoredEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x84\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"k\n" +
+	"\rEventPosition\x12\x1c\n" +
+	"\bsequence\x18\x01 \x01(\x04H\x00R\bsequence\x120\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x04timeB\n" +
+	"\n" +
+	"\bposition\"l\n" +
+	"\n" +
+	"EventRange\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.eventbus.v1.EventPositionR\x05start\x12,\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.eventbus.v1.EventPositionR\x03end\"\xa2\x02\n" +
+	"\x16ExplainListenerRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1f\n" +
+	"\vlistener_id\x18\x02 \x01(\tR\n" +
+	"listenerId\x12\x1c\n" +
+	"\bsequence\x18\x03 \x01(\x04H\x00R\bsequence\x124\n" +
+	"\tsource_id\x18\x04 \x01(\v2\x15.eventbus.v1.EventKeyH\x00R\bsourceId\x12/\n" +
+	"\x05range\x18\x05 \x01(\v2\x17.eventbus.v1.EventRangeH\x00R\x05range\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageTokenB\b\n" +
+	"\x06target\"\x84\x01\n" +
+	"\x17ExplainListenerResponse\x12A\n" +
+	"\fexplanations\x18\x01 \x03(\v2\x1d.eventbus.v1.EventExplanationR\fexplanations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcb\x15\n" +
+	"\x10EventExplanation\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12=\n" +
+	"\freceive_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12 \n" +
+	"\vcontributed\x18\x06 \x01(\bR\vcontributed\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12`\n" +
+	"\x12namespace_mismatch\x18\n" +
+	" \x01(\v2/.eventbus.v1.EventExplanation.NamespaceMismatchH\x00R\x11namespaceMismatch\x12U\n" +
+	"\x0ftype_not_listed\x18\v \x01(\v2+.eventbus.v1.EventExplanation.TypeNotListedH\x00R\rtypeNotListed\x12W\n" +
+	"\x0fbefore_creation\x18\f \x01(\v2,.eventbus.v1.EventExplanation.BeforeCreationH\x00R\x0ebeforeCreation\x12D\n" +
+	"\bconsumed\x18\r \x01(\v2&.eventbus.v1.EventExplanation.ConsumedH\x00R\bconsumed\x12D\n" +
+	"\bfiltered\x18\x0e \x01(\v2&.eventbus.v1.EventExplanation.FilteredH\x00R\bfiltered\x12c\n" +
+	"\x13correlation_missing\x18\x0f \x01(\v20.eventbus.v1.EventExplanation.CorrelationMissingH\x00R\x12correlationMissing\x12T\n" +
+	"\x0eafter_deadline\x18\x10 \x01(\v2+.eventbus.v1.EventExplanation.AfterDeadlineH\x00R\rafterDeadline\x12]\n" +
+	"\x11already_collected\x18\x11 \x01(\v2..eventbus.v1.EventExplanation.AlreadyCollectedH\x00R\x10alreadyCollected\x12G\n" +
+	"\tcollected\x18\x12 \x01(\v2'.eventbus.v1.EventExplanation.CollectedH\x00R\tcollected\x12;\n" +
+	"\x05fired\x18\x13 \x01(\v2#.eventbus.v1.EventExplanation.FiredH\x00R\x05fired\x1ak\n" +
+	"\x11NamespaceMismatch\x12-\n" +
+	"\x12listener_namespace\x18\x01 \x01(\tR\x11listenerNamespace\x12'\n" +
+	"\x0fevent_namespace\x18\x02 \x01(\tR\x0eeventNamespace\x1a#\n" +
+	"\rTypeNotListed\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x1aM\n" +
+	"\x0eBeforeCreation\x12;\n" +
+	"\vcreate_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x1a\x95\x01\n" +
+	"\bConsumed\x123\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1b.eventbus.v1.ListenerStatusR\x06status\x12\x17\n" +
+	"\afire_id\x18\x02 \x01(\tR\x06fireId\x12;\n" +
+	"\vfinish_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishTime\x1aV\n" +
+	"\bFiltered\x12J\n" +
+	"\bfailures\x18\x01 \x03(\v2..eventbus.v1.EventExplanation.FilterSetFailureR\bfailures\x1a\x8c\x02\n" +
+	"\x10FilterSetFailure\x12!\n" +
+	"\ffilter_index\x18\x01 \x01(\rR\vfilterIndex\x12F\n" +
+	"\x06clause\x18\x02 \x01(\v2,.eventbus.v1.EventExplanation.ClauseMismatchH\x00R\x06clause\x12)\n" +
+	"\x0fcondition_false\x18\x03 \x01(\tH\x00R\x0econditionFalse\x12W\n" +
+	"\x0fcondition_error\x18\x04 \x01(\v2,.eventbus.v1.EventExplanation.ConditionErrorH\x00R\x0econditionErrorB\t\n" +
+	"\afailure\x1am\n" +
+	"\x0eClauseMismatch\x12\x1c\n" +
+	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x18\n" +
+	"\apattern\x18\x02 \x01(\tR\apattern\x12\x19\n" +
+	"\x05value\x18\x03 \x01(\tH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\x1aD\n" +
+	"\x0eConditionError\x12\x1c\n" +
+	"\tcondition\x18\x01 \x01(\tR\tcondition\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x1a2\n" +
+	"\x12CorrelationMissing\x12\x1c\n" +
+	"\tattribute\x18\x01 \x01(\tR\tattribute\x1aG\n" +
+	"\rAfterDeadline\x126\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x1a\xda\x01\n" +
+	"\x10AlreadyCollected\x12a\n" +
+	"\vcorrelation\x18\x01 \x03(\v2?.eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntryR\vcorrelation\x12#\n" +
+	"\rkept_sequence\x18\x02 \x01(\x04R\fkeptSequence\x1a>\n" +
+	"\x10CorrelationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a\xc8\x01\n" +
+	"\tCollected\x12Z\n" +
+	"\vcorrelation\x18\x01 \x03(\v28.eventbus.v1.EventExplanation.Collected.CorrelationEntryR\vcorrelation\x12\x1f\n" +
+	"\vwaiting_for\x18\x02 \x03(\tR\n" +
+	"waitingFor\x1a>\n" +
+	"\x10CorrelationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a\xe1\x01\n" +
+	"\x05Fired\x12\x17\n" +
+	"\afire_id\x18\x01 \x01(\tR\x06fireId\x12V\n" +
+	"\vcorrelation\x18\x02 \x03(\v24.eventbus.v1.EventExplanation.Fired.CorrelationEntryR\vcorrelation\x12'\n" +
+	"\x0fevent_sequences\x18\x03 \x03(\x04R\x0eeventSequences\x1a>\n" +
+	"\x10CorrelationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
+	"\x06reason\"\x9d\x02\n" +
+	"\x13ReplayEventsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1f\n" +
+	"\vlistener_id\x18\x02 \x01(\tR\n" +
+	"listenerId\x120\n" +
+	"\x05start\x18\x03 \x01(\v2\x1a.eventbus.v1.EventPositionR\x05start\x12,\n" +
+	"\x03end\x18\x04 \x01(\v2\x1a.eventbus.v1.EventPositionR\x03end\x12+\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x17.eventbus.v1.ReplayModeR\x04mode\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xbf\x01\n" +
+	"\x14ReplayEventsResponse\x12/\n" +
+	"\x05fires\x18\x01 \x03(\v2\x19.eventbus.v1.ReplayedFireR\x05fires\x12)\n" +
+	"\x10events_evaluated\x18\x02 \x01(\x04R\x0feventsEvaluated\x12#\n" +
+	"\rlast_sequence\x18\x03 \x01(\x04R\flastSequence\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\"\xf8\x02\n" +
+	"\fReplayedFire\x12\x17\n" +
+	"\afire_id\x18\x01 \x01(\tR\x06fireId\x121\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1d.eventbus.v1.NotificationKindR\x04kind\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12L\n" +
+	"\vcorrelation\x18\x04 \x03(\v2*.eventbus.v1.ReplayedFire.CorrelationEntryR\vcorrelation\x12'\n" +
+	"\x0fevent_sequences\x18\x05 \x03(\x04R\x0eeventSequences\x12\x18\n" +
+	"\acreated\x18\x06 \x01(\bR\acreated\x123\n" +
+	"\x15notification_sequence\x18\a \x01(\x04R\x14notificationSequence\x1a>\n" +
+	"\x10CorrelationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x84\x01\n" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x02\x12\x1b\n" +
-	"\x17START_POSITION_SEQUENCE\x10\x032\xf6\r\n" +
+	"\x17START_POSITION_SEQUENCE\x10\x03*X\n" +
+	"\n" +
+	"ReplayMode\x12\x1b\n" +
+	"\x17REPLAY_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13REPLAY_MODE_DRY_RUN\x10\x01\x12\x14\n" +
+	"\x10REPLAY_MODE_FIRE\x10\x022\xa9\x0f\n" +
 	"\x0fEventBusService\x12D\n" +
 	"\aPublish\x12\x1b.eventbus.v1.PublishRequest\x1a\x1c.eventbus.v1.PublishResponse\x12_\n" +
 	"\x10RegisterListener\x12$.eventbus.v1.RegisterListenerRequest\x1a%.eventbus.v1.RegisterListenerResponse\x12P\n" +
@@ -2122,7 +3984,9 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"\x10GetConsumerGroup\x12$.eventbus.v1.GetConsumerGroupRequest\x1a%.eventbus.v1.GetConsumerGroupResponse\x12h\n" +
 	"\x13UpdateConsumerGroup\x12'.eventbus.v1.UpdateConsumerGroupRequest\x1a(.eventbus.v1.UpdateConsumerGroupResponse\x12b\n" +
 	"\x11SeekConsumerGroup\x12%.eventbus.v1.SeekConsumerGroupRequest\x1a&.eventbus.v1.SeekConsumerGroupResponse\x12h\n" +
-	"\x13DeleteConsumerGroup\x12'.eventbus.v1.DeleteConsumerGroupRequest\x1a(.eventbus.v1.DeleteConsumerGroupResponseBGZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1b\x06proto3"
+	"\x13DeleteConsumerGroup\x12'.eventbus.v1.DeleteConsumerGroupRequest\x1a(.eventbus.v1.DeleteConsumerGroupResponse\x12\\\n" +
+	"\x0fExplainListener\x12#.eventbus.v1.ExplainListenerRequest\x1a$.eventbus.v1.ExplainListenerResponse\x12S\n" +
+	"\fReplayEvents\x12 .eventbus.v1.ReplayEventsRequest\x1a!.eventbus.v1.ReplayEventsResponseBGZEgithub.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1;eventbusv1b\x06proto3"
 
 var (
 	file_eventbus_v1_event_bus_service_proto_rawDescOnce sync.Once
@@ -2136,132 +4000,197 @@ func file_eventbus_v1_event_bus_service_proto_rawDescGZIP() []byte {
 	return file_eventbus_v1_event_bus_service_proto_rawDescData
 }
 
-var file_eventbus_v1_event_bus_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_eventbus_v1_event_bus_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_eventbus_v1_event_bus_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_eventbus_v1_event_bus_service_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_eventbus_v1_event_bus_service_proto_goTypes = []any{
-	(StartPosition)(0),                  // 0: eventbus.v1.StartPosition
-	(*PublishRequest)(nil),              // 1: eventbus.v1.PublishRequest
-	(*PublishResponse)(nil),             // 2: eventbus.v1.PublishResponse
-	(*PublishResult)(nil),               // 3: eventbus.v1.PublishResult
-	(*RegisterListenerRequest)(nil),     // 4: eventbus.v1.RegisterListenerRequest
-	(*RegisterListenerResponse)(nil),    // 5: eventbus.v1.RegisterListenerResponse
-	(*GetListenerRequest)(nil),          // 6: eventbus.v1.GetListenerRequest
-	(*GetListenerResponse)(nil),         // 7: eventbus.v1.GetListenerResponse
-	(*ListListenersRequest)(nil),        // 8: eventbus.v1.ListListenersRequest
-	(*ListListenersResponse)(nil),       // 9: eventbus.v1.ListListenersResponse
-	(*DeleteListenerRequest)(nil),       // 10: eventbus.v1.DeleteListenerRequest
-	(*DeleteListenerResponse)(nil),      // 11: eventbus.v1.DeleteListenerResponse
-	(*DeleteListenersRequest)(nil),      // 12: eventbus.v1.DeleteListenersRequest
-	(*DeleteListenersResponse)(nil),     // 13: eventbus.v1.DeleteListenersResponse
-	(*SubscribeRequest)(nil),            // 14: eventbus.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),           // 15: eventbus.v1.SubscribeResponse
-	(*Keepalive)(nil),                   // 16: eventbus.v1.Keepalive
-	(*AckRequest)(nil),                  // 17: eventbus.v1.AckRequest
-	(*AckResponse)(nil),                 // 18: eventbus.v1.AckResponse
-	(*NackRequest)(nil),                 // 19: eventbus.v1.NackRequest
-	(*NackResponse)(nil),                // 20: eventbus.v1.NackResponse
-	(*ListDeadLettersRequest)(nil),      // 21: eventbus.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),     // 22: eventbus.v1.ListDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),   // 23: eventbus.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil),  // 24: eventbus.v1.RedriveDeadLettersResponse
-	(*GetEventRequest)(nil),             // 25: eventbus.v1.GetEventRequest
-	(*GetEventResponse)(nil),            // 26: eventbus.v1.GetEventResponse
-	(*ListEventsRequest)(nil),           // 27: eventbus.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),          // 28: eventbus.v1.ListEventsResponse
-	(*CloudEvent)(nil),                  // 29: eventbus.v1.CloudEvent
-	(*ListenerSpec)(nil),                // 30: eventbus.v1.ListenerSpec
-	(*Listener)(nil),                    // 31: eventbus.v1.Listener
-	(*PartialState)(nil),                // 32: eventbus.v1.PartialState
-	(ListenerKind)(0),                   // 33: eventbus.v1.ListenerKind
-	(NotificationKind)(0),               // 34: eventbus.v1.NotificationKind
-	(*durationpb.Duration)(nil),         // 35: google.protobuf.Duration
-	(*Notification)(nil),                // 36: eventbus.v1.Notification
-	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
-	(*DeadLetter)(nil),                  // 38: eventbus.v1.DeadLetter
-	(*EventKey)(nil),                    // 39: eventbus.v1.EventKey
-	(*StoredEvent)(nil),                 // 40: eventbus.v1.StoredEvent
-	(*ListNamespacesRequest)(nil),       // 41: eventbus.v1.ListNamespacesRequest
-	(*DeleteNamespaceRequest)(nil),      // 42: eventbus.v1.DeleteNamespaceRequest
-	(*ListConsumerGroupsRequest)(nil),   // 43: eventbus.v1.ListConsumerGroupsRequest
-	(*GetConsumerGroupRequest)(nil),     // 44: eventbus.v1.GetConsumerGroupRequest
-	(*UpdateConsumerGroupRequest)(nil),  // 45: eventbus.v1.UpdateConsumerGroupRequest
-	(*SeekConsumerGroupRequest)(nil),    // 46: eventbus.v1.SeekConsumerGroupRequest
-	(*DeleteConsumerGroupRequest)(nil),  // 47: eventbus.v1.DeleteConsumerGroupRequest
-	(*ListNamespacesResponse)(nil),      // 48: eventbus.v1.ListNamespacesResponse
-	(*DeleteNamespaceResponse)(nil),     // 49: eventbus.v1.DeleteNamespaceResponse
-	(*ListConsumerGroupsResponse)(nil),  // 50: eventbus.v1.ListConsumerGroupsResponse
-	(*GetConsumerGroupResponse)(nil),    // 51: eventbus.v1.GetConsumerGroupResponse
-	(*UpdateConsumerGroupResponse)(nil), // 52: eventbus.v1.UpdateConsumerGroupResponse
-	(*SeekConsumerGroupResponse)(nil),   // 53: eventbus.v1.SeekConsumerGroupResponse
-	(*DeleteConsumerGroupResponse)(nil), // 54: eventbus.v1.DeleteConsumerGroupResponse
+	(StartPosition)(0),                          // 0: eventbus.v1.StartPosition
+	(ReplayMode)(0),                             // 1: eventbus.v1.ReplayMode
+	(*PublishRequest)(nil),                      // 2: eventbus.v1.PublishRequest
+	(*PublishResponse)(nil),                     // 3: eventbus.v1.PublishResponse
+	(*PublishResult)(nil),                       // 4: eventbus.v1.PublishResult
+	(*RegisterListenerRequest)(nil),             // 5: eventbus.v1.RegisterListenerRequest
+	(*RegisterListenerResponse)(nil),            // 6: eventbus.v1.RegisterListenerResponse
+	(*GetListenerRequest)(nil),                  // 7: eventbus.v1.GetListenerRequest
+	(*GetListenerResponse)(nil),                 // 8: eventbus.v1.GetListenerResponse
+	(*ListListenersRequest)(nil),                // 9: eventbus.v1.ListListenersRequest
+	(*ListListenersResponse)(nil),               // 10: eventbus.v1.ListListenersResponse
+	(*DeleteListenerRequest)(nil),               // 11: eventbus.v1.DeleteListenerRequest
+	(*DeleteListenerResponse)(nil),              // 12: eventbus.v1.DeleteListenerResponse
+	(*DeleteListenersRequest)(nil),              // 13: eventbus.v1.DeleteListenersRequest
+	(*DeleteListenersResponse)(nil),             // 14: eventbus.v1.DeleteListenersResponse
+	(*SubscribeRequest)(nil),                    // 15: eventbus.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),                   // 16: eventbus.v1.SubscribeResponse
+	(*Keepalive)(nil),                           // 17: eventbus.v1.Keepalive
+	(*AckRequest)(nil),                          // 18: eventbus.v1.AckRequest
+	(*AckResponse)(nil),                         // 19: eventbus.v1.AckResponse
+	(*NackRequest)(nil),                         // 20: eventbus.v1.NackRequest
+	(*NackResponse)(nil),                        // 21: eventbus.v1.NackResponse
+	(*ListDeadLettersRequest)(nil),              // 22: eventbus.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),             // 23: eventbus.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),           // 24: eventbus.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil),          // 25: eventbus.v1.RedriveDeadLettersResponse
+	(*GetEventRequest)(nil),                     // 26: eventbus.v1.GetEventRequest
+	(*GetEventResponse)(nil),                    // 27: eventbus.v1.GetEventResponse
+	(*ListEventsRequest)(nil),                   // 28: eventbus.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),                  // 29: eventbus.v1.ListEventsResponse
+	(*EventPosition)(nil),                       // 30: eventbus.v1.EventPosition
+	(*EventRange)(nil),                          // 31: eventbus.v1.EventRange
+	(*ExplainListenerRequest)(nil),              // 32: eventbus.v1.ExplainListenerRequest
+	(*ExplainListenerResponse)(nil),             // 33: eventbus.v1.ExplainListenerResponse
+	(*EventExplanation)(nil),                    // 34: eventbus.v1.EventExplanation
+	(*ReplayEventsRequest)(nil),                 // 35: eventbus.v1.ReplayEventsRequest
+	(*ReplayEventsResponse)(nil),                // 36: eventbus.v1.ReplayEventsResponse
+	(*ReplayedFire)(nil),                        // 37: eventbus.v1.ReplayedFire
+	(*EventExplanation_NamespaceMismatch)(nil),  // 38: eventbus.v1.EventExplanation.NamespaceMismatch
+	(*EventExplanation_TypeNotListed)(nil),      // 39: eventbus.v1.EventExplanation.TypeNotListed
+	(*EventExplanation_BeforeCreation)(nil),     // 40: eventbus.v1.EventExplanation.BeforeCreation
+	(*EventExplanation_Consumed)(nil),           // 41: eventbus.v1.EventExplanation.Consumed
+	(*EventExplanation_Filtered)(nil),           // 42: eventbus.v1.EventExplanation.Filtered
+	(*EventExplanation_FilterSetFailure)(nil),   // 43: eventbus.v1.EventExplanation.FilterSetFailure
+	(*EventExplanation_ClauseMismatch)(nil),     // 44: eventbus.v1.EventExplanation.ClauseMismatch
+	(*EventExplanation_ConditionError)(nil),     // 45: eventbus.v1.EventExplanation.ConditionError
+	(*EventExplanation_CorrelationMissing)(nil), // 46: eventbus.v1.EventExplanation.CorrelationMissing
+	(*EventExplanation_AfterDeadline)(nil),      // 47: eventbus.v1.EventExplanation.AfterDeadline
+	(*EventExplanation_AlreadyCollected)(nil),   // 48: eventbus.v1.EventExplanation.AlreadyCollected
+	(*EventExplanation_Collected)(nil),          // 49: eventbus.v1.EventExplanation.Collected
+	(*EventExplanation_Fired)(nil),              // 50: eventbus.v1.EventExplanation.Fired
+	nil,                                         // 51: eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntry
+	nil,                                         // 52: eventbus.v1.EventExplanation.Collected.CorrelationEntry
+	nil,                                         // 53: eventbus.v1.EventExplanation.Fired.CorrelationEntry
+	nil,                                         // 54: eventbus.v1.ReplayedFire.CorrelationEntry
+	(*CloudEvent)(nil),                          // 55: eventbus.v1.CloudEvent
+	(*ListenerSpec)(nil),                        // 56: eventbus.v1.ListenerSpec
+	(*Listener)(nil),                            // 57: eventbus.v1.Listener
+	(*PartialState)(nil),                        // 58: eventbus.v1.PartialState
+	(ListenerKind)(0),                           // 59: eventbus.v1.ListenerKind
+	(NotificationKind)(0),                       // 60: eventbus.v1.NotificationKind
+	(*durationpb.Duration)(nil),                 // 61: google.protobuf.Duration
+	(*Notification)(nil),                        // 62: eventbus.v1.Notification
+	(*timestamppb.Timestamp)(nil),               // 63: google.protobuf.Timestamp
+	(*DeadLetter)(nil),                          // 64: eventbus.v1.DeadLetter
+	(*EventKey)(nil),                            // 65: eventbus.v1.EventKey
+	(*StoredEvent)(nil),                         // 66: eventbus.v1.StoredEvent
+	(ListenerStatus)(0),                         // 67: eventbus.v1.ListenerStatus
+	(*ListNamespacesRequest)(nil),               // 68: eventbus.v1.ListNamespacesRequest
+	(*DeleteNamespaceRequest)(nil),              // 69: eventbus.v1.DeleteNamespaceRequest
+	(*ListConsumerGroupsRequest)(nil),           // 70: eventbus.v1.ListConsumerGroupsRequest
+	(*GetConsumerGroupRequest)(nil),             // 71: eventbus.v1.GetConsumerGroupRequest
+	(*UpdateConsumerGroupRequest)(nil),          // 72: eventbus.v1.UpdateConsumerGroupRequest
+	(*SeekConsumerGroupRequest)(nil),            // 73: eventbus.v1.SeekConsumerGroupRequest
+	(*DeleteConsumerGroupRequest)(nil),          // 74: eventbus.v1.DeleteConsumerGroupRequest
+	(*ListNamespacesResponse)(nil),              // 75: eventbus.v1.ListNamespacesResponse
+	(*DeleteNamespaceResponse)(nil),             // 76: eventbus.v1.DeleteNamespaceResponse
+	(*ListConsumerGroupsResponse)(nil),          // 77: eventbus.v1.ListConsumerGroupsResponse
+	(*GetConsumerGroupResponse)(nil),            // 78: eventbus.v1.GetConsumerGroupResponse
+	(*UpdateConsumerGroupResponse)(nil),         // 79: eventbus.v1.UpdateConsumerGroupResponse
+	(*SeekConsumerGroupResponse)(nil),           // 80: eventbus.v1.SeekConsumerGroupResponse
+	(*DeleteConsumerGroupResponse)(nil),         // 81: eventbus.v1.DeleteConsumerGroupResponse
 }
 var file_eventbus_v1_event_bus_service_proto_depIdxs = []int32{
-	29, // 0: eventbus.v1.PublishRequest.events:type_name -> eventbus.v1.CloudEvent
-	3,  // 1: eventbus.v1.PublishResponse.results:type_name -> eventbus.v1.PublishResult
-	30, // 2: eventbus.v1.RegisterListenerRequest.listener:type_name -> eventbus.v1.ListenerSpec
-	31, // 3: eventbus.v1.RegisterListenerResponse.listener:type_name -> eventbus.v1.Listener
-	31, // 4: eventbus.v1.GetListenerResponse.listener:type_name -> eventbus.v1.Listener
-	32, // 5: eventbus.v1.GetListenerResponse.partial_states:type_name -> eventbus.v1.PartialState
-	33, // 6: eventbus.v1.ListListenersRequest.kind:type_name -> eventbus.v1.ListenerKind
-	31, // 7: eventbus.v1.ListListenersResponse.listeners:type_name -> eventbus.v1.Listener
-	34, // 8: eventbus.v1.SubscribeRequest.kinds:type_name -> eventbus.v1.NotificationKind
-	35, // 9: eventbus.v1.SubscribeRequest.lease_duration:type_name -> google.protobuf.Duration
-	0,  // 10: eventbus.v1.SubscribeRequest.start:type_name -> eventbus.v1.StartPosition
-	36, // 11: eventbus.v1.SubscribeResponse.notification:type_name -> eventbus.v1.Notification
-	16, // 12: eventbus.v1.SubscribeResponse.keepalive:type_name -> eventbus.v1.Keepalive
-	37, // 13: eventbus.v1.Keepalive.server_time:type_name -> google.protobuf.Timestamp
-	35, // 14: eventbus.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	38, // 15: eventbus.v1.ListDeadLettersResponse.dead_letters:type_name -> eventbus.v1.DeadLetter
-	39, // 16: eventbus.v1.GetEventRequest.source_id:type_name -> eventbus.v1.EventKey
-	40, // 17: eventbus.v1.GetEventResponse.event:type_name -> eventbus.v1.StoredEvent
-	37, // 18: eventbus.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	37, // 19: eventbus.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	40, // 20: eventbus.v1.ListEventsResponse.events:type_name -> eventbus.v1.StoredEvent
-	1,  // 21: eventbus.v1.EventBusService.Publish:input_type -> eventbus.v1.PublishRequest
-	4,  // 22: eventbus.v1.EventBusService.RegisterListener:input_type -> eventbus.v1.RegisterListenerRequest
-	6,  // 23: eventbus.v1.EventBusService.GetListener:input_type -> eventbus.v1.GetListenerRequest
-	8,  // 24: eventbus.v1.EventBusService.ListListeners:input_type -> eventbus.v1.ListListenersRequest
-	10, // 25: eventbus.v1.EventBusService.DeleteListener:input_type -> eventbus.v1.DeleteListenerRequest
-	12, // 26: eventbus.v1.EventBusService.DeleteListeners:input_type -> eventbus.v1.DeleteListenersRequest
-	14, // 27: eventbus.v1.EventBusService.Subscribe:input_type -> eventbus.v1.SubscribeRequest
-	17, // 28: eventbus.v1.EventBusService.Ack:input_type -> eventbus.v1.AckRequest
-	19, // 29: eventbus.v1.EventBusService.Nack:input_type -> eventbus.v1.NackRequest
-	21, // 30: eventbus.v1.EventBusService.ListDeadLetters:input_type -> eventbus.v1.ListDeadLettersRequest
-	23, // 31: eventbus.v1.EventBusService.RedriveDeadLetters:input_type -> eventbus.v1.RedriveDeadLettersRequest
-	25, // 32: eventbus.v1.EventBusService.GetEvent:input_type -> eventbus.v1.GetEventRequest
-	27, // 33: eventbus.v1.EventBusService.ListEvents:input_type -> eventbus.v1.ListEventsRequest
-	41, // 34: eventbus.v1.EventBusService.ListNamespaces:input_type -> eventbus.v1.ListNamespacesRequest
-	42, // 35: eventbus.v1.EventBusService.DeleteNamespace:input_type -> eventbus.v1.DeleteNamespaceRequest
-	43, // 36: eventbus.v1.EventBusService.ListConsumerGroups:input_type -> eventbus.v1.ListConsumerGroupsRequest
-	44, // 37: eventbus.v1.EventBusService.GetConsumerGroup:input_type -> eventbus.v1.GetConsumerGroupRequest
-	45, // 38: eventbus.v1.EventBusService.UpdateConsumerGroup:input_type -> eventbus.v1.UpdateConsumerGroupRequest
-	46, // 39: eventbus.v1.EventBusService.SeekConsumerGroup:input_type -> eventbus.v1.SeekConsumerGroupRequest
-	47, // 40: eventbus.v1.EventBusService.DeleteConsumerGroup:input_type -> eventbus.v1.DeleteConsumerGroupRequest
-	2,  // 41: eventbus.v1.EventBusService.Publish:output_type -> eventbus.v1.PublishResponse
-	5,  // 42: eventbus.v1.EventBusService.RegisterListener:output_type -> eventbus.v1.RegisterListenerResponse
-	7,  // 43: eventbus.v1.EventBusService.GetListener:output_type -> eventbus.v1.GetListenerResponse
-	9,  // 44: eventbus.v1.EventBusService.ListListeners:output_type -> eventbus.v1.ListListenersResponse
-	11, // 45: eventbus.v1.EventBusService.DeleteListener:output_type -> eventbus.v1.DeleteListenerResponse
-	13, // 46: eventbus.v1.EventBusService.DeleteListeners:output_type -> eventbus.v1.DeleteListenersResponse
-	15, // 47: eventbus.v1.EventBusService.Subscribe:output_type -> eventbus.v1.SubscribeResponse
-	18, // 48: eventbus.v1.EventBusService.Ack:output_type -> eventbus.v1.AckResponse
-	20, // 49: eventbus.v1.EventBusService.Nack:output_type -> eventbus.v1.NackResponse
-	22, // 50: eventbus.v1.EventBusService.ListDeadLetters:output_type -> eventbus.v1.ListDeadLettersResponse
-	24, // 51: eventbus.v1.EventBusService.RedriveDeadLetters:output_type -> eventbus.v1.RedriveDeadLettersResponse
-	26, // 52: eventbus.v1.EventBusService.GetEvent:output_type -> eventbus.v1.GetEventResponse
-	28, // 53: eventbus.v1.EventBusService.ListEvents:output_type -> eventbus.v1.ListEventsResponse
-	48, // 54: eventbus.v1.EventBusService.ListNamespaces:output_type -> eventbus.v1.ListNamespacesResponse
-	49, // 55: eventbus.v1.EventBusService.DeleteNamespace:output_type -> eventbus.v1.DeleteNamespaceResponse
-	50, // 56: eventbus.v1.EventBusService.ListConsumerGroups:output_type -> eventbus.v1.ListConsumerGroupsResponse
-	51, // 57: eventbus.v1.EventBusService.GetConsumerGroup:output_type -> eventbus.v1.GetConsumerGroupResponse
-	52, // 58: eventbus.v1.EventBusService.UpdateConsumerGroup:output_type -> eventbus.v1.UpdateConsumerGroupResponse
-	53, // 59: eventbus.v1.EventBusService.SeekConsumerGroup:output_type -> eventbus.v1.SeekConsumerGroupResponse
-	54, // 60: eventbus.v1.EventBusService.DeleteConsumerGroup:output_type -> eventbus.v1.DeleteConsumerGroupResponse
-	41, // [41:61] is the sub-list for method output_type
-	21, // [21:41] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	55, // 0: eventbus.v1.PublishRequest.events:type_name -> eventbus.v1.CloudEvent
+	4,  // 1: eventbus.v1.PublishResponse.results:type_name -> eventbus.v1.PublishResult
+	56, // 2: eventbus.v1.RegisterListenerRequest.listener:type_name -> eventbus.v1.ListenerSpec
+	30, // 3: eventbus.v1.RegisterListenerRequest.look_back:type_name -> eventbus.v1.EventPosition
+	57, // 4: eventbus.v1.RegisterListenerResponse.listener:type_name -> eventbus.v1.Listener
+	57, // 5: eventbus.v1.GetListenerResponse.listener:type_name -> eventbus.v1.Listener
+	58, // 6: eventbus.v1.GetListenerResponse.partial_states:type_name -> eventbus.v1.PartialState
+	59, // 7: eventbus.v1.ListListenersRequest.kind:type_name -> eventbus.v1.ListenerKind
+	57, // 8: eventbus.v1.ListListenersResponse.listeners:type_name -> eventbus.v1.Listener
+	60, // 9: eventbus.v1.SubscribeRequest.kinds:type_name -> eventbus.v1.NotificationKind
+	61, // 10: eventbus.v1.SubscribeRequest.lease_duration:type_name -> google.protobuf.Duration
+	0,  // 11: eventbus.v1.SubscribeRequest.start:type_name -> eventbus.v1.StartPosition
+	62, // 12: eventbus.v1.SubscribeResponse.notification:type_name -> eventbus.v1.Notification
+	17, // 13: eventbus.v1.SubscribeResponse.keepalive:type_name -> eventbus.v1.Keepalive
+	63, // 14: eventbus.v1.Keepalive.server_time:type_name -> google.protobuf.Timestamp
+	61, // 15: eventbus.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	64, // 16: eventbus.v1.ListDeadLettersResponse.dead_letters:type_name -> eventbus.v1.DeadLetter
+	65, // 17: eventbus.v1.GetEventRequest.source_id:type_name -> eventbus.v1.EventKey
+	66, // 18: eventbus.v1.GetEventResponse.event:type_name -> eventbus.v1.StoredEvent
+	63, // 19: eventbus.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	63, // 20: eventbus.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	66, // 21: eventbus.v1.ListEventsResponse.events:type_name -> eventbus.v1.StoredEvent
+	63, // 22: eventbus.v1.EventPosition.time:type_name -> google.protobuf.Timestamp
+	30, // 23: eventbus.v1.EventRange.start:type_name -> eventbus.v1.EventPosition
+	30, // 24: eventbus.v1.EventRange.end:type_name -> eventbus.v1.EventPosition
+	65, // 25: eventbus.v1.ExplainListenerRequest.source_id:type_name -> eventbus.v1.EventKey
+	31, // 26: eventbus.v1.ExplainListenerRequest.range:type_name -> eventbus.v1.EventRange
+	34, // 27: eventbus.v1.ExplainListenerResponse.explanations:type_name -> eventbus.v1.EventExplanation
+	63, // 28: eventbus.v1.EventExplanation.receive_time:type_name -> google.protobuf.Timestamp
+	38, // 29: eventbus.v1.EventExplanation.namespace_mismatch:type_name -> eventbus.v1.EventExplanation.NamespaceMismatch
+	39, // 30: eventbus.v1.EventExplanation.type_not_listed:type_name -> eventbus.v1.EventExplanation.TypeNotListed
+	40, // 31: eventbus.v1.EventExplanation.before_creation:type_name -> eventbus.v1.EventExplanation.BeforeCreation
+	41, // 32: eventbus.v1.EventExplanation.consumed:type_name -> eventbus.v1.EventExplanation.Consumed
+	42, // 33: eventbus.v1.EventExplanation.filtered:type_name -> eventbus.v1.EventExplanation.Filtered
+	46, // 34: eventbus.v1.EventExplanation.correlation_missing:type_name -> eventbus.v1.EventExplanation.CorrelationMissing
+	47, // 35: eventbus.v1.EventExplanation.after_deadline:type_name -> eventbus.v1.EventExplanation.AfterDeadline
+	48, // 36: eventbus.v1.EventExplanation.already_collected:type_name -> eventbus.v1.EventExplanation.AlreadyCollected
+	49, // 37: eventbus.v1.EventExplanation.collected:type_name -> eventbus.v1.EventExplanation.Collected
+	50, // 38: eventbus.v1.EventExplanation.fired:type_name -> eventbus.v1.EventExplanation.Fired
+	30, // 39: eventbus.v1.ReplayEventsRequest.start:type_name -> eventbus.v1.EventPosition
+	30, // 40: eventbus.v1.ReplayEventsRequest.end:type_name -> eventbus.v1.EventPosition
+	1,  // 41: eventbus.v1.ReplayEventsRequest.mode:type_name -> eventbus.v1.ReplayMode
+	37, // 42: eventbus.v1.ReplayEventsResponse.fires:type_name -> eventbus.v1.ReplayedFire
+	60, // 43: eventbus.v1.ReplayedFire.kind:type_name -> eventbus.v1.NotificationKind
+	54, // 44: eventbus.v1.ReplayedFire.correlation:type_name -> eventbus.v1.ReplayedFire.CorrelationEntry
+	63, // 45: eventbus.v1.EventExplanation.BeforeCreation.create_time:type_name -> google.protobuf.Timestamp
+	67, // 46: eventbus.v1.EventExplanation.Consumed.status:type_name -> eventbus.v1.ListenerStatus
+	63, // 47: eventbus.v1.EventExplanation.Consumed.finish_time:type_name -> google.protobuf.Timestamp
+	43, // 48: eventbus.v1.EventExplanation.Filtered.failures:type_name -> eventbus.v1.EventExplanation.FilterSetFailure
+	44, // 49: eventbus.v1.EventExplanation.FilterSetFailure.clause:type_name -> eventbus.v1.EventExplanation.ClauseMismatch
+	45, // 50: eventbus.v1.EventExplanation.FilterSetFailure.condition_error:type_name -> eventbus.v1.EventExplanation.ConditionError
+	63, // 51: eventbus.v1.EventExplanation.AfterDeadline.deadline:type_name -> google.protobuf.Timestamp
+	51, // 52: eventbus.v1.EventExplanation.AlreadyCollected.correlation:type_name -> eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntry
+	52, // 53: eventbus.v1.EventExplanation.Collected.correlation:type_name -> eventbus.v1.EventExplanation.Collected.CorrelationEntry
+	53, // 54: eventbus.v1.EventExplanation.Fired.correlation:type_name -> eventbus.v1.EventExplanation.Fired.CorrelationEntry
+	2,  // 55: eventbus.v1.EventBusService.Publish:input_type -> eventbus.v1.PublishRequest
+	5,  // 56: eventbus.v1.EventBusService.RegisterListener:input_type -> eventbus.v1.RegisterListenerRequest
+	7,  // 57: eventbus.v1.EventBusService.GetListener:input_type -> eventbus.v1.GetListenerRequest
+	9,  // 58: eventbus.v1.EventBusService.ListListeners:input_type -> eventbus.v1.ListListenersRequest
+	11, // 59: eventbus.v1.EventBusService.DeleteListener:input_type -> eventbus.v1.DeleteListenerRequest
+	13, // 60: eventbus.v1.EventBusService.DeleteListeners:input_type -> eventbus.v1.DeleteListenersRequest
+	15, // 61: eventbus.v1.EventBusService.Subscribe:input_type -> eventbus.v1.SubscribeRequest
+	18, // 62: eventbus.v1.EventBusService.Ack:input_type -> eventbus.v1.AckRequest
+	20, // 63: eventbus.v1.EventBusService.Nack:input_type -> eventbus.v1.NackRequest
+	22, // 64: eventbus.v1.EventBusService.ListDeadLetters:input_type -> eventbus.v1.ListDeadLettersRequest
+	24, // 65: eventbus.v1.EventBusService.RedriveDeadLetters:input_type -> eventbus.v1.RedriveDeadLettersRequest
+	26, // 66: eventbus.v1.EventBusService.GetEvent:input_type -> eventbus.v1.GetEventRequest
+	28, // 67: eventbus.v1.EventBusService.ListEvents:input_type -> eventbus.v1.ListEventsRequest
+	68, // 68: eventbus.v1.EventBusService.ListNamespaces:input_type -> eventbus.v1.ListNamespacesRequest
+	69, // 69: eventbus.v1.EventBusService.DeleteNamespace:input_type -> eventbus.v1.DeleteNamespaceRequest
+	70, // 70: eventbus.v1.EventBusService.ListConsumerGroups:input_type -> eventbus.v1.ListConsumerGroupsRequest
+	71, // 71: eventbus.v1.EventBusService.GetConsumerGroup:input_type -> eventbus.v1.GetConsumerGroupRequest
+	72, // 72: eventbus.v1.EventBusService.UpdateConsumerGroup:input_type -> eventbus.v1.UpdateConsumerGroupRequest
+	73, // 73: eventbus.v1.EventBusService.SeekConsumerGroup:input_type -> eventbus.v1.SeekConsumerGroupRequest
+	74, // 74: eventbus.v1.EventBusService.DeleteConsumerGroup:input_type -> eventbus.v1.DeleteConsumerGroupRequest
+	32, // 75: eventbus.v1.EventBusService.ExplainListener:input_type -> eventbus.v1.ExplainListenerRequest
+	35, // 76: eventbus.v1.EventBusService.ReplayEvents:input_type -> eventbus.v1.ReplayEventsRequest
+	3,  // 77: eventbus.v1.EventBusService.Publish:output_type -> eventbus.v1.PublishResponse
+	6,  // 78: eventbus.v1.EventBusService.RegisterListener:output_type -> eventbus.v1.RegisterListenerResponse
+	8,  // 79: eventbus.v1.EventBusService.GetListener:output_type -> eventbus.v1.GetListenerResponse
+	10, // 80: eventbus.v1.EventBusService.ListListeners:output_type -> eventbus.v1.ListListenersResponse
+	12, // 81: eventbus.v1.EventBusService.DeleteListener:output_type -> eventbus.v1.DeleteListenerResponse
+	14, // 82: eventbus.v1.EventBusService.DeleteListeners:output_type -> eventbus.v1.DeleteListenersResponse
+	16, // 83: eventbus.v1.EventBusService.Subscribe:output_type -> eventbus.v1.SubscribeResponse
+	19, // 84: eventbus.v1.EventBusService.Ack:output_type -> eventbus.v1.AckResponse
+	21, // 85: eventbus.v1.EventBusService.Nack:output_type -> eventbus.v1.NackResponse
+	23, // 86: eventbus.v1.EventBusService.ListDeadLetters:output_type -> eventbus.v1.ListDeadLettersResponse
+	25, // 87: eventbus.v1.EventBusService.RedriveDeadLetters:output_type -> eventbus.v1.RedriveDeadLettersResponse
+	27, // 88: eventbus.v1.EventBusService.GetEvent:output_type -> eventbus.v1.GetEventResponse
+	29, // 89: eventbus.v1.EventBusService.ListEvents:output_type -> eventbus.v1.ListEventsResponse
+	75, // 90: eventbus.v1.EventBusService.ListNamespaces:output_type -> eventbus.v1.ListNamespacesResponse
+	76, // 91: eventbus.v1.EventBusService.DeleteNamespace:output_type -> eventbus.v1.DeleteNamespaceResponse
+	77, // 92: eventbus.v1.EventBusService.ListConsumerGroups:output_type -> eventbus.v1.ListConsumerGroupsResponse
+	78, // 93: eventbus.v1.EventBusService.GetConsumerGroup:output_type -> eventbus.v1.GetConsumerGroupResponse
+	79, // 94: eventbus.v1.EventBusService.UpdateConsumerGroup:output_type -> eventbus.v1.UpdateConsumerGroupResponse
+	80, // 95: eventbus.v1.EventBusService.SeekConsumerGroup:output_type -> eventbus.v1.SeekConsumerGroupResponse
+	81, // 96: eventbus.v1.EventBusService.DeleteConsumerGroup:output_type -> eventbus.v1.DeleteConsumerGroupResponse
+	33, // 97: eventbus.v1.EventBusService.ExplainListener:output_type -> eventbus.v1.ExplainListenerResponse
+	36, // 98: eventbus.v1.EventBusService.ReplayEvents:output_type -> eventbus.v1.ReplayEventsResponse
+	77, // [77:99] is the sub-list for method output_type
+	55, // [55:77] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_eventbus_v1_event_bus_service_proto_init() }
@@ -2285,13 +4214,40 @@ func file_eventbus_v1_event_bus_service_proto_init() {
 		(*GetEventRequest_Sequence)(nil),
 		(*GetEventRequest_SourceId)(nil),
 	}
+	file_eventbus_v1_event_bus_service_proto_msgTypes[28].OneofWrappers = []any{
+		(*EventPosition_Sequence)(nil),
+		(*EventPosition_Time)(nil),
+	}
+	file_eventbus_v1_event_bus_service_proto_msgTypes[30].OneofWrappers = []any{
+		(*ExplainListenerRequest_Sequence)(nil),
+		(*ExplainListenerRequest_SourceId)(nil),
+		(*ExplainListenerRequest_Range)(nil),
+	}
+	file_eventbus_v1_event_bus_service_proto_msgTypes[32].OneofWrappers = []any{
+		(*EventExplanation_NamespaceMismatch_)(nil),
+		(*EventExplanation_TypeNotListed_)(nil),
+		(*EventExplanation_BeforeCreation_)(nil),
+		(*EventExplanation_Consumed_)(nil),
+		(*EventExplanation_Filtered_)(nil),
+		(*EventExplanation_CorrelationMissing_)(nil),
+		(*EventExplanation_AfterDeadline_)(nil),
+		(*EventExplanation_AlreadyCollected_)(nil),
+		(*EventExplanation_Collected_)(nil),
+		(*EventExplanation_Fired_)(nil),
+	}
+	file_eventbus_v1_event_bus_service_proto_msgTypes[41].OneofWrappers = []any{
+		(*EventExplanation_FilterSetFailure_Clause)(nil),
+		(*EventExplanation_FilterSetFailure_ConditionFalse)(nil),
+		(*EventExplanation_FilterSetFailure_ConditionError)(nil),
+	}
+	file_eventbus_v1_event_bus_service_proto_msgTypes[42].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eventbus_v1_event_bus_service_proto_rawDesc), len(file_eventbus_v1_event_bus_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   28,
+			NumEnums:      2,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,8 @@ const (
 	EventBusService_UpdateConsumerGroup_FullMethodName = "/eventbus.v1.EventBusService/UpdateConsumerGroup"
 	EventBusService_SeekConsumerGroup_FullMethodName   = "/eventbus.v1.EventBusService/SeekConsumerGroup"
 	EventBusService_DeleteConsumerGroup_FullMethodName = "/eventbus.v1.EventBusService/DeleteConsumerGroup"
+	EventBusService_ExplainListener_FullMethodName     = "/eventbus.v1.EventBusService/ExplainListener"
+	EventBusService_ReplayEvents_FullMethodName        = "/eventbus.v1.EventBusService/ReplayEvents"
 )
 
 // EventBusServiceClient is the client API for EventBusService service.
@@ -98,7 +100,8 @@ type EventBusServiceClient interface {
 	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-	// events received after it is registered; it never looks back at stored events.
+	// events received after it is registered, and with `look_back` the stored events from that
+	// position on (ReplayEvents walks stored events through it later, on request).
 	//
 	// With a `request_id`, a retry returns the listener the first call registered instead of
 	// registering a second one.
@@ -107,6 +110,7 @@ type EventBusServiceClient interface {
 	//   - INVALID_ARGUMENT: bad namespace or request_id, or an invalid spec (field violations such as
 	//     `listener.types[2]` or `listener.lifespan`);
 	//   - ALREADY_EXISTS: `request_id` was already used in this namespace for a different spec;
+	//   - FAILED_PRECONDITION: more than 10000 events of the listener's types in `look_back`;
 	//   - UNAVAILABLE: the database cannot be reached.
 	RegisterListener(ctx context.Context, in *RegisterListenerRequest, opts ...grpc.CallOption) (*RegisterListenerResponse, error)
 	// GetListener returns one listener, active or finished; with `include_partial_state`, also
@@ -305,6 +309,55 @@ type EventBusServiceClient interface {
 	// * NOT_FOUND: the consumer group does not exist in that namespace;
 	// * UNAVAILABLE: the database cannot be reached.
 	DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error)
+	// ExplainListener says, for one stored event or for each event of a range, why it did or did
+	// not contribute to a listener: its type is not listed, a filter set failed (on which clause,
+	// pattern against value, or its CEL condition was false or errored), a correlation attribute
+	// is missing, it was received before the listener was registered or at or after its
+	// deadline, the WAIT listener was already consumed, it was collected for a correlation key
+	// (and what the key still waits for), or it completed the listener (the fire id). Read-only.
+	//
+	// A range is walked in sequence order from an empty listener state at its start, as
+	// ReplayEvents does, so "collected" and "fired" are exactly what the trigger decides from that
+	// state; the walk's state travels in `next_page_token`. One event is explained after walking
+	// the listener's earlier events since its registration (at most the 1000 newest of its types).
+	//
+	// Needs the `reader` role on the namespace.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace, `listener_id` not a UUID, no `target` (field `target`), a
+	//     `sequence` of 0, a range whose `start` is after its `end` (field `range.end`), a negative
+	//     page_size, or a page_token not issued for the same listener and range;
+	//   - NOT_FOUND: no such listener (or event) in the namespace;
+	//   - FAILED_PRECONDITION: the walk holds more than 1000 collected events at a page boundary
+	//     (narrow the range);
+	//   - UNAVAILABLE: the database cannot be reached.
+	ExplainListener(ctx context.Context, in *ExplainListenerRequest, opts ...grpc.CallOption) (*ExplainListenerResponse, error)
+	// ReplayEvents walks the stored events of a range (only those of the listener's types) in
+	// sequence order through a listener's spec, starting from an empty state, as if the listener
+	// had listened then, whatever its registration time and status. One page per call: follow
+	// `next_page_token` until it is empty; the walk's state travels in it.
+	//
+	// Mode DRY_RUN changes nothing and returns what would fire. Mode FIRE fires it as real
+	// notifications, delivered like live ones, in one transaction per page. Fire ids are
+	// deterministic over (listener, contributing events), the same as live firings: a fire id
+	// the namespace already has a notification for (fired live, or by an earlier replay) is not
+	// fired again, so running the same replay twice fires nothing twice; `created` says which
+	// fires are new. A WAKE fired by a replay finishes its WAIT listener, as a live one does.
+	// Retention forgets fire ids with their notifications.
+	//
+	// Needs the `reader` role on the namespace for DRY_RUN and the `operator` role for FIRE.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace, `listener_id` not a UUID, no `mode` (field `mode`), a
+	//     position without its value (fields `start`, `end`), a `start` after `end` (field `end`), a
+	//     negative page_size, or a page_token not issued for the same listener, range and mode;
+	//   - NOT_FOUND: no such listener in the namespace;
+	//   - PERMISSION_DENIED: FIRE without the `operator` role (when tokens are on);
+	//   - FAILED_PRECONDITION: FIRE for a WAIT listener that already fired or timed out, or the walk
+	//     holds more than 1000 collected events at a page boundary (narrow the range);
+	//   - UNAVAILABLE: the database cannot be reached. In FIRE mode the page may or may not have
+	//     fired; calling again with the same token is safe (what fired is not fired twice).
+	ReplayEvents(ctx context.Context, in *ReplayEventsRequest, opts ...grpc.CallOption) (*ReplayEventsResponse, error)
 }
 
 type eventBusServiceClient struct {
@@ -524,6 +577,26 @@ func (c *eventBusServiceClient) DeleteConsumerGroup(ctx context.Context, in *Del
 	return out, nil
 }
 
+func (c *eventBusServiceClient) ExplainListener(ctx context.Context, in *ExplainListenerRequest, opts ...grpc.CallOption) (*ExplainListenerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainListenerResponse)
+	err := c.cc.Invoke(ctx, EventBusService_ExplainListener_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventBusServiceClient) ReplayEvents(ctx context.Context, in *ReplayEventsRequest, opts ...grpc.CallOption) (*ReplayEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayEventsResponse)
+	err := c.cc.Invoke(ctx, EventBusService_ReplayEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventBusServiceServer is the server API for EventBusService service.
 // All implementations must embed UnimplementedEventBusServiceServer
 // for forward compatibility.
@@ -581,7 +654,8 @@ type EventBusServiceServer interface {
 	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-	// events received after it is registered; it never looks back at stored events.
+	// events received after it is registered, and with `look_back` the stored events from that
+	// position on (ReplayEvents walks stored events through it later, on request).
 	//
 	// With a `request_id`, a retry returns the listener the first call registered instead of
 	// registering a second one.
@@ -590,6 +664,7 @@ type EventBusServiceServer interface {
 	//   - INVALID_ARGUMENT: bad namespace or request_id, or an invalid spec (field violations such as
 	//     `listener.types[2]` or `listener.lifespan`);
 	//   - ALREADY_EXISTS: `request_id` was already used in this namespace for a different spec;
+	//   - FAILED_PRECONDITION: more than 10000 events of the listener's types in `look_back`;
 	//   - UNAVAILABLE: the database cannot be reached.
 	RegisterListener(context.Context, *RegisterListenerRequest) (*RegisterListenerResponse, error)
 	// GetListener returns one listener, active or finished; with `include_partial_state`, also
@@ -788,6 +863,55 @@ type EventBusServiceServer interface {
 	// * NOT_FOUND: the consumer group does not exist in that namespace;
 	// * UNAVAILABLE: the database cannot be reached.
 	DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error)
+	// ExplainListener says, for one stored event or for each event of a range, why it did or did
+	// not contribute to a listener: its type is not listed, a filter set failed (on which clause,
+	// pattern against value, or its CEL condition was false or errored), a correlation attribute
+	// is missing, it was received before the listener was registered or at or after its
+	// deadline, the WAIT listener was already consumed, it was collected for a correlation key
+	// (and what the key still waits for), or it completed the listener (the fire id). Read-only.
+	//
+	// A range is walked in sequence order from an empty listener state at its start, as
+	// ReplayEvents does, so "collected" and "fired" are exactly what the trigger decides from that
+	// state; the walk's state travels in `next_page_token`. One event is explained after walking
+	// the listener's earlier events since its registration (at most the 1000 newest of its types).
+	//
+	// Needs the `reader` role on the namespace.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace, `listener_id` not a UUID, no `target` (field `target`), a
+	//     `sequence` of 0, a range whose `start` is after its `end` (field `range.end`), a negative
+	//     page_size, or a page_token not issued for the same listener and range;
+	//   - NOT_FOUND: no such listener (or event) in the namespace;
+	//   - FAILED_PRECONDITION: the walk holds more than 1000 collected events at a page boundary
+	//     (narrow the range);
+	//   - UNAVAILABLE: the database cannot be reached.
+	ExplainListener(context.Context, *ExplainListenerRequest) (*ExplainListenerResponse, error)
+	// ReplayEvents walks the stored events of a range (only those of the listener's types) in
+	// sequence order through a listener's spec, starting from an empty state, as if the listener
+	// had listened then, whatever its registration time and status. One page per call: follow
+	// `next_page_token` until it is empty; the walk's state travels in it.
+	//
+	// Mode DRY_RUN changes nothing and returns what would fire. Mode FIRE fires it as real
+	// notifications, delivered like live ones, in one transaction per page. Fire ids are
+	// deterministic over (listener, contributing events), the same as live firings: a fire id
+	// the namespace already has a notification for (fired live, or by an earlier replay) is not
+	// fired again, so running the same replay twice fires nothing twice; `created` says which
+	// fires are new. A WAKE fired by a replay finishes its WAIT listener, as a live one does.
+	// Retention forgets fire ids with their notifications.
+	//
+	// Needs the `reader` role on the namespace for DRY_RUN and the `operator` role for FIRE.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: bad namespace, `listener_id` not a UUID, no `mode` (field `mode`), a
+	//     position without its value (fields `start`, `end`), a `start` after `end` (field `end`), a
+	//     negative page_size, or a page_token not issued for the same listener, range and mode;
+	//   - NOT_FOUND: no such listener in the namespace;
+	//   - PERMISSION_DENIED: FIRE without the `operator` role (when tokens are on);
+	//   - FAILED_PRECONDITION: FIRE for a WAIT listener that already fired or timed out, or the walk
+	//     holds more than 1000 collected events at a page boundary (narrow the range);
+	//   - UNAVAILABLE: the database cannot be reached. In FIRE mode the page may or may not have
+	//     fired; calling again with the same token is safe (what fired is not fired twice).
+	ReplayEvents(context.Context, *ReplayEventsRequest) (*ReplayEventsResponse, error)
 	mustEmbedUnimplementedEventBusServiceServer()
 }
 
@@ -857,6 +981,12 @@ func (UnimplementedEventBusServiceServer) SeekConsumerGroup(context.Context, *Se
 }
 func (UnimplementedEventBusServiceServer) DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteConsumerGroup not implemented")
+}
+func (UnimplementedEventBusServiceServer) ExplainListener(context.Context, *ExplainListenerRequest) (*ExplainListenerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExplainListener not implemented")
+}
+func (UnimplementedEventBusServiceServer) ReplayEvents(context.Context, *ReplayEventsRequest) (*ReplayEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplayEvents not implemented")
 }
 func (UnimplementedEventBusServiceServer) mustEmbedUnimplementedEventBusServiceServer() {}
 func (UnimplementedEventBusServiceServer) testEmbeddedByValue()                         {}
@@ -1232,6 +1362,42 @@ func _EventBusService_DeleteConsumerGroup_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventBusService_ExplainListener_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainListenerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).ExplainListener(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_ExplainListener_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).ExplainListener(ctx, req.(*ExplainListenerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventBusService_ReplayEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventBusServiceServer).ReplayEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventBusService_ReplayEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventBusServiceServer).ReplayEvents(ctx, req.(*ReplayEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventBusService_ServiceDesc is the grpc.ServiceDesc for EventBusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1314,6 +1480,14 @@ var EventBusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteConsumerGroup",
 			Handler:    _EventBusService_DeleteConsumerGroup_Handler,
+		},
+		{
+			MethodName: "ExplainListener",
+			Handler:    _EventBusService_ExplainListener_Handler,
+		},
+		{
+			MethodName: "ReplayEvents",
+			Handler:    _EventBusService_ReplayEvents_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

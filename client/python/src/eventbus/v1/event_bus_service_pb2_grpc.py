@@ -161,6 +161,16 @@ class EventBusServiceStub:
                 request_serializer=eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupRequest.SerializeToString,
                 response_deserializer=eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupResponse.FromString,
                 _registered_method=True)
+        self.ExplainListener = channel.unary_unary(
+                '/eventbus.v1.EventBusService/ExplainListener',
+                request_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.ExplainListenerRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.ExplainListenerResponse.FromString,
+                _registered_method=True)
+        self.ReplayEvents = channel.unary_unary(
+                '/eventbus.v1.EventBusService/ReplayEvents',
+                request_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.ReplayEventsRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.ReplayEventsResponse.FromString,
+                _registered_method=True)
 
 
 class EventBusServiceServicer:
@@ -223,7 +233,8 @@ class EventBusServiceServicer:
 
     def RegisterListener(self, request, context):
         """RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
-        events received after it is registered; it never looks back at stored events.
+        events received after it is registered, and with `look_back` the stored events from that
+        position on (ReplayEvents walks stored events through it later, on request).
 
         With a `request_id`, a retry returns the listener the first call registered instead of
         registering a second one.
@@ -232,6 +243,7 @@ class EventBusServiceServicer:
         * INVALID_ARGUMENT: bad namespace or request_id, or an invalid spec (field violations such as
         `listener.types[2]` or `listener.lifespan`);
         * ALREADY_EXISTS: `request_id` was already used in this namespace for a different spec;
+        * FAILED_PRECONDITION: more than 10000 events of the listener's types in `look_back`;
         * UNAVAILABLE: the database cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -528,6 +540,65 @@ class EventBusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainListener(self, request, context):
+        """ExplainListener says, for one stored event or for each event of a range, why it did or did
+        not contribute to a listener: its type is not listed, a filter set failed (on which clause,
+        pattern against value, or its CEL condition was false or errored), a correlation attribute
+        is missing, it was received before the listener was registered or at or after its
+        deadline, the WAIT listener was already consumed, it was collected for a correlation key
+        (and what the key still waits for), or it completed the listener (the fire id). Read-only.
+
+        A range is walked in sequence order from an empty listener state at its start, as
+        ReplayEvents does, so "collected" and "fired" are exactly what the trigger decides from that
+        state; the walk's state travels in `next_page_token`. One event is explained after walking
+        the listener's earlier events since its registration (at most the 1000 newest of its types).
+
+        Needs the `reader` role on the namespace.
+
+        Errors:
+        * INVALID_ARGUMENT: bad namespace, `listener_id` not a UUID, no `target` (field `target`), a
+        `sequence` of 0, a range whose `start` is after its `end` (field `range.end`), a negative
+        page_size, or a page_token not issued for the same listener and range;
+        * NOT_FOUND: no such listener (or event) in the namespace;
+        * FAILED_PRECONDITION: the walk holds more than 1000 collected events at a page boundary
+        (narrow the range);
+        * UNAVAILABLE: the database cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayEvents(self, request, context):
+        """ReplayEvents walks the stored events of a range (only those of the listener's types) in
+        sequence order through a listener's spec, starting from an empty state, as if the listener
+        had listened then, whatever its registration time and status. One page per call: follow
+        `next_page_token` until it is empty; the walk's state travels in it.
+
+        Mode DRY_RUN changes nothing and returns what would fire. Mode FIRE fires it as real
+        notifications, delivered like live ones, in one transaction per page. Fire ids are
+        deterministic over (listener, contributing events), the same as live firings: a fire id
+        the namespace already has a notification for (fired live, or by an earlier replay) is not
+        fired again, so running the same replay twice fires nothing twice; `created` says which
+        fires are new. A WAKE fired by a replay finishes its WAIT listener, as a live one does.
+        Retention forgets fire ids with their notifications.
+
+        Needs the `reader` role on the namespace for DRY_RUN and the `operator` role for FIRE.
+
+        Errors:
+        * INVALID_ARGUMENT: bad namespace, `listener_id` not a UUID, no `mode` (field `mode`), a
+        position without its value (fields `start`, `end`), a `start` after `end` (field `end`), a
+        negative page_size, or a page_token not issued for the same listener, range and mode;
+        * NOT_FOUND: no such listener in the namespace;
+        * PERMISSION_DENIED: FIRE without the `operator` role (when tokens are on);
+        * FAILED_PRECONDITION: FIRE for a WAIT listener that already fired or timed out, or the walk
+        holds more than 1000 collected events at a page boundary (narrow the range);
+        * UNAVAILABLE: the database cannot be reached. In FIRE mode the page may or may not have
+        fired; calling again with the same token is safe (what fired is not fired twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventBusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -630,6 +701,16 @@ def add_EventBusServiceServicer_to_server(servicer, server):
                     servicer.DeleteConsumerGroup,
                     request_deserializer=eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupRequest.FromString,
                     response_serializer=eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupResponse.SerializeToString,
+            ),
+            'ExplainListener': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainListener,
+                    request_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.ExplainListenerRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.ExplainListenerResponse.SerializeToString,
+            ),
+            'ReplayEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayEvents,
+                    request_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.ReplayEventsRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.ReplayEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1198,6 +1279,60 @@ class EventBusService:
             '/eventbus.v1.EventBusService/DeleteConsumerGroup',
             eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupRequest.SerializeToString,
             eventbus_dot_v1_dot_admin__pb2.DeleteConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainListener(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/ExplainListener',
+            eventbus_dot_v1_dot_event__bus__service__pb2.ExplainListenerRequest.SerializeToString,
+            eventbus_dot_v1_dot_event__bus__service__pb2.ExplainListenerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventbus.v1.EventBusService/ReplayEvents',
+            eventbus_dot_v1_dot_event__bus__service__pb2.ReplayEventsRequest.SerializeToString,
+            eventbus_dot_v1_dot_event__bus__service__pb2.ReplayEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
