@@ -120,8 +120,9 @@ func checkCompose(r *report, path string, img image) []string {
 	case len(hc.Test) < 2 || hc.Test[0] != "CMD":
 		r.failf(file, "eventbus healthcheck must be exec-form (test: [\"CMD\", ...]; the image has no shell)")
 	default:
-		checkHealthCommand(r, file, hc.Test[1:])
+		checkHealthCommand(r, file, hc.Test[1:], env[envTLSCert] != "")
 	}
+	checkComposeProtection(r, project, eb)
 	if eb.Build == nil {
 		r.failf(file, "eventbus has no build section")
 	} else {

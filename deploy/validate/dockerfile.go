@@ -168,7 +168,7 @@ func checkDockerfile(r *report, path string) image {
 	}) {
 		r.failf(name, "EVENTBUS_DATA_FILE=%q is not inside a VOLUME (%v): SQLite data would live in the container layer", dataFile, volumes)
 	}
-	checkHealthCommand(r, name, img.healthcheck)
+	checkHealthCommand(r, name, img.healthcheck, false)
 	if len(img.entrypoint) == 0 || !strings.HasSuffix(img.entrypoint[0], "/eventbus") {
 		r.failf(name, "ENTRYPOINT %q does not run the eventbus binary", img.entrypoint)
 	}
@@ -176,14 +176,18 @@ func checkDockerfile(r *report, path string) image {
 }
 
 // checkHealthCommand checks a container health check command: the eventbus binary's own
-// grpc.health.v1 probe against the gRPC port on loopback.
-func checkHealthCommand(r *report, file string, cmd []string) {
-	want := fmt.Sprintf("http://127.0.0.1:%d", grpcPort)
+// grpc.health.v1 probe against the gRPC port on loopback, over TLS when the server serves TLS.
+func checkHealthCommand(r *report, file string, cmd []string, tls bool) {
+	want := []string{fmt.Sprintf("http://127.0.0.1:%d", grpcPort)}
+	if tls {
+		// The certificate must name the address: localhost, or 127.0.0.1 as an IP SAN.
+		want = []string{fmt.Sprintf("https://localhost:%d", grpcPort), fmt.Sprintf("https://127.0.0.1:%d", grpcPort)}
+	}
 	if len(cmd) < 2 || !strings.HasSuffix(cmd[0], "eventbus") || cmd[1] != "health" {
-		r.failf(file, "health check %q: want `eventbus health --addr %s`", cmd, want)
+		r.failf(file, "health check %q: want `eventbus health --addr %s`", cmd, want[0])
 		return
 	}
-	if i := slices.Index(cmd, "--addr"); i < 0 || i+1 >= len(cmd) || cmd[i+1] != want {
-		r.failf(file, "health check %q: want --addr %s", cmd, want)
+	if i := slices.Index(cmd, "--addr"); i < 0 || i+1 >= len(cmd) || !slices.Contains(want, cmd[i+1]) {
+		r.failf(file, "health check %q: want --addr %s", cmd, strings.Join(want, " or "))
 	}
 }

@@ -34,10 +34,6 @@ type object struct {
 	obj  runtime.Object
 }
 
-// The gRPC service whose health the readiness probe asks for: the server reports it
-// NOT_SERVING while the database cannot be reached and once it starts draining.
-const grpcServiceName = "eventbus.v1.EventBusService"
-
 func strictDecoder() runtime.Decoder {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme} {
@@ -311,22 +307,8 @@ func checkDeployment(r *report, d *appsv1.Deployment, secrets map[string]*corev1
 		r.failf(file, "%s: want ports grpc=%d and metrics=%d, got %v", cname, grpcPort, metricsPort, ports)
 	}
 
-	for what, probe := range map[string]*corev1.Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe} {
-		switch {
-		case probe == nil:
-			r.failf(file, "%s: no %s", cname, what)
-		case probe.GRPC == nil:
-			r.failf(file, "%s: %s must be a grpc probe (grpc.health.v1)", cname, what)
-		case probe.GRPC.Port != grpcPort:
-			r.failf(file, "%s: %s asks port %d, the server listens on %d", cname, what, probe.GRPC.Port, grpcPort)
-		}
-	}
-	if p := c.ReadinessProbe; p != nil && p.GRPC != nil && (p.GRPC.Service == nil || *p.GRPC.Service != grpcServiceName) {
-		r.failf(file, "%s: readinessProbe should ask for service %q (NOT_SERVING without a database and while draining)", cname, grpcServiceName)
-	}
-	if p := c.LivenessProbe; p != nil && p.GRPC != nil && p.GRPC.Service != nil && *p.GRPC.Service != "" {
-		r.failf(file, "%s: livenessProbe should ask for the server as a whole (service \"\"), not %q: a draining server is alive", cname, *p.GRPC.Service)
-	}
+	checkProbes(r, cname, c, ports)
+	checkSecretFiles(r, cname, pod, c, secrets)
 
 	for _, kind := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		req, hasReq := c.Resources.Requests[kind]

@@ -54,8 +54,8 @@ func TestDeployDirectoryPasses(t *testing.T) {
 	for _, f := range r.failures {
 		t.Errorf("unexpected failure: %s", f)
 	}
-	if len(s.objects) != 4 || len(s.services) != 3 || s.image.stages < 2 {
-		t.Errorf("checked %d objects, %d services, %d stages; want 4, 3, >= 2", len(s.objects), len(s.services), s.image.stages)
+	if len(s.objects) != 6 || len(s.services) != 4 || s.image.stages < 2 {
+		t.Errorf("checked %d objects, %d services, %d stages; want 6, 4, >= 2", len(s.objects), len(s.services), s.image.stages)
 	}
 }
 
@@ -71,11 +71,13 @@ func TestDefectsAreCaught(t *testing.T) {
 		{"root allowed", "k8s/deployment.yaml", "runAsNonRoot: true", "runAsNonRoot: false", "runAsNonRoot must be true"},
 		{"writable root fs", "k8s/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem must be true"},
 		{"capabilities kept", "k8s/deployment.yaml", `drop: ["ALL"]`, `drop: ["NET_RAW"]`, "must drop ALL"},
-		{"http probe", "k8s/deployment.yaml", "livenessProbe:\n            grpc:\n              port: 50051", "livenessProbe:\n            tcpSocket:\n              port: 50051", "livenessProbe must be a grpc probe"},
-		{"probe on wrong port", "k8s/deployment.yaml", "readinessProbe:\n            grpc:\n              port: 50051", "readinessProbe:\n            grpc:\n              port: 50052", "readinessProbe asks port 50052"},
+		{"grpc probe", "k8s/deployment.yaml", "livenessProbe:\n            httpGet:\n              path: /healthz\n              port: metrics\n              scheme: HTTPS\n", "livenessProbe:\n            grpc:\n              port: 50051\n", "livenessProbe must be an httpGet probe over HTTPS"},
+		{"plain HTTP probe", "k8s/deployment.yaml", "path: /readyz\n              port: metrics\n              scheme: HTTPS", "path: /readyz\n              port: metrics\n              scheme: HTTP", `readinessProbe has scheme "HTTP", want HTTPS`},
+		{"no startup probe", "k8s/deployment.yaml", "          startupProbe:\n            httpGet:\n              path: /healthz\n              port: metrics\n              scheme: HTTPS\n            periodSeconds: 2\n            failureThreshold: 30\n", "", "no startupProbe"},
+		{"probe on wrong port", "k8s/deployment.yaml", "path: /readyz\n              port: metrics", "path: /readyz\n              port: grpc", "readinessProbe asks port grpc, the HTTP listener is on 9464"},
 		{"runAsUser not the image's", "k8s/deployment.yaml", "runAsUser: 65532", "runAsUser: 1000", "runAsUser 1000 differs from the image's USER 65532"},
-		{"readiness ignores draining", "k8s/deployment.yaml", "service: eventbus.v1.EventBusService", "service: grpc.health.v1.Health", "readinessProbe should ask for service"},
-		{"liveness fails while draining", "k8s/deployment.yaml", "livenessProbe:\n            grpc:\n              port: 50051\n", "livenessProbe:\n            grpc:\n              port: 50051\n              service: eventbus.v1.EventBusService\n", "livenessProbe should ask for the server as a whole"},
+		{"readiness ignores draining", "k8s/deployment.yaml", "path: /readyz", "path: /healthz", `readinessProbe asks "/healthz", want "/readyz"`},
+		{"liveness fails while draining", "k8s/deployment.yaml", "livenessProbe:\n            httpGet:\n              path: /healthz", "livenessProbe:\n            httpGet:\n              path: /readyz", `livenessProbe asks "/readyz", want "/healthz"`},
 		{"privilege escalation", "k8s/deployment.yaml", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", "allowPrivilegeEscalation must be false"},
 		{"no time to drain", "k8s/deployment.yaml", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 5", "terminationGracePeriodSeconds must be set"},
 		{"no memory limit", "k8s/deployment.yaml", "              memory: 256Mi\n", "", "memory limit"},
@@ -94,12 +96,32 @@ func TestDefectsAreCaught(t *testing.T) {
 		{"compose traces nowhere", "compose.yaml", "http://jaeger:4317", "http://jaeger:4318", "OTLP gRPC (4317)"},
 		{"compose wrong database", "compose.yaml", "@postgres:5432/eventbus}", "@localhost:5432/eventbus}", "not the postgres service"},
 		{"compose healthy without healthcheck", "compose.yaml", "      jaeger:\n        condition: service_started", "      jaeger:\n        condition: service_healthy", "jaeger has no healthcheck"},
-		{"compose health check on wrong port", "compose.yaml", "    stop_grace_period: 30s\n", "    healthcheck:\n      test: [\"CMD\", \"/usr/local/bin/eventbus\", \"health\", \"--addr\", \"http://127.0.0.1:50052\"]\n    stop_grace_period: 30s\n", "compose.yaml: health check"},
-		{"compose shell health check", "compose.yaml", "    stop_grace_period: 30s\n", "    healthcheck:\n      test: eventbus health\n    stop_grace_period: 30s\n", "healthcheck must be exec-form"},
-		{"compose health check disabled", "compose.yaml", "    stop_grace_period: 30s\n", "    healthcheck:\n      disable: true\n    stop_grace_period: 30s\n", "disables the image's health check"},
+		{"compose health check on wrong port", "compose.yaml", `"https://localhost:50051"`, `"https://localhost:50052"`, "compose.yaml: health check"},
+		{"compose shell health check", "compose.yaml", `test: ["CMD", "/usr/local/bin/eventbus", "health", "--addr", "https://localhost:50051", "--ca-cert", "/etc/eventbus/tls/ca.crt"]`, "test: eventbus health", "healthcheck must be exec-form"},
+		{"compose health check disabled", "compose.yaml", `test: ["CMD", "/usr/local/bin/eventbus", "health", "--addr", "https://localhost:50051", "--ca-cert", "/etc/eventbus/tls/ca.crt"]`, "disable: true", "disables the image's health check"},
 		{"compose loopback listen", "compose.yaml", "      OTEL_SERVICE_NAME: eventbus\n", "      OTEL_SERVICE_NAME: eventbus\n      EVENTBUS_LISTEN: 127.0.0.1:50051\n", `eventbus: EVENTBUS_LISTEN="127.0.0.1:50051"`},
 		{"k8s loopback listen", "k8s/deployment.yaml", "            - name: OTEL_SERVICE_NAME\n", "            - name: EVENTBUS_LISTEN\n              value: 127.0.0.1:50051\n            - name: OTEL_SERVICE_NAME\n", `EVENTBUS_LISTEN="127.0.0.1:50051"`},
 		{"k8s metrics on another port", "k8s/deployment.yaml", "            - name: OTEL_SERVICE_NAME\n", "            - name: EVENTBUS_METRICS_ADDR\n              value: 0.0.0.0:9000\n            - name: OTEL_SERVICE_NAME\n", `EVENTBUS_METRICS_ADDR="0.0.0.0:9000"`},
+		{"k8s insecure", "k8s/deployment.yaml", "            - name: OTEL_SERVICE_NAME\n", "            - name: EVENTBUS_INSECURE\n              value: \"true\"\n            - name: OTEL_SERVICE_NAME\n", `EVENTBUS_INSECURE="true": serve with TLS`},
+		{"k8s insecure flag", "k8s/deployment.yaml", `args: ["serve"]`, `args: ["serve", "--insecure"]`, "runs with --insecure"},
+		{"k8s no TLS key", "k8s/deployment.yaml", "            - name: EVENTBUS_TLS_KEY\n              value: /etc/eventbus/tls/tls.key\n", "", "EVENTBUS_TLS_KEY is not set"},
+		{"k8s no client authentication", "k8s/deployment.yaml", "            - name: EVENTBUS_ADMIN_TOKEN_FILE\n              value: /etc/eventbus/admin-token/token\n", "", "no client authentication"},
+		{"k8s subPath mount", "k8s/deployment.yaml", "mountPath: /etc/eventbus/tls\n", "mountPath: /etc/eventbus/tls/tls.crt\n              subPath: tls.crt\n", "EVENTBUS_TLS_CERT=/etc/eventbus/tls/tls.crt comes from a subPath mount of volume tls"},
+		{"k8s writable secret mount", "k8s/deployment.yaml", "mountPath: /etc/eventbus/admin-token\n              readOnly: true", "mountPath: /etc/eventbus/admin-token\n              readOnly: false", "volume mount admin-token, which is not readOnly"},
+		{"k8s token not from a Secret", "k8s/deployment.yaml", "secret:\n            secretName: eventbus-admin-token\n            defaultMode: 0440", "configMap:\n            name: eventbus-admin-token", "volume admin-token, which is not a Secret"},
+		{"k8s secret readable by all", "k8s/deployment.yaml", "secretName: eventbus-tls\n            defaultMode: 0440", "secretName: eventbus-tls\n            defaultMode: 0444", "defaultMode (0444) lets every user read it"},
+		{"k8s undefined TLS Secret", "k8s/deployment.yaml", "secretName: eventbus-tls", "secretName: eventbus-certs", `comes from Secret "eventbus-certs", which the manifests do not define`},
+		{"k8s TLS Secret not of type tls", "k8s/tls.example.yaml", "type: kubernetes.io/tls", "type: Opaque", "want kubernetes.io/tls"},
+		{"k8s TLS Secret without its key", "k8s/tls.example.yaml", "  tls.key: |", "  key.pem: |", `Secret eventbus-tls has no key "tls.key"`},
+		{"k8s example ships a token", "k8s/admin-token.example.yaml", "token: REPLACE-with-ebt_-and-at-least-32-random-letters-or-digits", "token: ebt_0123456789abcdef0123456789abcdef", "holds a usable token"},
+		{"compose insecure", "compose.yaml", "      OTEL_SERVICE_NAME: eventbus\n", "      OTEL_SERVICE_NAME: eventbus\n      EVENTBUS_INSECURE: \"true\"\n", `eventbus: EVENTBUS_INSECURE="true"`},
+		{"compose plaintext", "compose.yaml", "      EVENTBUS_TLS_CERT: /etc/eventbus/tls/tls.crt\n", "", "eventbus: EVENTBUS_TLS_CERT is not set"},
+		{"compose no client authentication", "compose.yaml", "      EVENTBUS_ADMIN_TOKEN_FILE: /etc/eventbus/admin-token/token\n", "", "no client authentication"},
+		{"compose secrets writable", "compose.yaml", "eventbus-secrets:/etc/eventbus:ro", "eventbus-secrets:/etc/eventbus", "mounted read-write"},
+		{"compose certs not awaited", "compose.yaml", "      certs:\n        condition: service_completed_successfully", "      certs:\n        condition: service_started", "which no service eventbus waits for (service_completed_successfully) writes"},
+		{"compose plaintext health check", "compose.yaml", `"https://localhost:50051"`, `"http://127.0.0.1:50051"`, "want --addr https://localhost:50051 or https://127.0.0.1:50051"},
+		{"compose health check without CA", "compose.yaml", `, "--ca-cert", "/etc/eventbus/tls/ca.crt"]`, "]", "no --ca-cert"},
+		{"compose inherits the plaintext health check", "compose.yaml", "      test: [\"CMD\", \"/usr/local/bin/eventbus\", \"health\", \"--addr\", \"https://localhost:50051\", \"--ca-cert\", \"/etc/eventbus/tls/ca.crt\"]\n      interval: 10s\n      timeout: 3s\n      retries: 3\n      start_period: 10s\n", "      interval: 10s\n", "keeps the image's plaintext health check"},
 		{"dockerfile root user", "Dockerfile", "USER 65532:65532", "USER root", "USER root"},
 		{"dockerfile named user", "Dockerfile", "USER 65532:65532", "USER nonroot", "numeric uid"},
 		{"dockerfile no user", "Dockerfile", "USER 65532:65532\n", "", "sets no USER"},
