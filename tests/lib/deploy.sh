@@ -3,7 +3,8 @@
 #
 # Source it (it sources common.sh itself); works whatever the caller's directory:
 #
-#   deploy_check   gofmt, go vet and go test -count=1 of deploy/validate (needs Go >= 1.25.5);
+#   deploy_check   gofmt, go vet and go test -count=1 of deploy/validate (needs Go >= 1.25.5,
+#                  and openssl for deploy/dev-certs.sh, installed when missing);
 #                  what that checks and how long it takes: deploy/README.md
 #
 #   source tests/lib/deploy.sh
@@ -17,6 +18,9 @@ deploy_check() (
     local go gofmt unformatted
     go=$(find_go) || die "deploy: no Go toolchain found (need Go >= 1.25.5 on PATH)"
     gofmt=$(find_gofmt "$go") || die "deploy: gofmt not found next to $go or on PATH"
+
+    # TestDevCertsScript runs deploy/dev-certs.sh, which makes its keys with openssl.
+    command -v openssl >/dev/null 2>&1 || ensure_apt_packages openssl
 
     cd "$EVENTBUS_ROOT/deploy/validate"
     unformatted=$("$gofmt" -l .)
