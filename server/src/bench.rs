@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::ValueEnum;
 use prost::Message;
+use tonic::transport::{Certificate, ClientTlsConfig};
 
 mod ingress;
 mod load;
@@ -72,6 +73,14 @@ pub struct BenchArgs {
     /// workload.
     #[arg(long, value_name = "ADDR", requires = "target")]
     pub target_http: Option<String>,
+    /// With --target: PEM CA certificate(s) to trust: the clients speak TLS (an `https://`
+    /// target without it trusts the system's roots).
+    #[arg(long, value_name = "FILE", requires = "target")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// With --target: the bearer token the clients send (a publisher, listener and subscriber of
+    /// the bench's namespaces, `bench-*`).
+    #[arg(long, env = "EVENTBUS_TOKEN", hide_env_values = true, requires = "target")]
+    pub token: Option<String>,
     /// Database of the in-process server [default: a SQLite file in a temp dir, removed after].
     #[arg(long)]
     pub database_url: Option<String>,
@@ -139,8 +148,18 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     let target = match &args.target {
         Some(addr) => {
-            let addr = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
-            Target::remote(addr, args.server_pid, args.target_http.clone())
+            let tls = match &args.ca_cert {
+                Some(path) => {
+                    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                    Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+                }
+                // An `https://` target trusts the system's roots.
+                None => None,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let addr = if addr.contains("://") { addr.clone() } else { format!("{scheme}://{addr}") };
+            let dial = load::Dial { addr, tls, token: args.token.clone() };
+            Target::remote(dial, args.server_pid, args.target_http.clone())
         }
         None => Target::start(args.database_url.clone(), args.relaxed).await.context("starting the server")?,
     };
@@ -230,7 +249,7 @@ impl Bench<'_> {
     fn notify_settings(&self, ns: String, rate: u64, duration: Duration) -> notify::Settings {
         let args = self.args;
         notify::Settings {
-            addr: self.target.addr.clone(),
+            dial: self.target.dial.clone(),
             namespace: ns,
             rate,
             duration,
@@ -246,7 +265,7 @@ impl Bench<'_> {
 
     async fn sequential(&self) -> anyhow::Result<WorkloadResult> {
         let (args, target, payload) = (self.args, self.target, &self.payload);
-        let clients = load::connect(&target.addr, 1).await?;
+        let clients = load::connect(&target.dial, 1).await?;
         let ns = self.namespace("sequential");
         let r = publish_workload(&Publisher::Grpc(&clients), &ns, 1, args.sequential_events, payload, target).await?;
         if !self.json {
@@ -257,7 +276,7 @@ impl Bench<'_> {
 
     async fn pipelined(&self) -> anyhow::Result<WorkloadResult> {
         let (args, target, payload) = (self.args, self.target, &self.payload);
-        let clients = load::connect(&target.addr, args.connections).await?;
+        let clients = load::connect(&target.dial, args.connections).await?;
         let ns = self.namespace("pipelined");
         let publisher = Publisher::Grpc(&clients);
         let r = publish_workload(&publisher, &ns, args.in_flight, args.pipelined_events, payload, target).await?;
@@ -301,7 +320,7 @@ impl Bench<'_> {
 
     async fn listeners(&self) -> anyhow::Result<WorkloadResult> {
         let args = self.args;
-        let clients = load::connect(&self.target.addr, args.connections).await?;
+        let clients = load::connect(&self.target.dial, args.connections).await?;
         let mut runs: Vec<scale::SizeResult> = Vec::new();
         for &count in &args.listener_counts {
             let settings = scale::Settings {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventbus_client::{Client, CloudEventBuilder, pb};
+use tonic::transport::ClientTlsConfig;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -73,12 +74,37 @@ pub fn event(source: &str, event_type: &str, data: &str) -> pb::CloudEvent {
 }
 
 /// Opens `n` clients, each on its own connection.
-pub async fn connect(addr: &str, n: usize) -> anyhow::Result<Vec<Client>> {
+pub async fn connect(dial: &Dial, n: usize) -> anyhow::Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
-        clients.push(Client::connect(addr.to_owned()).await.with_context(|| format!("connecting to {addr}"))?);
+        clients.push(dial.client().await?);
     }
     Ok(clients)
+}
+
+/// How the bench's clients reach the server: its address, and TLS and a token when it wants
+/// them (`--ca-cert`, `--token`).
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub addr: String,
+    pub tls: Option<ClientTlsConfig>,
+    pub token: Option<String>,
+}
+
+impl Dial {
+    /// A client on a connection of its own.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let addr = self.addr.clone();
+        let client = match &self.tls {
+            Some(tls) => Client::connect_tls(addr, tls.clone()).await,
+            None => Client::connect(addr).await,
+        };
+        let client = client.with_context(|| format!("connecting to {}", self.addr))?;
+        match &self.token {
+            Some(token) => client.with_token(token).context("the bench's token"),
+            None => Ok(client),
+        }
+    }
 }
 
 /// The outcome of a closed-loop run.

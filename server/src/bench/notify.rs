@@ -40,7 +40,7 @@ const GROUP: &str = "bench-runners";
 /// Settings of one fixed-rate run.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub addr: String,
+    pub dial: load::Dial,
     pub namespace: String,
     pub rate: u64,
     pub duration: Duration,
@@ -99,7 +99,7 @@ pub async fn run_in_windows(
     window: Option<soak::Printing>,
 ) -> anyhow::Result<(RateResult, Vec<Window>)> {
     let n = ((s.rate as f64 * s.duration.as_secs_f64()).round() as u64).max(1);
-    let senders = load::connect(&s.addr, s.connections).await?;
+    let senders = load::connect(&s.dial, s.connections).await?;
     register(s, &senders).await?;
     // Subscriptions first (on their own connections), so the group exists before any event.
     let subscriptions = subscribe(s).await?;
@@ -192,7 +192,7 @@ async fn register(s: &Settings, senders: &[Client]) -> anyhow::Result<()> {
 async fn subscribe(s: &Settings) -> anyhow::Result<Vec<(Client, Subscription)>> {
     let mut subscriptions = Vec::new();
     for _ in 0..s.subscribers.max(1) {
-        let client = Client::connect(s.addr.clone()).await.context("connecting a subscriber")?;
+        let client = s.dial.client().await.context("connecting a subscriber")?;
         let options =
             SubscribeOptions { max_in_flight: s.max_in_flight, ..SubscribeOptions::new(s.namespace.as_str(), GROUP) };
         let subscription = client.subscribe(options).await.context("subscribing")?;

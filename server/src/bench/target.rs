@@ -15,6 +15,8 @@ use anyhow::Context;
 use eventbus_engine::store::{CHECKPOINT_THREAD, Durability, Store, StoreConfig, WRITER_THREAD};
 use eventbus_server::{Listeners, ServerConfig, serve_store};
 use tokio::sync::oneshot;
+
+use super::load::Dial;
 use tokio::task::JoinHandle;
 
 /// Name of the in-process server's threads; `/proc` shows at most 15 bytes of it.
@@ -27,8 +29,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// Where the bench sends its load.
 #[derive(Debug)]
 pub struct Target {
-    /// Address the clients connect to.
-    pub addr: String,
+    /// How the clients connect.
+    pub dial: Dial,
     /// The HTTP listener (host:port), for the `http` workload.
     pub http: Option<String>,
     /// What the target is, for the report.
@@ -106,7 +108,7 @@ impl Target {
             .await
         });
         Ok(Self {
-            addr: format!("http://{addr}"),
+            dial: Dial { addr: format!("http://{addr}"), tls: None, token: None },
             http: Some(http_addr.to_string()),
             description: TargetInfo {
                 kind: "in-process",
@@ -122,16 +124,16 @@ impl Target {
 
     /// Names a running server (and its HTTP listener, if any); with `pid`, its CPU and memory
     /// are read from `/proc/<pid>`.
-    pub fn remote(addr: String, pid: Option<u32>, http: Option<String>) -> Self {
+    pub fn remote(dial: Dial, pid: Option<u32>, http: Option<String>) -> Self {
         Self {
             description: TargetInfo {
                 kind: "remote",
-                addr: addr.clone(),
+                addr: dial.addr.clone(),
                 database: None,
                 durability: None,
                 measured_pid: pid,
             },
-            addr,
+            dial,
             http,
             meter: pid.map_or(Meter::None, Meter::Pid),
             server: None,
