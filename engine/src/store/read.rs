@@ -201,7 +201,15 @@ impl Store {
     /// Lists stored events in sequence order.
     pub async fn list_events(&self, namespace: &str, query: EventQuery) -> Result<Page<Event>> {
         let binding = events_binding(namespace, &query);
-        let after = binding.parse(query.page_token.as_deref())?.max(query.after_sequence.unwrap_or(0) as i64);
+        let mut after = binding.parse(query.page_token.as_deref())?.max(query.after_sequence.unwrap_or(0) as i64);
+        // Times bound the scan through sequence bounds (there is no index on times), and are
+        // checked on each row. The start joins the one lower bound: SQLite seeks on one of
+        // several, and may pick the other.
+        if let Some(t) = query.start
+            && let Some(first) = self.first_seq_at("events", "received_us", namespace, t).await?
+        {
+            after = after.max(first - 1);
+        }
         let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND seq > $2");
         let mut binds = vec![Bind::Text(namespace.to_owned()), Bind::Int(after)];
         let mut and = |clause: &str, value: Bind, binds: &mut Vec<Bind>| {
@@ -217,12 +225,7 @@ impl Store {
         if let Some(s) = query.subject {
             and("subject =", Bind::Text(s), &mut binds);
         }
-        // Times bound the scan through sequence bounds (there is no index on times), and are
-        // checked on each row.
         if let Some(t) = query.start {
-            if let Some(first) = self.first_seq_at("events", "received_us", namespace, t).await? {
-                and("seq >=", Bind::Int(first), &mut binds);
-            }
             and("received_us >=", Bind::Int(micros(t)), &mut binds);
         }
         if let Some(t) = query.end {

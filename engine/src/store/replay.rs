@@ -288,33 +288,54 @@ pub(crate) fn range_sql(
     limit: i64,
     backwards: bool,
 ) -> (String, Vec<Value>) {
+    // SQLite seeks on one lower bound of `seq` only (and may pick the weaker), so going
+    // forwards the range's start and the page's position make one bound.
+    let after = match (backwards, range.from) {
+        (false, Some(Position::Sequence(s))) => after.max(s.saturating_sub(1)),
+        _ => after,
+    };
     let mut binds = vec![Value::from(after as i64)];
-    let mut sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND seq {} $2",
-        if backwards { "<=" } else { ">" }
-    );
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1");
     // A time is checked on each row, and bounds the scan through the first sequence received
     // at or after it (there is no index on times; see `sql::first_seq_at`).
-    let mut bound = |from: bool, position: Position, binds: &mut Vec<Value>| match position {
-        Position::Sequence(s) => {
-            binds.push(Value::from(s as i64));
-            sql.push_str(&format!(" AND seq {} ${}", if from { ">=" } else { "<=" }, binds.len() + 1));
-        }
-        Position::Time(t) => {
-            // Up to `t` inclusive: before the first sequence received after it.
-            let at = if from { micros(t) } else { micros(t) + 1 };
-            binds.push(Value::from(at));
-            let p = format!("${}", binds.len() + 1);
-            let first = sql::first_seq_at_with("events", "received_us", "$1", &p);
-            let (seq, time) = if from { (">=", ">=") } else { ("<", "<") };
-            sql.push_str(&format!(" AND seq {seq} COALESCE(({first}), 0) AND received_us {time} {p}"));
-        }
+    let time = |from: bool, t: DateTime<Utc>, binds: &mut Vec<Value>| {
+        // Up to `t` inclusive: before the first sequence received after it.
+        binds.push(Value::from(if from { micros(t) } else { micros(t) + 1 }));
+        let p = format!("${}", binds.len() + 1);
+        let first = format!("COALESCE(({}), 0)", sql::first_seq_at_with("events", "received_us", "$1", &p));
+        (first, p)
     };
-    if let Some(from) = range.from {
-        bound(true, from, &mut binds);
+    match (backwards, range.from) {
+        (true, _) => sql.push_str(" AND seq <= $2"),
+        (false, Some(Position::Time(t))) => {
+            let (first, p) = time(true, t, &mut binds);
+            sql.push_str(&format!(
+                " AND seq > CASE WHEN $2 >= {first} - 1 THEN $2 ELSE {first} - 1 END AND received_us >= {p}"
+            ));
+        }
+        (false, _) => sql.push_str(" AND seq > $2"),
     }
-    if let Some(to) = range.to {
-        bound(false, to, &mut binds);
+    match (backwards, range.from) {
+        (true, Some(Position::Sequence(s))) => {
+            binds.push(Value::from(s as i64));
+            sql.push_str(&format!(" AND seq >= ${}", binds.len() + 1));
+        }
+        (true, Some(Position::Time(t))) => {
+            let (first, p) = time(true, t, &mut binds);
+            sql.push_str(&format!(" AND seq >= {first} AND received_us >= {p}"));
+        }
+        _ => {}
+    }
+    match range.to {
+        Some(Position::Sequence(s)) => {
+            binds.push(Value::from(s as i64));
+            sql.push_str(&format!(" AND seq <= ${}", binds.len() + 1));
+        }
+        Some(Position::Time(t)) => {
+            let (first, p) = time(false, t, &mut binds);
+            sql.push_str(&format!(" AND seq < {first} AND received_us < {p}"));
+        }
+        None => {}
     }
     if let Some(types) = types {
         sql.push_str(&format!(" AND type IN ({})", list(types.len(), binds.len() + 2)));
