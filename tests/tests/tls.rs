@@ -1,16 +1,17 @@
 //! TLS on the gRPC listener, end to end with certificates made in the test: TLS works, plaintext
 //! and untrusted clients are refused, mutual TLS refuses clients without a certificate of its
-//! CA, and rotated certificates serve new connections while open streams go on.
+//! CA, rotated certificates serve new connections while open streams go on, and the Rust
+//! client's subscription runs over TLS with a database token.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use eventbus_client::{Client, ClientTlsConfig, ListenerSpecBuilder, pb};
+use eventbus_client::{Client, ClientTlsConfig, ListenerSpecBuilder, SubscribeOptions, pb};
 use eventbus_server::TlsFiles;
 use eventbus_tests::certs::{Ca, write_server_files};
-use eventbus_tests::{Backend, Database, TestServer, event, next_notification, within};
+use eventbus_tests::{Backend, Database, TestServer, delivery_within, event, next_notification, within};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -179,4 +180,41 @@ async fn mapped_client_certificates_stand_for_their_grants() {
     let listed = pb::ListEventsRequest { namespace: "shop".into(), ..Default::default() };
     let events = s.client.raw().list_events(listed).await.unwrap().into_inner().events;
     assert_eq!(events.len(), 1, "refused calls stored nothing");
+}
+
+/// A worker on the Rust client over TLS, with a token made through TokenService (listener,
+/// publisher and subscriber on "ns"): it registers, publishes, receives and acks; outside its
+/// grants it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_runs_over_tls_with_a_database_token() {
+    let db = Database::fresh(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CA");
+    let files = write_server_files(dir.path(), &ca.server(), None);
+    let admin = "ebt_0123456789abcdefghijklmnopqrstuvwxyz-_";
+    let admin_file = dir.path().join("admin");
+    std::fs::write(&admin_file, admin).unwrap();
+    let tweak = |c: &mut eventbus_server::ServerConfig| {
+        c.tls = Some(files);
+        c.admin_token_file = Some(admin_file);
+    };
+    let s =
+        TestServer::start_connected(&db, tweak, |addr| Client::connect_tls(https(addr), ca.trusted_by_client())).await;
+    let admin = s.client.clone().with_token(admin).unwrap();
+    let grants = [pb::Role::Listener, pb::Role::Publisher, pb::Role::Subscriber]
+        .map(|role| pb::Grant { role: role as i32, namespaces: "ns".into() })
+        .to_vec();
+    let request = pb::CreateTokenRequest { name: "worker".into(), grants, expire_time: None };
+    let secret = admin.tokens().create_token(request).await.unwrap().into_inner().secret;
+
+    let worker = Client::connect_tls(https(s.addr), ca.trusted_by_client()).await.unwrap().with_token(&secret).unwrap();
+    worker.register_listener("ns", ListenerSpecBuilder::start("wf").one("a")).await.unwrap();
+    let mut sub = worker.subscribe(SubscribeOptions::new("ns", "g")).await.unwrap();
+    worker.publish("ns", [event("a", "1")]).await.unwrap();
+    let d = delivery_within(Duration::from_secs(10), "the delivery over TLS", &mut sub).await;
+    assert_eq!(d.notification().workflow_id, "wf");
+    assert_eq!(d.notification().events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["1"]);
+    d.ack().await.unwrap();
+    let refused = worker.publish("other", [event("a", "2")]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
 }
