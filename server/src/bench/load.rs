@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventbus_client::{Client, CloudEventBuilder, pb};
-use tonic::transport::ClientTlsConfig;
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use tonic::transport::ClientTlsConfig;
 
 use super::progress::Progress;
 
