@@ -7,10 +7,12 @@ use crate::{pb, proto_time};
 /// Builds a [`pb::ListenerSpec`]: what a START or WAIT listener waits for.
 ///
 /// Start with [`start`](Self::start) or [`wait`](Self::wait), then name the condition with
-/// [`one`](Self::one), [`any`](Self::any) or [`all`](Self::all). The builder does not validate;
-/// the server rejects an invalid spec with `INVALID_ARGUMENT` naming the field (for example
-/// `lifespan`, `correlate_by` or `policy` on a listener that is not ALL, or `deadline` on a
-/// START listener).
+/// [`one`](Self::one), [`any`](Self::any) or [`all`](Self::all), and narrow it with glob filter
+/// sets ([`filter`](Self::filter)) and CEL conditions ([`filter_where`](Self::filter_where),
+/// [`where_`](Self::where_)). The builder does not validate; the server rejects an invalid spec
+/// with `INVALID_ARGUMENT` naming the field (for example `lifespan`, `correlate_by` or `policy`
+/// on a listener that is not ALL, `deadline` on a START listener, or a condition that does not
+/// parse).
 ///
 /// ```
 /// use std::time::Duration;
@@ -73,7 +75,38 @@ impl ListenerSpecBuilder {
 
     /// Adds a filter set for events of `event_type`: attribute name -> glob pattern, all of
     /// which must match. Several sets for one type are alternatives (any may match).
-    pub fn filter<I, K, V>(mut self, event_type: impl Into<String>, attributes: I) -> Self
+    pub fn filter<I, K, V>(self, event_type: impl Into<String>, attributes: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.filter_where(event_type, String::new(), attributes)
+    }
+
+    /// Adds a filter set for events of `event_type` with a CEL `condition` on the whole event
+    /// and glob clauses as in [`filter`](Self::filter). The set matches when its clauses match
+    /// and the condition is true. The condition sees every attribute and extension by name and
+    /// `data` (decoded JSON, else bytes); one that fails for an event (a missing field, a wrong
+    /// type) is false for it. The server parses and checks it at registration: a bad one is
+    /// `INVALID_ARGUMENT` on `listener.filters[i].condition`, with the parser's position. An
+    /// empty condition adds a plain filter set.
+    ///
+    /// ```
+    /// use eventbus_client::ListenerSpecBuilder;
+    ///
+    /// let spec = ListenerSpecBuilder::start("review")
+    ///     .one("payment.received")
+    ///     .filter_where("payment.received", "data.amount >= 100", [("region", "eu-*")])
+    ///     .build();
+    /// assert_eq!(spec.filters[0].condition, "data.amount >= 100");
+    /// ```
+    pub fn filter_where<I, K, V>(
+        mut self,
+        event_type: impl Into<String>,
+        condition: impl Into<String>,
+        attributes: I,
+    ) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
@@ -82,9 +115,25 @@ impl ListenerSpecBuilder {
         self.spec.filters.push(pb::EventFilter {
             r#type: event_type.into(),
             attributes: attributes.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-            condition: String::new(),
+            condition: condition.into(),
         });
         self
+    }
+
+    /// Adds a filter set for events of `event_type` that holds when the CEL `condition` is true,
+    /// with no glob clauses: [`filter_where`](Self::filter_where) without attributes.
+    ///
+    /// ```
+    /// use eventbus_client::ListenerSpecBuilder;
+    ///
+    /// let spec = ListenerSpecBuilder::start("review")
+    ///     .one("order.created")
+    ///     .where_("order.created", r#"data.items.size() > 10 && subject.startsWith("eu/")"#)
+    ///     .build();
+    /// assert!(spec.filters[0].attributes.is_empty());
+    /// ```
+    pub fn where_(self, event_type: impl Into<String>, condition: impl Into<String>) -> Self {
+        self.filter_where(event_type, condition, std::iter::empty::<(String, String)>())
     }
 
     /// ALL only: sets how long a collected event stays collected, from its receive time. Zero
@@ -198,6 +247,33 @@ mod tests {
         assert_eq!(spec.correlate_by, ["subject"]);
         assert_eq!(spec.policy(), pb::ConsumptionPolicy::Latest);
         assert_eq!(spec.deadline, None);
+    }
+
+    #[test]
+    fn conditions_go_on_their_own_filter_sets() {
+        let spec = ListenerSpecBuilder::start("wf")
+            .any(["a", "b"])
+            .filter("a", [("subject", "inv-*")])
+            .filter_where("a", "data.amount >= 100", [("region", "eu-*")])
+            .where_("b", r#"subject.startsWith("eu/")"#)
+            .build();
+        let sets: Vec<_> = spec
+            .filters
+            .iter()
+            .map(|f| {
+                let mut clauses: Vec<_> = f.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                clauses.sort();
+                (f.r#type.as_str(), clauses, f.condition.as_str())
+            })
+            .collect();
+        assert_eq!(
+            sets,
+            [
+                ("a", vec!["subject=inv-*".to_owned()], ""),
+                ("a", vec!["region=eu-*".to_owned()], "data.amount >= 100"),
+                ("b", vec![], r#"subject.startsWith("eu/")"#),
+            ]
+        );
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! Filter sets may carry a CEL condition from a small table; the model knows each one only as
 //! an opaque predicate over the event (false where the expression fails at run time), written
 //! by hand next to its text.
+//!
+//! A second property ([`replay`]) walks stored events through one listener with the pure
+//! replay walk (what `ReplayEvents` and a look-back registration do) and checks that it fires
+//! what the model fires, with the fire ids the live engine gives.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -349,6 +353,19 @@ struct Fired {
     trace: TraceContext,
 }
 
+impl From<&Action> for Fired {
+    fn from(a: &Action) -> Self {
+        Self {
+            listener: a.listener_id,
+            namespace: a.namespace.clone(),
+            kind: a.kind.clone(),
+            events: a.events.clone(),
+            correlation: a.correlation.clone(),
+            trace: a.trace.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     Woke,
@@ -578,7 +595,8 @@ impl Run {
         Self { engine: Engine::new(), model: Model::default(), now: t0(), next_sequence: 1, fire_ids: HashMap::new() }
     }
 
-    fn register(&mut self, namespace: &str, spec: ListenerSpec) {
+    /// Registers a listener with both, and returns it.
+    fn register(&mut self, namespace: &str, spec: ListenerSpec) -> Listener {
         let order = self.model.listeners.len() as i64 + 1;
         // Ids grow with creation order, so that expire's tie break (by id) is creation order.
         let id = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | order as u128);
@@ -594,7 +612,7 @@ impl Run {
             request_id: None,
             status: ListenerStatus::Active,
         };
-        self.engine.insert(CompiledListener::compile(listener).expect("valid listener compiles"), []);
+        self.engine.insert(CompiledListener::compile(listener.clone()).expect("valid listener compiles"), []);
         self.model.listeners.push(ModelListener {
             id,
             namespace: namespace.into(),
@@ -603,6 +621,7 @@ impl Run {
             active: true,
             partials: BTreeMap::new(),
         });
+        listener
     }
 
     fn step(&mut self, step: &Step) -> Result<(), TestCaseError> {
@@ -657,18 +676,7 @@ impl Run {
 
     fn check_outcome(&mut self, outcome: &Outcome, want: &Observed) -> Result<(), TestCaseError> {
         let got = Observed {
-            actions: outcome
-                .actions
-                .iter()
-                .map(|a: &Action| Fired {
-                    listener: a.listener_id,
-                    namespace: a.namespace.clone(),
-                    kind: a.kind.clone(),
-                    events: a.events.clone(),
-                    correlation: a.correlation.clone(),
-                    trace: a.trace.clone(),
-                })
-                .collect(),
+            actions: outcome.actions.iter().map(Fired::from).collect(),
             finished: outcome
                 .finished
                 .iter()
@@ -789,6 +797,9 @@ proptest! {
         }
     }
 }
+
+#[path = "model/replay.rs"]
+mod replay;
 
 // The model itself: its glob matcher against the cases the engine's tests pin down.
 #[test]

@@ -133,6 +133,11 @@ pub struct BenchArgs {
     /// listeners: event types the listeners spread over.
     #[arg(long, default_value_t = 500)]
     pub scale_types: u64,
+    /// listeners: the fraction of the listeners (0 to 1, spread evenly) that carry a CEL
+    /// condition on a filter set every event of their type passes: the condition is evaluated on
+    /// each such event, and is false for all of them.
+    #[arg(long, default_value_t = 0.0, value_parser = parse::fraction)]
+    pub condition_share: f64,
     /// soak: publish rate, events per second.
     #[arg(long, default_value_t = 5000)]
     pub soak_rate: u64,
@@ -330,6 +335,7 @@ impl Bench<'_> {
                 events: args.scale_events,
                 in_flight: args.in_flight,
                 payload: self.payload.clone(),
+                condition_share: args.condition_share,
             };
             runs.push(scale::run(&clients, &settings, self.target.meter).await?);
         }
@@ -338,11 +344,12 @@ impl Bench<'_> {
             r.ratio_to_zero = baseline.filter(|b| *b > 0.0).map(|b| (r.events_per_second / b * 100.0).round() / 100.0);
         }
         if !self.json {
-            report::print_scale(args.scale_types, args.scale_events, &runs);
+            report::print_scale(args.scale_types, args.scale_events, args.condition_share, &runs);
         }
         Ok(WorkloadResult::Listeners {
             types: args.scale_types,
             events_per_size: args.scale_events,
+            condition_share: args.condition_share,
             connections: args.connections,
             in_flight: args.in_flight,
             runs,

@@ -25,13 +25,6 @@ eventbus_tests::backend_cases!(
 
 const CONDITION: &str = r#"data.amount >= 100 && subject.startsWith("eu/")"#;
 
-fn with_condition(spec: ListenerSpecBuilder, event_type: &str, condition: &str) -> pb::ListenerSpec {
-    let mut spec = spec.build();
-    let set = pb::EventFilter { r#type: event_type.into(), condition: condition.into(), ..Default::default() };
-    spec.filters.push(set);
-    spec
-}
-
 fn payment(id: &str, subject: &str, data: Option<(&str, &str)>) -> pb::CloudEvent {
     let e = CloudEventBuilder::new(SOURCE, "payment.received").id(id).subject(subject);
     match data {
@@ -43,11 +36,8 @@ fn payment(id: &str, subject: &str, data: Option<(&str, &str)>) -> pb::CloudEven
 async fn a_condition_fires_only_for_the_matching_event(db: Database) {
     let s = TestServer::start(&db).await;
     let c = &s.client;
-    let spec = with_condition(
-        ListenerSpecBuilder::start("big-eu-payment").one("payment.received"),
-        "payment.received",
-        CONDITION,
-    );
+    let spec =
+        ListenerSpecBuilder::start("big-eu-payment").one("payment.received").where_("payment.received", CONDITION);
     let listener = c.register_listener("ns", spec).await.unwrap();
     assert_eq!(listener.spec.unwrap().filters[0].condition, CONDITION, "the condition is kept as registered");
     c.register_listener("ns", ListenerSpecBuilder::start("sentinel").one("sentinel")).await.unwrap();
@@ -88,8 +78,8 @@ async fn a_bad_condition_is_invalid_argument_naming_the_position(db: Database) {
         (&*format!("true{}", " ".repeat(4093)), "must be at most 4096 bytes, got 4097"),
     ];
     for (condition, want) in cases {
-        let spec = ListenerSpecBuilder::start("wf").any(["a", "b"]).filter("a", [("region", "eu")]);
-        let spec = with_condition(spec, "b", condition);
+        let spec =
+            ListenerSpecBuilder::start("wf").any(["a", "b"]).filter("a", [("region", "eu")]).where_("b", condition);
         let status = s.client.register_listener("ns", spec).await.unwrap_err().status().unwrap().clone();
         assert_eq!(status.code(), Code::InvalidArgument, "{condition}");
         let violations = status.get_details_bad_request().unwrap().field_violations;

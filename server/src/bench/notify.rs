@@ -180,7 +180,7 @@ async fn register(s: &Settings, senders: &[Client]) -> anyhow::Result<()> {
         .context("registering the START listener")?;
     if s.background_listeners > 0 {
         let types = s.background_types.max(1);
-        let registered = scale::register(senders, &s.namespace, s.background_listeners, types, 64).await;
+        let registered = scale::register(senders, &s.namespace, s.background_listeners, types, 0.0, 64).await;
         if let Some(e) = registered.first_error {
             anyhow::bail!("registering background listeners: {e}");
         }

@@ -80,8 +80,21 @@ pub enum WorkloadResult {
     Sequential(PublishResult),
     Pipelined(PublishResult),
     Http(PublishResult),
-    Notify { subscribers: usize, background_listeners: u64, consumer_group: &'static str, runs: Vec<RateResult> },
-    Listeners { types: u64, events_per_size: u64, connections: usize, in_flight: usize, runs: Vec<SizeResult> },
+    Notify {
+        subscribers: usize,
+        background_listeners: u64,
+        consumer_group: &'static str,
+        runs: Vec<RateResult>,
+    },
+    Listeners {
+        types: u64,
+        events_per_size: u64,
+        /// The fraction of the listeners that carry a condition (see [`super::scale`]).
+        condition_share: f64,
+        connections: usize,
+        in_flight: usize,
+        runs: Vec<SizeResult>,
+    },
     Soak(SoakResult),
 }
 
@@ -223,11 +236,19 @@ pub fn print_notify(subscribers: usize, background_listeners: u64, runs: &[RateR
     }
 }
 
-pub fn print_scale(types: u64, events: u64, runs: &[SizeResult]) {
+pub fn print_scale(types: u64, events: u64, condition_share: f64, runs: &[SizeResult]) {
     println!();
     println!("listener scale ({events} events per size over {types} types; ~1% of events match a listener)");
+    if condition_share > 0.0 {
+        println!(
+            "  {}% of the listeners carry a CEL condition, evaluated on every event of their type and false \
+             for all (conditioned: count, and conditions evaluated per event)",
+            condition_share * 100.0
+        );
+    }
     let mut rows = vec![[
         "listeners".to_owned(),
+        "conditioned".to_owned(),
         "registered".to_owned(),
         "events/s".to_owned(),
         "vs 0".to_owned(),
@@ -241,6 +262,7 @@ pub fn print_scale(types: u64, events: u64, runs: &[SizeResult]) {
     for r in runs {
         rows.push([
             r.listeners.to_string(),
+            format!("{} ({:.1}/ev)", r.conditioned_listeners, r.conditioned_listeners as f64 / types.max(1) as f64),
             if r.listeners == 0 {
                 "-".to_owned()
             } else {
@@ -256,7 +278,7 @@ pub fn print_scale(types: u64, events: u64, runs: &[SizeResult]) {
             mib(r.resources.rss_bytes),
         ]);
     }
-    let mut widths = [0usize; 10];
+    let mut widths = [0usize; 11];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());

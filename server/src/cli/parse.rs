@@ -1,7 +1,7 @@
 //! Parsers for flag values that clap cannot parse by itself: durations (`10m`, `1h30m`),
 //! listener filter sets (`type:attr=glob&attr=glob`), extension attributes (`name[:kind]=value`),
-//! RFC 3339 times and subscribe start positions. Each returns a message that clap shows after
-//! the flag name, so messages say what was expected.
+//! RFC 3339 times, subscribe start positions and fractions. Each returns a message that clap
+//! shows after the flag name, so messages say what was expected.
 
 use std::time::{Duration, SystemTime};
 
@@ -207,6 +207,14 @@ pub fn one_type(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// Parses a fraction between 0 and 1, inclusive: `0`, `0.1`, `1`.
+pub fn fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("invalid fraction {s:?}: expected a number from 0 to 1, e.g. 0.1")),
+    }
+}
+
 /// Parses `earliest`, `latest` or a notification sequence (at least 1).
 pub fn start_position(s: &str) -> Result<StartPosition, String> {
     match s {
@@ -225,6 +233,20 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+
+    #[test]
+    fn fractions() {
+        let cases = [("0", Some(0.0)), ("0.1", Some(0.1)), (" 1 ", Some(1.0)), ("1.5", None), ("-0.1", None)];
+        for (input, want) in cases {
+            assert_eq!(fraction(input).ok(), want, "{input:?}");
+        }
+        for input in ["", "NaN", "10%", "inf"] {
+            assert_eq!(
+                fraction(input),
+                Err(format!("invalid fraction {input:?}: expected a number from 0 to 1, e.g. 0.1"))
+            );
+        }
+    }
 
     #[test]
     fn durations() {
