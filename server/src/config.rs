@@ -168,11 +168,12 @@ pub struct ServeArgs {
     /// of this, and the writer waits for one past half [default: 64].
     #[arg(long, env = "EVENTBUS_SQLITE_WAL_LIMIT_MIB")]
     pub sqlite_wal_limit_mib: Option<u64>,
-    /// SQLite: microseconds the writer waits for more publishes before a commit while calls
-    /// arrive during commits (group commit: fewer bytes written per event under paced load, at
-    /// most this much more latency; a lone caller never waits); 0 turns it off [default: 200].
-    #[arg(long, env = "EVENTBUS_SQLITE_COMMIT_DELAY_US")]
-    pub sqlite_commit_delay_us: Option<u64>,
+    /// Microseconds the writer waits for more work before a transaction while calls arrive
+    /// during commits (group commit: fewer transactions and bytes written per event under paced
+    /// load, at most this much more latency, at least 1 ms on Postgres; a lone caller never
+    /// waits); 0 turns it off [default: 200].
+    #[arg(long, env = "EVENTBUS_COMMIT_DELAY_US")]
+    pub commit_delay_us: Option<u64>,
     /// Largest gRPC message, bytes [default: 4194304].
     #[arg(long, env = "EVENTBUS_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -310,7 +311,7 @@ impl ServeArgs {
         if let Some(mib) = s.sqlite_wal_limit_mib {
             store.sqlite_wal_limit = mib.max(1) << 20;
         }
-        if let Some(us) = s.sqlite_commit_delay_us {
+        if let Some(us) = s.commit_delay_us {
             store.commit_delay = Duration::from_micros(us.min(100_000));
         }
         let mut config = ServerConfig::new(store);

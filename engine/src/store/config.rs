@@ -49,11 +49,13 @@ pub struct StoreConfig {
     /// SQLite: the size in bytes the WAL file is kept under (see the checkpointer's docs for
     /// when it cannot be).
     pub sqlite_wal_limit: u64,
-    /// SQLite: how long the writer waits for more commands before a transaction while commands
-    /// keep arriving during commits (group commit under paced load); zero turns it off. Each
-    /// commit writes every page it touched to the WAL, so committing several publishes at once
-    /// writes far fewer bytes per event, for this much more latency at most. A lone caller never
-    /// waits: the writer only waits when a command arrived while the last commit ran.
+    /// How long the writer waits for more commands before a transaction while commands keep
+    /// arriving during commits (group commit under paced load); zero turns it off. On SQLite
+    /// each commit writes every page it touched to the WAL, so committing several publishes at
+    /// once writes fewer bytes per event; on Postgres, whose single writer is bound by statement
+    /// round trips, fewer transactions keep up with more (the wait is at least a millisecond
+    /// there: the runtime's timer resolution). A lone caller never waits: the writer only waits
+    /// when a command arrived while the last commit ran.
     pub commit_delay: Duration,
     /// Longest a call waits for the database (queueing for the writer, a connection, its
     /// statements) before it fails with `Unavailable`. On Postgres also the `statement_timeout`

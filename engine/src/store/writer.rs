@@ -201,7 +201,12 @@ impl Writer {
                 weight = self.gather(&mut rx, &mut batch, &mut held, weight);
                 if busy && held.is_none() && self.delays_commits() && weight < self.config.max_batch_events / 8 {
                     // Group commit: more work is likely on its way; let it join this transaction.
-                    std::thread::sleep(self.config.commit_delay);
+                    match self.conn {
+                        Conn::Sqlite(_) => std::thread::sleep(self.config.commit_delay),
+                        // A task on the shared runtime: wait without blocking it (timers have
+                        // millisecond resolution there).
+                        Conn::Postgres { .. } => tokio::time::sleep(self.config.commit_delay).await,
+                    }
                     self.gather(&mut rx, &mut batch, &mut held, weight);
                 }
             }
@@ -245,9 +250,9 @@ impl Writer {
     }
 
     /// Whether the writer waits for more commands before a transaction (see
-    /// [`StoreConfig::commit_delay`]): on SQLite, whose writer has a thread of its own to block.
+    /// [`StoreConfig::commit_delay`]).
     fn delays_commits(&self) -> bool {
-        matches!(self.conn, Conn::Sqlite(_)) && !self.config.commit_delay.is_zero()
+        !self.config.commit_delay.is_zero()
     }
 
     /// Runs a batch and answers its commands; returns whether the database was unavailable.

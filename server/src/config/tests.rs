@@ -19,7 +19,7 @@ const SAMPLES: [(&str, &str, &str); 28] = [
     ("pool_size", "3", "3"),
     ("database_timeout_seconds", "2", "2"),
     ("sqlite_wal_limit_mib", "16", "16"),
-    ("sqlite_commit_delay_us", "50", "50"),
+    ("commit_delay_us", "50", "50"),
     ("max_message_bytes", "1000", "1000"),
     ("max_data_bytes", "100", "100"),
     ("max_attributes", "5", "5"),
