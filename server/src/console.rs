@@ -38,7 +38,6 @@ mod listeners;
 mod page;
 mod session;
 
-pub use session::Authenticate;
 use session::{Action, Viewer};
 
 /// The path the console is served under.
@@ -48,17 +47,12 @@ pub const BASE: &str = "/ui";
 #[derive(Debug, Clone)]
 struct Console {
     bus: EventBus,
-    auth: Option<Arc<dyn Authenticate>>,
+    auth: Option<Arc<Tokens>>,
 }
 
 /// Returns the console's routes, all under [`BASE`], checking tokens with `tokens` (none: no
 /// login, everything allowed, as on the gRPC listener).
-pub fn router(bus: EventBus, tokens: Option<Arc<Tokens>>) -> Router {
-    with_auth(bus, tokens.map(|t| t as Arc<dyn Authenticate>))
-}
-
-/// Like [`router`], with any [`Authenticate`] (tests use one that knows several roles).
-pub fn with_auth(bus: EventBus, auth: Option<Arc<dyn Authenticate>>) -> Router {
+pub fn router(bus: EventBus, auth: Option<Arc<Tokens>>) -> Router {
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(namespaces))

@@ -5,20 +5,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use eventbus_engine::store::{GroupSpec, StartPosition, Store, StoreConfig};
+use eventbus_engine::store::{GroupSpec, NewToken, StartPosition, Store, StoreConfig, TokenGrant};
 use eventbus_engine::{AttrValue, Data, Event, TraceContext};
-use eventbus_server::console::{self, Authenticate};
+use eventbus_server::console;
 use eventbus_server::metrics::Metrics;
-use eventbus_server::security::auth::{Principal, Refusal};
-use eventbus_server::security::permissions::{Grant, Role};
+use eventbus_server::security::auth::Tokens;
+use eventbus_server::security::permissions::Role;
+use eventbus_server::security::tokens::sha256;
 use eventbus_server::{EventBus, ServerConfig};
 use eventbus_tests::{Database, Proxy};
 use http_body_util::BodyExt;
@@ -39,27 +38,6 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const READER: &str = "ebt_reader_reader_reader_reader_reader_00";
 const OPERATOR: &str = "ebt_operator_operator_operator_operator_0";
 
-/// Knows two tokens: a reader and an operator of namespace `shop`.
-#[derive(Debug)]
-struct TwoRoles;
-
-impl Authenticate for TwoRoles {
-    fn authenticate<'a>(
-        &'a self,
-        headers: &'a HeaderMap,
-    ) -> Pin<Box<dyn Future<Output = Result<Principal, Refusal>> + Send + 'a>> {
-        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let role = match bearer.strip_prefix("Bearer ") {
-            Some(READER) => Ok(Role::Reader),
-            Some(OPERATOR) => Ok(Role::Operator),
-            _ => Err(Refusal::Unknown),
-        };
-        let principal = role
-            .map(|role| Principal { name: role.to_string(), grants: vec![Grant { role, namespaces: "shop".into() }] });
-        Box::pin(std::future::ready(principal))
-    }
-}
-
 /// The console over a store of the database, and the store to fill it with.
 struct Console {
     app: Router,
@@ -70,15 +48,32 @@ struct Console {
 /// Where the console links traces to.
 const JAEGER: &str = "http://jaeger.test:16686";
 
-async fn console(db: &Database, auth: Option<Arc<dyn Authenticate>>) -> Console {
+/// The console over a store of the database; with `tokens`, it checks database tokens, two of
+/// which exist: [`READER`] and [`OPERATOR`] of namespace `shop`.
+async fn console(db: &Database, tokens: bool) -> Console {
     let mut config = StoreConfig::new(&db.url);
     config.database_timeout = Duration::from_secs(1);
     let store = Store::open(config.clone()).await.unwrap();
+    let auth = if tokens { Some(Arc::new(two_roles(&store).await)) } else { None };
     let (tx, rx) = watch::channel(false);
     let mut server = ServerConfig::new(config);
     server.jaeger_ui_url = Some(JAEGER.into());
     let bus = EventBus::new(store.clone(), server, Arc::new(Metrics::default()), rx);
-    Console { app: console::with_auth(bus, auth), store, _shutdown: tx }
+    Console { app: console::router(bus, auth), store, _shutdown: tx }
+}
+
+/// The bootstrap token of a temporary file, and [`READER`] and [`OPERATOR`] of namespace `shop`
+/// in the database.
+async fn two_roles(store: &Store) -> Tokens {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin");
+    std::fs::write(&admin, "ebt_admin_admin_admin_admin_admin_admin_0").unwrap();
+    for (secret, role) in [(READER, Role::Reader), (OPERATOR, Role::Operator)] {
+        let grants = vec![TokenGrant { role: role.as_str().into(), namespaces: "shop".into() }];
+        let token = NewToken { name: role.to_string(), grants, secret_sha256: sha256(secret), expires_at: None };
+        store.create_token(token).await.unwrap();
+    }
+    Tokens::load(&admin).unwrap().with_store(store.clone(), Duration::from_secs(5))
 }
 
 fn event(id: &str, event_type: &str, subject: &str, data: &str) -> Event {
@@ -131,7 +126,7 @@ fn location(a: &Answer) -> &str {
 }
 
 async fn pages_answer_with_the_status_of_their_grpc_call(db: Database) {
-    let c = console(&db, None).await;
+    let c = console(&db, false).await;
     let mut traced = event("1", "order.created", "o/1", "hello");
     traced.trace.traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
     c.store.publish("shop", vec![traced, event("2", "order.paid", "o/1", "")]).await.unwrap();
@@ -186,7 +181,7 @@ fn link(body: &str, id: &str) -> Option<String> {
 }
 
 async fn events_page_through_in_pages_of_50(db: Database) {
-    let c = console(&db, None).await;
+    let c = console(&db, false).await;
     let events = (0..120).map(|i| event(&i.to_string(), if i % 2 == 0 { "even" } else { "odd" }, "s", "x"));
     c.store.publish("many", events.collect()).await.unwrap();
     let mut path = "/ui/ns/many/events?type=even".to_owned();
@@ -204,7 +199,7 @@ async fn events_page_through_in_pages_of_50(db: Database) {
 }
 
 async fn hostile_event_data_is_escaped(db: Database) {
-    let c = console(&db, None).await;
+    let c = console(&db, false).await;
     let script = "<script>alert(1)</script>";
     c.store.publish("shop", vec![event("<b>1</b>", "order.created", "<img src=x>", script)]).await.unwrap();
     for path in ["/ui/ns/shop/events/1", "/ui/ns/shop/events", "/ui/ns/shop/events/rows?after=0"] {
@@ -221,7 +216,7 @@ async fn hostile_event_data_is_escaped(db: Database) {
 }
 
 async fn roles_see_what_their_grants_allow(db: Database) {
-    let c = console(&db, Some(Arc::new(TwoRoles))).await;
+    let c = console(&db, true).await;
     c.store.publish("shop", vec![event("1", "order.created", "o/1", "x")]).await.unwrap();
     c.store.publish("other", vec![event("1", "order.created", "o/1", "x")]).await.unwrap();
     let group = GroupSpec {
@@ -278,7 +273,7 @@ async fn roles_see_what_their_grants_allow(db: Database) {
 }
 
 async fn login_sets_a_strict_cookie_and_posts_need_the_same_origin(db: Database) {
-    let c = console(&db, Some(Arc::new(TwoRoles))).await;
+    let c = console(&db, true).await;
     c.store.publish("shop", vec![event("1", "order.created", "o/1", "x")]).await.unwrap();
     let same = [("origin", "http://console.test")];
     let form = format!("token={OPERATOR}&next=%2Fui%2Fns%2Fshop%2Fevents");
@@ -313,7 +308,7 @@ async fn login_sets_a_strict_cookie_and_posts_need_the_same_origin(db: Database)
 
 async fn a_database_away_is_503(db: Database) {
     let mut proxy = Proxy::start(db.server_addr().await).await;
-    let c = console(&db.through(proxy.addr), None).await;
+    let c = console(&db.through(proxy.addr), false).await;
     c.store.publish("shop", vec![event("1", "order.created", "o/1", "x")]).await.unwrap();
     assert_eq!(get(&c.app, "/ui/ns/shop/events", None).await.status, StatusCode::OK);
     proxy.cut().await;

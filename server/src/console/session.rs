@@ -1,13 +1,9 @@
 //! Who is looking: the token login, its cookie, and the permission checks of pages and actions.
 //!
 //! The cookie holds the token itself (HttpOnly, SameSite=Strict, Path=/ui; Secure when the
-//! server has TLS); every request verifies it again through [`Authenticate`], the auth module's
-//! entry point, so a revoked token stops working at once. Each page and action names the gRPC
+//! server has TLS); every request verifies it again through [`Tokens`], the check of the gRPC
+//! layer, so a revoked token stops working once no server caches it any more. Each page and action names the gRPC
 //! method whose permission it needs ([`Action`]), and is allowed exactly when that call would be.
-
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use axum::Form;
 use axum::extract::{FromRequestParts, Query, State};
@@ -23,21 +19,6 @@ use crate::security::permissions;
 
 /// The name of the cookie holding the token.
 const COOKIE: &str = "eventbus_token";
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Verifies the bearer token of a request's headers: [`Tokens`] (the auth module's check, the
-/// same as the gRPC layer's), or a stand-in in tests.
-pub trait Authenticate: Send + Sync + fmt::Debug + 'static {
-    /// Returns the principal of the `authorization: Bearer` header, or why there is none.
-    fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> BoxFuture<'a, Result<Principal, Refusal>>;
-}
-
-impl Authenticate for Tokens {
-    fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> BoxFuture<'a, Result<Principal, Refusal>> {
-        Box::pin(Tokens::authenticate(self, headers))
-    }
-}
 
 /// What a page shows or an action does, by the gRPC method whose permission it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +113,7 @@ impl FromRequestParts<Console> for Viewer {
 }
 
 /// Verifies `token` as the bearer token of a call; logs and counts a refusal.
-async fn verify(auth: &dyn Authenticate, token: &str, metrics: &crate::metrics::Metrics) -> Result<Principal, Refusal> {
+async fn verify(auth: &Tokens, token: &str, metrics: &crate::metrics::Metrics) -> Result<Principal, Refusal> {
     let mut headers = HeaderMap::new();
     let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Refusal::Malformed)?;
     headers.insert(header::AUTHORIZATION, value);
