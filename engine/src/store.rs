@@ -59,7 +59,7 @@ mod rows;
 mod sql;
 mod writer;
 
-pub use config::{Backend, DEFAULT_SQLITE_WAL_LIMIT, Durability, StoreConfig};
+pub use config::{Backend, DEFAULT_SQLITE_PAGE_SIZE, DEFAULT_SQLITE_WAL_LIMIT, Durability, StoreConfig};
 use conn::Conn;
 use consume::Slots;
 pub use consume::{Consumer, ConsumerOptions, ConsumerStats};
@@ -117,7 +117,8 @@ impl Store {
         let backend = Backend::from_url(&config.database_url)?;
         let durability = config.durability;
         let timeout = config.database_timeout;
-        let read = connect(backend, &config.database_url, config.pool_size.max(1), durability, timeout).await?;
+        open::check_page_size(config.sqlite_page_size)?;
+        let read = connect(backend, &config, durability, timeout).await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&read).await,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&read).await,
@@ -440,12 +441,13 @@ fn no_answer(timeout: Duration) -> Error {
     Error::Unavailable(format!("no answer from the database within {timeout:?}").into())
 }
 
-async fn connect(backend: Backend, url: &str, size: u32, durability: Durability, timeout: Duration) -> Result<AnyPool> {
+async fn connect(backend: Backend, config: &StoreConfig, durability: Durability, timeout: Duration) -> Result<AnyPool> {
+    let (url, size) = (config.database_url.as_str(), config.pool_size.max(1));
     let url = match backend {
         Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
         _ => url.to_owned(),
     };
-    open::first_connection(backend, &url, timeout).await?;
+    open::first_connection(backend, &url, timeout, config.sqlite_page_size).await?;
     let pool = AnyPoolOptions::new()
         .max_connections(size)
         .min_connections(0)

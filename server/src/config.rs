@@ -168,6 +168,11 @@ pub struct ServeArgs {
     /// of this, and the writer waits for one past half [default: 64].
     #[arg(long, env = "EVENTBUS_SQLITE_WAL_LIMIT_MIB")]
     pub sqlite_wal_limit_mib: Option<u64>,
+    /// SQLite: the page size in bytes of a database file created by this server, a power of two
+    /// from 512 to 65536; an existing database keeps its own. Smaller pages write fewer bytes per
+    /// commit, larger ones make a smaller file [default: 1024].
+    #[arg(long, env = "EVENTBUS_SQLITE_PAGE_SIZE")]
+    pub sqlite_page_size: Option<u32>,
     /// Microseconds the writer waits for more work before a transaction while calls arrive
     /// during commits (group commit: fewer transactions and bytes written per event under paced
     /// load, at most this much more latency, at least 1 ms on Postgres; a lone caller never
@@ -310,6 +315,13 @@ impl ServeArgs {
         }
         if let Some(mib) = s.sqlite_wal_limit_mib {
             store.sqlite_wal_limit = mib.max(1) << 20;
+        }
+        if let Some(bytes) = s.sqlite_page_size {
+            anyhow::ensure!(
+                (512..=65536).contains(&bytes) && bytes.is_power_of_two(),
+                "--sqlite-page-size must be a power of two from 512 to 65536, not {bytes}"
+            );
+            store.sqlite_page_size = bytes;
         }
         if let Some(us) = s.commit_delay_us {
             store.commit_delay = Duration::from_micros(us.min(100_000));

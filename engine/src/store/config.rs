@@ -49,6 +49,9 @@ pub struct StoreConfig {
     /// SQLite: the size in bytes the WAL file is kept under (see the checkpointer's docs for
     /// when it cannot be).
     pub sqlite_wal_limit: u64,
+    /// SQLite: the page size, in bytes, of a database this store creates (a power of two from
+    /// 512 to 65536); an existing database keeps its own. See [`DEFAULT_SQLITE_PAGE_SIZE`].
+    pub sqlite_page_size: u32,
     /// How long the writer waits for more commands before a transaction while commands keep
     /// arriving during commits (group commit under paced load); zero turns it off. On SQLite
     /// each commit writes every page it touched to the WAL, so committing several publishes at
@@ -105,6 +108,12 @@ fn redact(url: &str) -> String {
 /// The default of [`StoreConfig::commit_delay`].
 pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_micros(200);
 
+/// The default of [`StoreConfig::sqlite_page_size`]: 1 KiB, not SQLite's 4 KiB. Each commit
+/// writes every page it touched, whole, so smaller pages write fewer bytes per event under paced
+/// load (measured: 8.2 against 19.4 kB per event at 5,000 events/s), for a larger file (1.33
+/// against 1.0 kB per 631-byte event).
+pub const DEFAULT_SQLITE_PAGE_SIZE: u32 = 1024;
+
 /// The default of [`StoreConfig::sqlite_wal_limit`]: 64 MiB.
 pub const DEFAULT_SQLITE_WAL_LIMIT: u64 = 64 << 20;
 
@@ -120,6 +129,7 @@ impl StoreConfig {
             retention_batch: 1000,
             observer: None,
             sqlite_wal_limit: DEFAULT_SQLITE_WAL_LIMIT,
+            sqlite_page_size: DEFAULT_SQLITE_PAGE_SIZE,
             database_timeout: Duration::from_secs(5),
             commit_delay: DEFAULT_COMMIT_DELAY,
         }

@@ -56,15 +56,41 @@ struct EventBody {
 }
 
 pub(crate) fn event_body(e: &Event) -> Result<String> {
-    to_json(&EventBody {
-        specversion: e.specversion.clone(),
+    to_json(&EventBodyRef {
+        specversion: &e.specversion,
         time: e.time,
-        datacontenttype: e.datacontenttype.clone(),
-        dataschema: e.dataschema.clone(),
-        extensions: e.extensions.clone(),
-        data: e.data.clone(),
-        trace: e.trace.clone(),
+        datacontenttype: e.datacontenttype.as_deref(),
+        dataschema: e.dataschema.as_deref(),
+        extensions: &e.extensions,
+        data: e.data.as_ref(),
+        trace: &e.trace,
     })
+}
+
+/// [`EventBody`] borrowed from an event, to write it without copying the event's data.
+#[derive(Serialize)]
+struct EventBodyRef<'a> {
+    specversion: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datacontenttype: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dataschema: Option<&'a str>,
+    #[serde(skip_serializing_if = "no_extensions")]
+    extensions: &'a BTreeMap<String, AttrValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Data>,
+    #[serde(skip_serializing_if = "no_trace")]
+    trace: &'a TraceContext,
+}
+
+fn no_extensions(e: &&BTreeMap<String, AttrValue>) -> bool {
+    e.is_empty()
+}
+
+fn no_trace(t: &&TraceContext) -> bool {
+    t.is_empty()
 }
 
 /// A row type, read from a row that selected its `*_COLUMNS` list (first, in that order): the one

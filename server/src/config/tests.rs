@@ -9,7 +9,7 @@ struct Serve {
 }
 
 /// A value for every setting, as a flag value and as a TOML value.
-const SAMPLES: [(&str, &str, &str); 28] = [
+const SAMPLES: [(&str, &str, &str); 29] = [
     ("listen", "127.0.0.1:7001", "\"127.0.0.1:7001\""),
     ("listen_addr_file", "/tmp/addr", "\"/tmp/addr\""),
     ("database_url", "sqlite:///tmp/x.db", "\"sqlite:///tmp/x.db\""),
@@ -19,6 +19,7 @@ const SAMPLES: [(&str, &str, &str); 28] = [
     ("pool_size", "3", "3"),
     ("database_timeout_seconds", "2", "2"),
     ("sqlite_wal_limit_mib", "16", "16"),
+    ("sqlite_page_size", "2048", "2048"),
     ("commit_delay_us", "50", "50"),
     ("max_message_bytes", "1000", "1000"),
     ("max_data_bytes", "100", "100"),
@@ -68,6 +69,7 @@ fn every_flag_is_a_key_of_the_file() {
     assert_eq!(resolved.telemetry.otlp_endpoint.as_deref(), Some("http://collector:4317"));
     assert_eq!(resolved.config.store.database_timeout, Duration::from_secs(2));
     assert_eq!(resolved.config.store.sqlite_wal_limit, 16 << 20);
+    assert_eq!(resolved.config.store.sqlite_page_size, 2048);
     assert_eq!(resolved.config.store.commit_delay, Duration::from_micros(50));
     let tls = resolved.config.tls.unwrap();
     assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("/tls/cert.pem"), Some("/tls/key.pem")));
