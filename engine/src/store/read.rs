@@ -13,7 +13,7 @@ use super::rows::{
     DeliveryState, EVENT_COLUMNS, EventRow, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow,
     STATUS_ACTIVE, STATUS_DELETED, STATUS_FIRED, STATUS_TIMED_OUT, StoredRow, from_micros, kind_str, micros,
 };
-use super::sql::{self, CHUNK, list};
+use super::sql::{self, CHUNK, SAME_NAMESPACE, bind_seqs, seqs_in};
 use super::{
     DEFAULT_PAGE_SIZE, DeadLetter, EventKey, EventQuery, GroupBacklog, ListenerQuery, MAX_PAGE_SIZE, Notification,
     Page, PoolStats, Store,
@@ -186,8 +186,9 @@ impl Store {
                 self.fetch_one(Statement::new(sql).bind(namespace).bind(*seq as i64)).await?
             }
             EventKey::SourceId { source, id } => {
-                let sql =
-                    format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND source = $2 AND id = $3");
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE source = $2 AND id = $3 AND namespace {SAME_NAMESPACE} $1"
+                );
                 self.fetch_one(Statement::new(sql).bind(namespace).bind(source.as_str()).bind(id.as_str())).await?
             }
         };
@@ -334,14 +335,10 @@ impl Store {
         seqs.dedup();
         let mut by_seq: HashMap<u64, Event> = HashMap::with_capacity(seqs.len());
         for chunk in seqs.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND seq IN ({})",
-                list(chunk.len(), 2)
-            );
-            let mut q = Statement::new(sql).bind(namespace);
-            for s in chunk {
-                q = q.bind(*s as i64);
-            }
+            let sql =
+                format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND {}", seqs_in(chunk.len(), 2));
+            let chunk: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
+            let q = bind_seqs(Statement::new(sql).bind(namespace), &chunk);
             for row in self.rows(q).await? {
                 let e = EventRow::read(&row)?.into_event()?;
                 by_seq.insert(e.sequence, e);

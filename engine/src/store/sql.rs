@@ -2,6 +2,7 @@
 //! variable number of rows.
 
 use super::Backend;
+use super::conn::Statement;
 
 impl Backend {
     /// Suffix that locks selected rows until commit (Postgres); SQLite's single writer
@@ -46,14 +47,22 @@ pub(crate) fn placeholders(rows: usize, cols: usize, first: usize) -> String {
 /// Returns the statement that finds stored events by (source, id) for `rows` keys bound from
 /// `$2` on (`$1` is the namespace). A join against a `VALUES` list is a loop of index probes
 /// on both backends; an `OR` of the keys is not (Postgres factors the common prefix out and
-/// scans it, SQLite may scan the namespace).
+/// scans it, SQLite may scan the namespace). The namespace is compared with [`SAME_NAMESPACE`].
 pub(crate) fn events_by_keys(rows: usize) -> String {
     format!(
         "WITH k(source, id) AS (VALUES {}) SELECT e.source, e.id, e.seq FROM k \
-         JOIN events e ON e.namespace = $1 AND e.source = k.source AND e.id = k.id",
+         JOIN events e ON e.source = k.source AND e.id = k.id AND e.namespace {SAME_NAMESPACE} $1",
         placeholders(rows, 2, 2)
     )
 }
+
+/// How a lookup of events by (source, id) compares the namespace: `IS NOT DISTINCT FROM` (the
+/// column is never null, so it means `=`), which no Postgres index serves, so that the planner
+/// probes the index by source and id (`events_by_source_id` there). With `=` it may read the whole
+/// namespace by the primary key instead: it takes a namespace that is new since the last ANALYZE
+/// for one row, and that namespace may have grown by millions since. SQLite serves it from an
+/// index like `=`.
+pub(crate) const SAME_NAMESPACE: &str = "IS NOT DISTINCT FROM";
 
 /// Returns the statement that finds, in a namespace's rows of `table` (`$1`), the lowest sequence
 /// from which on the time `column` is at least `$2`: a binary search over the primary key,
@@ -87,6 +96,25 @@ pub(crate) fn first_seq_at_with(table: &str, column: &str, ns: &str, t: &str) ->
 /// Returns `$first, $first+1, ...` (n placeholders) for an `IN (...)` list.
 pub(crate) fn list(n: usize, first: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The condition `seq BETWEEN $first AND $first+1 AND seq IN ($first+2, ..)` for `n` sequences,
+/// bound by [`bind_seqs`]. The range bounds the index scan whatever the planner believes: Postgres
+/// takes a namespace that is new since the last ANALYZE for a single row, and may then scan the
+/// index by the namespace alone and filter the list, reading the whole namespace, however large it
+/// has grown since; a range on the key is always a condition of the scan.
+pub(crate) fn seqs_in(n: usize, first: usize) -> String {
+    format!("seq BETWEEN ${first} AND ${} AND seq IN ({})", first + 1, list(n, first + 2))
+}
+
+/// Binds the values of [`seqs_in`]: the lowest and the highest sequence, then each.
+pub(crate) fn bind_seqs(mut q: Statement, seqs: &[i64]) -> Statement {
+    let (lo, hi) = (seqs.iter().min().copied().unwrap_or(0), seqs.iter().max().copied().unwrap_or(-1));
+    q = q.bind(lo).bind(hi);
+    for s in seqs {
+        q = q.bind(*s);
+    }
+    q
 }
 
 /// Keys per lookup and rows per narrow statement: few distinct statements to prepare, few

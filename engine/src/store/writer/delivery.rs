@@ -34,7 +34,7 @@ use crate::store::rows::{
     DeliveryState, GroupSettings, NOTIFICATION_COLUMNS, NotificationRow, StoredRow, from_json, from_micros, micros,
     to_json,
 };
-use crate::store::sql::{CHUNK, INSERT_CHUNK, list, placeholders};
+use crate::store::sql::{CHUNK, INSERT_CHUNK, bind_seqs, placeholders, seqs_in};
 use crate::store::{GroupSpec, Notification, StartPosition};
 
 impl Batch {
@@ -205,16 +205,18 @@ impl Writer {
         let mut by_consumer: HashMap<String, u64> = HashMap::new();
         let observed = self.config.observer.is_some();
         for chunk in seqs.chunks(CHUNK) {
+            // `IS DISTINCT FROM` (the state is never null): with `<>`, Postgres may take the
+            // partial index of ready and leased deliveries, whose predicate that matches, and
+            // read every delivery of the group (and the dead rows of acked ones since the last
+            // vacuum) instead of the primary key's few.
             let sql = format!(
-                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state <> '{}' AND seq IN ({}) \
-                 RETURNING consumer, seq",
+                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state IS DISTINCT FROM '{}' \
+                 AND {} RETURNING consumer, seq",
                 DeliveryState::Dead,
-                list(chunk.len(), 3)
+                seqs_in(chunk.len(), 3)
             );
-            let mut q = Statement::new(sql).bind(ns).bind(group);
-            for s in chunk {
-                q = q.bind(*s as i64);
-            }
+            let chunk: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
+            let q = bind_seqs(Statement::new(sql).bind(ns).bind(group), &chunk);
             let mut deleted = Vec::new();
             for row in tx.fetch_all(q).await? {
                 acked += 1;
@@ -225,13 +227,10 @@ impl Writer {
             }
             if observed && !deleted.is_empty() {
                 let sql = format!(
-                    "SELECT created_us FROM notifications WHERE namespace = $1 AND seq IN ({})",
-                    list(deleted.len(), 2)
+                    "SELECT created_us FROM notifications WHERE namespace = $1 AND {}",
+                    seqs_in(deleted.len(), 2)
                 );
-                let mut q = Statement::new(sql).bind(ns);
-                for s in deleted {
-                    q = q.bind(s);
-                }
+                let q = bind_seqs(Statement::new(sql).bind(ns), &deleted);
                 let rows = tx.fetch_all(q).await?;
                 let created = rows.iter().map(|r| r.get(0).map(from_micros)).collect::<Result<_>>()?;
                 b.effects.acked.push((ns.to_owned(), group.to_owned(), created));
@@ -352,11 +351,9 @@ impl Writer {
             n = tx.execute(Statement::new(base.clone()).bind(micros(b.now)).bind(ns).bind(group)).await?;
         }
         for chunk in seqs.chunks(CHUNK) {
-            let sql = format!("{base} AND seq IN ({})", list(chunk.len(), 4));
-            let mut q = Statement::new(sql).bind(micros(b.now)).bind(ns).bind(group);
-            for s in chunk {
-                q = q.bind(*s as i64);
-            }
+            let sql = format!("{base} AND {}", seqs_in(chunk.len(), 4));
+            let chunk: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
+            let q = bind_seqs(Statement::new(sql).bind(micros(b.now)).bind(ns).bind(group), &chunk);
             n += tx.execute(q).await?;
         }
         if n > 0 {
@@ -511,13 +508,10 @@ async fn notifications_by_seq(tx: &mut Tx, ns: &str, claimed: &[(i64, u32)]) -> 
     let seqs: Vec<i64> = claimed.iter().map(|(s, _)| *s).collect();
     for chunk in seqs.chunks(CHUNK) {
         let sql = format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE namespace = $1 AND seq IN ({})",
-            list(chunk.len(), 2)
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE namespace = $1 AND {}",
+            seqs_in(chunk.len(), 2)
         );
-        let mut q = Statement::new(sql).bind(ns);
-        for s in chunk {
-            q = q.bind(*s);
-        }
+        let q = bind_seqs(Statement::new(sql).bind(ns), chunk);
         for row in tx.fetch_all(q).await? {
             let row = NotificationRow::read(&row)?;
             by_seq.insert(row.seq, row.into_notification()?);
