@@ -45,13 +45,15 @@ pub(crate) fn placeholders(rows: usize, cols: usize, first: usize) -> String {
 }
 
 /// Returns the statement that finds stored events by (source, id) for `rows` keys bound from
-/// `$2` on (`$1` is the namespace). A join against a `VALUES` list is a loop of index probes
-/// on both backends; an `OR` of the keys is not (Postgres factors the common prefix out and
-/// scans it, SQLite may scan the namespace). The namespace is compared with [`SAME_NAMESPACE`].
+/// `$2` on (`$1` is the namespace): one row per key, with the sequence of the stored event or
+/// NULL. Each key is a subquery of its own, so each is an index probe whatever the planner knows
+/// of the table: a join against the `VALUES` list is planned as a scan of the whole table while
+/// it has no statistics yet (a new database on Postgres), and a scan per key at that. The
+/// namespace is compared with [`SAME_NAMESPACE`].
 pub(crate) fn events_by_keys(rows: usize) -> String {
     format!(
-        "WITH k(source, id) AS (VALUES {}) SELECT e.source, e.id, e.seq FROM k \
-         JOIN events e ON e.source = k.source AND e.id = k.id AND e.namespace {SAME_NAMESPACE} $1",
+        "WITH k(source, id) AS (VALUES {}) SELECT k.source, k.id, (SELECT e.seq FROM events e \
+         WHERE e.source = k.source AND e.id = k.id AND e.namespace {SAME_NAMESPACE} $1) FROM k",
         placeholders(rows, 2, 2)
     )
 }

@@ -74,6 +74,8 @@ pub(crate) struct Effects {
     acked: Vec<(String, String, Vec<DateTime<Utc>>)>,
     /// Conditions that failed at run time in the transaction's evaluations.
     condition_errors: u64,
+    /// (namespace, group) -> the earliest end of a lease the transaction made (microseconds).
+    lease_ends: BTreeMap<(String, String), i64>,
 }
 
 impl Effects {
@@ -147,6 +149,9 @@ pub(crate) struct Writer {
     engine: Engine,
     loaded: HashMap<String, Loaded>,
     last_prune: Option<DateTime<Utc>>,
+    /// (namespace, group) -> until when (microseconds) claims skip the look for due deliveries
+    /// (see [`delivery::DUE_SCAN_INTERVAL`]).
+    due_scans: HashMap<(String, String), i64>,
 }
 
 /// Starts the writer: on SQLite on a thread of its own (its statements block that thread), on
@@ -177,7 +182,15 @@ fn unavailable_meanwhile() -> Error {
 
 impl Writer {
     pub(crate) fn new(conn: Conn, slots: Slots, config: StoreConfig) -> Self {
-        Self { conn, slots, config, engine: Engine::new(), loaded: HashMap::new(), last_prune: None }
+        Self {
+            conn,
+            slots,
+            config,
+            engine: Engine::new(),
+            loaded: HashMap::new(),
+            last_prune: None,
+            due_scans: HashMap::new(),
+        }
     }
 
     /// Takes commands from the queue in batches until every sender is gone.
@@ -265,6 +278,7 @@ impl Writer {
         }
         match self.transact(batch).await {
             Ok(effects) => {
+                self.forget_due_scans(&effects);
                 effects.apply(&self.slots, self.config.observer.as_deref());
                 batch.drain(..).for_each(Command::answer);
                 false
@@ -299,6 +313,7 @@ impl Writer {
                     }
                     match self.transact(std::slice::from_mut(&mut cmd)).await {
                         Ok(effects) => {
+                            self.forget_due_scans(&effects);
                             effects.apply(&self.slots, self.config.observer.as_deref());
                             cmd.answer();
                         }

@@ -12,7 +12,9 @@
 //!
 //! A delivery row is [`DeliveryState::Ready`], [`DeliveryState::Leased`] or
 //! [`DeliveryState::Dead`]; an ack deletes it. A claim takes due rows first (expired leases,
-//! retries whose time came), then new notifications past the group's read position.
+//! retries whose time came), then new notifications past the group's read position; once a
+//! claim found nothing more due, the group's claims skip the due rows for [`DUE_SCAN_INTERVAL`]
+//! unless this process made some available.
 //!
 //! Hazards: the group rows are locked (`FOR UPDATE`, in name order) after the namespace rows, as
 //! claims do; a claim-only transaction of another process that locks two groups in the other
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use super::namespace::insert_namespace;
 use super::publish::Fresh;
-use super::{Batch, Claimed, CommandError, Handled, Writer};
+use super::{Batch, Claimed, CommandError, Effects, Handled, Writer};
 use crate::error::{Error, Result};
 use crate::store::conn::{Statement, Tx, Value};
 use crate::store::consume::{Leased, Slot};
@@ -41,6 +43,10 @@ impl Batch {
     /// Queues the first leases of new notifications of a group, (sequence, lease end, consumer),
     /// and the group's new read position.
     pub(super) fn lease_new(&mut self, ns: &str, group: &str, leases: &[(i64, i64, &str)], read_seq: Option<i64>) {
+        if let Some(end) = leases.iter().map(|&(_, until, _)| until).min() {
+            let earliest = self.effects.lease_ends.entry((ns.to_owned(), group.to_owned())).or_insert(end);
+            *earliest = (*earliest).min(end);
+        }
         for chunk in leases.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "INSERT INTO deliveries (namespace, group_name, seq, state, attempt, available_us, consumer) \
@@ -172,7 +178,23 @@ impl Writer {
         let now = micros(b.now);
         let until = now.saturating_add(lease.as_micros() as i64);
         let claimant = Claimant { ns, group, consumer, until };
-        let mut claimed = claim_due(tx, &claimant, settings.max_attempts, now, max).await?;
+        let key = (ns.to_owned(), group.to_owned());
+        let mut claimed = match self.due_scans.get(&key) {
+            Some(&until) if now < until => Vec::new(),
+            _ => {
+                let due = claim_due(tx, &claimant, settings.max_attempts, now, max).await?;
+                if due.len() < max as usize {
+                    // The leases just made end no earlier than `until`, those of new ones are
+                    // counted at the commit (`Effects::lease_ends`).
+                    let skip = now.saturating_add(DUE_SCAN_INTERVAL.num_microseconds().unwrap_or(0));
+                    let skip = if due.is_empty() { skip } else { skip.min(until) };
+                    self.due_scans.insert(key, skip);
+                } else {
+                    self.due_scans.remove(&key);
+                }
+                due
+            }
+        };
         let (new, position) = scan_new(tx, ns, &settings, read_seq, max as usize - claimed.len()).await?;
         let leases: Vec<_> = new.iter().map(|&seq| (seq, until, consumer)).collect();
         b.lease_new(ns, group, &leases, (position != read_seq).then_some(position));
@@ -190,6 +212,21 @@ impl Writer {
             }
         }
         Ok(Claimed { leased, full })
+    }
+
+    /// Forgets that claims found nothing due in the groups a committed transaction made
+    /// deliveries available in (nacks, releases, redrives, seeks: the groups it asks consumers to
+    /// claim for).
+    /// A lease the transaction made that ends sooner than the skip is looked for when it ends.
+    pub(super) fn forget_due_scans(&mut self, effects: &Effects) {
+        for key in &effects.claims {
+            self.due_scans.remove(key);
+        }
+        for (key, end) in &effects.lease_ends {
+            if let Some(until) = self.due_scans.get_mut(key) {
+                *until = (*until).min(*end);
+            }
+        }
     }
 
     /// Acks the group's unsettled deliveries of `seqs` (deletes their rows); returns how many.
@@ -425,6 +462,14 @@ struct Claimant<'a> {
     consumer: &'a str,
     until: i64,
 }
+
+/// How long after a claim found nothing more due in a group the next claims skip the look for
+/// due deliveries, unless this process made some available meanwhile (a nack, a release, a
+/// redrive). That look walks the index of ready and leased deliveries by time, where the rows of
+/// acked deliveries stay until the table is vacuumed (on Postgres once a minute at best: at 5,000
+/// acks a second, hundreds of thousands of entries), and it ran before every claim. A lease that
+/// expires, or a nack in another process, is seen at most this much later.
+pub(super) const DUE_SCAN_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::milliseconds(200);
 
 /// Leases up to `max` of the group's due deliveries (expired leases, retries whose time came)
 /// to the claimant; those whose attempts are used up become dead letters instead. Returns the

@@ -305,7 +305,9 @@ pub(super) async fn lookup_existing(
                 q = q.bind(*source).bind(*id);
             }
             for row in tx.fetch_all(q).await? {
-                found.insert((row.get(0)?, row.get(1)?), row.get(2)?);
+                if let Some(seq) = row.get::<Option<i64>>(2)? {
+                    found.insert((row.get(0)?, row.get(1)?), seq);
+                }
             }
         }
     }
