@@ -180,7 +180,7 @@ impl Writer {
         let claimant = Claimant { ns, group, consumer, until };
         let key = (ns.to_owned(), group.to_owned());
         let mut claimed = match self.due_scans.get(&key) {
-            Some(&until) if now < until => Vec::new(),
+            Some(&skip_until) if now < skip_until => Vec::new(),
             _ => {
                 let due = claim_due(tx, &claimant, settings.max_attempts, now, max).await?;
                 if due.len() < max as usize {
@@ -217,7 +217,9 @@ impl Writer {
     /// Forgets that claims found nothing due in the groups a committed transaction made
     /// deliveries available in (nacks, releases, redrives, seeks: the groups it asks consumers to
     /// claim for).
-    /// A lease the transaction made that ends sooner than the skip is looked for when it ends.
+    ///
+    /// A lease the transaction made that ends before a group's skip does shortens the skip, so
+    /// that it is looked for when it ends.
     pub(super) fn forget_due_scans(&mut self, effects: &Effects) {
         for key in &effects.claims {
             self.due_scans.remove(key);
