@@ -1,14 +1,15 @@
 //! Who is looking: the token login, its cookie, and the permission checks of pages and actions.
 //!
 //! The cookie holds the token itself (HttpOnly, SameSite=Strict, Path=/ui; Secure when the
-//! server has TLS); every request verifies it again through [`Tokens`], the check of the gRPC
-//! layer, so a revoked token stops working once no server caches it any more. Each page and action names the gRPC
-//! method whose permission it needs ([`Action`]), and is allowed exactly when that call would be.
+//! server has TLS); every request verifies it again with [`Tokens::verify`], the check of the
+//! gRPC layer, so a revoked token stops working once no server caches it any more. Each page and
+//! action names the gRPC method whose permission it needs ([`Action`]), and is allowed exactly
+//! when that call would be.
 
 use axum::Form;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -114,10 +115,7 @@ impl FromRequestParts<Console> for Viewer {
 
 /// Verifies `token` as the bearer token of a call; logs and counts a refusal.
 async fn verify(auth: &Tokens, token: &str, metrics: &crate::metrics::Metrics) -> Result<Principal, Refusal> {
-    let mut headers = HeaderMap::new();
-    let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Refusal::Malformed)?;
-    headers.insert(header::AUTHORIZATION, value);
-    let result = auth.authenticate(&headers).await;
+    let result = auth.verify(token).await;
     if let Err(refusal) = &result {
         tracing::info!(reason = refusal.reason(), "console login refused");
         metrics.auth_refused(refusal.reason());
@@ -218,6 +216,8 @@ pub(super) async fn logout() -> Response {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
     use crate::security::permissions::{Grant, Role};
 

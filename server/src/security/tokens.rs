@@ -129,12 +129,16 @@ impl Tokens {
     /// Returns the principal of the call's bearer token.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, Refusal> {
         let value = headers.get(http::header::AUTHORIZATION).ok_or(Refusal::Missing)?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .filter(|t| well_formed(t))
-            .ok_or(Refusal::Malformed)?;
+        let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or(Refusal::Malformed)?;
+        self.verify(token).await
+    }
+
+    /// Returns the principal of `token` (a bearer token without its header, as the console's
+    /// cookie holds it).
+    pub async fn verify(&self, token: &str) -> Result<Principal, Refusal> {
+        if !well_formed(token) {
+            return Err(Refusal::Malformed);
+        }
         let hash = sha256(token);
         if self.admin_sha256.is_some_and(|admin| constant_time_eq(&hash, &admin)) {
             return Ok(Principal {
