@@ -13,7 +13,7 @@ use super::rows::{
     DeliveryState, EVENT_COLUMNS, EventRow, LISTENER_COLUMNS, ListenerRow, NOTIFICATION_COLUMNS, NotificationRow,
     STATUS_ACTIVE, STATUS_DELETED, STATUS_FIRED, STATUS_TIMED_OUT, StoredRow, from_micros, kind_str, micros,
 };
-use super::sql::{self, CHUNK, SAME_NAMESPACE, bind_seqs, seqs_in};
+use super::sql::{self, CHUNK, bind_seqs};
 use super::{
     DEFAULT_PAGE_SIZE, DeadLetter, EventKey, EventQuery, GroupBacklog, ListenerQuery, MAX_PAGE_SIZE, Notification,
     Page, PoolStats, Store,
@@ -186,10 +186,8 @@ impl Store {
                 self.fetch_one(Statement::new(sql).bind(namespace).bind(*seq as i64)).await?
             }
             EventKey::SourceId { source, id } => {
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE source = $2 AND id = $3 AND namespace {SAME_NAMESPACE} $1"
-                );
-                self.fetch_one(Statement::new(sql).bind(namespace).bind(source.as_str()).bind(id.as_str())).await?
+                let q = Statement::new(sql::event_by_source_id()).bind(namespace);
+                self.fetch_one(q.bind(source.as_str()).bind(id.as_str())).await?
             }
         };
         let what = match key {
@@ -335,10 +333,8 @@ impl Store {
         seqs.dedup();
         let mut by_seq: HashMap<u64, Event> = HashMap::with_capacity(seqs.len());
         for chunk in seqs.chunks(CHUNK) {
-            let sql =
-                format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND {}", seqs_in(chunk.len(), 2));
             let chunk: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
-            let q = bind_seqs(Statement::new(sql).bind(namespace), &chunk);
+            let q = bind_seqs(Statement::new(sql::events_by_seqs(chunk.len())).bind(namespace), &chunk);
             for row in self.rows(q).await? {
                 let e = EventRow::read(&row)?.into_event()?;
                 by_seq.insert(e.sequence, e);

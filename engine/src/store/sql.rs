@@ -3,6 +3,7 @@
 
 use super::Backend;
 use super::conn::Statement;
+use super::rows::{DeliveryState, EVENT_COLUMNS};
 
 impl Backend {
     /// Suffix that locks selected rows until commit (Postgres); SQLite's single writer
@@ -119,6 +120,41 @@ pub(crate) fn bind_seqs(mut q: Statement, seqs: &[i64]) -> Statement {
     q
 }
 
+/// Returns the statement that reads `n` events of a namespace (`$1`) by sequence (bound from
+/// `$2` by [`bind_seqs`]).
+pub(crate) fn events_by_seqs(n: usize) -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1 AND {}", seqs_in(n, 2))
+}
+
+/// Returns the statement that reads the event of a namespace (`$1`) with a source (`$2`) and id
+/// (`$3`), the namespace compared with [`SAME_NAMESPACE`].
+pub(crate) fn event_by_source_id() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE source = $2 AND id = $3 AND namespace {SAME_NAMESPACE} $1")
+}
+
+/// Returns the statement that reads `columns` of `n` notifications of a namespace (`$1`) by
+/// sequence (bound from `$2` by [`bind_seqs`]).
+pub(crate) fn notifications_by_seqs(columns: &str, n: usize) -> String {
+    format!("SELECT {columns} FROM notifications WHERE namespace = $1 AND {}", seqs_in(n, 2))
+}
+
+/// Returns the statement that acks `n` deliveries of a group: deletes those of namespace `$1`
+/// and group `$2` with the sequences bound from `$3` by [`bind_seqs`] that are not dead letters,
+/// returning each one's consumer and sequence.
+///
+/// The state is compared with `IS DISTINCT FROM` (it is never null): with `<>`, Postgres may
+/// take the partial index of ready and leased deliveries, whose predicate that matches, and read
+/// every delivery of the group (and the dead rows of acked ones since the last vacuum) instead of
+/// the primary key's few.
+pub(crate) fn ack_deliveries(n: usize) -> String {
+    format!(
+        "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state IS DISTINCT FROM '{}' \
+         AND {} RETURNING consumer, seq",
+        DeliveryState::Dead,
+        seqs_in(n, 3)
+    )
+}
+
 /// Keys per lookup and rows per narrow statement: few distinct statements to prepare, few
 /// round trips.
 pub(crate) const CHUNK: usize = 64;
@@ -137,5 +173,96 @@ mod tests {
         assert_eq!(placeholders(1, 2, 3), "($3, $4)");
         assert_eq!(list(3, 2), "$2, $3, $4");
         assert!(events_by_keys(2).starts_with("WITH k(source, id) AS (VALUES ($2, $3), ($4, $5)) SELECT"));
+    }
+}
+
+/// The statements that find a few rows of a namespace, by sequence or by (source, id), are index
+/// probes on Postgres whatever its statistics say: a namespace that is new since the last
+/// ANALYZE is estimated at one row, and plans that trusted that read all of the namespace per
+/// call once it had grown (issue 12).
+#[cfg(test)]
+#[cfg(feature = "testkit")]
+mod plans {
+    use serde_json::Value;
+    use sqlx::{Connection, PgConnection};
+
+    use super::*;
+    use crate::store::{Store, StoreConfig};
+    use crate::testkit::TestDatabase;
+
+    /// Rows of each table per namespace: their pages number in the hundreds.
+    const ROWS: i64 = 20_000;
+
+    /// At most this many buffers for a statement that finds two rows: a few index levels and
+    /// the rows. Reading the namespace takes hundreds.
+    const MAX_BUFFERS: u64 = 40;
+
+    /// Fills `ns` with `ROWS` events, notifications and deliveries of group `g`, as the store
+    /// writes them (sizes alike; every 10th delivery dead, the rest ready).
+    async fn fill(conn: &mut PgConnection, ns: &str) {
+        let statements = [
+            "INSERT INTO events (namespace, seq, source, id, type, subject, received_us, body) \
+             SELECT $1, g, 'bench', 'id-' || g, 'order.created', NULL, g, repeat('x', 600) \
+             FROM generate_series(1, $2) g",
+            "INSERT INTO notifications (namespace, seq, fire_id, kind, listener_id, target, correlation, \
+             event_seqs, created_us, trace) SELECT $1, g, md5(g::text), 'start', md5('l'), 'wf', '[]', \
+             '[' || g || ']', g, '{}' FROM generate_series(1, $2) g",
+            "INSERT INTO deliveries (namespace, group_name, seq, state, attempt, available_us) \
+             SELECT $1, 'g', g, CASE WHEN g % 10 = 0 THEN 'dead' ELSE 'ready' END, 1, g \
+             FROM generate_series(1, $2) g",
+        ];
+        for sql in statements {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ns).bind(ROWS).execute(&mut *conn).await.unwrap();
+        }
+    }
+
+    /// Runs `EXPLAIN (ANALYZE, BUFFERS)` of `sql` with `binds` in a transaction it rolls back;
+    /// returns the buffers the statement touched and the plan.
+    async fn buffers(conn: &mut PgConnection, sql: &str, binds: &[Value]) -> (u64, Value) {
+        let mut tx = conn.begin().await.unwrap();
+        let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
+        let mut q = sqlx::query_scalar::<_, Value>(sqlx::AssertSqlSafe(explain));
+        for b in binds {
+            q = match b {
+                Value::String(s) => q.bind(s.clone()),
+                other => q.bind(other.as_i64().unwrap()),
+            };
+        }
+        let plan = q.fetch_one(&mut *tx).await.unwrap_or_else(|e| panic!("explaining {sql}: {e}"));
+        tx.rollback().await.unwrap();
+        let top = &plan[0]["Plan"];
+        let n = |key: &str| top[key].as_u64().unwrap_or(0);
+        (n("Shared Hit Blocks") + n("Shared Read Blocks"), plan)
+    }
+
+    #[tokio::test]
+    async fn probes_read_a_few_buffers_in_a_namespace_new_since_analyze() {
+        let db = TestDatabase::fresh(Backend::Postgres).await;
+        Store::open(StoreConfig::new(db.url.clone())).await.expect("opening the store (migrations)");
+        let mut conn = PgConnection::connect(&db.url).await.unwrap();
+        fill(&mut conn, "old").await;
+        sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+        fill(&mut conn, "new").await;
+
+        let (ns, seqs) = (Value::from("new"), [Value::from(ROWS / 2 + 1), Value::from(ROWS / 2 + 7)]);
+        let by_seqs = |first: Vec<Value>| -> Vec<Value> {
+            let mut binds = first;
+            binds.extend([seqs[0].clone(), seqs[1].clone()]);
+            binds.extend(seqs.iter().cloned());
+            binds
+        };
+        let key = |g: i64| vec![Value::from("bench"), Value::from(format!("id-{g}"))];
+        let two_keys = [vec![ns.clone()], key(ROWS / 2), key(ROWS / 3)].concat();
+        let cases: Vec<(&str, String, Vec<Value>)> = vec![
+            ("the dedup lookup", events_by_keys(2), two_keys),
+            ("GetEvent by source and id", event_by_source_id(), [vec![ns.clone()], key(ROWS / 2)].concat()),
+            ("a notification's events", events_by_seqs(2), by_seqs(vec![ns.clone()])),
+            ("claimed notifications", notifications_by_seqs("seq, trace", 2), by_seqs(vec![ns.clone()])),
+            ("acks", ack_deliveries(2), by_seqs(vec![ns.clone(), Value::from("g")])),
+        ];
+        for (what, sql, binds) in cases {
+            let (n, plan) = buffers(&mut conn, &sql, &binds).await;
+            assert!(n <= MAX_BUFFERS, "{what}: {n} buffers (at most {MAX_BUFFERS}): {sql}\n{plan:#}");
+        }
     }
 }

@@ -36,7 +36,7 @@ use crate::store::rows::{
     DeliveryState, GroupSettings, NOTIFICATION_COLUMNS, NotificationRow, StoredRow, from_json, from_micros, micros,
     to_json,
 };
-use crate::store::sql::{CHUNK, INSERT_CHUNK, bind_seqs, placeholders, seqs_in};
+use crate::store::sql::{self, CHUNK, INSERT_CHUNK, bind_seqs, placeholders, seqs_in};
 use crate::store::{GroupSpec, Notification, StartPosition};
 
 impl Batch {
@@ -244,18 +244,8 @@ impl Writer {
         let mut by_consumer: HashMap<String, u64> = HashMap::new();
         let observed = self.config.observer.is_some();
         for chunk in seqs.chunks(CHUNK) {
-            // `IS DISTINCT FROM` (the state is never null): with `<>`, Postgres may take the
-            // partial index of ready and leased deliveries, whose predicate that matches, and
-            // read every delivery of the group (and the dead rows of acked ones since the last
-            // vacuum) instead of the primary key's few.
-            let sql = format!(
-                "DELETE FROM deliveries WHERE namespace = $1 AND group_name = $2 AND state IS DISTINCT FROM '{}' \
-                 AND {} RETURNING consumer, seq",
-                DeliveryState::Dead,
-                seqs_in(chunk.len(), 3)
-            );
             let chunk: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
-            let q = bind_seqs(Statement::new(sql).bind(ns).bind(group), &chunk);
+            let q = bind_seqs(Statement::new(sql::ack_deliveries(chunk.len())).bind(ns).bind(group), &chunk);
             let mut deleted = Vec::new();
             for row in tx.fetch_all(q).await? {
                 acked += 1;
@@ -265,10 +255,7 @@ impl Writer {
                 deleted.push(row.get::<i64>(1)?);
             }
             if observed && !deleted.is_empty() {
-                let sql = format!(
-                    "SELECT created_us FROM notifications WHERE namespace = $1 AND {}",
-                    seqs_in(deleted.len(), 2)
-                );
+                let sql = sql::notifications_by_seqs("created_us", deleted.len());
                 let q = bind_seqs(Statement::new(sql).bind(ns), &deleted);
                 let rows = tx.fetch_all(q).await?;
                 let created = rows.iter().map(|r| r.get(0).map(from_micros)).collect::<Result<_>>()?;
@@ -554,11 +541,8 @@ async fn notifications_by_seq(tx: &mut Tx, ns: &str, claimed: &[(i64, u32)]) -> 
     let mut by_seq: HashMap<i64, Notification> = HashMap::with_capacity(claimed.len());
     let seqs: Vec<i64> = claimed.iter().map(|(s, _)| *s).collect();
     for chunk in seqs.chunks(CHUNK) {
-        let sql = format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE namespace = $1 AND {}",
-            seqs_in(chunk.len(), 2)
-        );
-        let q = bind_seqs(Statement::new(sql).bind(ns), chunk);
+        let q =
+            bind_seqs(Statement::new(sql::notifications_by_seqs(NOTIFICATION_COLUMNS, chunk.len())).bind(ns), chunk);
         for row in tx.fetch_all(q).await? {
             let row = NotificationRow::read(&row)?;
             by_seq.insert(row.seq, row.into_notification()?);
