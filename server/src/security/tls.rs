@@ -13,6 +13,7 @@
 //! connection, and only for [`TLS_HANDSHAKE_TIMEOUT`].
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use anyhow::Context;
@@ -42,7 +43,15 @@ pub const HTTP: Alpn = &[b"http/1.1"];
 /// The TLS configuration of the listener, replaced when its files change; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Acceptor {
-    current: Arc<RwLock<Arc<ServerConfig>>>,
+    current: Arc<Current>,
+}
+
+/// What the acceptor and its watch share.
+#[derive(Debug)]
+struct Current {
+    config: RwLock<Arc<ServerConfig>>,
+    /// How many times changed files did not load (and were kept out).
+    rejected: AtomicU64,
 }
 
 impl Acceptor {
@@ -58,14 +67,20 @@ impl Acceptor {
     /// [`GRPC`] or [`HTTP`].
     pub fn load_for(files: &TlsFiles, alpn: Alpn) -> anyhow::Result<Self> {
         let pem = Pem::read(files)?;
-        let current = Arc::new(RwLock::new(Arc::new(pem.server_config(alpn)?)));
+        let current =
+            Arc::new(Current { config: RwLock::new(Arc::new(pem.server_config(alpn)?)), rejected: AtomicU64::new(0) });
         tokio::spawn(watch(Arc::downgrade(&current), files.clone(), pem, alpn));
         Ok(Self { current })
     }
 
     /// Returns the configuration new handshakes use.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.current.config.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// How many times the files changed to contents that did not load.
+    pub fn rejected_reloads(&self) -> u64 {
+        self.current.rejected.load(Ordering::Relaxed)
     }
 }
 
@@ -108,7 +123,7 @@ pub fn incoming(listener: TcpListener, acceptor: Acceptor) -> ReceiverStream<io:
 
 /// Reads the files every `reload_interval` and swaps in a configuration of changed files that
 /// load, until the acceptor is gone.
-async fn watch(current: Weak<RwLock<Arc<ServerConfig>>>, files: TlsFiles, mut loaded: Pem, alpn: Alpn) {
+async fn watch(current: Weak<Current>, files: TlsFiles, mut loaded: Pem, alpn: Alpn) {
     let mut tick = tokio::time::interval(files.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -127,7 +142,7 @@ async fn watch(current: Weak<RwLock<Arc<ServerConfig>>>, files: TlsFiles, mut lo
         };
         match pem.server_config(alpn) {
             Ok(config) => {
-                *current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+                *current.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
                 tracing::info!(cert = %files.cert.display(), "TLS certificates reloaded");
                 loaded = pem;
                 rejected = None;
@@ -138,6 +153,7 @@ async fn watch(current: Weak<RwLock<Arc<ServerConfig>>>, files: TlsFiles, mut lo
                     "the TLS files changed but do not load: keeping the previous ones"
                 );
                 rejected = Some(pem);
+                current.rejected.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -91,10 +91,13 @@ async fn changed_files_replace_the_configuration_and_broken_ones_do_not() {
     // A certificate without its key: the previous configuration stays.
     let (new_cert, new_key) = pair();
     std::fs::write(&files.cert, &new_cert).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while acceptor.rejected_reloads() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the changed files are read within 5s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(Arc::ptr_eq(&first, &acceptor.config()), "a pair that does not fit is not loaded");
     std::fs::write(&files.key, &new_key).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while Arc::ptr_eq(&first, &acceptor.config()) {
         assert!(tokio::time::Instant::now() < deadline, "the new pair is loaded within 5s");
         tokio::time::sleep(Duration::from_millis(20)).await;
