@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,10 +38,25 @@ const (
 )
 
 // ServiceConfig is the default gRPC service config of clients made by [Dial] and [NewClient]:
-// every unary RPC of EventBusService is retried up to 5 attempts in all, with exponential backoff
-// from 100 ms to 2 s, when it fails with UNAVAILABLE. Subscribe is not listed: the [Runner]
-// reconnects streams itself. Replace it with grpc.WithDefaultServiceConfig.
+// the unary RPCs of EventBusService that are safe to repeat are retried up to 5 attempts in all,
+// with exponential backoff from 100 ms to 2 s, when they fail with UNAVAILABLE. Those in
+// [NotRetried] are not, nor is Subscribe: the [Runner] reconnects streams itself. Replace it with
+// grpc.WithDefaultServiceConfig.
 var ServiceConfig = buildServiceConfig()
+
+// NotRetried lists the unary methods [ServiceConfig] does not retry. UNAVAILABLE does not always
+// mean that nothing happened: a call whose database answered late, or whose commit's answer was
+// lost, may have taken effect. Repeating one of these would then report something else than what
+// happened: DeleteListener, DeleteConsumerGroup and DeleteNamespace would fail with NOT_FOUND,
+// DeleteListeners and RedriveDeadLetters would count nothing, and a Nack could count a failed
+// attempt twice. Callers that retry them should check the state first (GetListener,
+// GetConsumerGroup, ListDeadLetters). Every other method is idempotent: Publish per event id,
+// RegisterListener per request_id (which [Dial]'s clients fill in), Ack, the seeks and updates by
+// the state they set, and the reads.
+var NotRetried = []string{
+	"DeleteConsumerGroup", "DeleteListener", "DeleteListeners", "DeleteNamespace", "Nack",
+	"RedriveDeadLetters",
+}
 
 // Client is a connection to an eventbus server. It embeds the generated
 // EventBusServiceClient, so every RPC is a method of Client. Safe for concurrent use.
@@ -193,7 +209,9 @@ func buildServiceConfig() string {
 	desc := eventbusv1.EventBusService_ServiceDesc
 	names := make([]name, 0, len(desc.Methods))
 	for _, m := range desc.Methods {
-		names = append(names, name{Service: desc.ServiceName, Method: m.MethodName})
+		if !slices.Contains(NotRetried, m.MethodName) {
+			names = append(names, name{Service: desc.ServiceName, Method: m.MethodName})
+		}
 	}
 	cfg := struct {
 		MethodConfig []methodConfig `json:"methodConfig"`

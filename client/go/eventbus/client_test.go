@@ -16,7 +16,7 @@ import (
 	eventbusv1 "github.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1"
 )
 
-func TestServiceConfigRetriesEveryUnaryMethodOnUnavailable(t *testing.T) {
+func TestServiceConfigRetriesTheIdempotentUnaryMethodsOnUnavailable(t *testing.T) {
 	var cfg struct {
 		MethodConfig []struct {
 			Name []struct {
@@ -48,14 +48,23 @@ func TestServiceConfigRetriesEveryUnaryMethodOnUnavailable(t *testing.T) {
 	}
 	slices.Sort(methods)
 	want := []string{
-		"Ack", "DeleteConsumerGroup", "DeleteListener", "DeleteListeners", "DeleteNamespace",
-		"ExplainListener", "GetConsumerGroup", "GetEvent", "GetListener", "ListConsumerGroups",
-		"ListDeadLetters", "ListEvents", "ListListeners", "ListNamespaces", "Nack", "Publish",
-		"RedriveDeadLetters", "RegisterListener", "ReplayEvents", "SeekConsumerGroup",
-		"UpdateConsumerGroup",
+		"Ack", "ExplainListener", "GetConsumerGroup", "GetEvent", "GetListener",
+		"ListConsumerGroups", "ListDeadLetters", "ListEvents", "ListListeners", "ListNamespaces",
+		"Publish", "RegisterListener", "ReplayEvents", "SeekConsumerGroup", "UpdateConsumerGroup",
 	}
 	if !slices.Equal(methods, want) {
-		t.Errorf("retried methods %v, want the unary methods %v (not Subscribe)", methods, want)
+		t.Errorf("retried methods %v, want %v (not Subscribe, not %v)", methods, want, NotRetried)
+	}
+	// Every unary method is either retried or listed as not retried.
+	var unary []string
+	for _, m := range eventbusv1.EventBusService_ServiceDesc.Methods {
+		unary = append(unary, m.MethodName)
+	}
+	all := slices.Concat(want, NotRetried)
+	slices.Sort(all)
+	slices.Sort(unary)
+	if !slices.Equal(all, unary) {
+		t.Errorf("retried %v and not retried %v, want together the unary methods %v", want, NotRetried, unary)
 	}
 	p := mc.RetryPolicy
 	if p.MaxAttempts != 5 || p.InitialBackoff != "0.1s" || p.MaxBackoff != "2s" || p.BackoffMultiplier != 2 {

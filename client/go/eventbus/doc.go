@@ -19,8 +19,9 @@
 //     the Runner unless its Propagator is set), which is a no-op until the program calls
 //     otel.SetTextMapPropagator, for example with propagation.TraceContext{}. Without it Publish
 //     calls carry no traceparent and runners start new traces.
-//   - The default service config retries unary calls that fail with UNAVAILABLE. That is safe
-//     for Publish (idempotent per event id, which is why ids come from the producer) and for
-//     RegisterListener only because the client fills in a request_id when the caller left it
-//     empty (see [Dial]).
+//   - The default service config retries unary calls that fail with UNAVAILABLE, except those
+//     in [NotRetried] (the deletes, Nack, RedriveDeadLetters), which a call that failed may still
+//     have done. It is safe for Publish (idempotent per event id, which is why ids come from the
+//     producer) and for RegisterListener only because the client fills in a request_id when the
+//     caller left it empty (see [Dial]).
 package eventbus

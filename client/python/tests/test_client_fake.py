@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import grpc
@@ -41,17 +42,24 @@ def test_unary_calls_are_retried_on_unavailable(fake: FakeServer) -> None:
     assert fake.bus.calls("Publish") == 3
 
 
-def test_delete_listener_is_not_retried_and_other_codes_raise(fake: FakeServer) -> None:
-    fake.bus.failures["DeleteListener"] = [grpc.StatusCode.UNAVAILABLE]
+def test_calls_that_may_have_taken_effect_are_not_retried_and_other_codes_raise(fake: FakeServer) -> None:
+    not_retried: dict[str, Callable[[Client], object]] = {
+        "DeleteListener": lambda c: c.delete_listener("shop", "0190c0de-0000-7000-8000-000000000001"),
+        "DeleteListeners": lambda c: c.delete_listeners("shop", workflow_id="wf"),
+        "Nack": lambda c: c.nack("shop", "g", 7, retry_after=1.5),
+    }
+    for method in not_retried:
+        fake.bus.failures[method] = [grpc.StatusCode.UNAVAILABLE]
     fake.bus.failures["Publish"] = [grpc.StatusCode.INVALID_ARGUMENT]
     with Client(fake.target) as client:
-        with pytest.raises(grpc.RpcError) as unavailable:
-            client.delete_listener("shop", "0190c0de-0000-7000-8000-000000000001")
+        for method, call in not_retried.items():
+            with pytest.raises(grpc.RpcError) as unavailable:
+                call(client)
+            assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE, method
+            assert fake.bus.calls(method) == 1, method
         with pytest.raises(grpc.RpcError) as invalid:
             client.publish("shop", [new_event("/s", "t")])
-    assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE
     assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fake.bus.calls("DeleteListener") == 1
     assert fake.bus.calls("Publish") == 1
 
 

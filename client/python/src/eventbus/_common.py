@@ -16,23 +16,30 @@ from eventbus.v1 import listener_pb2, notification_pb2
 
 SERVICE = "eventbus.v1.EventBusService"
 
-# Unary methods the channel retries on UNAVAILABLE. The contract makes these safe to retry:
-# Publish is idempotent per event, RegisterListener is sent with a request_id (the clients
-# always set one), reads are reads, Ack of an acked notification changes nothing, and a Nack
-# retry only sets retry_after again. DeleteListener is left out: a retry after a delete that
-# did happen would answer NOT_FOUND.
+# Unary methods the channel retries on UNAVAILABLE: those that are safe to repeat. Publish is
+# idempotent per event, RegisterListener is sent with a request_id (the clients always set one),
+# reads are reads, Ack of an acked notification changes nothing, and the group's update and seek
+# set the same state again. UNAVAILABLE does not always mean that nothing happened (a database
+# that answered late, a commit whose answer was lost), so these are left out: the deletes and
+# RedriveDeadLetters (a repeat would answer NOT_FOUND or count nothing) and Nack (a repeat could
+# count an attempt twice, or fail a lease the notification got meanwhile). The Go client retries
+# the same methods (eventbus.NotRetried lists the others).
 RETRIED_METHODS = (
     "Publish",
     "RegisterListener",
     "GetListener",
     "ListListeners",
-    "DeleteListeners",
     "Ack",
-    "Nack",
     "ListDeadLetters",
-    "RedriveDeadLetters",
     "GetEvent",
     "ListEvents",
+    "ListNamespaces",
+    "ListConsumerGroups",
+    "GetConsumerGroup",
+    "UpdateConsumerGroup",
+    "SeekConsumerGroup",
+    "ExplainListener",
+    "ReplayEvents",
 )
 
 SERVICE_CONFIG: dict[str, Any] = {
