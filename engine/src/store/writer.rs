@@ -68,6 +68,10 @@ pub(crate) struct Effects {
     freed: Vec<(Arc<Slot>, u64)>,
     /// (namespace, group) whose consumers should claim.
     claims: BTreeSet<(String, String)>,
+    /// (namespace, group) where deliveries may have become due (nacks, releases, redrives, the
+    /// admin calls): claims look for due deliveries again at once (see
+    /// [`delivery::DUE_SCAN_INTERVAL`]). A subset of `claims`.
+    due: BTreeSet<(String, String)>,
     /// Triggers to tell the observer about (only collected when there is one).
     fired: Vec<Fired>,
     /// Acknowledged notifications' creation times by (namespace, group), likewise.
@@ -79,6 +83,13 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
+    /// Notes that deliveries of the group may have become due: its consumers should claim, and
+    /// look for due deliveries.
+    fn made_due(&mut self, ns: &str, group: &str) {
+        self.claims.insert((ns.to_owned(), group.to_owned()));
+        self.due.insert((ns.to_owned(), group.to_owned()));
+    }
+
     /// Room of a consumer already taken in this transaction.
     fn taken(&self, slot: &Arc<Slot>) -> i64 {
         self.leased.iter().filter(|(s, _, _)| Arc::ptr_eq(s, slot)).map(|(_, n, _)| *n as i64).sum()

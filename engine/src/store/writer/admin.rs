@@ -52,7 +52,7 @@ impl Writer {
         tx.execute(q.bind(to_json(&settings)?).bind(ns).bind(group)).await?;
         // Notifications the old filters skipped may pass the new ones, and max_attempts may have
         // made due deliveries dead: let the consumers look.
-        b.effects.claims.insert((ns.to_owned(), group.to_owned()));
+        b.effects.made_due(ns, group);
         Ok(())
     }
 
@@ -101,7 +101,7 @@ impl Writer {
             .await?;
         let q = Statement::new("UPDATE consumer_groups SET read_seq = $1 WHERE namespace = $2 AND name = $3");
         tx.execute(q.bind(read_seq).bind(ns).bind(group)).await?;
-        b.effects.claims.insert((ns.to_owned(), group.to_owned()));
+        b.effects.made_due(ns, group);
         Ok(Seeked { read_sequence: read_seq as u64, dropped })
     }
 
@@ -114,7 +114,7 @@ impl Writer {
         let dropped = self.drop_deliveries(tx, b, ns, group, "AND seq > $3", -1).await?;
         let q = Statement::new("DELETE FROM consumer_groups WHERE namespace = $1 AND name = $2");
         tx.execute(q.bind(ns).bind(group)).await?;
-        b.effects.claims.insert((ns.to_owned(), group.to_owned()));
+        b.effects.made_due(ns, group);
         Ok(dropped)
     }
 
@@ -210,7 +210,7 @@ impl Writer {
         }
         // Streams of the deleted groups claim, and end with NotFound.
         for group in groups {
-            b.effects.claims.insert((ns.to_owned(), group));
+            b.effects.made_due(ns, &group);
         }
         Ok(Purged { deleted, done, existed })
     }

@@ -214,14 +214,16 @@ impl Writer {
         Ok(Claimed { leased, full })
     }
 
-    /// Forgets that claims found nothing due in the groups a committed transaction made
-    /// deliveries available in (nacks, releases, redrives, seeks: the groups it asks consumers to
-    /// claim for).
+    /// Forgets that claims found nothing due in the groups a committed transaction may have made
+    /// deliveries due in (nacks, releases, redrives, the admin calls: [`Effects::made_due`]).
+    /// Not in groups it only asked to claim for new notifications (a backlog, consumers out of
+    /// room): those are found by position, and forgetting there would look for due deliveries
+    /// before every claim of a group that is behind, which makes it fall further behind.
     ///
     /// A lease the transaction made that ends before a group's skip does shortens the skip, so
     /// that it is looked for when it ends.
     pub(super) fn forget_due_scans(&mut self, effects: &Effects) {
-        for key in &effects.claims {
+        for key in &effects.due {
             self.due_scans.remove(key);
         }
         for (key, end) in &effects.lease_ends {
@@ -330,7 +332,7 @@ impl Writer {
         if let Some(slot) = consumer.and_then(|c| self.slots.find(ns, group, &c)) {
             b.effects.freed.push((slot, 1));
         }
-        b.effects.claims.insert((ns.to_owned(), group.to_owned()));
+        b.effects.made_due(ns, group);
         Ok(dead)
     }
 
@@ -351,7 +353,7 @@ impl Writer {
         ));
         let n = tx.execute(q.bind(micros(b.now)).bind(ns).bind(group).bind(consumer)).await?;
         if n > 0 {
-            b.effects.claims.insert((ns.to_owned(), group.to_owned()));
+            b.effects.made_due(ns, group);
         }
         Ok(n)
     }
@@ -383,7 +385,7 @@ impl Writer {
             n += tx.execute(q).await?;
         }
         if n > 0 {
-            b.effects.claims.insert((ns.to_owned(), group.to_owned()));
+            b.effects.made_due(ns, group);
         } else if group_settings(tx, ns, group, false).await?.is_none() {
             return Err(CommandError::Rejected(group_not_found(group)));
         }
