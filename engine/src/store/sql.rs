@@ -1,5 +1,6 @@
-//! The few places where SQLite and Postgres differ, and helpers for statements with a
-//! variable number of rows.
+//! The few places where SQLite and Postgres differ, helpers for statements with a variable
+//! number of rows, and the statements that find a few rows of a namespace, whose Postgres plans
+//! must not depend on statistics (the test module `plans` checks them).
 
 use super::Backend;
 use super::conn::Statement;
