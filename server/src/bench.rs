@@ -84,6 +84,11 @@ pub struct BenchArgs {
     /// Database of the in-process server [default: a SQLite file in a temp dir, removed after].
     #[arg(long)]
     pub database_url: Option<String>,
+    /// soak: the Postgres database the target server uses (`postgres://...`): each window also
+    /// reports the WAL Postgres wrote per notification and the database's size [default: the
+    /// --database-url of an in-process server on Postgres].
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
     /// Relaxed durability for the in-process server (acknowledged before flushed to disk).
     #[arg(long)]
     pub relaxed: bool,
@@ -359,6 +364,12 @@ impl Bench<'_> {
     async fn soak(&self) -> anyhow::Result<WorkloadResult> {
         let (args, json) = (self.args, self.json);
         let settings = self.notify_settings(self.namespace("soak"), args.soak_rate, args.soak_duration);
+        let postgres_url =
+            args.postgres_url.as_deref().or(args.database_url.as_deref().filter(|u| u.starts_with("postgres")));
+        let postgres = match postgres_url {
+            Some(url) => Some(soak::PgWatch::connect(url).await.context("connecting to --postgres-url")?),
+            None => None,
+        };
         if !json {
             soak::print_header(
                 args.soak_rate,
@@ -370,7 +381,7 @@ impl Bench<'_> {
         }
         let printing = soak::Printing { period: args.soak_window, stdout: !json };
         let (run, windows) =
-            notify::run_in_windows(&settings, self.target.meter, Some(printing)).await.context("soak")?;
+            notify::run_in_windows(&settings, self.target.meter, Some(printing), postgres).await.context("soak")?;
         let result = soak::SoakResult::new(args.soak_window, windows, run);
         if !json {
             report::print_notify(args.subscribers, args.background_listeners, std::slice::from_ref(&result.run));

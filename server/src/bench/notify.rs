@@ -88,7 +88,7 @@ fn intended(start: Instant, rate: u64, i: u64) -> Instant {
 
 /// Runs one fixed-rate measurement in a fresh namespace.
 pub async fn run(s: &Settings, meter: Meter) -> anyhow::Result<RateResult> {
-    Ok(run_in_windows(s, meter, None).await?.0)
+    Ok(run_in_windows(s, meter, None, None).await?.0)
 }
 
 /// Runs one fixed-rate measurement in a fresh namespace; with a `window` period, also measures
@@ -97,6 +97,7 @@ pub async fn run_in_windows(
     s: &Settings,
     meter: Meter,
     window: Option<soak::Printing>,
+    postgres: Option<soak::PgWatch>,
 ) -> anyhow::Result<(RateResult, Vec<Window>)> {
     let n = ((s.rate as f64 * s.duration.as_secs_f64()).round() as u64).max(1);
     let senders = load::connect(&s.dial, s.connections).await?;
@@ -129,7 +130,7 @@ pub async fn run_in_windows(
     }
     let windows = window.zip(window_hist).map(|(printing, latencies)| {
         let counters = soak::Counters { published: published_so_far.clone(), received: received.clone() };
-        tokio::spawn(soak::windows(printing, meter, counters, latencies, stop_rx.clone()))
+        tokio::spawn(soak::windows(printing, meter, counters, latencies, postgres, stop_rx.clone()))
     });
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();

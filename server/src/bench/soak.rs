@@ -8,6 +8,10 @@
 //! windows in a row and stand at more than one second of sends at the end of the second one:
 //! then `eventbus bench` exits non-zero, as it does when a notification never arrived.
 //!
+//! With `--postgres-url` (or an in-process server on Postgres), each line also gives the
+//! Postgres WAL written per delivered notification (`pg_current_wal_lsn` at the window's ends:
+//! the whole cluster's WAL, so other databases' writes count too) and the database's size.
+//!
 //! Hazard: the last, partial window (the drain after the last send) is not reported.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +44,42 @@ pub struct Counters {
     pub received: Arc<AtomicU64>,
 }
 
+/// The Postgres database a soak watches, over a connection of its own.
+#[derive(Debug)]
+pub struct PgWatch {
+    conn: sqlx::PgConnection,
+}
+
+/// What a window saw of Postgres.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PgWindow {
+    /// WAL bytes the cluster wrote during the window, per delivered notification.
+    pub wal_bytes_per_event: u64,
+    /// Size of the database at the window's end.
+    pub database_bytes: u64,
+}
+
+impl PgWatch {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        use sqlx::Connection;
+        let conn = sqlx::PgConnection::connect(url).await?;
+        Ok(Self { conn })
+    }
+
+    /// The cluster's WAL position (bytes since its start) and the database's size; `None`
+    /// (with a warning) when Postgres cannot answer.
+    async fn sample(&mut self) -> Option<(u64, u64)> {
+        let q = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, pg_database_size(current_database())";
+        match sqlx::query_as::<_, (i64, i64)>(q).fetch_one(&mut self.conn).await {
+            Ok((wal, size)) => Some((wal.max(0) as u64, size.max(0) as u64)),
+            Err(e) => {
+                eprintln!("soak: reading the Postgres WAL position: {e}");
+                None
+            }
+        }
+    }
+}
+
 /// One window of a soak.
 #[derive(Debug, Clone, Serialize)]
 pub struct Window {
@@ -51,6 +91,8 @@ pub struct Window {
     /// Published but not yet received at the window's end.
     pub outstanding: u64,
     pub resources: Resources,
+    /// With a Postgres database watched.
+    pub postgres: Option<PgWindow>,
 }
 
 /// A whole soak.
@@ -89,16 +131,22 @@ pub fn fell_behind(windows: &[Window], rate: u64) -> bool {
         .any(|w| w[0].outstanding < w[1].outstanding && w[1].outstanding < w[2].outstanding && w[2].outstanding > rate)
 }
 
-/// Measures windows of `printing.period` until `stop`, printing each as it ends.
+/// Measures windows of `printing.period` until `stop`, printing each as it ends; reads the WAL
+/// position of `postgres` at each window's ends.
 pub async fn windows(
     printing: Printing,
     meter: Meter,
     counters: Counters,
     latencies: Arc<Mutex<Histogram<u64>>>,
+    mut postgres: Option<PgWatch>,
     mut stop: watch::Receiver<bool>,
 ) -> Vec<Window> {
     let mut done = Vec::new();
     let mut before = meter.sample();
+    let mut pg_before = match postgres.as_mut() {
+        Some(pg) => pg.sample().await,
+        None => None,
+    };
     let mut received_before = counters.received.load(Ordering::Relaxed);
     let start = tokio::time::Instant::now() + printing.period;
     let mut tick = tokio::time::interval_at(start, printing.period);
@@ -119,6 +167,15 @@ pub async fn windows(
             Err(_) => Latency::default(),
         };
         let seconds = after.at.saturating_duration_since(before.at).as_secs_f64();
+        let pg_after = match postgres.as_mut() {
+            Some(pg) => pg.sample().await,
+            None => None,
+        };
+        let pg_window = pg_before.zip(pg_after).map(|((wal_before, _), (wal_after, size))| PgWindow {
+            wal_bytes_per_event: wal_after.saturating_sub(wal_before) / delivered.max(1),
+            database_bytes: size,
+        });
+        pg_before = pg_after;
         let window = Window {
             index: done.len() + 1,
             seconds,
@@ -126,6 +183,7 @@ pub async fn windows(
             latency,
             outstanding: counters.published.load(Ordering::Relaxed).saturating_sub(received),
             resources: Resources::between(&before, &after, delivered),
+            postgres: pg_window,
         };
         let line = line(&window);
         if printing.stdout {
@@ -142,8 +200,15 @@ pub async fn windows(
 /// One window as a line of text.
 pub fn line(w: &Window) -> String {
     let l = &w.latency;
+    let postgres = w.postgres.map_or_else(String::new, |pg| {
+        format!(
+            "  postgres wal {:.1} kB/event, db {}",
+            pg.wal_bytes_per_event as f64 / 1000.0,
+            report::mib(Some(pg.database_bytes))
+        )
+    });
     format!(
-        "  window {:>3}  delivered {}/s  p50 {}  p99 {}  p99.9 {}  outstanding {}  {}  rss {}",
+        "  window {:>3}  delivered {}/s  p50 {}  p99 {}  p99.9 {}  outstanding {}  {}  rss {}{postgres}",
         w.index,
         report::rate(w.delivered_per_second),
         report::micros(l.p50_us),
@@ -179,6 +244,7 @@ mod tests {
             latency: Latency::default(),
             outstanding,
             resources: Resources::default(),
+            postgres: None,
         }
     }
 
@@ -191,5 +257,13 @@ mod tests {
         assert!(run(&[10, 4000, 6000]));
         assert!(run(&[0, 0, 100, 3000, 5001]));
         assert!(!run(&[6000, 6000, 6000]), "a steady backlog is not falling behind");
+    }
+
+    #[test]
+    fn a_line_ends_with_postgres_when_watched() {
+        let mut w = window(3);
+        assert!(line(&w).ends_with("outstanding 3  written n/a  rss n/a"), "{}", line(&w));
+        w.postgres = Some(PgWindow { wal_bytes_per_event: 1_870, database_bytes: 3 << 20 });
+        assert!(line(&w).ends_with("rss n/a  postgres wal 1.9 kB/event, db 3.0 MiB"), "{}", line(&w));
     }
 }
