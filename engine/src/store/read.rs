@@ -333,8 +333,7 @@ impl Store {
         seqs.dedup();
         let mut by_seq: HashMap<u64, Event> = HashMap::with_capacity(seqs.len());
         for chunk in seqs.chunks(CHUNK) {
-            let chunk: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
-            let q = bind_seqs(Statement::new(sql::events_by_seqs(chunk.len())).bind(namespace), &chunk);
+            let q = bind_seqs(Statement::new(sql::events_by_seqs(chunk.len())).bind(namespace), chunk);
             for row in self.rows(q).await? {
                 let e = EventRow::read(&row)?.into_event()?;
                 by_seq.insert(e.sequence, e);

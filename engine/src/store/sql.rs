@@ -111,12 +111,15 @@ pub(crate) fn seqs_in(n: usize, first: usize) -> String {
     format!("seq BETWEEN ${first} AND ${} AND seq IN ({})", first + 1, list(n, first + 2))
 }
 
-/// Binds the values of [`seqs_in`]: the lowest and the highest sequence, then each.
-pub(crate) fn bind_seqs(mut q: Statement, seqs: &[i64]) -> Statement {
-    let (lo, hi) = (seqs.iter().min().copied().unwrap_or(0), seqs.iter().max().copied().unwrap_or(-1));
+/// Binds the values of [`seqs_in`]: the lowest and the highest sequence, then each (stored
+/// sequences, `u64` or `i64`, all below `i64::MAX`).
+pub(crate) fn bind_seqs<S: Copy + TryInto<i64>>(mut q: Statement, seqs: &[S]) -> Statement {
+    let seq = |s: S| s.try_into().unwrap_or(i64::MAX);
+    let lo = seqs.iter().map(|&s| seq(s)).min().unwrap_or(0);
+    let hi = seqs.iter().map(|&s| seq(s)).max().unwrap_or(-1);
     q = q.bind(lo).bind(hi);
-    for s in seqs {
-        q = q.bind(*s);
+    for &s in seqs {
+        q = q.bind(seq(s));
     }
     q
 }
@@ -232,7 +235,7 @@ mod plans {
         let plan = q.fetch_one(&mut *tx).await.unwrap_or_else(|e| panic!("explaining {sql}: {e}"));
         tx.rollback().await.unwrap();
         let top = &plan[0]["Plan"];
-        let n = |key: &str| top[key].as_u64().unwrap_or(0);
+        let n = |key: &str| top[key].as_u64().unwrap_or_else(|| panic!("no {key:?} in the plan of {sql}: {plan:#}"));
         (n("Shared Hit Blocks") + n("Shared Read Blocks"), plan)
     }
 

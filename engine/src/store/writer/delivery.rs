@@ -246,8 +246,7 @@ impl Writer {
         let mut by_consumer: HashMap<String, u64> = HashMap::new();
         let observed = self.config.observer.is_some();
         for chunk in seqs.chunks(CHUNK) {
-            let chunk: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
-            let q = bind_seqs(Statement::new(sql::ack_deliveries(chunk.len())).bind(ns).bind(group), &chunk);
+            let q = bind_seqs(Statement::new(sql::ack_deliveries(chunk.len())).bind(ns).bind(group), chunk);
             let mut deleted = Vec::new();
             for row in tx.fetch_all(q).await? {
                 acked += 1;
@@ -380,8 +379,7 @@ impl Writer {
         }
         for chunk in seqs.chunks(CHUNK) {
             let sql = format!("{base} AND {}", seqs_in(chunk.len(), 4));
-            let chunk: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
-            let q = bind_seqs(Statement::new(sql).bind(micros(b.now)).bind(ns).bind(group), &chunk);
+            let q = bind_seqs(Statement::new(sql).bind(micros(b.now)).bind(ns).bind(group), chunk);
             n += tx.execute(q).await?;
         }
         if n > 0 {
