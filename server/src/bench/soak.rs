@@ -66,11 +66,12 @@ impl PgWatch {
         Ok(Self { conn })
     }
 
-    /// The cluster's WAL position (bytes since its start) and the database's size; `None`
-    /// (with a warning) when Postgres cannot answer.
-    async fn sample(&mut self) -> Option<(u64, u64)> {
+    /// The cluster's WAL position (bytes since its start) and the database's size, of the
+    /// database watched if any; `None` (with a warning) when Postgres cannot answer.
+    async fn sample(watch: &mut Option<Self>) -> Option<(u64, u64)> {
+        let this = watch.as_mut()?;
         let q = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, pg_database_size(current_database())";
-        match sqlx::query_as::<_, (i64, i64)>(q).fetch_one(&mut self.conn).await {
+        match sqlx::query_as::<_, (i64, i64)>(q).fetch_one(&mut this.conn).await {
             Ok((wal, size)) => Some((wal.max(0) as u64, size.max(0) as u64)),
             Err(e) => {
                 eprintln!("soak: reading the Postgres WAL position: {e}");
@@ -143,10 +144,7 @@ pub async fn windows(
 ) -> Vec<Window> {
     let mut done = Vec::new();
     let mut before = meter.sample();
-    let mut pg_before = match postgres.as_mut() {
-        Some(pg) => pg.sample().await,
-        None => None,
-    };
+    let mut pg_before = PgWatch::sample(&mut postgres).await;
     let mut received_before = counters.received.load(Ordering::Relaxed);
     let start = tokio::time::Instant::now() + printing.period;
     let mut tick = tokio::time::interval_at(start, printing.period);
@@ -167,10 +165,7 @@ pub async fn windows(
             Err(_) => Latency::default(),
         };
         let seconds = after.at.saturating_duration_since(before.at).as_secs_f64();
-        let pg_after = match postgres.as_mut() {
-            Some(pg) => pg.sample().await,
-            None => None,
-        };
+        let pg_after = PgWatch::sample(&mut postgres).await;
         let pg_window = pg_before.zip(pg_after).map(|((wal_before, _), (wal_after, size))| PgWindow {
             wal_bytes_per_event: wal_after.saturating_sub(wal_before) / delivered.max(1),
             database_bytes: size,
