@@ -85,7 +85,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub database_url: Option<String>,
     /// soak: the Postgres database the target server uses (`postgres://...`): each window also
-    /// reports the WAL Postgres wrote per notification and the database's size [default: the
+    /// reports the WAL Postgres wrote per published event and the database's size [default: the
     /// --database-url of an in-process server on Postgres].
     #[arg(long, value_name = "URL")]
     pub postgres_url: Option<String>,

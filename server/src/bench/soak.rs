@@ -1,15 +1,17 @@
 //! `soak`: the notify workload held at one rate for long (10 minutes by default), measured in
 //! windows (a minute each), to show whether the server stays where it started.
 //!
-//! Each window prints one line as it ends: notifications delivered per second, their latency
-//! (p50, p99, p99.9 over the window alone), the notifications outstanding (published, not yet
-//! received), the bytes the server wrote per delivered notification, the SQLite files' sizes and
-//! the server's RSS. The run *falls behind* when the outstanding notifications grew in two
+//! Each window prints one line as it ends: events published (acknowledged) and notifications
+//! delivered per second, their latency (p50, p99, p99.9 over the window alone), the
+//! notifications outstanding (published, not yet received), the bytes the server wrote per
+//! published event, the SQLite files' sizes and the server's RSS. (Per published event, not per
+//! delivered notification: while a run falls behind or catches up, those differ, and the bytes
+//! are the events'.) The run *falls behind* when the outstanding notifications grew in two
 //! windows in a row and stand at more than one second of sends at the end of the second one:
 //! then `eventbus bench` exits non-zero, as it does when a notification never arrived.
 //!
 //! With `--postgres-url` (or an in-process server on Postgres), each line also gives the
-//! Postgres WAL written per delivered notification (`pg_current_wal_lsn` at the window's ends:
+//! Postgres WAL written per published event (`pg_current_wal_lsn` at the window's ends:
 //! the whole cluster's WAL, so other databases' writes count too) and the database's size.
 //!
 //! Hazard: the last, partial window (the drain after the last send) is not reported.
@@ -53,7 +55,7 @@ pub struct PgWatch {
 /// What a window saw of Postgres.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct PgWindow {
-    /// WAL bytes the cluster wrote during the window, per delivered notification.
+    /// WAL bytes the cluster wrote during the window, per published event.
     pub wal_bytes_per_event: u64,
     /// Size of the database at the window's end.
     pub database_bytes: u64,
@@ -87,6 +89,8 @@ pub struct Window {
     /// 1 for the first window.
     pub index: usize,
     pub seconds: f64,
+    /// Publishes acknowledged per second.
+    pub published_per_second: f64,
     pub delivered_per_second: f64,
     pub latency: Latency,
     /// Published but not yet received at the window's end.
@@ -146,6 +150,7 @@ pub async fn windows(
     let mut before = meter.sample();
     let mut pg_before = PgWatch::sample(&mut postgres).await;
     let mut received_before = counters.received.load(Ordering::Relaxed);
+    let mut published_before = counters.published.load(Ordering::Relaxed);
     let start = tokio::time::Instant::now() + printing.period;
     let mut tick = tokio::time::interval_at(start, printing.period);
     loop {
@@ -156,6 +161,8 @@ pub async fn windows(
         let after = meter.sample();
         let received = counters.received.load(Ordering::Relaxed);
         let delivered = received - received_before;
+        let published_total = counters.published.load(Ordering::Relaxed);
+        let published = published_total.saturating_sub(published_before);
         let latency = match latencies.lock() {
             Ok(mut h) => {
                 let l = Latency::of(&h);
@@ -167,17 +174,18 @@ pub async fn windows(
         let seconds = after.at.saturating_duration_since(before.at).as_secs_f64();
         let pg_after = PgWatch::sample(&mut postgres).await;
         let pg_window = pg_before.zip(pg_after).map(|((wal_before, _), (wal_after, size))| PgWindow {
-            wal_bytes_per_event: wal_after.saturating_sub(wal_before) / delivered.max(1),
+            wal_bytes_per_event: wal_after.saturating_sub(wal_before) / published.max(1),
             database_bytes: size,
         });
         pg_before = pg_after;
         let window = Window {
             index: done.len() + 1,
             seconds,
+            published_per_second: published as f64 / seconds.max(1e-9),
             delivered_per_second: delivered as f64 / seconds.max(1e-9),
             latency,
-            outstanding: counters.published.load(Ordering::Relaxed).saturating_sub(received),
-            resources: Resources::between(&before, &after, delivered),
+            outstanding: published_total.saturating_sub(received),
+            resources: Resources::between(&before, &after, published),
             postgres: pg_window,
         };
         let line = line(&window);
@@ -187,7 +195,7 @@ pub async fn windows(
             eprintln!("{line}");
         }
         done.push(window);
-        (before, received_before) = (after, received);
+        (before, received_before, published_before) = (after, received, published_total);
     }
     done
 }
@@ -203,8 +211,9 @@ pub fn line(w: &Window) -> String {
         )
     });
     format!(
-        "  window {:>3}  delivered {}/s  p50 {}  p99 {}  p99.9 {}  outstanding {}  {}  rss {}{postgres}",
+        "  window {:>3}  published {}/s  delivered {}/s  p50 {}  p99 {}  p99.9 {}  outstanding {}  {}  rss {}{postgres}",
         w.index,
+        report::rate(w.published_per_second),
         report::rate(w.delivered_per_second),
         report::micros(l.p50_us),
         report::micros(l.p99_us),
@@ -235,7 +244,8 @@ mod tests {
         Window {
             index: 0,
             seconds: 60.0,
-            delivered_per_second: 5000.0,
+            published_per_second: 5000.0,
+            delivered_per_second: 4000.0,
             latency: Latency::default(),
             outstanding,
             resources: Resources::default(),
@@ -257,7 +267,11 @@ mod tests {
     #[test]
     fn a_line_ends_with_postgres_when_watched() {
         let mut w = window(3);
-        assert!(line(&w).ends_with("outstanding 3  written n/a  rss n/a"), "{}", line(&w));
+        assert_eq!(
+            line(&w),
+            "  window   0  published 5,000/s  delivered 4,000/s  p50 0us  p99 0us  p99.9 0us  outstanding 3  \
+             written n/a  rss n/a"
+        );
         w.postgres = Some(PgWindow { wal_bytes_per_event: 1_870, database_bytes: 3 << 20 });
         assert!(line(&w).ends_with("rss n/a  postgres wal 1.9 kB/event, db 3.0 MiB"), "{}", line(&w));
     }
