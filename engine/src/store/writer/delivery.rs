@@ -596,3 +596,43 @@ pub(super) async fn next_notification_seq(tx: &mut Tx, b: &Batch, ns: &str) -> R
 pub(crate) fn group_not_found(group: &str) -> Error {
     Error::NotFound(format!("consumer group {group:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conn::Conn;
+    use crate::store::consume::Slots;
+    use crate::store::{Durability, StoreConfig};
+
+    #[test]
+    fn only_deliveries_made_due_end_the_skip_of_the_due_look() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
+        let path = dir.path().join("x.db");
+        let conn = Conn::sqlite(path.clone(), Durability::Relaxed, 64 << 20)?;
+        let config = StoreConfig::new(format!("sqlite://{}", path.display()));
+        let mut writer = Writer::new(conn, Slots::default(), config);
+        let key = ("ns".to_owned(), "g".to_owned());
+        writer.due_scans.insert(key.clone(), 1_000);
+
+        // A group behind on new notifications: its consumers are asked to claim, nothing was
+        // made due.
+        let mut backlog = Effects::default();
+        backlog.claims.insert(key.clone());
+        writer.forget_due_scans(&backlog);
+        assert_eq!(writer.due_scans.get(&key), Some(&1_000), "a backlog keeps the skip");
+
+        // A lease made in the group that ends before the skip shortens it.
+        let mut leased = Effects::default();
+        leased.lease_ends.insert(key.clone(), 400);
+        writer.forget_due_scans(&leased);
+        assert_eq!(writer.due_scans.get(&key), Some(&400), "the skip ends when the lease does");
+
+        // A nack, release, redrive or admin call ends it.
+        let mut nacked = Effects::default();
+        nacked.made_due("ns", "g");
+        assert!(nacked.claims.contains(&key), "consumers claim after a nack");
+        writer.forget_due_scans(&nacked);
+        assert_eq!(writer.due_scans.get(&key), None, "a nack ends the skip");
+        Ok(())
+    }
+}
