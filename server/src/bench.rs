@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::ValueEnum;
+use eventbus_engine::store::Backend;
 use prost::Message;
 use tonic::transport::{Certificate, ClientTlsConfig};
 
@@ -364,10 +365,14 @@ impl Bench<'_> {
     async fn soak(&self) -> anyhow::Result<WorkloadResult> {
         let (args, json) = (self.args, self.json);
         let settings = self.notify_settings(self.namespace("soak"), args.soak_rate, args.soak_duration);
-        let postgres_url =
-            args.postgres_url.as_deref().or(args.database_url.as_deref().filter(|u| u.starts_with("postgres")));
-        let postgres = match postgres_url {
-            Some(url) => Some(soak::PgWatch::connect(url).await.context("connecting to --postgres-url")?),
+        let in_process =
+            args.database_url.as_deref().filter(|u| Backend::from_url(u).is_ok_and(|b| b == Backend::Postgres));
+        let postgres = match args.postgres_url.as_deref().or(in_process) {
+            Some(url) => Some(
+                soak::PgWatch::connect(url)
+                    .await
+                    .context("connecting to the soak's Postgres (--postgres-url, else the --database-url)")?,
+            ),
             None => None,
         };
         if !json {
