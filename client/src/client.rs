@@ -8,7 +8,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
-    Error, Subscription,
+    Error, Publisher, Subscription,
     pb::{self, event_bus_service_client::EventBusServiceClient, token_service_client::TokenServiceClient},
     proto_time,
     subscription::SubscribeOptions,
@@ -230,6 +230,17 @@ impl Client {
         let request = pb::PublishRequest { namespace: namespace.into(), events: events.into_iter().collect() };
         let response = self.raw.clone().publish(self.request(request)).await?;
         Ok(response.into_inner().results)
+    }
+
+    /// Opens a [`Publisher`]: one PublishStream call on which many publishes can be in flight,
+    /// the fast way to publish many events. The call carries the trace context current now.
+    pub async fn publisher(&self) -> Result<Publisher, Error> {
+        let mut raw = self.raw.clone();
+        Publisher::open(|requests| {
+            let request = self.request(requests);
+            async move { raw.publish_stream(request).await }
+        })
+        .await
     }
 
     /// Registers a listener in `namespace` and returns it with its id.

@@ -39,6 +39,7 @@ mod error;
 mod event;
 mod listener;
 mod proto_time;
+mod publisher;
 mod subscription;
 pub mod trace;
 
@@ -46,6 +47,7 @@ pub use client::{BearerToken, Client, ListenerQuery, RawClient, Registration, To
 pub use error::Error;
 pub use event::{AttributeValue, CloudEventBuilder, SPEC_VERSION};
 pub use listener::ListenerSpecBuilder;
+pub use publisher::Publisher;
 pub use subscription::{Backoff, Delivery, StartPosition, SubscribeOptions, Subscription};
 /// The TLS settings of [`Client::connect_tls`]: CA certificates to trust and, for mutual TLS,
 /// the client's certificate and key (all PEM).

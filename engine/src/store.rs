@@ -161,17 +161,20 @@ impl Store {
     /// answered within the database timeout. The writer skips a command whose caller stopped
     /// waiting before it began.
     async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
-        let (sender, rx) = oneshot::channel();
-        let asked = async {
-            self.inner
-                .commands
-                .send(command(Reply::new(sender)))
-                .await
-                .map_err(|_| Error::Internal("store writer stopped".into()))?;
-            rx.await.map_err(|_| Error::Internal("store writer dropped a command".into()))?
-        };
+        self.queue(command).await?.outcome().await
+    }
+
+    /// Puts a command in the writer's queue (waiting for room, within the database timeout) and
+    /// returns the wait for its answer, bound by the same timeout.
+    async fn queue<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<Pending<T>> {
         let timeout = self.inner.config.database_timeout;
-        tokio::time::timeout(timeout, asked).await.unwrap_or_else(|_| Err(no_answer(timeout)))
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (sender, answer) = oneshot::channel();
+        match tokio::time::timeout_at(deadline, self.inner.commands.send(command(Reply::new(sender)))).await {
+            Err(_) => Err(no_answer(timeout)),
+            Ok(Err(_)) => Err(Error::Internal("store writer stopped".into())),
+            Ok(Ok(())) => Ok(Pending { answer, deadline, timeout }),
+        }
     }
 
     /// Runs `SELECT 1` on a connection of the read pool: `Unavailable` if the database cannot be
@@ -183,7 +186,14 @@ impl Store {
     /// Stores, sequences and evaluates events in one transaction (see the crate docs).
     /// Each event's `sequence`, `namespace` and `received_at` are assigned here.
     pub async fn publish(&self, namespace: &str, events: Vec<Event>) -> Result<Vec<Published>> {
-        self.call(|reply| Command::Publish { namespace: namespace.to_owned(), events, reply }).await
+        self.queue_publish(namespace, events).await?.outcome().await
+    }
+
+    /// Publishes like [`Store::publish`], in two steps: this takes the batch's place in the
+    /// writer's queue, and the returned [`Pending`] waits for its outcome. Batches queued one
+    /// after another get their sequences in that order, however their outcomes are awaited.
+    pub async fn queue_publish(&self, namespace: &str, events: Vec<Event>) -> Result<Pending<Vec<Published>>> {
+        self.queue(|reply| Command::Publish { namespace: namespace.to_owned(), events, reply }).await
     }
 
     /// Registers a listener. With a `request_id`, a retry returns the listener registered
@@ -437,6 +447,26 @@ impl Store {
 }
 
 /// The error of a call the database did not answer within the database timeout.
+/// The answer to come of a command in the writer's queue ([`Store::queue_publish`]).
+#[derive(Debug)]
+pub struct Pending<T> {
+    answer: oneshot::Receiver<Result<T>>,
+    /// When the command's database timeout ends (counted from its queueing).
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl<T> Pending<T> {
+    /// Waits for the command's outcome; `Unavailable` once the database timeout has passed.
+    pub async fn outcome(self) -> Result<T> {
+        match tokio::time::timeout_at(self.deadline, self.answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(Error::Internal("store writer dropped a command".into())),
+            Err(_) => Err(no_answer(self.timeout)),
+        }
+    }
+}
+
 fn no_answer(timeout: Duration) -> Error {
     Error::Unavailable(format!("no answer from the database within {timeout:?}").into())
 }

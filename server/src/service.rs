@@ -28,6 +28,7 @@ use crate::subscribe;
 use crate::telemetry::trace;
 
 mod admin;
+mod publish_stream;
 mod replay;
 mod tokens;
 
@@ -65,6 +66,16 @@ pub fn trace_of_headers(headers: &http::HeaderMap) -> TraceContext {
     }
 }
 
+/// The response of a publish: each event's sequence, and whether it was a duplicate.
+fn publish_response(published: Vec<eventbus_engine::store::Published>) -> pb::PublishResponse {
+    pb::PublishResponse {
+        results: published
+            .into_iter()
+            .map(|p| pb::PublishResult { sequence: p.sequence, duplicate: p.duplicate })
+            .collect(),
+    }
+}
+
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 impl EventBus {
@@ -82,9 +93,46 @@ impl EventBus {
     ) -> Result<pb::PublishResponse, ApiError> {
         let started = Instant::now();
         let events = req.events.len() as u64;
-        let result = self.publish_events(req, trace).await;
+        let span = self.config.traces.then(tracing::Span::current);
+        let result = match self.publish_checked(req, &trace, span.as_ref()) {
+            Ok((namespace, events)) => self.store.publish(&namespace, events).await.map(publish_response).map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
+        self.count_publish(&result, events, started);
+        result
+    }
+
+    /// Checks a publish request and returns its namespace and events, each event with its trace
+    /// context: its own, else the call's; with traces on (`span`, the publish span), the
+    /// publish span's, the contexts the events carried becoming its links.
+    fn publish_checked(
+        &self,
+        req: pb::PublishRequest,
+        call: &TraceContext,
+        span: Option<&tracing::Span>,
+    ) -> Result<(String, Vec<eventbus_engine::Event>), ApiError> {
+        let Publish { namespace, mut events } = self.checked(req)?;
+        for e in events.iter_mut().filter(|e| e.trace.is_empty()) {
+            e.trace = call.clone();
+        }
+        if let Some(span) = span {
+            // Triggers are children of the publish span.
+            let carried: Vec<TraceContext> = events.iter().map(|e| e.trace.clone()).collect();
+            trace::annotate_publish(span, &namespace, events.len(), &carried);
+            let publish = trace::of_span(span);
+            if !publish.is_empty() {
+                for e in &mut events {
+                    e.trace = publish.clone();
+                }
+            }
+        }
+        Ok((namespace, events))
+    }
+
+    /// Counts a publish of `events` events in the metrics.
+    fn count_publish(&self, result: &Result<pb::PublishResponse, ApiError>, events: u64, started: Instant) {
         let m = &self.metrics;
-        match &result {
+        match result {
             Ok(r) => {
                 let duplicates = r.results.iter().filter(|p| p.duplicate).count() as u64;
                 m.events_published.inc_by(events - duplicates);
@@ -95,39 +143,6 @@ impl EventBus {
             }
         }
         m.publish_seconds.observe(started.elapsed().as_secs_f64());
-        result
-    }
-
-    async fn publish_events(
-        &self,
-        req: pb::PublishRequest,
-        call: TraceContext,
-    ) -> Result<pb::PublishResponse, ApiError> {
-        let Publish { namespace, mut events } = self.checked(req)?;
-        // An event without a valid traceparent of its own is recorded with the call's.
-        for e in events.iter_mut().filter(|e| e.trace.is_empty()) {
-            e.trace = call.clone();
-        }
-        if self.config.traces {
-            // Triggers are children of the publish span; contexts the events carried themselves
-            // become links of it.
-            let span = tracing::Span::current();
-            let carried: Vec<TraceContext> = events.iter().map(|e| e.trace.clone()).collect();
-            trace::annotate_publish(&span, &namespace, events.len(), &carried);
-            let publish = trace::of_span(&span);
-            if !publish.is_empty() {
-                for e in &mut events {
-                    e.trace = publish.clone();
-                }
-            }
-        }
-        let published = self.store.publish(&namespace, events).await?;
-        Ok(pb::PublishResponse {
-            results: published
-                .into_iter()
-                .map(|p| pb::PublishResult { sequence: p.sequence, duplicate: p.duplicate })
-                .collect(),
-        })
     }
 
     async fn register_inner(
@@ -257,6 +272,17 @@ impl EventBusService for EventBus {
             trace::annotate_principal(&tracing::Span::current(), &principal.name);
         }
         Ok(Response::new(self.publish_inner(req.into_inner(), trace).await?))
+    }
+
+    type PublishStreamStream = publish_stream::PublishStream;
+
+    async fn publish_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::PublishStreamRequest>>,
+    ) -> Result<Response<Self::PublishStreamStream>, Status> {
+        let call = trace_of(req.metadata());
+        let principal = req.extensions().get::<Principal>().cloned();
+        Ok(Response::new(self.publish_stream_inner(req.into_inner(), principal, call)))
     }
 
     async fn register_listener(

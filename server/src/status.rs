@@ -96,6 +96,22 @@ fn engine_status(e: Error) -> Status {
     }
 }
 
+/// The error of one message of a PublishStream: the code, message and field violations of the
+/// status a Publish call would have ended with.
+pub fn publish_error(e: ApiError) -> eventbus_client::pb::PublishError {
+    let status = Status::from(e);
+    let field_violations = status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| eventbus_client::pb::FieldViolation { field: v.field, description: v.description })
+                .collect()
+        })
+        .unwrap_or_default();
+    eventbus_client::pb::PublishError { code: status.code() as i32, message: status.message().to_owned(), field_violations }
+}
+
 /// Logs an internal error in full and returns the status that says nothing of it.
 fn internal(e: &dyn std::fmt::Debug) -> Status {
     tracing::error!(error = ?e, "internal error");
@@ -181,18 +197,26 @@ where
 
 fn request_fault_status<B>(mut response: http::Response<B>) -> http::Response<B> {
     let Some(status) = Status::from_header_map(response.headers()) else { return response };
-    let replaced = match status.code() {
-        Code::OutOfRange => Status::resource_exhausted(status.message().to_owned()),
-        Code::Internal if status.message() != INTERNAL_MESSAGE => {
-            tracing::debug!(error = status.message(), "request body did not decode");
-            Status::invalid_argument(MALFORMED)
-        }
-        _ => return response,
-    };
+    let Some(replaced) = request_fault(&status) else { return response };
     let headers = response.headers_mut();
     headers.remove("grpc-status-details-bin");
     let _ = replaced.add_header(headers);
     response
+}
+
+/// The status that tonic's `status` of reading a request message stands for: a message over the
+/// size limit is RESOURCE_EXHAUSTED, one that does not decode INVALID_ARGUMENT without the
+/// decoder's text; `None` for any other status (for the stream of a streaming call, a client
+/// that went away).
+pub fn request_fault(status: &Status) -> Option<Status> {
+    match status.code() {
+        Code::OutOfRange => Some(Status::resource_exhausted(status.message().to_owned())),
+        Code::Internal if status.message() != INTERNAL_MESSAGE => {
+            tracing::debug!(error = status.message(), "request body did not decode");
+            Some(Status::invalid_argument(MALFORMED))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

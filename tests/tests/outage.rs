@@ -110,10 +110,16 @@ async fn calls_answer_unavailable_within_the_timeout_and_health_follows_the_data
     let mut health = watch_health(&s).await;
     assert_eq!(next_status(WAIT, "the first health status", &mut health).await, ServingStatus::Serving);
 
+    let publisher = c.publisher().await.unwrap();
     proxy.cut().await;
     let mut raw = c.raw();
     unavailable_in_time("publish", async {
         c.publish("ns", [event("a", "3")]).await.map_err(|e| e.status().unwrap().clone())
+    })
+    .await;
+    // A PublishStream message answers UNAVAILABLE, and its call goes on (below).
+    unavailable_in_time("a PublishStream message", async {
+        publisher.publish("ns", [event("a", "3")]).await.map_err(|e| e.status().unwrap().clone())
     })
     .await;
     unavailable_in_time("ack", async { c.ack("ns", "g", [1]).await.map_err(|e| e.status().unwrap().clone()) }).await;
@@ -143,8 +149,10 @@ async fn calls_answer_unavailable_within_the_timeout_and_health_follows_the_data
     // SERVING means the database answered: calls work again, with nothing lost.
     let after = c.publish("ns", [event("a", "3")]).await.unwrap();
     assert_eq!((after[0].sequence, after[0].duplicate), (3, false), "the failed publishes stored nothing");
+    let streamed = publisher.publish("ns", [event("a", "4")]).await.unwrap();
+    assert_eq!((streamed[0].sequence, streamed[0].duplicate), (4, false), "the stream outlived the outage");
     let ids: Vec<_> = stored(&s, "ns").await.into_values().collect();
-    assert_eq!(ids, ["1", "2", "3"], "the events acknowledged before the outage are intact");
+    assert_eq!(ids, ["1", "2", "3", "4"], "the events acknowledged before the outage are intact");
     let d = delivery_within(Duration::from_secs(30), "the reconnecting subscription to deliver", &mut sub).await;
     assert_eq!(
         (d.notification().sequence, d.notification().attempt),

@@ -32,8 +32,9 @@ struct Fixture {
 
 /// Every RPC of both services, in the order the right grant calls them, with the code the right
 /// grant gets on the fixture (one call may depend on the one before: Subscribe makes "g" again).
-const RPCS: [(&str, &str, Code); 26] = [
+const RPCS: [(&str, &str, Code); 27] = [
     ("EventBusService", "Publish", Code::Ok),
+    ("EventBusService", "PublishStream", Code::Ok),
     ("EventBusService", "RegisterListener", Code::Ok),
     ("EventBusService", "GetListener", Code::Ok),
     ("EventBusService", "ListListeners", Code::Ok),
@@ -76,6 +77,12 @@ async fn bus_call(client: &Client, fx: &Fixture, method: &str) -> Result<(), Sta
     let group = || "g".to_owned();
     match method {
         "Publish" => raw.publish(pb::PublishRequest { namespace: ns(), events: vec![event("a", "x")] }).await.map(drop),
+        // The call needs the role somewhere; its message, the role on "ns".
+        "PublishStream" => {
+            let status = |e: eventbus_client::Error| e.status().cloned().unwrap();
+            let publisher = client.publisher().await.map_err(status)?;
+            publisher.publish(ns(), [event("a", "y")]).await.map(drop).map_err(status)
+        }
         "RegisterListener" => {
             let listener = Some(ListenerSpecBuilder::start("wf2").one("never").into());
             raw.register_listener(pb::RegisterListenerRequest { namespace: ns(), listener, ..Default::default() })
@@ -239,7 +246,9 @@ fn lesser(role: Role) -> Role {
 /// role elsewhere.
 fn grants(service: &str, method: &str) -> [(Role, &'static str); 3] {
     match requirement(&format!("/eventbus.v1.{service}/{method}")) {
-        Some(Requirement::Namespace(role)) => [(role, "ns"), (lesser(role), "ns"), (role, "other")],
+        Some(Requirement::Namespace(role) | Requirement::EachMessage(role)) => {
+            [(role, "ns"), (lesser(role), "ns"), (role, "other")]
+        }
         Some(Requirement::Server(role)) => [(role, "*"), (lesser(role), "*"), (role, "ns")],
         other => panic!("{service}/{method} needs {other:?}"),
     }

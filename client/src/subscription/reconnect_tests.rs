@@ -77,6 +77,15 @@ impl EventBusService for Fake {
         Err(Status::unimplemented("fake"))
     }
 
+    type PublishStreamStream = BoxStream<'static, Result<pb::PublishStreamResponse, Status>>;
+
+    async fn publish_stream(
+        &self,
+        _: Request<tonic::Streaming<pb::PublishStreamRequest>>,
+    ) -> Result<Response<Self::PublishStreamStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn register_listener(
         &self,
         _: Request<pb::RegisterListenerRequest>,

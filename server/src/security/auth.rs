@@ -11,7 +11,9 @@
 //!   file maps the certificate's name to grants ([`super::certificates`]).
 //! - For a namespaced method the layer reads the namespace from the request message itself
 //!   (field 1) and hands the handler the same bytes, unless the caller's grants cover every
-//!   namespace for that role.
+//!   namespace for that role. A stream of requests (PublishStream) is not read here: the layer
+//!   lets through a caller with the role on some namespace, and the handler checks each message
+//!   ([`Principal::may_as`]) and reports its refusals with [`refused_message`].
 //! - Every refusal is logged once, with the principal, namespace, method and reason (never the
 //!   secret), and counted in `eventbus_auth_failures_total{reason}`. The handler finds the
 //!   caller's [`Principal`] in the request extensions.
@@ -191,6 +193,14 @@ impl Auth {
         self.metrics.auth_refused(refusal.reason());
         refusal.error()
     }
+}
+
+/// Logs and counts the refusal of one message of a stream by its handler, as the layer does for
+/// a call (`eventbus_auth_failures_total{reason="denied"}`); returns the error to answer it with.
+pub fn refused_message(metrics: &Metrics, principal: &str, method: &str, namespace: &str) -> ApiError {
+    tracing::info!(principal, namespace, method, reason = Refusal::Denied.reason(), "message refused");
+    metrics.auth_refused(Refusal::Denied.reason());
+    ApiError::PermissionDenied("the token does not allow publishing to this message's namespace")
 }
 
 /// Returns the message of a gRPC request body: one uncompressed length-prefixed message.

@@ -80,13 +80,18 @@ pub enum Requirement {
     Namespace(Role),
     /// The role on every namespace (`*`): calls that span the server, such as token management.
     Server(Role),
+    /// A stream of requests, each needing the role on its own namespace (its field 1): the call
+    /// needs the role somewhere, and its handler checks each message
+    /// ([`crate::security::auth::Principal::may_as`]).
+    EachMessage(Role),
 }
 
-use Requirement::{Namespace, Server};
+use Requirement::{EachMessage, Namespace, Server};
 
 /// The requirement of every method of the eventbus services, by method path.
 pub const METHODS: &[(&str, Requirement)] = &[
     ("/eventbus.v1.EventBusService/Publish", Namespace(Role::Publisher)),
+    ("/eventbus.v1.EventBusService/PublishStream", EachMessage(Role::Publisher)),
     ("/eventbus.v1.EventBusService/GetEvent", Namespace(Role::Reader)),
     ("/eventbus.v1.EventBusService/ListEvents", Namespace(Role::Reader)),
     ("/eventbus.v1.EventBusService/GetListener", Namespace(Role::Reader)),
@@ -146,6 +151,8 @@ impl Grant {
             Requirement::Open => true,
             Requirement::Namespace(role) => self.role.includes(role) && self.covers(namespace),
             Requirement::Server(role) => self.role.includes(role) && self.namespaces == "*",
+            // Somewhere: each message is checked against its own namespace.
+            Requirement::EachMessage(role) => self.role.includes(role),
         }
     }
 

@@ -238,6 +238,25 @@ fn rpc_span<B>(req: &http::Request<B>) -> Span {
     span
 }
 
+/// Returns the `publish` span of one message of a PublishStream call, child of the call's W3C
+/// context (`call`, from its metadata): a span per message, as a Publish call has.
+pub fn stream_publish_span(call: &TraceContext) -> Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = "eventbus.v1.EventBusService",
+        rpc.method = "PublishStream",
+        messaging.system = SYSTEM,
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+    );
+    if !call.is_empty() {
+        let _ = span.set_parent(context_of(call));
+    }
+    span
+}
+
 /// Returns the `publish` span of a request to the HTTP ingress, child of the request's W3C
 /// context (its `traceparent` and `tracestate` headers).
 pub fn http_publish_span(headers: &http::HeaderMap) -> Span {

@@ -236,6 +236,278 @@ func (x *PublishResponse) GetResults() []*PublishResult {
 	return nil
 }
 
+// PublishStreamRequest is one message of EventBusService.PublishStream: a Publish.
+type PublishStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's name for this message, echoed in its response; any value (the server does not
+	// look at it).
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The batch to publish, as a Publish call's request.
+	Publish       *PublishRequest `protobuf:"bytes,2,opt,name=publish,proto3" json:"publish,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishStreamRequest) Reset() {
+	*x = PublishStreamRequest{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishStreamRequest) ProtoMessage() {}
+
+func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishStreamRequest.ProtoReflect.Descriptor instead.
+func (*PublishStreamRequest) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PublishStreamRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PublishStreamRequest) GetPublish() *PublishRequest {
+	if x != nil {
+		return x.Publish
+	}
+	return nil
+}
+
+// PublishStreamResponse answers one PublishStreamRequest, in request order.
+type PublishStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `id` of the request message answered.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// What a Publish of the same request would have returned.
+	//
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*PublishStreamResponse_Published
+	//	*PublishStreamResponse_Error
+	Outcome       isPublishStreamResponse_Outcome `protobuf_oneof:"outcome"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishStreamResponse) Reset() {
+	*x = PublishStreamResponse{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishStreamResponse) ProtoMessage() {}
+
+func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishStreamResponse.ProtoReflect.Descriptor instead.
+func (*PublishStreamResponse) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PublishStreamResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PublishStreamResponse) GetOutcome() isPublishStreamResponse_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *PublishStreamResponse) GetPublished() *PublishResponse {
+	if x != nil {
+		if x, ok := x.Outcome.(*PublishStreamResponse_Published); ok {
+			return x.Published
+		}
+	}
+	return nil
+}
+
+func (x *PublishStreamResponse) GetError() *PublishError {
+	if x != nil {
+		if x, ok := x.Outcome.(*PublishStreamResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isPublishStreamResponse_Outcome interface {
+	isPublishStreamResponse_Outcome()
+}
+
+type PublishStreamResponse_Published struct {
+	// The batch was stored (or found to be duplicates); as Publish's response.
+	Published *PublishResponse `protobuf:"bytes,2,opt,name=published,proto3,oneof"`
+}
+
+type PublishStreamResponse_Error struct {
+	// The batch was refused or may not have been stored; nothing of a refused batch was stored.
+	Error *PublishError `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
+}
+
+func (*PublishStreamResponse_Published) isPublishStreamResponse_Outcome() {}
+
+func (*PublishStreamResponse_Error) isPublishStreamResponse_Outcome() {}
+
+// PublishError is the status a Publish of the same request would have ended with.
+type PublishError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC status code (google.rpc.Code), e.g. 3 for INVALID_ARGUMENT or 14 for UNAVAILABLE.
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The status message.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// For INVALID_ARGUMENT: the fields at fault, as the BadRequest detail of Publish names them
+	// (e.g. `events[3].source`).
+	FieldViolations []*FieldViolation `protobuf:"bytes,3,rep,name=field_violations,json=fieldViolations,proto3" json:"field_violations,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PublishError) Reset() {
+	*x = PublishError{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishError) ProtoMessage() {}
+
+func (x *PublishError) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishError.ProtoReflect.Descriptor instead.
+func (*PublishError) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PublishError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PublishError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PublishError) GetFieldViolations() []*FieldViolation {
+	if x != nil {
+		return x.FieldViolations
+	}
+	return nil
+}
+
+// FieldViolation names one bad field of a request and why.
+type FieldViolation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The path of the field, e.g. `events[0].attributes[time]`.
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// What is wrong with it.
+	Description   string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldViolation) Reset() {
+	*x = FieldViolation{}
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldViolation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldViolation) ProtoMessage() {}
+
+func (x *FieldViolation) ProtoReflect() protoreflect.Message {
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldViolation.ProtoReflect.Descriptor instead.
+func (*FieldViolation) Descriptor() ([]byte, []int) {
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FieldViolation) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FieldViolation) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // PublishResult is the outcome of publishing one event.
 type PublishResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -251,7 +523,7 @@ type PublishResult struct {
 
 func (x *PublishResult) Reset() {
 	*x = PublishResult{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[2]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +535,7 @@ func (x *PublishResult) String() string {
 func (*PublishResult) ProtoMessage() {}
 
 func (x *PublishResult) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[2]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +548,7 @@ func (x *PublishResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResult.ProtoReflect.Descriptor instead.
 func (*PublishResult) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{2}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PublishResult) GetSequence() uint64 {
@@ -320,7 +592,7 @@ type RegisterListenerRequest struct {
 
 func (x *RegisterListenerRequest) Reset() {
 	*x = RegisterListenerRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[3]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +604,7 @@ func (x *RegisterListenerRequest) String() string {
 func (*RegisterListenerRequest) ProtoMessage() {}
 
 func (x *RegisterListenerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[3]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +617,7 @@ func (x *RegisterListenerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterListenerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterListenerRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{3}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterListenerRequest) GetNamespace() string {
@@ -390,7 +662,7 @@ type RegisterListenerResponse struct {
 
 func (x *RegisterListenerResponse) Reset() {
 	*x = RegisterListenerResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[4]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +674,7 @@ func (x *RegisterListenerResponse) String() string {
 func (*RegisterListenerResponse) ProtoMessage() {}
 
 func (x *RegisterListenerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[4]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +687,7 @@ func (x *RegisterListenerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterListenerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterListenerResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{4}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RegisterListenerResponse) GetListener() *Listener {
@@ -449,7 +721,7 @@ type GetListenerRequest struct {
 
 func (x *GetListenerRequest) Reset() {
 	*x = GetListenerRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[5]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +733,7 @@ func (x *GetListenerRequest) String() string {
 func (*GetListenerRequest) ProtoMessage() {}
 
 func (x *GetListenerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[5]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +746,7 @@ func (x *GetListenerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetListenerRequest.ProtoReflect.Descriptor instead.
 func (*GetListenerRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{5}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetListenerRequest) GetNamespace() string {
@@ -516,7 +788,7 @@ type GetListenerResponse struct {
 
 func (x *GetListenerResponse) Reset() {
 	*x = GetListenerResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[6]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +800,7 @@ func (x *GetListenerResponse) String() string {
 func (*GetListenerResponse) ProtoMessage() {}
 
 func (x *GetListenerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[6]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +813,7 @@ func (x *GetListenerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetListenerResponse.ProtoReflect.Descriptor instead.
 func (*GetListenerResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{6}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetListenerResponse) GetListener() *Listener {
@@ -592,7 +864,7 @@ type ListListenersRequest struct {
 
 func (x *ListListenersRequest) Reset() {
 	*x = ListListenersRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[7]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +876,7 @@ func (x *ListListenersRequest) String() string {
 func (*ListListenersRequest) ProtoMessage() {}
 
 func (x *ListListenersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[7]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +889,7 @@ func (x *ListListenersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListListenersRequest.ProtoReflect.Descriptor instead.
 func (*ListListenersRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{7}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListListenersRequest) GetNamespace() string {
@@ -682,7 +954,7 @@ type ListListenersResponse struct {
 
 func (x *ListListenersResponse) Reset() {
 	*x = ListListenersResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[8]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +966,7 @@ func (x *ListListenersResponse) String() string {
 func (*ListListenersResponse) ProtoMessage() {}
 
 func (x *ListListenersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[8]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +979,7 @@ func (x *ListListenersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListListenersResponse.ProtoReflect.Descriptor instead.
 func (*ListListenersResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{8}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListListenersResponse) GetListeners() []*Listener {
@@ -738,7 +1010,7 @@ type DeleteListenerRequest struct {
 
 func (x *DeleteListenerRequest) Reset() {
 	*x = DeleteListenerRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[9]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +1022,7 @@ func (x *DeleteListenerRequest) String() string {
 func (*DeleteListenerRequest) ProtoMessage() {}
 
 func (x *DeleteListenerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[9]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +1035,7 @@ func (x *DeleteListenerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteListenerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteListenerRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{9}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteListenerRequest) GetNamespace() string {
@@ -789,7 +1061,7 @@ type DeleteListenerResponse struct {
 
 func (x *DeleteListenerResponse) Reset() {
 	*x = DeleteListenerResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[10]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +1073,7 @@ func (x *DeleteListenerResponse) String() string {
 func (*DeleteListenerResponse) ProtoMessage() {}
 
 func (x *DeleteListenerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[10]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +1086,7 @@ func (x *DeleteListenerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteListenerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteListenerResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{10}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{14}
 }
 
 // DeleteListenersRequest is the request of EventBusService.DeleteListeners.
@@ -836,7 +1108,7 @@ type DeleteListenersRequest struct {
 
 func (x *DeleteListenersRequest) Reset() {
 	*x = DeleteListenersRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[11]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +1120,7 @@ func (x *DeleteListenersRequest) String() string {
 func (*DeleteListenersRequest) ProtoMessage() {}
 
 func (x *DeleteListenersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[11]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1133,7 @@ func (x *DeleteListenersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteListenersRequest.ProtoReflect.Descriptor instead.
 func (*DeleteListenersRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{11}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteListenersRequest) GetNamespace() string {
@@ -925,7 +1197,7 @@ type DeleteListenersResponse struct {
 
 func (x *DeleteListenersResponse) Reset() {
 	*x = DeleteListenersResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[12]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1209,7 @@ func (x *DeleteListenersResponse) String() string {
 func (*DeleteListenersResponse) ProtoMessage() {}
 
 func (x *DeleteListenersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[12]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1222,7 @@ func (x *DeleteListenersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteListenersResponse.ProtoReflect.Descriptor instead.
 func (*DeleteListenersResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{12}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteListenersResponse) GetDeletedCount() uint64 {
@@ -1000,7 +1272,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[13]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1284,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[13]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1297,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{13}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubscribeRequest) GetNamespace() string {
@@ -1107,7 +1379,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[14]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1391,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[14]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1404,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{14}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubscribeResponse) GetMessage() isSubscribeResponse_Message {
@@ -1189,7 +1461,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[15]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1473,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[15]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1486,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{15}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Keepalive) GetServerTime() *timestamppb.Timestamp {
@@ -1241,7 +1513,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[16]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1525,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[16]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1538,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{16}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AckRequest) GetNamespace() string {
@@ -1302,7 +1574,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[17]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1586,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[17]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1599,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{17}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AckResponse) GetAckedCount() uint32 {
@@ -1359,7 +1631,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[18]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1643,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[18]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1656,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{18}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NackRequest) GetNamespace() string {
@@ -1433,7 +1705,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[19]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1717,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[19]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1730,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{19}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NackResponse) GetDeadLettered() bool {
@@ -1490,7 +1762,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[20]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1774,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[20]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1787,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{20}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDeadLettersRequest) GetNamespace() string {
@@ -1559,7 +1831,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[21]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1843,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[21]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1856,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{21}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -1618,7 +1890,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[22]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1902,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[22]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1915,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{22}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RedriveDeadLettersRequest) GetNamespace() string {
@@ -1678,7 +1950,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[23]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1962,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[23]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1975,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{23}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RedriveDeadLettersResponse) GetRedrivenCount() uint64 {
@@ -1731,7 +2003,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[24]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2015,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[24]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2028,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{24}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetEventRequest) GetNamespace() string {
@@ -1820,7 +2092,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[25]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +2104,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[25]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +2117,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{25}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetEventResponse) GetEvent() *StoredEvent {
@@ -1889,7 +2161,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[26]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2173,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[26]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2186,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{26}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListEventsRequest) GetNamespace() string {
@@ -1994,7 +2266,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[27]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2278,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[27]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2291,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{27}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2052,7 +2324,7 @@ type EventPosition struct {
 
 func (x *EventPosition) Reset() {
 	*x = EventPosition{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[28]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2336,7 @@ func (x *EventPosition) String() string {
 func (*EventPosition) ProtoMessage() {}
 
 func (x *EventPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[28]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2349,7 @@ func (x *EventPosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventPosition.ProtoReflect.Descriptor instead.
 func (*EventPosition) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{28}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EventPosition) GetPosition() isEventPosition_Position {
@@ -2137,7 +2409,7 @@ type EventRange struct {
 
 func (x *EventRange) Reset() {
 	*x = EventRange{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[29]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2421,7 @@ func (x *EventRange) String() string {
 func (*EventRange) ProtoMessage() {}
 
 func (x *EventRange) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[29]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2434,7 @@ func (x *EventRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventRange.ProtoReflect.Descriptor instead.
 func (*EventRange) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{29}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EventRange) GetStart() *EventPosition {
@@ -2208,7 +2480,7 @@ type ExplainListenerRequest struct {
 
 func (x *ExplainListenerRequest) Reset() {
 	*x = ExplainListenerRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[30]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2492,7 @@ func (x *ExplainListenerRequest) String() string {
 func (*ExplainListenerRequest) ProtoMessage() {}
 
 func (x *ExplainListenerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[30]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2505,7 @@ func (x *ExplainListenerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainListenerRequest.ProtoReflect.Descriptor instead.
 func (*ExplainListenerRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{30}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExplainListenerRequest) GetNamespace() string {
@@ -2336,7 +2608,7 @@ type ExplainListenerResponse struct {
 
 func (x *ExplainListenerResponse) Reset() {
 	*x = ExplainListenerResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[31]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2620,7 @@ func (x *ExplainListenerResponse) String() string {
 func (*ExplainListenerResponse) ProtoMessage() {}
 
 func (x *ExplainListenerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[31]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2633,7 @@ func (x *ExplainListenerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainListenerResponse.ProtoReflect.Descriptor instead.
 func (*ExplainListenerResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{31}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExplainListenerResponse) GetExplanations() []*EventExplanation {
@@ -2417,7 +2689,7 @@ type EventExplanation struct {
 
 func (x *EventExplanation) Reset() {
 	*x = EventExplanation{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[32]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2701,7 @@ func (x *EventExplanation) String() string {
 func (*EventExplanation) ProtoMessage() {}
 
 func (x *EventExplanation) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[32]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2714,7 @@ func (x *EventExplanation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation.ProtoReflect.Descriptor instead.
 func (*EventExplanation) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EventExplanation) GetSequence() uint64 {
@@ -2693,7 +2965,7 @@ type ReplayEventsRequest struct {
 
 func (x *ReplayEventsRequest) Reset() {
 	*x = ReplayEventsRequest{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[33]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +2977,7 @@ func (x *ReplayEventsRequest) String() string {
 func (*ReplayEventsRequest) ProtoMessage() {}
 
 func (x *ReplayEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[33]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +2990,7 @@ func (x *ReplayEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayEventsRequest.ProtoReflect.Descriptor instead.
 func (*ReplayEventsRequest) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{33}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReplayEventsRequest) GetNamespace() string {
@@ -2788,7 +3060,7 @@ type ReplayEventsResponse struct {
 
 func (x *ReplayEventsResponse) Reset() {
 	*x = ReplayEventsResponse{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[34]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +3072,7 @@ func (x *ReplayEventsResponse) String() string {
 func (*ReplayEventsResponse) ProtoMessage() {}
 
 func (x *ReplayEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[34]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +3085,7 @@ func (x *ReplayEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayEventsResponse.ProtoReflect.Descriptor instead.
 func (*ReplayEventsResponse) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{34}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReplayEventsResponse) GetFires() []*ReplayedFire {
@@ -2868,7 +3140,7 @@ type ReplayedFire struct {
 
 func (x *ReplayedFire) Reset() {
 	*x = ReplayedFire{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[35]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3152,7 @@ func (x *ReplayedFire) String() string {
 func (*ReplayedFire) ProtoMessage() {}
 
 func (x *ReplayedFire) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[35]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3165,7 @@ func (x *ReplayedFire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayedFire.ProtoReflect.Descriptor instead.
 func (*ReplayedFire) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{35}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReplayedFire) GetFireId() string {
@@ -2958,7 +3230,7 @@ type EventExplanation_NamespaceMismatch struct {
 
 func (x *EventExplanation_NamespaceMismatch) Reset() {
 	*x = EventExplanation_NamespaceMismatch{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[36]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +3242,7 @@ func (x *EventExplanation_NamespaceMismatch) String() string {
 func (*EventExplanation_NamespaceMismatch) ProtoMessage() {}
 
 func (x *EventExplanation_NamespaceMismatch) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[36]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +3255,7 @@ func (x *EventExplanation_NamespaceMismatch) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use EventExplanation_NamespaceMismatch.ProtoReflect.Descriptor instead.
 func (*EventExplanation_NamespaceMismatch) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 0}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 0}
 }
 
 func (x *EventExplanation_NamespaceMismatch) GetListenerNamespace() string {
@@ -3011,7 +3283,7 @@ type EventExplanation_TypeNotListed struct {
 
 func (x *EventExplanation_TypeNotListed) Reset() {
 	*x = EventExplanation_TypeNotListed{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[37]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3023,7 +3295,7 @@ func (x *EventExplanation_TypeNotListed) String() string {
 func (*EventExplanation_TypeNotListed) ProtoMessage() {}
 
 func (x *EventExplanation_TypeNotListed) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[37]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3036,7 +3308,7 @@ func (x *EventExplanation_TypeNotListed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_TypeNotListed.ProtoReflect.Descriptor instead.
 func (*EventExplanation_TypeNotListed) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 1}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 1}
 }
 
 func (x *EventExplanation_TypeNotListed) GetType() string {
@@ -3057,7 +3329,7 @@ type EventExplanation_BeforeCreation struct {
 
 func (x *EventExplanation_BeforeCreation) Reset() {
 	*x = EventExplanation_BeforeCreation{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[38]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3341,7 @@ func (x *EventExplanation_BeforeCreation) String() string {
 func (*EventExplanation_BeforeCreation) ProtoMessage() {}
 
 func (x *EventExplanation_BeforeCreation) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[38]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3354,7 @@ func (x *EventExplanation_BeforeCreation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_BeforeCreation.ProtoReflect.Descriptor instead.
 func (*EventExplanation_BeforeCreation) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 2}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 2}
 }
 
 func (x *EventExplanation_BeforeCreation) GetCreateTime() *timestamppb.Timestamp {
@@ -3107,7 +3379,7 @@ type EventExplanation_Consumed struct {
 
 func (x *EventExplanation_Consumed) Reset() {
 	*x = EventExplanation_Consumed{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[39]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3391,7 @@ func (x *EventExplanation_Consumed) String() string {
 func (*EventExplanation_Consumed) ProtoMessage() {}
 
 func (x *EventExplanation_Consumed) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[39]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3404,7 @@ func (x *EventExplanation_Consumed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_Consumed.ProtoReflect.Descriptor instead.
 func (*EventExplanation_Consumed) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 3}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 3}
 }
 
 func (x *EventExplanation_Consumed) GetStatus() ListenerStatus {
@@ -3167,7 +3439,7 @@ type EventExplanation_Filtered struct {
 
 func (x *EventExplanation_Filtered) Reset() {
 	*x = EventExplanation_Filtered{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[40]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3451,7 @@ func (x *EventExplanation_Filtered) String() string {
 func (*EventExplanation_Filtered) ProtoMessage() {}
 
 func (x *EventExplanation_Filtered) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[40]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3464,7 @@ func (x *EventExplanation_Filtered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_Filtered.ProtoReflect.Descriptor instead.
 func (*EventExplanation_Filtered) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 4}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 4}
 }
 
 func (x *EventExplanation_Filtered) GetFailures() []*EventExplanation_FilterSetFailure {
@@ -3221,7 +3493,7 @@ type EventExplanation_FilterSetFailure struct {
 
 func (x *EventExplanation_FilterSetFailure) Reset() {
 	*x = EventExplanation_FilterSetFailure{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[41]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3233,7 +3505,7 @@ func (x *EventExplanation_FilterSetFailure) String() string {
 func (*EventExplanation_FilterSetFailure) ProtoMessage() {}
 
 func (x *EventExplanation_FilterSetFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[41]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3246,7 +3518,7 @@ func (x *EventExplanation_FilterSetFailure) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use EventExplanation_FilterSetFailure.ProtoReflect.Descriptor instead.
 func (*EventExplanation_FilterSetFailure) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 5}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 5}
 }
 
 func (x *EventExplanation_FilterSetFailure) GetFilterIndex() uint32 {
@@ -3332,7 +3604,7 @@ type EventExplanation_ClauseMismatch struct {
 
 func (x *EventExplanation_ClauseMismatch) Reset() {
 	*x = EventExplanation_ClauseMismatch{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[42]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3344,7 +3616,7 @@ func (x *EventExplanation_ClauseMismatch) String() string {
 func (*EventExplanation_ClauseMismatch) ProtoMessage() {}
 
 func (x *EventExplanation_ClauseMismatch) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[42]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3357,7 +3629,7 @@ func (x *EventExplanation_ClauseMismatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_ClauseMismatch.ProtoReflect.Descriptor instead.
 func (*EventExplanation_ClauseMismatch) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 6}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 6}
 }
 
 func (x *EventExplanation_ClauseMismatch) GetAttribute() string {
@@ -3394,7 +3666,7 @@ type EventExplanation_ConditionError struct {
 
 func (x *EventExplanation_ConditionError) Reset() {
 	*x = EventExplanation_ConditionError{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[43]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3678,7 @@ func (x *EventExplanation_ConditionError) String() string {
 func (*EventExplanation_ConditionError) ProtoMessage() {}
 
 func (x *EventExplanation_ConditionError) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[43]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3691,7 @@ func (x *EventExplanation_ConditionError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_ConditionError.ProtoReflect.Descriptor instead.
 func (*EventExplanation_ConditionError) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 7}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 7}
 }
 
 func (x *EventExplanation_ConditionError) GetCondition() string {
@@ -3447,7 +3719,7 @@ type EventExplanation_CorrelationMissing struct {
 
 func (x *EventExplanation_CorrelationMissing) Reset() {
 	*x = EventExplanation_CorrelationMissing{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[44]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3459,7 +3731,7 @@ func (x *EventExplanation_CorrelationMissing) String() string {
 func (*EventExplanation_CorrelationMissing) ProtoMessage() {}
 
 func (x *EventExplanation_CorrelationMissing) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[44]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3472,7 +3744,7 @@ func (x *EventExplanation_CorrelationMissing) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use EventExplanation_CorrelationMissing.ProtoReflect.Descriptor instead.
 func (*EventExplanation_CorrelationMissing) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 8}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 8}
 }
 
 func (x *EventExplanation_CorrelationMissing) GetAttribute() string {
@@ -3493,7 +3765,7 @@ type EventExplanation_AfterDeadline struct {
 
 func (x *EventExplanation_AfterDeadline) Reset() {
 	*x = EventExplanation_AfterDeadline{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[45]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3505,7 +3777,7 @@ func (x *EventExplanation_AfterDeadline) String() string {
 func (*EventExplanation_AfterDeadline) ProtoMessage() {}
 
 func (x *EventExplanation_AfterDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[45]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3518,7 +3790,7 @@ func (x *EventExplanation_AfterDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_AfterDeadline.ProtoReflect.Descriptor instead.
 func (*EventExplanation_AfterDeadline) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 9}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 9}
 }
 
 func (x *EventExplanation_AfterDeadline) GetDeadline() *timestamppb.Timestamp {
@@ -3541,7 +3813,7 @@ type EventExplanation_AlreadyCollected struct {
 
 func (x *EventExplanation_AlreadyCollected) Reset() {
 	*x = EventExplanation_AlreadyCollected{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[46]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3553,7 +3825,7 @@ func (x *EventExplanation_AlreadyCollected) String() string {
 func (*EventExplanation_AlreadyCollected) ProtoMessage() {}
 
 func (x *EventExplanation_AlreadyCollected) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[46]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3566,7 +3838,7 @@ func (x *EventExplanation_AlreadyCollected) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use EventExplanation_AlreadyCollected.ProtoReflect.Descriptor instead.
 func (*EventExplanation_AlreadyCollected) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 10}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 10}
 }
 
 func (x *EventExplanation_AlreadyCollected) GetCorrelation() map[string]string {
@@ -3596,7 +3868,7 @@ type EventExplanation_Collected struct {
 
 func (x *EventExplanation_Collected) Reset() {
 	*x = EventExplanation_Collected{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[47]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +3880,7 @@ func (x *EventExplanation_Collected) String() string {
 func (*EventExplanation_Collected) ProtoMessage() {}
 
 func (x *EventExplanation_Collected) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[47]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,7 +3893,7 @@ func (x *EventExplanation_Collected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_Collected.ProtoReflect.Descriptor instead.
 func (*EventExplanation_Collected) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 11}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 11}
 }
 
 func (x *EventExplanation_Collected) GetCorrelation() map[string]string {
@@ -3653,7 +3925,7 @@ type EventExplanation_Fired struct {
 
 func (x *EventExplanation_Fired) Reset() {
 	*x = EventExplanation_Fired{}
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[48]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3665,7 +3937,7 @@ func (x *EventExplanation_Fired) String() string {
 func (*EventExplanation_Fired) ProtoMessage() {}
 
 func (x *EventExplanation_Fired) ProtoReflect() protoreflect.Message {
-	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[48]
+	mi := &file_eventbus_v1_event_bus_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3678,7 +3950,7 @@ func (x *EventExplanation_Fired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventExplanation_Fired.ProtoReflect.Descriptor instead.
 func (*EventExplanation_Fired) Descriptor() ([]byte, []int) {
-	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{32, 12}
+	return file_eventbus_v1_event_bus_service_proto_rawDescGZIP(), []int{36, 12}
 }
 
 func (x *EventExplanation_Fired) GetFireId() string {
@@ -3711,7 +3983,22 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12/\n" +
 	"\x06events\x18\x02 \x03(\v2\x17.eventbus.v1.CloudEventR\x06events\"G\n" +
 	"\x0fPublishResponse\x124\n" +
-	"\aresults\x18\x01 \x03(\v2\x1a.eventbus.v1.PublishResultR\aresults\"I\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.eventbus.v1.PublishResultR\aresults\"]\n" +
+	"\x14PublishStreamRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
+	"\apublish\x18\x02 \x01(\v2\x1b.eventbus.v1.PublishRequestR\apublish\"\xa3\x01\n" +
+	"\x15PublishStreamResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12<\n" +
+	"\tpublished\x18\x02 \x01(\v2\x1c.eventbus.v1.PublishResponseH\x00R\tpublished\x121\n" +
+	"\x05error\x18\x03 \x01(\v2\x19.eventbus.v1.PublishErrorH\x00R\x05errorB\t\n" +
+	"\aoutcome\"\x84\x01\n" +
+	"\fPublishError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12F\n" +
+	"\x10field_violations\x18\x03 \x03(\v2\x1b.eventbus.v1.FieldViolationR\x0ffieldViolations\"H\n" +
+	"\x0eFieldViolation\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"I\n" +
 	"\rPublishResult\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\xc6\x01\n" +
@@ -3962,9 +4249,10 @@ const file_eventbus_v1_event_bus_service_proto_rawDesc = "" +
 	"ReplayMode\x12\x1b\n" +
 	"\x17REPLAY_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REPLAY_MODE_DRY_RUN\x10\x01\x12\x14\n" +
-	"\x10REPLAY_MODE_FIRE\x10\x022\xa9\x0f\n" +
+	"\x10REPLAY_MODE_FIRE\x10\x022\x85\x10\n" +
 	"\x0fEventBusService\x12D\n" +
-	"\aPublish\x12\x1b.eventbus.v1.PublishRequest\x1a\x1c.eventbus.v1.PublishResponse\x12_\n" +
+	"\aPublish\x12\x1b.eventbus.v1.PublishRequest\x1a\x1c.eventbus.v1.PublishResponse\x12Z\n" +
+	"\rPublishStream\x12!.eventbus.v1.PublishStreamRequest\x1a\".eventbus.v1.PublishStreamResponse(\x010\x01\x12_\n" +
 	"\x10RegisterListener\x12$.eventbus.v1.RegisterListenerRequest\x1a%.eventbus.v1.RegisterListenerResponse\x12P\n" +
 	"\vGetListener\x12\x1f.eventbus.v1.GetListenerRequest\x1a .eventbus.v1.GetListenerResponse\x12V\n" +
 	"\rListListeners\x12!.eventbus.v1.ListListenersRequest\x1a\".eventbus.v1.ListListenersResponse\x12Y\n" +
@@ -4001,196 +4289,206 @@ func file_eventbus_v1_event_bus_service_proto_rawDescGZIP() []byte {
 }
 
 var file_eventbus_v1_event_bus_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eventbus_v1_event_bus_service_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_eventbus_v1_event_bus_service_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_eventbus_v1_event_bus_service_proto_goTypes = []any{
 	(StartPosition)(0),                          // 0: eventbus.v1.StartPosition
 	(ReplayMode)(0),                             // 1: eventbus.v1.ReplayMode
 	(*PublishRequest)(nil),                      // 2: eventbus.v1.PublishRequest
 	(*PublishResponse)(nil),                     // 3: eventbus.v1.PublishResponse
-	(*PublishResult)(nil),                       // 4: eventbus.v1.PublishResult
-	(*RegisterListenerRequest)(nil),             // 5: eventbus.v1.RegisterListenerRequest
-	(*RegisterListenerResponse)(nil),            // 6: eventbus.v1.RegisterListenerResponse
-	(*GetListenerRequest)(nil),                  // 7: eventbus.v1.GetListenerRequest
-	(*GetListenerResponse)(nil),                 // 8: eventbus.v1.GetListenerResponse
-	(*ListListenersRequest)(nil),                // 9: eventbus.v1.ListListenersRequest
-	(*ListListenersResponse)(nil),               // 10: eventbus.v1.ListListenersResponse
-	(*DeleteListenerRequest)(nil),               // 11: eventbus.v1.DeleteListenerRequest
-	(*DeleteListenerResponse)(nil),              // 12: eventbus.v1.DeleteListenerResponse
-	(*DeleteListenersRequest)(nil),              // 13: eventbus.v1.DeleteListenersRequest
-	(*DeleteListenersResponse)(nil),             // 14: eventbus.v1.DeleteListenersResponse
-	(*SubscribeRequest)(nil),                    // 15: eventbus.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),                   // 16: eventbus.v1.SubscribeResponse
-	(*Keepalive)(nil),                           // 17: eventbus.v1.Keepalive
-	(*AckRequest)(nil),                          // 18: eventbus.v1.AckRequest
-	(*AckResponse)(nil),                         // 19: eventbus.v1.AckResponse
-	(*NackRequest)(nil),                         // 20: eventbus.v1.NackRequest
-	(*NackResponse)(nil),                        // 21: eventbus.v1.NackResponse
-	(*ListDeadLettersRequest)(nil),              // 22: eventbus.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),             // 23: eventbus.v1.ListDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),           // 24: eventbus.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil),          // 25: eventbus.v1.RedriveDeadLettersResponse
-	(*GetEventRequest)(nil),                     // 26: eventbus.v1.GetEventRequest
-	(*GetEventResponse)(nil),                    // 27: eventbus.v1.GetEventResponse
-	(*ListEventsRequest)(nil),                   // 28: eventbus.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),                  // 29: eventbus.v1.ListEventsResponse
-	(*EventPosition)(nil),                       // 30: eventbus.v1.EventPosition
-	(*EventRange)(nil),                          // 31: eventbus.v1.EventRange
-	(*ExplainListenerRequest)(nil),              // 32: eventbus.v1.ExplainListenerRequest
-	(*ExplainListenerResponse)(nil),             // 33: eventbus.v1.ExplainListenerResponse
-	(*EventExplanation)(nil),                    // 34: eventbus.v1.EventExplanation
-	(*ReplayEventsRequest)(nil),                 // 35: eventbus.v1.ReplayEventsRequest
-	(*ReplayEventsResponse)(nil),                // 36: eventbus.v1.ReplayEventsResponse
-	(*ReplayedFire)(nil),                        // 37: eventbus.v1.ReplayedFire
-	(*EventExplanation_NamespaceMismatch)(nil),  // 38: eventbus.v1.EventExplanation.NamespaceMismatch
-	(*EventExplanation_TypeNotListed)(nil),      // 39: eventbus.v1.EventExplanation.TypeNotListed
-	(*EventExplanation_BeforeCreation)(nil),     // 40: eventbus.v1.EventExplanation.BeforeCreation
-	(*EventExplanation_Consumed)(nil),           // 41: eventbus.v1.EventExplanation.Consumed
-	(*EventExplanation_Filtered)(nil),           // 42: eventbus.v1.EventExplanation.Filtered
-	(*EventExplanation_FilterSetFailure)(nil),   // 43: eventbus.v1.EventExplanation.FilterSetFailure
-	(*EventExplanation_ClauseMismatch)(nil),     // 44: eventbus.v1.EventExplanation.ClauseMismatch
-	(*EventExplanation_ConditionError)(nil),     // 45: eventbus.v1.EventExplanation.ConditionError
-	(*EventExplanation_CorrelationMissing)(nil), // 46: eventbus.v1.EventExplanation.CorrelationMissing
-	(*EventExplanation_AfterDeadline)(nil),      // 47: eventbus.v1.EventExplanation.AfterDeadline
-	(*EventExplanation_AlreadyCollected)(nil),   // 48: eventbus.v1.EventExplanation.AlreadyCollected
-	(*EventExplanation_Collected)(nil),          // 49: eventbus.v1.EventExplanation.Collected
-	(*EventExplanation_Fired)(nil),              // 50: eventbus.v1.EventExplanation.Fired
-	nil,                                         // 51: eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntry
-	nil,                                         // 52: eventbus.v1.EventExplanation.Collected.CorrelationEntry
-	nil,                                         // 53: eventbus.v1.EventExplanation.Fired.CorrelationEntry
-	nil,                                         // 54: eventbus.v1.ReplayedFire.CorrelationEntry
-	(*CloudEvent)(nil),                          // 55: eventbus.v1.CloudEvent
-	(*ListenerSpec)(nil),                        // 56: eventbus.v1.ListenerSpec
-	(*Listener)(nil),                            // 57: eventbus.v1.Listener
-	(*PartialState)(nil),                        // 58: eventbus.v1.PartialState
-	(ListenerKind)(0),                           // 59: eventbus.v1.ListenerKind
-	(NotificationKind)(0),                       // 60: eventbus.v1.NotificationKind
-	(*durationpb.Duration)(nil),                 // 61: google.protobuf.Duration
-	(*Notification)(nil),                        // 62: eventbus.v1.Notification
-	(*timestamppb.Timestamp)(nil),               // 63: google.protobuf.Timestamp
-	(*DeadLetter)(nil),                          // 64: eventbus.v1.DeadLetter
-	(*EventKey)(nil),                            // 65: eventbus.v1.EventKey
-	(*StoredEvent)(nil),                         // 66: eventbus.v1.StoredEvent
-	(ListenerStatus)(0),                         // 67: eventbus.v1.ListenerStatus
-	(*ListNamespacesRequest)(nil),               // 68: eventbus.v1.ListNamespacesRequest
-	(*DeleteNamespaceRequest)(nil),              // 69: eventbus.v1.DeleteNamespaceRequest
-	(*ListConsumerGroupsRequest)(nil),           // 70: eventbus.v1.ListConsumerGroupsRequest
-	(*GetConsumerGroupRequest)(nil),             // 71: eventbus.v1.GetConsumerGroupRequest
-	(*UpdateConsumerGroupRequest)(nil),          // 72: eventbus.v1.UpdateConsumerGroupRequest
-	(*SeekConsumerGroupRequest)(nil),            // 73: eventbus.v1.SeekConsumerGroupRequest
-	(*DeleteConsumerGroupRequest)(nil),          // 74: eventbus.v1.DeleteConsumerGroupRequest
-	(*ListNamespacesResponse)(nil),              // 75: eventbus.v1.ListNamespacesResponse
-	(*DeleteNamespaceResponse)(nil),             // 76: eventbus.v1.DeleteNamespaceResponse
-	(*ListConsumerGroupsResponse)(nil),          // 77: eventbus.v1.ListConsumerGroupsResponse
-	(*GetConsumerGroupResponse)(nil),            // 78: eventbus.v1.GetConsumerGroupResponse
-	(*UpdateConsumerGroupResponse)(nil),         // 79: eventbus.v1.UpdateConsumerGroupResponse
-	(*SeekConsumerGroupResponse)(nil),           // 80: eventbus.v1.SeekConsumerGroupResponse
-	(*DeleteConsumerGroupResponse)(nil),         // 81: eventbus.v1.DeleteConsumerGroupResponse
+	(*PublishStreamRequest)(nil),                // 4: eventbus.v1.PublishStreamRequest
+	(*PublishStreamResponse)(nil),               // 5: eventbus.v1.PublishStreamResponse
+	(*PublishError)(nil),                        // 6: eventbus.v1.PublishError
+	(*FieldViolation)(nil),                      // 7: eventbus.v1.FieldViolation
+	(*PublishResult)(nil),                       // 8: eventbus.v1.PublishResult
+	(*RegisterListenerRequest)(nil),             // 9: eventbus.v1.RegisterListenerRequest
+	(*RegisterListenerResponse)(nil),            // 10: eventbus.v1.RegisterListenerResponse
+	(*GetListenerRequest)(nil),                  // 11: eventbus.v1.GetListenerRequest
+	(*GetListenerResponse)(nil),                 // 12: eventbus.v1.GetListenerResponse
+	(*ListListenersRequest)(nil),                // 13: eventbus.v1.ListListenersRequest
+	(*ListListenersResponse)(nil),               // 14: eventbus.v1.ListListenersResponse
+	(*DeleteListenerRequest)(nil),               // 15: eventbus.v1.DeleteListenerRequest
+	(*DeleteListenerResponse)(nil),              // 16: eventbus.v1.DeleteListenerResponse
+	(*DeleteListenersRequest)(nil),              // 17: eventbus.v1.DeleteListenersRequest
+	(*DeleteListenersResponse)(nil),             // 18: eventbus.v1.DeleteListenersResponse
+	(*SubscribeRequest)(nil),                    // 19: eventbus.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),                   // 20: eventbus.v1.SubscribeResponse
+	(*Keepalive)(nil),                           // 21: eventbus.v1.Keepalive
+	(*AckRequest)(nil),                          // 22: eventbus.v1.AckRequest
+	(*AckResponse)(nil),                         // 23: eventbus.v1.AckResponse
+	(*NackRequest)(nil),                         // 24: eventbus.v1.NackRequest
+	(*NackResponse)(nil),                        // 25: eventbus.v1.NackResponse
+	(*ListDeadLettersRequest)(nil),              // 26: eventbus.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),             // 27: eventbus.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),           // 28: eventbus.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil),          // 29: eventbus.v1.RedriveDeadLettersResponse
+	(*GetEventRequest)(nil),                     // 30: eventbus.v1.GetEventRequest
+	(*GetEventResponse)(nil),                    // 31: eventbus.v1.GetEventResponse
+	(*ListEventsRequest)(nil),                   // 32: eventbus.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),                  // 33: eventbus.v1.ListEventsResponse
+	(*EventPosition)(nil),                       // 34: eventbus.v1.EventPosition
+	(*EventRange)(nil),                          // 35: eventbus.v1.EventRange
+	(*ExplainListenerRequest)(nil),              // 36: eventbus.v1.ExplainListenerRequest
+	(*ExplainListenerResponse)(nil),             // 37: eventbus.v1.ExplainListenerResponse
+	(*EventExplanation)(nil),                    // 38: eventbus.v1.EventExplanation
+	(*ReplayEventsRequest)(nil),                 // 39: eventbus.v1.ReplayEventsRequest
+	(*ReplayEventsResponse)(nil),                // 40: eventbus.v1.ReplayEventsResponse
+	(*ReplayedFire)(nil),                        // 41: eventbus.v1.ReplayedFire
+	(*EventExplanation_NamespaceMismatch)(nil),  // 42: eventbus.v1.EventExplanation.NamespaceMismatch
+	(*EventExplanation_TypeNotListed)(nil),      // 43: eventbus.v1.EventExplanation.TypeNotListed
+	(*EventExplanation_BeforeCreation)(nil),     // 44: eventbus.v1.EventExplanation.BeforeCreation
+	(*EventExplanation_Consumed)(nil),           // 45: eventbus.v1.EventExplanation.Consumed
+	(*EventExplanation_Filtered)(nil),           // 46: eventbus.v1.EventExplanation.Filtered
+	(*EventExplanation_FilterSetFailure)(nil),   // 47: eventbus.v1.EventExplanation.FilterSetFailure
+	(*EventExplanation_ClauseMismatch)(nil),     // 48: eventbus.v1.EventExplanation.ClauseMismatch
+	(*EventExplanation_ConditionError)(nil),     // 49: eventbus.v1.EventExplanation.ConditionError
+	(*EventExplanation_CorrelationMissing)(nil), // 50: eventbus.v1.EventExplanation.CorrelationMissing
+	(*EventExplanation_AfterDeadline)(nil),      // 51: eventbus.v1.EventExplanation.AfterDeadline
+	(*EventExplanation_AlreadyCollected)(nil),   // 52: eventbus.v1.EventExplanation.AlreadyCollected
+	(*EventExplanation_Collected)(nil),          // 53: eventbus.v1.EventExplanation.Collected
+	(*EventExplanation_Fired)(nil),              // 54: eventbus.v1.EventExplanation.Fired
+	nil,                                         // 55: eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntry
+	nil,                                         // 56: eventbus.v1.EventExplanation.Collected.CorrelationEntry
+	nil,                                         // 57: eventbus.v1.EventExplanation.Fired.CorrelationEntry
+	nil,                                         // 58: eventbus.v1.ReplayedFire.CorrelationEntry
+	(*CloudEvent)(nil),                          // 59: eventbus.v1.CloudEvent
+	(*ListenerSpec)(nil),                        // 60: eventbus.v1.ListenerSpec
+	(*Listener)(nil),                            // 61: eventbus.v1.Listener
+	(*PartialState)(nil),                        // 62: eventbus.v1.PartialState
+	(ListenerKind)(0),                           // 63: eventbus.v1.ListenerKind
+	(NotificationKind)(0),                       // 64: eventbus.v1.NotificationKind
+	(*durationpb.Duration)(nil),                 // 65: google.protobuf.Duration
+	(*Notification)(nil),                        // 66: eventbus.v1.Notification
+	(*timestamppb.Timestamp)(nil),               // 67: google.protobuf.Timestamp
+	(*DeadLetter)(nil),                          // 68: eventbus.v1.DeadLetter
+	(*EventKey)(nil),                            // 69: eventbus.v1.EventKey
+	(*StoredEvent)(nil),                         // 70: eventbus.v1.StoredEvent
+	(ListenerStatus)(0),                         // 71: eventbus.v1.ListenerStatus
+	(*ListNamespacesRequest)(nil),               // 72: eventbus.v1.ListNamespacesRequest
+	(*DeleteNamespaceRequest)(nil),              // 73: eventbus.v1.DeleteNamespaceRequest
+	(*ListConsumerGroupsRequest)(nil),           // 74: eventbus.v1.ListConsumerGroupsRequest
+	(*GetConsumerGroupRequest)(nil),             // 75: eventbus.v1.GetConsumerGroupRequest
+	(*UpdateConsumerGroupRequest)(nil),          // 76: eventbus.v1.UpdateConsumerGroupRequest
+	(*SeekConsumerGroupRequest)(nil),            // 77: eventbus.v1.SeekConsumerGroupRequest
+	(*DeleteConsumerGroupRequest)(nil),          // 78: eventbus.v1.DeleteConsumerGroupRequest
+	(*ListNamespacesResponse)(nil),              // 79: eventbus.v1.ListNamespacesResponse
+	(*DeleteNamespaceResponse)(nil),             // 80: eventbus.v1.DeleteNamespaceResponse
+	(*ListConsumerGroupsResponse)(nil),          // 81: eventbus.v1.ListConsumerGroupsResponse
+	(*GetConsumerGroupResponse)(nil),            // 82: eventbus.v1.GetConsumerGroupResponse
+	(*UpdateConsumerGroupResponse)(nil),         // 83: eventbus.v1.UpdateConsumerGroupResponse
+	(*SeekConsumerGroupResponse)(nil),           // 84: eventbus.v1.SeekConsumerGroupResponse
+	(*DeleteConsumerGroupResponse)(nil),         // 85: eventbus.v1.DeleteConsumerGroupResponse
 }
 var file_eventbus_v1_event_bus_service_proto_depIdxs = []int32{
-	55, // 0: eventbus.v1.PublishRequest.events:type_name -> eventbus.v1.CloudEvent
-	4,  // 1: eventbus.v1.PublishResponse.results:type_name -> eventbus.v1.PublishResult
-	56, // 2: eventbus.v1.RegisterListenerRequest.listener:type_name -> eventbus.v1.ListenerSpec
-	30, // 3: eventbus.v1.RegisterListenerRequest.look_back:type_name -> eventbus.v1.EventPosition
-	57, // 4: eventbus.v1.RegisterListenerResponse.listener:type_name -> eventbus.v1.Listener
-	57, // 5: eventbus.v1.GetListenerResponse.listener:type_name -> eventbus.v1.Listener
-	58, // 6: eventbus.v1.GetListenerResponse.partial_states:type_name -> eventbus.v1.PartialState
-	59, // 7: eventbus.v1.ListListenersRequest.kind:type_name -> eventbus.v1.ListenerKind
-	57, // 8: eventbus.v1.ListListenersResponse.listeners:type_name -> eventbus.v1.Listener
-	60, // 9: eventbus.v1.SubscribeRequest.kinds:type_name -> eventbus.v1.NotificationKind
-	61, // 10: eventbus.v1.SubscribeRequest.lease_duration:type_name -> google.protobuf.Duration
-	0,  // 11: eventbus.v1.SubscribeRequest.start:type_name -> eventbus.v1.StartPosition
-	62, // 12: eventbus.v1.SubscribeResponse.notification:type_name -> eventbus.v1.Notification
-	17, // 13: eventbus.v1.SubscribeResponse.keepalive:type_name -> eventbus.v1.Keepalive
-	63, // 14: eventbus.v1.Keepalive.server_time:type_name -> google.protobuf.Timestamp
-	61, // 15: eventbus.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	64, // 16: eventbus.v1.ListDeadLettersResponse.dead_letters:type_name -> eventbus.v1.DeadLetter
-	65, // 17: eventbus.v1.GetEventRequest.source_id:type_name -> eventbus.v1.EventKey
-	66, // 18: eventbus.v1.GetEventResponse.event:type_name -> eventbus.v1.StoredEvent
-	63, // 19: eventbus.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	63, // 20: eventbus.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	66, // 21: eventbus.v1.ListEventsResponse.events:type_name -> eventbus.v1.StoredEvent
-	63, // 22: eventbus.v1.EventPosition.time:type_name -> google.protobuf.Timestamp
-	30, // 23: eventbus.v1.EventRange.start:type_name -> eventbus.v1.EventPosition
-	30, // 24: eventbus.v1.EventRange.end:type_name -> eventbus.v1.EventPosition
-	65, // 25: eventbus.v1.ExplainListenerRequest.source_id:type_name -> eventbus.v1.EventKey
-	31, // 26: eventbus.v1.ExplainListenerRequest.range:type_name -> eventbus.v1.EventRange
-	34, // 27: eventbus.v1.ExplainListenerResponse.explanations:type_name -> eventbus.v1.EventExplanation
-	63, // 28: eventbus.v1.EventExplanation.receive_time:type_name -> google.protobuf.Timestamp
-	38, // 29: eventbus.v1.EventExplanation.namespace_mismatch:type_name -> eventbus.v1.EventExplanation.NamespaceMismatch
-	39, // 30: eventbus.v1.EventExplanation.type_not_listed:type_name -> eventbus.v1.EventExplanation.TypeNotListed
-	40, // 31: eventbus.v1.EventExplanation.before_creation:type_name -> eventbus.v1.EventExplanation.BeforeCreation
-	41, // 32: eventbus.v1.EventExplanation.consumed:type_name -> eventbus.v1.EventExplanation.Consumed
-	42, // 33: eventbus.v1.EventExplanation.filtered:type_name -> eventbus.v1.EventExplanation.Filtered
-	46, // 34: eventbus.v1.EventExplanation.correlation_missing:type_name -> eventbus.v1.EventExplanation.CorrelationMissing
-	47, // 35: eventbus.v1.EventExplanation.after_deadline:type_name -> eventbus.v1.EventExplanation.AfterDeadline
-	48, // 36: eventbus.v1.EventExplanation.already_collected:type_name -> eventbus.v1.EventExplanation.AlreadyCollected
-	49, // 37: eventbus.v1.EventExplanation.collected:type_name -> eventbus.v1.EventExplanation.Collected
-	50, // 38: eventbus.v1.EventExplanation.fired:type_name -> eventbus.v1.EventExplanation.Fired
-	30, // 39: eventbus.v1.ReplayEventsRequest.start:type_name -> eventbus.v1.EventPosition
-	30, // 40: eventbus.v1.ReplayEventsRequest.end:type_name -> eventbus.v1.EventPosition
-	1,  // 41: eventbus.v1.ReplayEventsRequest.mode:type_name -> eventbus.v1.ReplayMode
-	37, // 42: eventbus.v1.ReplayEventsResponse.fires:type_name -> eventbus.v1.ReplayedFire
-	60, // 43: eventbus.v1.ReplayedFire.kind:type_name -> eventbus.v1.NotificationKind
-	54, // 44: eventbus.v1.ReplayedFire.correlation:type_name -> eventbus.v1.ReplayedFire.CorrelationEntry
-	63, // 45: eventbus.v1.EventExplanation.BeforeCreation.create_time:type_name -> google.protobuf.Timestamp
-	67, // 46: eventbus.v1.EventExplanation.Consumed.status:type_name -> eventbus.v1.ListenerStatus
-	63, // 47: eventbus.v1.EventExplanation.Consumed.finish_time:type_name -> google.protobuf.Timestamp
-	43, // 48: eventbus.v1.EventExplanation.Filtered.failures:type_name -> eventbus.v1.EventExplanation.FilterSetFailure
-	44, // 49: eventbus.v1.EventExplanation.FilterSetFailure.clause:type_name -> eventbus.v1.EventExplanation.ClauseMismatch
-	45, // 50: eventbus.v1.EventExplanation.FilterSetFailure.condition_error:type_name -> eventbus.v1.EventExplanation.ConditionError
-	63, // 51: eventbus.v1.EventExplanation.AfterDeadline.deadline:type_name -> google.protobuf.Timestamp
-	51, // 52: eventbus.v1.EventExplanation.AlreadyCollected.correlation:type_name -> eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntry
-	52, // 53: eventbus.v1.EventExplanation.Collected.correlation:type_name -> eventbus.v1.EventExplanation.Collected.CorrelationEntry
-	53, // 54: eventbus.v1.EventExplanation.Fired.correlation:type_name -> eventbus.v1.EventExplanation.Fired.CorrelationEntry
-	2,  // 55: eventbus.v1.EventBusService.Publish:input_type -> eventbus.v1.PublishRequest
-	5,  // 56: eventbus.v1.EventBusService.RegisterListener:input_type -> eventbus.v1.RegisterListenerRequest
-	7,  // 57: eventbus.v1.EventBusService.GetListener:input_type -> eventbus.v1.GetListenerRequest
-	9,  // 58: eventbus.v1.EventBusService.ListListeners:input_type -> eventbus.v1.ListListenersRequest
-	11, // 59: eventbus.v1.EventBusService.DeleteListener:input_type -> eventbus.v1.DeleteListenerRequest
-	13, // 60: eventbus.v1.EventBusService.DeleteListeners:input_type -> eventbus.v1.DeleteListenersRequest
-	15, // 61: eventbus.v1.EventBusService.Subscribe:input_type -> eventbus.v1.SubscribeRequest
-	18, // 62: eventbus.v1.EventBusService.Ack:input_type -> eventbus.v1.AckRequest
-	20, // 63: eventbus.v1.EventBusService.Nack:input_type -> eventbus.v1.NackRequest
-	22, // 64: eventbus.v1.EventBusService.ListDeadLetters:input_type -> eventbus.v1.ListDeadLettersRequest
-	24, // 65: eventbus.v1.EventBusService.RedriveDeadLetters:input_type -> eventbus.v1.RedriveDeadLettersRequest
-	26, // 66: eventbus.v1.EventBusService.GetEvent:input_type -> eventbus.v1.GetEventRequest
-	28, // 67: eventbus.v1.EventBusService.ListEvents:input_type -> eventbus.v1.ListEventsRequest
-	68, // 68: eventbus.v1.EventBusService.ListNamespaces:input_type -> eventbus.v1.ListNamespacesRequest
-	69, // 69: eventbus.v1.EventBusService.DeleteNamespace:input_type -> eventbus.v1.DeleteNamespaceRequest
-	70, // 70: eventbus.v1.EventBusService.ListConsumerGroups:input_type -> eventbus.v1.ListConsumerGroupsRequest
-	71, // 71: eventbus.v1.EventBusService.GetConsumerGroup:input_type -> eventbus.v1.GetConsumerGroupRequest
-	72, // 72: eventbus.v1.EventBusService.UpdateConsumerGroup:input_type -> eventbus.v1.UpdateConsumerGroupRequest
-	73, // 73: eventbus.v1.EventBusService.SeekConsumerGroup:input_type -> eventbus.v1.SeekConsumerGroupRequest
-	74, // 74: eventbus.v1.EventBusService.DeleteConsumerGroup:input_type -> eventbus.v1.DeleteConsumerGroupRequest
-	32, // 75: eventbus.v1.EventBusService.ExplainListener:input_type -> eventbus.v1.ExplainListenerRequest
-	35, // 76: eventbus.v1.EventBusService.ReplayEvents:input_type -> eventbus.v1.ReplayEventsRequest
-	3,  // 77: eventbus.v1.EventBusService.Publish:output_type -> eventbus.v1.PublishResponse
-	6,  // 78: eventbus.v1.EventBusService.RegisterListener:output_type -> eventbus.v1.RegisterListenerResponse
-	8,  // 79: eventbus.v1.EventBusService.GetListener:output_type -> eventbus.v1.GetListenerResponse
-	10, // 80: eventbus.v1.EventBusService.ListListeners:output_type -> eventbus.v1.ListListenersResponse
-	12, // 81: eventbus.v1.EventBusService.DeleteListener:output_type -> eventbus.v1.DeleteListenerResponse
-	14, // 82: eventbus.v1.EventBusService.DeleteListeners:output_type -> eventbus.v1.DeleteListenersResponse
-	16, // 83: eventbus.v1.EventBusService.Subscribe:output_type -> eventbus.v1.SubscribeResponse
-	19, // 84: eventbus.v1.EventBusService.Ack:output_type -> eventbus.v1.AckResponse
-	21, // 85: eventbus.v1.EventBusService.Nack:output_type -> eventbus.v1.NackResponse
-	23, // 86: eventbus.v1.EventBusService.ListDeadLetters:output_type -> eventbus.v1.ListDeadLettersResponse
-	25, // 87: eventbus.v1.EventBusService.RedriveDeadLetters:output_type -> eventbus.v1.RedriveDeadLettersResponse
-	27, // 88: eventbus.v1.EventBusService.GetEvent:output_type -> eventbus.v1.GetEventResponse
-	29, // 89: eventbus.v1.EventBusService.ListEvents:output_type -> eventbus.v1.ListEventsResponse
-	75, // 90: eventbus.v1.EventBusService.ListNamespaces:output_type -> eventbus.v1.ListNamespacesResponse
-	76, // 91: eventbus.v1.EventBusService.DeleteNamespace:output_type -> eventbus.v1.DeleteNamespaceResponse
-	77, // 92: eventbus.v1.EventBusService.ListConsumerGroups:output_type -> eventbus.v1.ListConsumerGroupsResponse
-	78, // 93: eventbus.v1.EventBusService.GetConsumerGroup:output_type -> eventbus.v1.GetConsumerGroupResponse
-	79, // 94: eventbus.v1.EventBusService.UpdateConsumerGroup:output_type -> eventbus.v1.UpdateConsumerGroupResponse
-	80, // 95: eventbus.v1.EventBusService.SeekConsumerGroup:output_type -> eventbus.v1.SeekConsumerGroupResponse
-	81, // 96: eventbus.v1.EventBusService.DeleteConsumerGroup:output_type -> eventbus.v1.DeleteConsumerGroupResponse
-	33, // 97: eventbus.v1.EventBusService.ExplainListener:output_type -> eventbus.v1.ExplainListenerResponse
-	36, // 98: eventbus.v1.EventBusService.ReplayEvents:output_type -> eventbus.v1.ReplayEventsResponse
-	77, // [77:99] is the sub-list for method output_type
-	55, // [55:77] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	59, // 0: eventbus.v1.PublishRequest.events:type_name -> eventbus.v1.CloudEvent
+	8,  // 1: eventbus.v1.PublishResponse.results:type_name -> eventbus.v1.PublishResult
+	2,  // 2: eventbus.v1.PublishStreamRequest.publish:type_name -> eventbus.v1.PublishRequest
+	3,  // 3: eventbus.v1.PublishStreamResponse.published:type_name -> eventbus.v1.PublishResponse
+	6,  // 4: eventbus.v1.PublishStreamResponse.error:type_name -> eventbus.v1.PublishError
+	7,  // 5: eventbus.v1.PublishError.field_violations:type_name -> eventbus.v1.FieldViolation
+	60, // 6: eventbus.v1.RegisterListenerRequest.listener:type_name -> eventbus.v1.ListenerSpec
+	34, // 7: eventbus.v1.RegisterListenerRequest.look_back:type_name -> eventbus.v1.EventPosition
+	61, // 8: eventbus.v1.RegisterListenerResponse.listener:type_name -> eventbus.v1.Listener
+	61, // 9: eventbus.v1.GetListenerResponse.listener:type_name -> eventbus.v1.Listener
+	62, // 10: eventbus.v1.GetListenerResponse.partial_states:type_name -> eventbus.v1.PartialState
+	63, // 11: eventbus.v1.ListListenersRequest.kind:type_name -> eventbus.v1.ListenerKind
+	61, // 12: eventbus.v1.ListListenersResponse.listeners:type_name -> eventbus.v1.Listener
+	64, // 13: eventbus.v1.SubscribeRequest.kinds:type_name -> eventbus.v1.NotificationKind
+	65, // 14: eventbus.v1.SubscribeRequest.lease_duration:type_name -> google.protobuf.Duration
+	0,  // 15: eventbus.v1.SubscribeRequest.start:type_name -> eventbus.v1.StartPosition
+	66, // 16: eventbus.v1.SubscribeResponse.notification:type_name -> eventbus.v1.Notification
+	21, // 17: eventbus.v1.SubscribeResponse.keepalive:type_name -> eventbus.v1.Keepalive
+	67, // 18: eventbus.v1.Keepalive.server_time:type_name -> google.protobuf.Timestamp
+	65, // 19: eventbus.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	68, // 20: eventbus.v1.ListDeadLettersResponse.dead_letters:type_name -> eventbus.v1.DeadLetter
+	69, // 21: eventbus.v1.GetEventRequest.source_id:type_name -> eventbus.v1.EventKey
+	70, // 22: eventbus.v1.GetEventResponse.event:type_name -> eventbus.v1.StoredEvent
+	67, // 23: eventbus.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	67, // 24: eventbus.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	70, // 25: eventbus.v1.ListEventsResponse.events:type_name -> eventbus.v1.StoredEvent
+	67, // 26: eventbus.v1.EventPosition.time:type_name -> google.protobuf.Timestamp
+	34, // 27: eventbus.v1.EventRange.start:type_name -> eventbus.v1.EventPosition
+	34, // 28: eventbus.v1.EventRange.end:type_name -> eventbus.v1.EventPosition
+	69, // 29: eventbus.v1.ExplainListenerRequest.source_id:type_name -> eventbus.v1.EventKey
+	35, // 30: eventbus.v1.ExplainListenerRequest.range:type_name -> eventbus.v1.EventRange
+	38, // 31: eventbus.v1.ExplainListenerResponse.explanations:type_name -> eventbus.v1.EventExplanation
+	67, // 32: eventbus.v1.EventExplanation.receive_time:type_name -> google.protobuf.Timestamp
+	42, // 33: eventbus.v1.EventExplanation.namespace_mismatch:type_name -> eventbus.v1.EventExplanation.NamespaceMismatch
+	43, // 34: eventbus.v1.EventExplanation.type_not_listed:type_name -> eventbus.v1.EventExplanation.TypeNotListed
+	44, // 35: eventbus.v1.EventExplanation.before_creation:type_name -> eventbus.v1.EventExplanation.BeforeCreation
+	45, // 36: eventbus.v1.EventExplanation.consumed:type_name -> eventbus.v1.EventExplanation.Consumed
+	46, // 37: eventbus.v1.EventExplanation.filtered:type_name -> eventbus.v1.EventExplanation.Filtered
+	50, // 38: eventbus.v1.EventExplanation.correlation_missing:type_name -> eventbus.v1.EventExplanation.CorrelationMissing
+	51, // 39: eventbus.v1.EventExplanation.after_deadline:type_name -> eventbus.v1.EventExplanation.AfterDeadline
+	52, // 40: eventbus.v1.EventExplanation.already_collected:type_name -> eventbus.v1.EventExplanation.AlreadyCollected
+	53, // 41: eventbus.v1.EventExplanation.collected:type_name -> eventbus.v1.EventExplanation.Collected
+	54, // 42: eventbus.v1.EventExplanation.fired:type_name -> eventbus.v1.EventExplanation.Fired
+	34, // 43: eventbus.v1.ReplayEventsRequest.start:type_name -> eventbus.v1.EventPosition
+	34, // 44: eventbus.v1.ReplayEventsRequest.end:type_name -> eventbus.v1.EventPosition
+	1,  // 45: eventbus.v1.ReplayEventsRequest.mode:type_name -> eventbus.v1.ReplayMode
+	41, // 46: eventbus.v1.ReplayEventsResponse.fires:type_name -> eventbus.v1.ReplayedFire
+	64, // 47: eventbus.v1.ReplayedFire.kind:type_name -> eventbus.v1.NotificationKind
+	58, // 48: eventbus.v1.ReplayedFire.correlation:type_name -> eventbus.v1.ReplayedFire.CorrelationEntry
+	67, // 49: eventbus.v1.EventExplanation.BeforeCreation.create_time:type_name -> google.protobuf.Timestamp
+	71, // 50: eventbus.v1.EventExplanation.Consumed.status:type_name -> eventbus.v1.ListenerStatus
+	67, // 51: eventbus.v1.EventExplanation.Consumed.finish_time:type_name -> google.protobuf.Timestamp
+	47, // 52: eventbus.v1.EventExplanation.Filtered.failures:type_name -> eventbus.v1.EventExplanation.FilterSetFailure
+	48, // 53: eventbus.v1.EventExplanation.FilterSetFailure.clause:type_name -> eventbus.v1.EventExplanation.ClauseMismatch
+	49, // 54: eventbus.v1.EventExplanation.FilterSetFailure.condition_error:type_name -> eventbus.v1.EventExplanation.ConditionError
+	67, // 55: eventbus.v1.EventExplanation.AfterDeadline.deadline:type_name -> google.protobuf.Timestamp
+	55, // 56: eventbus.v1.EventExplanation.AlreadyCollected.correlation:type_name -> eventbus.v1.EventExplanation.AlreadyCollected.CorrelationEntry
+	56, // 57: eventbus.v1.EventExplanation.Collected.correlation:type_name -> eventbus.v1.EventExplanation.Collected.CorrelationEntry
+	57, // 58: eventbus.v1.EventExplanation.Fired.correlation:type_name -> eventbus.v1.EventExplanation.Fired.CorrelationEntry
+	2,  // 59: eventbus.v1.EventBusService.Publish:input_type -> eventbus.v1.PublishRequest
+	4,  // 60: eventbus.v1.EventBusService.PublishStream:input_type -> eventbus.v1.PublishStreamRequest
+	9,  // 61: eventbus.v1.EventBusService.RegisterListener:input_type -> eventbus.v1.RegisterListenerRequest
+	11, // 62: eventbus.v1.EventBusService.GetListener:input_type -> eventbus.v1.GetListenerRequest
+	13, // 63: eventbus.v1.EventBusService.ListListeners:input_type -> eventbus.v1.ListListenersRequest
+	15, // 64: eventbus.v1.EventBusService.DeleteListener:input_type -> eventbus.v1.DeleteListenerRequest
+	17, // 65: eventbus.v1.EventBusService.DeleteListeners:input_type -> eventbus.v1.DeleteListenersRequest
+	19, // 66: eventbus.v1.EventBusService.Subscribe:input_type -> eventbus.v1.SubscribeRequest
+	22, // 67: eventbus.v1.EventBusService.Ack:input_type -> eventbus.v1.AckRequest
+	24, // 68: eventbus.v1.EventBusService.Nack:input_type -> eventbus.v1.NackRequest
+	26, // 69: eventbus.v1.EventBusService.ListDeadLetters:input_type -> eventbus.v1.ListDeadLettersRequest
+	28, // 70: eventbus.v1.EventBusService.RedriveDeadLetters:input_type -> eventbus.v1.RedriveDeadLettersRequest
+	30, // 71: eventbus.v1.EventBusService.GetEvent:input_type -> eventbus.v1.GetEventRequest
+	32, // 72: eventbus.v1.EventBusService.ListEvents:input_type -> eventbus.v1.ListEventsRequest
+	72, // 73: eventbus.v1.EventBusService.ListNamespaces:input_type -> eventbus.v1.ListNamespacesRequest
+	73, // 74: eventbus.v1.EventBusService.DeleteNamespace:input_type -> eventbus.v1.DeleteNamespaceRequest
+	74, // 75: eventbus.v1.EventBusService.ListConsumerGroups:input_type -> eventbus.v1.ListConsumerGroupsRequest
+	75, // 76: eventbus.v1.EventBusService.GetConsumerGroup:input_type -> eventbus.v1.GetConsumerGroupRequest
+	76, // 77: eventbus.v1.EventBusService.UpdateConsumerGroup:input_type -> eventbus.v1.UpdateConsumerGroupRequest
+	77, // 78: eventbus.v1.EventBusService.SeekConsumerGroup:input_type -> eventbus.v1.SeekConsumerGroupRequest
+	78, // 79: eventbus.v1.EventBusService.DeleteConsumerGroup:input_type -> eventbus.v1.DeleteConsumerGroupRequest
+	36, // 80: eventbus.v1.EventBusService.ExplainListener:input_type -> eventbus.v1.ExplainListenerRequest
+	39, // 81: eventbus.v1.EventBusService.ReplayEvents:input_type -> eventbus.v1.ReplayEventsRequest
+	3,  // 82: eventbus.v1.EventBusService.Publish:output_type -> eventbus.v1.PublishResponse
+	5,  // 83: eventbus.v1.EventBusService.PublishStream:output_type -> eventbus.v1.PublishStreamResponse
+	10, // 84: eventbus.v1.EventBusService.RegisterListener:output_type -> eventbus.v1.RegisterListenerResponse
+	12, // 85: eventbus.v1.EventBusService.GetListener:output_type -> eventbus.v1.GetListenerResponse
+	14, // 86: eventbus.v1.EventBusService.ListListeners:output_type -> eventbus.v1.ListListenersResponse
+	16, // 87: eventbus.v1.EventBusService.DeleteListener:output_type -> eventbus.v1.DeleteListenerResponse
+	18, // 88: eventbus.v1.EventBusService.DeleteListeners:output_type -> eventbus.v1.DeleteListenersResponse
+	20, // 89: eventbus.v1.EventBusService.Subscribe:output_type -> eventbus.v1.SubscribeResponse
+	23, // 90: eventbus.v1.EventBusService.Ack:output_type -> eventbus.v1.AckResponse
+	25, // 91: eventbus.v1.EventBusService.Nack:output_type -> eventbus.v1.NackResponse
+	27, // 92: eventbus.v1.EventBusService.ListDeadLetters:output_type -> eventbus.v1.ListDeadLettersResponse
+	29, // 93: eventbus.v1.EventBusService.RedriveDeadLetters:output_type -> eventbus.v1.RedriveDeadLettersResponse
+	31, // 94: eventbus.v1.EventBusService.GetEvent:output_type -> eventbus.v1.GetEventResponse
+	33, // 95: eventbus.v1.EventBusService.ListEvents:output_type -> eventbus.v1.ListEventsResponse
+	79, // 96: eventbus.v1.EventBusService.ListNamespaces:output_type -> eventbus.v1.ListNamespacesResponse
+	80, // 97: eventbus.v1.EventBusService.DeleteNamespace:output_type -> eventbus.v1.DeleteNamespaceResponse
+	81, // 98: eventbus.v1.EventBusService.ListConsumerGroups:output_type -> eventbus.v1.ListConsumerGroupsResponse
+	82, // 99: eventbus.v1.EventBusService.GetConsumerGroup:output_type -> eventbus.v1.GetConsumerGroupResponse
+	83, // 100: eventbus.v1.EventBusService.UpdateConsumerGroup:output_type -> eventbus.v1.UpdateConsumerGroupResponse
+	84, // 101: eventbus.v1.EventBusService.SeekConsumerGroup:output_type -> eventbus.v1.SeekConsumerGroupResponse
+	85, // 102: eventbus.v1.EventBusService.DeleteConsumerGroup:output_type -> eventbus.v1.DeleteConsumerGroupResponse
+	37, // 103: eventbus.v1.EventBusService.ExplainListener:output_type -> eventbus.v1.ExplainListenerResponse
+	40, // 104: eventbus.v1.EventBusService.ReplayEvents:output_type -> eventbus.v1.ReplayEventsResponse
+	82, // [82:105] is the sub-list for method output_type
+	59, // [59:82] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_eventbus_v1_event_bus_service_proto_init() }
@@ -4202,28 +4500,32 @@ func file_eventbus_v1_event_bus_service_proto_init() {
 	file_eventbus_v1_cloudevent_proto_init()
 	file_eventbus_v1_listener_proto_init()
 	file_eventbus_v1_notification_proto_init()
-	file_eventbus_v1_event_bus_service_proto_msgTypes[11].OneofWrappers = []any{
+	file_eventbus_v1_event_bus_service_proto_msgTypes[3].OneofWrappers = []any{
+		(*PublishStreamResponse_Published)(nil),
+		(*PublishStreamResponse_Error)(nil),
+	}
+	file_eventbus_v1_event_bus_service_proto_msgTypes[15].OneofWrappers = []any{
 		(*DeleteListenersRequest_WorkflowId)(nil),
 		(*DeleteListenersRequest_InstanceId)(nil),
 	}
-	file_eventbus_v1_event_bus_service_proto_msgTypes[14].OneofWrappers = []any{
+	file_eventbus_v1_event_bus_service_proto_msgTypes[18].OneofWrappers = []any{
 		(*SubscribeResponse_Notification)(nil),
 		(*SubscribeResponse_Keepalive)(nil),
 	}
-	file_eventbus_v1_event_bus_service_proto_msgTypes[24].OneofWrappers = []any{
+	file_eventbus_v1_event_bus_service_proto_msgTypes[28].OneofWrappers = []any{
 		(*GetEventRequest_Sequence)(nil),
 		(*GetEventRequest_SourceId)(nil),
 	}
-	file_eventbus_v1_event_bus_service_proto_msgTypes[28].OneofWrappers = []any{
+	file_eventbus_v1_event_bus_service_proto_msgTypes[32].OneofWrappers = []any{
 		(*EventPosition_Sequence)(nil),
 		(*EventPosition_Time)(nil),
 	}
-	file_eventbus_v1_event_bus_service_proto_msgTypes[30].OneofWrappers = []any{
+	file_eventbus_v1_event_bus_service_proto_msgTypes[34].OneofWrappers = []any{
 		(*ExplainListenerRequest_Sequence)(nil),
 		(*ExplainListenerRequest_SourceId)(nil),
 		(*ExplainListenerRequest_Range)(nil),
 	}
-	file_eventbus_v1_event_bus_service_proto_msgTypes[32].OneofWrappers = []any{
+	file_eventbus_v1_event_bus_service_proto_msgTypes[36].OneofWrappers = []any{
 		(*EventExplanation_NamespaceMismatch_)(nil),
 		(*EventExplanation_TypeNotListed_)(nil),
 		(*EventExplanation_BeforeCreation_)(nil),
@@ -4235,19 +4537,19 @@ func file_eventbus_v1_event_bus_service_proto_init() {
 		(*EventExplanation_Collected_)(nil),
 		(*EventExplanation_Fired_)(nil),
 	}
-	file_eventbus_v1_event_bus_service_proto_msgTypes[41].OneofWrappers = []any{
+	file_eventbus_v1_event_bus_service_proto_msgTypes[45].OneofWrappers = []any{
 		(*EventExplanation_FilterSetFailure_Clause)(nil),
 		(*EventExplanation_FilterSetFailure_ConditionFalse)(nil),
 		(*EventExplanation_FilterSetFailure_ConditionError)(nil),
 	}
-	file_eventbus_v1_event_bus_service_proto_msgTypes[42].OneofWrappers = []any{}
+	file_eventbus_v1_event_bus_service_proto_msgTypes[46].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eventbus_v1_event_bus_service_proto_rawDesc), len(file_eventbus_v1_event_bus_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   53,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	EventBusService_Publish_FullMethodName             = "/eventbus.v1.EventBusService/Publish"
+	EventBusService_PublishStream_FullMethodName       = "/eventbus.v1.EventBusService/PublishStream"
 	EventBusService_RegisterListener_FullMethodName    = "/eventbus.v1.EventBusService/RegisterListener"
 	EventBusService_GetListener_FullMethodName         = "/eventbus.v1.EventBusService/GetListener"
 	EventBusService_ListListeners_FullMethodName       = "/eventbus.v1.EventBusService/ListListeners"
@@ -99,6 +100,28 @@ type EventBusServiceClient interface {
 	//     timeout. The events may or may not have been stored (a commit can outlive the call);
 	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
+	// PublishStream publishes many batches over one call: each request message is a Publish of
+	// its own (its namespace, its events, the same rules and outcomes), answered by one response
+	// message carrying the request's `id`, in request order. Batches are sequenced in the order
+	// they were sent: the events of a later message get later sequences in their namespace. One
+	// message failing fails only that message; the call goes on.
+	//
+	// It is the fast way to publish many events: a client keeps many messages in flight on one
+	// stream (as many as it likes; the server reads at most 1024 ahead of its answers) instead of
+	// a call per batch. A message acknowledged by its response is stored as a Publish would be.
+	//
+	// The `traceparent` / `tracestate` metadata of the call applies to every message as it does to
+	// a Publish call. With tokens on, each message needs the `publisher` role on its namespace.
+	//
+	// Errors of a message, in its response's `error` (the code a Publish of the same request would
+	// get): INVALID_ARGUMENT (also for a message without `publish`, field `publish`),
+	// RESOURCE_EXHAUSTED, PERMISSION_DENIED and UNAVAILABLE as for Publish.
+	// Errors of the call (it ends, after the answers to the messages before): UNAUTHENTICATED;
+	// PERMISSION_DENIED when the caller is not a publisher of any namespace; INVALID_ARGUMENT for
+	// a message that cannot be decoded; RESOURCE_EXHAUSTED for a message above the maximum message
+	// size; UNAVAILABLE when the server shuts down (messages answered before that stand;
+	// unanswered ones may or may not be stored, and may be sent again safely).
+	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error)
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
 	// events received after it is registered, and with `look_back` the stored events from that
 	// position on (ReplayEvents walks stored events through it later, on request).
@@ -378,6 +401,19 @@ func (c *eventBusServiceClient) Publish(ctx context.Context, in *PublishRequest,
 	return out, nil
 }
 
+func (c *eventBusServiceClient) PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EventBusService_ServiceDesc.Streams[0], EventBusService_PublishStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishStreamRequest, PublishStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventBusService_PublishStreamClient = grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse]
+
 func (c *eventBusServiceClient) RegisterListener(ctx context.Context, in *RegisterListenerRequest, opts ...grpc.CallOption) (*RegisterListenerResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterListenerResponse)
@@ -430,7 +466,7 @@ func (c *eventBusServiceClient) DeleteListeners(ctx context.Context, in *DeleteL
 
 func (c *eventBusServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &EventBusService_ServiceDesc.Streams[0], EventBusService_Subscribe_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &EventBusService_ServiceDesc.Streams[1], EventBusService_Subscribe_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -653,6 +689,28 @@ type EventBusServiceServer interface {
 	//     timeout. The events may or may not have been stored (a commit can outlive the call);
 	//     retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
+	// PublishStream publishes many batches over one call: each request message is a Publish of
+	// its own (its namespace, its events, the same rules and outcomes), answered by one response
+	// message carrying the request's `id`, in request order. Batches are sequenced in the order
+	// they were sent: the events of a later message get later sequences in their namespace. One
+	// message failing fails only that message; the call goes on.
+	//
+	// It is the fast way to publish many events: a client keeps many messages in flight on one
+	// stream (as many as it likes; the server reads at most 1024 ahead of its answers) instead of
+	// a call per batch. A message acknowledged by its response is stored as a Publish would be.
+	//
+	// The `traceparent` / `tracestate` metadata of the call applies to every message as it does to
+	// a Publish call. With tokens on, each message needs the `publisher` role on its namespace.
+	//
+	// Errors of a message, in its response's `error` (the code a Publish of the same request would
+	// get): INVALID_ARGUMENT (also for a message without `publish`, field `publish`),
+	// RESOURCE_EXHAUSTED, PERMISSION_DENIED and UNAVAILABLE as for Publish.
+	// Errors of the call (it ends, after the answers to the messages before): UNAUTHENTICATED;
+	// PERMISSION_DENIED when the caller is not a publisher of any namespace; INVALID_ARGUMENT for
+	// a message that cannot be decoded; RESOURCE_EXHAUSTED for a message above the maximum message
+	// size; UNAVAILABLE when the server shuts down (messages answered before that stand;
+	// unanswered ones may or may not be stored, and may be sent again safely).
+	PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error
 	// RegisterListener registers a START or WAIT listener in a namespace. The listener evaluates
 	// events received after it is registered, and with `look_back` the stored events from that
 	// position on (ReplayEvents walks stored events through it later, on request).
@@ -925,6 +983,9 @@ type UnimplementedEventBusServiceServer struct{}
 func (UnimplementedEventBusServiceServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
 }
+func (UnimplementedEventBusServiceServer) PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method PublishStream not implemented")
+}
 func (UnimplementedEventBusServiceServer) RegisterListener(context.Context, *RegisterListenerRequest) (*RegisterListenerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterListener not implemented")
 }
@@ -1026,6 +1087,13 @@ func _EventBusService_Publish_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _EventBusService_PublishStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EventBusServiceServer).PublishStream(&grpc.GenericServerStream[PublishStreamRequest, PublishStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventBusService_PublishStreamServer = grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]
 
 func _EventBusService_RegisterListener_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RegisterListenerRequest)
@@ -1491,6 +1559,12 @@ var EventBusService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PublishStream",
+			Handler:       _EventBusService_PublishStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Subscribe",
 			Handler:       _EventBusService_Subscribe_Handler,

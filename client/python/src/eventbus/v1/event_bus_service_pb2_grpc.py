@@ -66,6 +66,11 @@ class EventBusServiceStub:
                 request_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.PublishRequest.SerializeToString,
                 response_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.PublishResponse.FromString,
                 _registered_method=True)
+        self.PublishStream = channel.stream_stream(
+                '/eventbus.v1.EventBusService/PublishStream',
+                request_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.PublishStreamRequest.SerializeToString,
+                response_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.PublishStreamResponse.FromString,
+                _registered_method=True)
         self.RegisterListener = channel.unary_unary(
                 '/eventbus.v1.EventBusService/RegisterListener',
                 request_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.RegisterListenerRequest.SerializeToString,
@@ -226,6 +231,33 @@ class EventBusServiceServicer:
         * UNAVAILABLE: the database cannot be reached or did not answer within the database
         timeout. The events may or may not have been stored (a commit can outlive the call);
         retrying the same batch is safe, as a stored (source, id) is answered as a duplicate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishStream(self, request_iterator, context):
+        """PublishStream publishes many batches over one call: each request message is a Publish of
+        its own (its namespace, its events, the same rules and outcomes), answered by one response
+        message carrying the request's `id`, in request order. Batches are sequenced in the order
+        they were sent: the events of a later message get later sequences in their namespace. One
+        message failing fails only that message; the call goes on.
+
+        It is the fast way to publish many events: a client keeps many messages in flight on one
+        stream (as many as it likes; the server reads at most 1024 ahead of its answers) instead of
+        a call per batch. A message acknowledged by its response is stored as a Publish would be.
+
+        The `traceparent` / `tracestate` metadata of the call applies to every message as it does to
+        a Publish call. With tokens on, each message needs the `publisher` role on its namespace.
+
+        Errors of a message, in its response's `error` (the code a Publish of the same request would
+        get): INVALID_ARGUMENT (also for a message without `publish`, field `publish`),
+        RESOURCE_EXHAUSTED, PERMISSION_DENIED and UNAVAILABLE as for Publish.
+        Errors of the call (it ends, after the answers to the messages before): UNAUTHENTICATED;
+        PERMISSION_DENIED when the caller is not a publisher of any namespace; INVALID_ARGUMENT for
+        a message that cannot be decoded; RESOURCE_EXHAUSTED for a message above the maximum message
+        size; UNAVAILABLE when the server shuts down (messages answered before that stand;
+        unanswered ones may or may not be stored, and may be sent again safely).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -607,6 +639,11 @@ def add_EventBusServiceServicer_to_server(servicer, server):
                     request_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.PublishRequest.FromString,
                     response_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.PublishResponse.SerializeToString,
             ),
+            'PublishStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PublishStream,
+                    request_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.PublishStreamRequest.FromString,
+                    response_serializer=eventbus_dot_v1_dot_event__bus__service__pb2.PublishStreamResponse.SerializeToString,
+            ),
             'RegisterListener': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterListener,
                     request_deserializer=eventbus_dot_v1_dot_event__bus__service__pb2.RegisterListenerRequest.FromString,
@@ -766,6 +803,33 @@ class EventBusService:
             '/eventbus.v1.EventBusService/Publish',
             eventbus_dot_v1_dot_event__bus__service__pb2.PublishRequest.SerializeToString,
             eventbus_dot_v1_dot_event__bus__service__pb2.PublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/eventbus.v1.EventBusService/PublishStream',
+            eventbus_dot_v1_dot_event__bus__service__pb2.PublishStreamRequest.SerializeToString,
+            eventbus_dot_v1_dot_event__bus__service__pb2.PublishStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
