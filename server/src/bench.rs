@@ -150,6 +150,10 @@ pub struct BenchArgs {
     /// soak: how long to publish.
     #[arg(long, default_value = "10m", value_parser = parse::duration)]
     pub soak_duration: Duration,
+    /// How events are published over gRPC: as messages of one PublishStream call per
+    /// connection, or a Publish call each.
+    #[arg(long, value_enum, default_value_t = load::PublishCall::Stream)]
+    pub publish_call: load::PublishCall,
     /// soak: the length of each reported window.
     #[arg(long, default_value = "60s", value_parser = parse::duration)]
     pub soak_window: Duration,
@@ -169,10 +173,14 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
             };
             let scheme = if tls.is_some() { "https" } else { "http" };
             let addr = if addr.contains("://") { addr.clone() } else { format!("{scheme}://{addr}") };
-            let dial = load::Dial { addr, tls, token: args.token.clone() };
+            let dial = load::Dial { addr, tls, token: args.token.clone(), publish_call: args.publish_call };
             Target::remote(dial, args.server_pid, args.target_http.clone())
         }
-        None => Target::start(args.database_url.clone(), args.relaxed).await.context("starting the server")?,
+        None => {
+            let mut target = Target::start(args.database_url.clone(), args.relaxed).await.context("starting the server")?;
+            target.dial.publish_call = args.publish_call;
+            target
+        }
     };
     let outcome = run_workloads(&args, &target, json).await;
     let stopped = target.stop().await;
@@ -213,6 +221,7 @@ async fn run_workloads(args: &BenchArgs, target: &Target, json: bool) -> anyhow:
     let mut report = Report {
         version: env!("CARGO_PKG_VERSION"),
         target: target.description.clone(),
+        publish_call: args.publish_call,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         event_data_bytes: bench.payload.len(),
         event_encoded_bytes: load::event("/bench/publish", "bench.publish.v1", &bench.payload).encoded_len(),
@@ -276,9 +285,9 @@ impl Bench<'_> {
 
     async fn sequential(&self) -> anyhow::Result<WorkloadResult> {
         let (args, target, payload) = (self.args, self.target, &self.payload);
-        let clients = load::connect(&target.dial, 1).await?;
+        let senders = load::senders(&target.dial, 1).await?;
         let ns = self.namespace("sequential");
-        let r = publish_workload(&Publisher::Grpc(&clients), &ns, 1, args.sequential_events, payload, target).await?;
+        let r = publish_workload(&Publisher::Grpc(&senders), &ns, 1, args.sequential_events, payload, target).await?;
         if !self.json {
             report::print_publish("sequential publish", &r);
         }
@@ -287,9 +296,9 @@ impl Bench<'_> {
 
     async fn pipelined(&self) -> anyhow::Result<WorkloadResult> {
         let (args, target, payload) = (self.args, self.target, &self.payload);
-        let clients = load::connect(&target.dial, args.connections).await?;
+        let senders = load::senders(&target.dial, args.connections).await?;
         let ns = self.namespace("pipelined");
-        let publisher = Publisher::Grpc(&clients);
+        let publisher = Publisher::Grpc(&senders);
         let r = publish_workload(&publisher, &ns, args.in_flight, args.pipelined_events, payload, target).await?;
         if !self.json {
             report::print_publish("pipelined publish", &r);
@@ -331,7 +340,7 @@ impl Bench<'_> {
 
     async fn listeners(&self) -> anyhow::Result<WorkloadResult> {
         let args = self.args;
-        let clients = load::connect(&self.target.dial, args.connections).await?;
+        let senders = load::senders(&self.target.dial, args.connections).await?;
         let mut runs: Vec<scale::SizeResult> = Vec::new();
         for &count in &args.listener_counts {
             let settings = scale::Settings {
@@ -343,7 +352,7 @@ impl Bench<'_> {
                 payload: self.payload.clone(),
                 condition_share: args.condition_share,
             };
-            runs.push(scale::run(&clients, &settings, self.target.meter).await?);
+            runs.push(scale::run(&senders, &settings, self.target.meter).await?);
         }
         let baseline = runs.iter().find(|r| r.listeners == 0).map(|r| r.events_per_second);
         for r in &mut runs {
@@ -397,14 +406,14 @@ impl Bench<'_> {
 
 /// Who publishes: gRPC clients, or keep-alive connections to the HTTP ingress.
 enum Publisher<'a> {
-    Grpc(&'a [eventbus_client::Client]),
+    Grpc(&'a [load::Sender]),
     Http { addr: &'a str, connections: &'a [ingress::Connection] },
 }
 
 impl Publisher<'_> {
     fn connections(&self) -> usize {
         match self {
-            Publisher::Grpc(clients) => clients.len(),
+            Publisher::Grpc(senders) => senders.len(),
             Publisher::Http { connections, .. } => connections.len(),
         }
     }
@@ -420,9 +429,9 @@ impl Publisher<'_> {
         payload: &Arc<str>,
     ) -> load::Run {
         match self {
-            Publisher::Grpc(clients) => {
+            Publisher::Grpc(senders) => {
                 let data = payload.clone();
-                load::publish(clients, namespace, in_flight, n, progress, move |_| {
+                load::publish(senders, namespace, in_flight, n, progress, move |_| {
                     load::event(source, "bench.publish.v1", &data)
                 })
                 .await

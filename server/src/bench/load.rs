@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use eventbus_client::{Client, CloudEventBuilder, pb};
+use eventbus_client::{Client, CloudEventBuilder, Publisher, pb};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tonic::transport::ClientTlsConfig;
@@ -82,13 +82,69 @@ pub async fn connect(dial: &Dial, n: usize) -> anyhow::Result<Vec<Client>> {
     Ok(clients)
 }
 
+/// Opens `n` senders, each a client on its own connection publishing as `dial` says.
+pub async fn senders(dial: &Dial, n: usize) -> anyhow::Result<Vec<Sender>> {
+    let mut senders = Vec::with_capacity(n);
+    for client in connect(dial, n).await? {
+        senders.push(Sender::open(client, dial.publish_call).await?);
+    }
+    Ok(senders)
+}
+
+/// How the bench publishes over gRPC (`--publish-call`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishCall {
+    /// Each publish a message of one PublishStream call per connection.
+    #[default]
+    Stream,
+    /// Each publish a Publish call of its own.
+    Unary,
+}
+
+/// A client that publishes as its [`PublishCall`] says.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: Client,
+    stream: Option<Publisher>,
+}
+
+impl Sender {
+    /// Opens the PublishStream call of a `Stream` sender.
+    pub async fn open(client: Client, how: PublishCall) -> anyhow::Result<Self> {
+        let stream = match how {
+            PublishCall::Stream => Some(client.publisher().await.context("opening a PublishStream")?),
+            PublishCall::Unary => None,
+        };
+        Ok(Self { client, stream })
+    }
+
+    /// The client, for calls other than publishing.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Publishes `events` to `namespace`.
+    pub async fn publish(
+        &self,
+        namespace: impl Into<String>,
+        events: impl IntoIterator<Item = pb::CloudEvent>,
+    ) -> Result<Vec<pb::PublishResult>, eventbus_client::Error> {
+        match &self.stream {
+            Some(stream) => stream.publish(namespace, events).await,
+            None => self.client.publish(namespace, events).await,
+        }
+    }
+}
+
 /// How the bench's clients reach the server: its address, and TLS and a token when it wants
-/// them (`--ca-cert`, `--token`).
+/// them (`--ca-cert`, `--token`), and how they publish (`--publish-call`).
 #[derive(Debug, Clone)]
 pub struct Dial {
     pub addr: String,
     pub tls: Option<ClientTlsConfig>,
     pub token: Option<String>,
+    pub publish_call: PublishCall,
 }
 
 impl Dial {
@@ -187,7 +243,7 @@ where
 
 /// Publishes `n` events from `make(i)` one per call, `in_flight` calls per client at a time.
 pub async fn publish<M>(
-    clients: &[Client],
+    senders: &[Sender],
     namespace: &str,
     in_flight: usize,
     n: u64,
@@ -199,10 +255,10 @@ where
 {
     let make = Arc::new(make);
     let namespace: Arc<str> = namespace.into();
-    drive(clients, in_flight, n, progress, move |client: Client, i| {
+    drive(senders, in_flight, n, progress, move |sender: Sender, i| {
         let event = make(i);
         let namespace = namespace.clone();
-        async move { client.publish(namespace.as_ref(), [event]).await.map(drop) }
+        async move { sender.publish(namespace.as_ref(), [event]).await.map(drop) }
     })
     .await
 }

@@ -100,8 +100,9 @@ pub async fn run_in_windows(
     postgres: Option<soak::PgWatch>,
 ) -> anyhow::Result<(RateResult, Vec<Window>)> {
     let n = ((s.rate as f64 * s.duration.as_secs_f64()).round() as u64).max(1);
-    let senders = load::connect(&s.dial, s.connections).await?;
-    register(s, &senders).await?;
+    let senders = load::senders(&s.dial, s.connections).await?;
+    let clients: Vec<Client> = senders.iter().map(|s| s.client().clone()).collect();
+    register(s, &clients).await?;
     // Subscriptions first (on their own connections), so the group exists before any event.
     let subscriptions = subscribe(s).await?;
 
@@ -210,7 +211,7 @@ type Done = (u64, Result<Instant, eventbus_client::Error>);
 /// behind the schedule and the time of its last send.
 fn pace(
     s: &Settings,
-    senders: Vec<Client>,
+    senders: Vec<load::Sender>,
     start: Instant,
     n: u64,
     done_tx: mpsc::UnboundedSender<Done>,
@@ -227,14 +228,14 @@ fn pace(
             }
             last_send = Instant::now();
             max_lag = max_lag.max(last_send.saturating_duration_since(due));
-            let client = senders[(i as usize) % senders.len()].clone();
+            let sender = senders[(i as usize) % senders.len()].clone();
             let (namespace, payload, done) = (namespace.clone(), payload.clone(), done_tx.clone());
             runtime.spawn(async move {
                 let event = CloudEventBuilder::new("/bench/notify", EVENT_TYPE)
                     .id(i.to_string())
                     .data_text("application/json", payload.as_ref())
                     .build();
-                let _ = done.send((i, client.publish(namespace, [event]).await.map(|_| Instant::now())));
+                let _ = done.send((i, sender.publish(namespace, [event]).await.map(|_| Instant::now())));
             });
         }
         (max_lag, last_send)

@@ -103,6 +103,8 @@ pub enum WorkloadResult {
 pub struct Report {
     pub version: &'static str,
     pub target: TargetInfo,
+    /// How events were published over gRPC (`--publish-call`).
+    pub publish_call: super::load::PublishCall,
     pub cores: usize,
     /// Size of the JSON payload of each event, bytes.
     pub event_data_bytes: usize,

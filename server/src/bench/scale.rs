@@ -151,7 +151,9 @@ pub async fn register(
 }
 
 /// Registers the listeners, then publishes the events, in a fresh namespace.
-pub async fn run(clients: &[Client], s: &Settings, meter: Meter) -> anyhow::Result<SizeResult> {
+pub async fn run(senders: &[load::Sender], s: &Settings, meter: Meter) -> anyhow::Result<SizeResult> {
+    let clients: Vec<Client> = senders.iter().map(|s| s.client().clone()).collect();
+    let clients = clients.as_slice();
     let types = s.types.max(1);
     let (mut registration_seconds, mut registrations_per_second, mut registration_errors) = (0.0, 0.0, 0);
     let mut first_error = None;
@@ -166,7 +168,7 @@ pub async fn run(clients: &[Client], s: &Settings, meter: Meter) -> anyhow::Resu
     let progress = Progress::start(format!("publish, {} listeners", s.listeners), s.events, "events");
     let before = meter.sample();
     let (listeners, payload) = (s.listeners, s.payload.clone());
-    let run = load::publish(clients, &s.namespace, s.in_flight, s.events, &progress, move |e| {
+    let run = load::publish(senders, &s.namespace, s.in_flight, s.events, &progress, move |e| {
         let j = customer_of(e, listeners, types);
         CloudEventBuilder::new("/bench/scale", event_type(j % types))
             .extension("customer", format!("c-{j}"))

@@ -108,7 +108,7 @@ impl Target {
             .await
         });
         Ok(Self {
-            dial: Dial { addr: format!("http://{addr}"), tls: None, token: None },
+            dial: Dial { addr: format!("http://{addr}"), tls: None, token: None, publish_call: Default::default() },
             http: Some(http_addr.to_string()),
             description: TargetInfo {
                 kind: "in-process",
