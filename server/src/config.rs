@@ -176,7 +176,7 @@ pub struct ServeArgs {
     /// Microseconds the writer waits for more work before a transaction while calls arrive
     /// during commits (group commit: fewer transactions and bytes written per event under paced
     /// load, at most this much more latency, at least 1 ms on Postgres; a lone caller never
-    /// waits); 0 turns it off [default: 200].
+    /// waits, nor a batch of 32 events or more); 0 turns it off [default: 200].
     #[arg(long, env = "EVENTBUS_COMMIT_DELAY_US")]
     pub commit_delay_us: Option<u64>,
     /// Largest gRPC message, bytes [default: 4194304].

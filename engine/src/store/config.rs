@@ -58,7 +58,8 @@ pub struct StoreConfig {
     /// once writes fewer bytes per event; on Postgres, whose single writer is bound by statement
     /// round trips, fewer transactions keep up with more (the wait is at least a millisecond
     /// there: the runtime's timer resolution). A lone caller never waits: the writer only waits
-    /// when a command arrived while the last commit ran.
+    /// when a command arrived while the last commit ran, and its batch is still small (under 32
+    /// events: a writer kept busy by many publishes in flight does not wait).
     pub commit_delay: Duration,
     /// Longest a call waits for the database (queueing for the writer, a connection, its
     /// statements) before it fails with `Unavailable`. On Postgres also the `statement_timeout`

@@ -185,6 +185,13 @@ pub(crate) fn spawn(writer: Writer, rx: mpsc::Receiver<Command>) -> Result<()> {
     Ok(())
 }
 
+/// The writer waits for more commands ([`StoreConfig::commit_delay`]) only while its batch holds
+/// fewer events than this. A commit's own pages (one leaf of each table and index it touches,
+/// the namespace and group rows, the header) are spread over the batch's events: over a few
+/// dozen events they add little to each event's own pages, and a writer that is the bottleneck
+/// (many publishes in flight) would only idle while it waits.
+const DELAYED_BELOW: usize = 32;
+
 /// The error of a command failed without an attempt, because the database could not be reached
 /// a moment ago.
 fn unavailable_meanwhile() -> Error {
@@ -223,7 +230,7 @@ impl Writer {
             batch.push(first);
             if !alone {
                 weight = self.gather(&mut rx, &mut batch, &mut held, weight);
-                if busy && held.is_none() && self.delays_commits() && weight < self.config.max_batch_events / 8 {
+                if busy && held.is_none() && self.delays_commits() && weight < DELAYED_BELOW {
                     // Group commit: more work is likely on its way; let it join this transaction.
                     match self.conn {
                         Conn::Sqlite(_) => std::thread::sleep(self.config.commit_delay),
