@@ -177,7 +177,8 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
             Target::remote(dial, args.server_pid, args.target_http.clone())
         }
         None => {
-            let mut target = Target::start(args.database_url.clone(), args.relaxed).await.context("starting the server")?;
+            let mut target =
+                Target::start(args.database_url.clone(), args.relaxed).await.context("starting the server")?;
             target.dial.publish_call = args.publish_call;
             target
         }

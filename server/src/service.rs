@@ -95,7 +95,9 @@ impl EventBus {
         let events = req.events.len() as u64;
         let span = self.config.traces.then(tracing::Span::current);
         let result = match self.publish_checked(req, &trace, span.as_ref()) {
-            Ok((namespace, events)) => self.store.publish(&namespace, events).await.map(publish_response).map_err(ApiError::from),
+            Ok((namespace, events)) => {
+                self.store.publish(&namespace, events).await.map(publish_response).map_err(ApiError::from)
+            }
             Err(e) => Err(e),
         };
         self.count_publish(&result, events, started);

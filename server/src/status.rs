@@ -109,7 +109,11 @@ pub fn publish_error(e: ApiError) -> eventbus_client::pb::PublishError {
                 .collect()
         })
         .unwrap_or_default();
-    eventbus_client::pb::PublishError { code: status.code() as i32, message: status.message().to_owned(), field_violations }
+    eventbus_client::pb::PublishError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        field_violations,
+    }
 }
 
 /// Logs an internal error in full and returns the status that says nothing of it.

@@ -50,9 +50,7 @@ fn published(answer: &pb::PublishStreamResponse) -> Vec<(u64, bool)> {
 /// The code and field violations of a refused answer.
 fn refused(answer: &pb::PublishStreamResponse) -> (Code, Vec<String>) {
     match &answer.outcome {
-        Some(Outcome::Error(e)) => {
-            (Code::from(e.code), e.field_violations.iter().map(|v| v.field.clone()).collect())
-        }
+        Some(Outcome::Error(e)) => (Code::from(e.code), e.field_violations.iter().map(|v| v.field.clone()).collect()),
         other => panic!("message {} was not refused: {other:?}", answer.id),
     }
 }
@@ -68,8 +66,9 @@ async fn messages_are_answered_in_order_and_sequenced_in_stream_order(db: Databa
     // More messages than the server reads ahead of its answers (1024), two events each, ids
     // that are not in order.
     let n = 1500u64;
-    let messages =
-        (0..n).map(|i| message(n - i, "ns", vec![event("a", &format!("{i}a")), event("a", &format!("{i}b"))])).collect();
+    let messages = (0..n)
+        .map(|i| message(n - i, "ns", vec![event("a", &format!("{i}a")), event("a", &format!("{i}b"))]))
+        .collect();
     let (answers, end) = exchange(&s, messages).await;
     assert_eq!(end, Code::Ok, "closing the sending side ends the call once everything is answered");
     assert_eq!(answers.iter().map(|a| a.id).collect::<Vec<_>>(), (1..=n).rev().collect::<Vec<_>>());
