@@ -1,11 +1,13 @@
 // Package eventbus is the Go client layer of eventbus, on top of the generated stubs in
 // github.com/eventbus-dev/eventbus/client/go/gen/eventbus/v1: a [Client] with sensible
-// connection defaults ([Dial]), a CloudEvent builder ([NewEvent]) and a [Runner] that
-// consumes notifications of a consumer group, acks and nacks them, and reconnects.
+// connection defaults ([Dial]), a CloudEvent builder ([NewEvent]), a [Publisher] that keeps
+// many publishes in flight on one stream, and a [Runner] that consumes notifications of a
+// consumer group, acks and nacks them, and reconnects.
 //
-// It depends only on the wire stack (grpc, protobuf), OpenTelemetry (API and the otelgrpc
-// instrumentation) and a UUID generator; conversion to and from the CloudEvents Go SDK lives in
-// the cesdk sub-package so that importing this package does not pull the SDK in.
+// It depends only on the wire stack (grpc, protobuf, the google.rpc error details),
+// OpenTelemetry (API and the otelgrpc instrumentation) and a UUID generator; conversion to and
+// from the CloudEvents Go SDK lives in the cesdk sub-package so that importing this package
+// does not pull the SDK in.
 //
 // Hazards:
 //

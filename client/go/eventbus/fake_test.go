@@ -21,16 +21,20 @@ import (
 // session scripts one Subscribe stream of the fake server; its error ends the stream.
 type session func(req *eventbusv1.SubscribeRequest, stream grpc.ServerStreamingServer[eventbusv1.SubscribeResponse]) error
 
+// publishSession scripts one PublishStream call of the fake server; its error ends the call.
+type publishSession func(stream grpc.BidiStreamingServer[eventbusv1.PublishStreamRequest, eventbusv1.PublishStreamResponse]) error
+
 // fakeBus is an in-process EventBusService for tests that need no eventbus server: Subscribe
-// plays the queued sessions in order, Ack and Nack are recorded, Publish and RegisterListener
-// answer with a scripted sequence of errors.
+// and PublishStream play their queued sessions in order, Ack and Nack are recorded, Publish and
+// RegisterListener answer with a scripted sequence of errors.
 type fakeBus struct {
 	eventbusv1.UnimplementedEventBusServiceServer
 
-	sessions   chan session
-	subscribes chan *eventbusv1.SubscribeRequest
-	acks       chan *eventbusv1.AckRequest
-	nacks      chan *eventbusv1.NackRequest
+	sessions        chan session
+	publishSessions chan publishSession
+	subscribes      chan *eventbusv1.SubscribeRequest
+	acks            chan *eventbusv1.AckRequest
+	nacks           chan *eventbusv1.NackRequest
 
 	mu sync.Mutex
 	// log records acks, nacks and stream ends in the order the server saw them.
@@ -44,10 +48,11 @@ type fakeBus struct {
 
 func newFakeBus() *fakeBus {
 	return &fakeBus{
-		sessions:   make(chan session, 16),
-		subscribes: make(chan *eventbusv1.SubscribeRequest, 64),
-		acks:       make(chan *eventbusv1.AckRequest, 64),
-		nacks:      make(chan *eventbusv1.NackRequest, 64),
+		sessions:        make(chan session, 16),
+		publishSessions: make(chan publishSession, 16),
+		subscribes:      make(chan *eventbusv1.SubscribeRequest, 64),
+		acks:            make(chan *eventbusv1.AckRequest, 64),
+		nacks:           make(chan *eventbusv1.NackRequest, 64),
 	}
 }
 
@@ -69,6 +74,15 @@ func (f *fakeBus) Subscribe(req *eventbusv1.SubscribeRequest, stream grpc.Server
 	select {
 	case play := <-f.sessions:
 		return play(req, stream)
+	case <-stream.Context().Done():
+		return stream.Context().Err()
+	}
+}
+
+func (f *fakeBus) PublishStream(stream grpc.BidiStreamingServer[eventbusv1.PublishStreamRequest, eventbusv1.PublishStreamResponse]) error {
+	select {
+	case play := <-f.publishSessions:
+		return play(stream)
 	case <-stream.Context().Done():
 		return stream.Context().Err()
 	}
