@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from eventbus import Client
 from fakebus import FakeServer, start_fake_server
 
 READY_TIMEOUT = 30.0
@@ -179,6 +180,13 @@ def eventbus_server() -> Iterator[LiveServer]:
             status = server.stop()
         if status != 0:
             pytest.fail(f"eventbus server exited with status {status} after SIGTERM\n{server.log_tail()}")
+
+
+@pytest.fixture
+def client(eventbus_server: LiveServer) -> Iterator[Client]:
+    """A client of the session's live server."""
+    with Client(eventbus_server.address, timeout=10) as client:
+        yield client
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -37,12 +36,6 @@ pytestmark = pytest.mark.integration
 ORDER_CREATED = "com.example.order.created"
 WAIT_TIMEOUT = 20.0
 FAST_RETRY = Backoff(initial=0.05, max=0.05)
-
-
-@pytest.fixture
-def client(eventbus_server: LiveServer) -> Iterator[Client]:
-    with Client(eventbus_server.address, timeout=10) as client:
-        yield client
 
 
 def traceparent_of(span: trace.Span) -> str:
