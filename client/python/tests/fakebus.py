@@ -33,12 +33,19 @@ class _End:
     pass
 
 
+class _Hold:
+    pass
+
+
 #: Outbox item: send a Keepalive.
 KEEPALIVE = _Keepalive()
 #: Outbox item: end the stream that takes it with OK.
 END = _End()
+#: Stream script item: leave the message unanswered.
+HOLD = _Hold()
 
 OutboxItem = notification_pb2.Notification | grpc.StatusCode | _Keepalive | _End
+StreamItem = pb.PublishError | pb.PublishStreamResponse | grpc.StatusCode | _Hold | None
 
 _T = TypeVar("_T")
 
@@ -85,6 +92,12 @@ class FakeBus(event_bus_service_pb2_grpc.EventBusServiceServicer):
     redeliver_on_nack: bool = True
     streams_opened: int = 0
     streams_closed: int = 0
+    #: PublishStream: the answer of each message, first one first. None (or an empty script)
+    #: publishes it as Publish does; a PublishError fails it; a PublishStreamResponse is sent
+    #: with the message's id; HOLD leaves it unanswered; a StatusCode ends the call with it.
+    stream_script: list[StreamItem] = field(default_factory=list)
+    #: PublishStream calls whose client half-closed them.
+    publish_streams_half_closed: int = 0
     listeners: list[listener_pb2.Listener] = field(default_factory=list)
     events: list[cloudevent_pb2.StoredEvent] = field(default_factory=list)
     page_size: int = 2
@@ -120,6 +133,32 @@ class FakeBus(event_bus_service_pb2_grpc.EventBusServiceServicer):
         return pb.PublishResponse(
             results=[pb.PublishResult(sequence=self._next_sequence()) for _ in request.events]
         )
+
+    def PublishStream(
+        self, request_iterator: Iterator[pb.PublishStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.PublishStreamResponse]:
+        with self.lock:
+            self.metadata["PublishStream"].append({key: str(value) for key, value in context.invocation_metadata()})
+        for request in request_iterator:
+            with self.lock:
+                self.requests["PublishStream"].append(request)
+                item = self.stream_script.pop(0) if self.stream_script else None
+            if isinstance(item, grpc.StatusCode):
+                context.abort(item, f"scripted {item.name}")
+            if isinstance(item, _Hold):
+                continue
+            if isinstance(item, pb.PublishError):
+                yield pb.PublishStreamResponse(id=request.id, error=item)
+            elif isinstance(item, pb.PublishStreamResponse):
+                answer = pb.PublishStreamResponse()
+                answer.CopyFrom(item)
+                answer.id = request.id
+                yield answer
+            else:
+                results = [pb.PublishResult(sequence=self._next_sequence()) for _ in request.publish.events]
+                yield pb.PublishStreamResponse(id=request.id, published=pb.PublishResponse(results=results))
+        with self.lock:
+            self.publish_streams_half_closed += 1
 
     def RegisterListener(
         self, request: pb.RegisterListenerRequest, context: grpc.ServicerContext

@@ -10,6 +10,8 @@ this module are built on them and depend only on grpcio, protobuf and openteleme
 * :func:`new_event` and friends (:mod:`eventbus.events`): CloudEvents, including conversion
   to and from the CloudEvents SDK (extra ``eventbus-client[cloudevents]``);
 * :class:`ListenerSpecBuilder` (:mod:`eventbus.listeners`): listener specs;
+* :class:`Publisher` and :class:`AsyncPublisher` (:mod:`eventbus.publisher`): many publishes
+  in flight on one PublishStream call;
 * :class:`Runner` and :class:`AsyncRunner` (:mod:`eventbus.runner`): a consumer group's
   notifications handed to a handler, acked, nacked with backoff, reconnecting;
 * :mod:`eventbus.tracing`: OpenTelemetry propagation for calls and notifications.
@@ -33,6 +35,7 @@ from eventbus.events import (
     to_cloudevents,
 )
 from eventbus.listeners import ListenerSpecBuilder
+from eventbus.publisher import AsyncPublisher, Publisher, StatusError
 from eventbus.runner import AsyncRunner, Runner, RunnerStats
 from eventbus.v1.cloudevent_pb2 import CloudEvent, StoredEvent
 from eventbus.v1.listener_pb2 import Listener, ListenerSpec
@@ -50,6 +53,7 @@ __all__ = [
     "NOTIFICATION_KIND_WAKE",
     "SPEC_VERSION",
     "AsyncClient",
+    "AsyncPublisher",
     "AsyncRunner",
     "AsyncSubscription",
     "Backoff",
@@ -59,8 +63,10 @@ __all__ = [
     "ListenerSpec",
     "ListenerSpecBuilder",
     "Notification",
+    "Publisher",
     "Runner",
     "RunnerStats",
+    "StatusError",
     "StoredEvent",
     "SubscribeOptions",
     "Subscription",

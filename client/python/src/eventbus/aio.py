@@ -39,6 +39,7 @@ from eventbus._common import (
 from eventbus.client import DEFAULT_TIMEOUT
 from eventbus.events import new_event_id, to_timestamp
 from eventbus.listeners import ListenerSpecBuilder
+from eventbus.publisher import AsyncPublisher
 from eventbus.tracing import call_metadata
 from eventbus.v1 import cloudevent_pb2, event_bus_service_pb2_grpc, listener_pb2, notification_pb2
 from eventbus.v1 import event_bus_service_pb2 as pb
@@ -95,6 +96,9 @@ class AsyncClient:
         self.stub = event_bus_service_pb2_grpc.EventBusServiceStub(channel)
         stub = self.stub
         self._publish: grpc.aio.UnaryUnaryMultiCallable[pb.PublishRequest, pb.PublishResponse] = stub.Publish
+        self._publish_stream: grpc.aio.StreamStreamMultiCallable[
+            pb.PublishStreamRequest, pb.PublishStreamResponse
+        ] = stub.PublishStream
         self._register: grpc.aio.UnaryUnaryMultiCallable[
             pb.RegisterListenerRequest, pb.RegisterListenerResponse
         ] = stub.RegisterListener
@@ -160,6 +164,13 @@ class AsyncClient:
         """See :meth:`eventbus.Client.publish`."""
         request = pb.PublishRequest(namespace=namespace, events=list(events))
         return list((await self._call(self._publish, request, timeout)).results)
+
+    def publisher(self) -> AsyncPublisher:
+        """Opens a PublishStream call and returns the :class:`AsyncPublisher` that sends on it:
+        ``async with client.publisher() as publisher:``. Not a coroutine: the stream starts at
+        once. See :meth:`eventbus.Client.publisher`.
+        """
+        return AsyncPublisher(self._publish_stream, call_metadata(self._metadata), self._timeout)
 
     async def get_event(
         self,

@@ -37,6 +37,7 @@ from eventbus._common import (
 )
 from eventbus.events import new_event_id, to_timestamp
 from eventbus.listeners import ListenerSpecBuilder
+from eventbus.publisher import Publisher
 from eventbus.tracing import call_metadata
 from eventbus.v1 import cloudevent_pb2, event_bus_service_pb2_grpc, listener_pb2, notification_pb2
 from eventbus.v1 import event_bus_service_pb2 as pb
@@ -112,6 +113,9 @@ class Client:
         self.stub = event_bus_service_pb2_grpc.EventBusServiceStub(channel)
         stub = self.stub
         self._publish: grpc.UnaryUnaryMultiCallable[pb.PublishRequest, pb.PublishResponse] = stub.Publish
+        self._publish_stream: grpc.StreamStreamMultiCallable[pb.PublishStreamRequest, pb.PublishStreamResponse] = (
+            stub.PublishStream
+        )
         self._register: grpc.UnaryUnaryMultiCallable[pb.RegisterListenerRequest, pb.RegisterListenerResponse] = (
             stub.RegisterListener
         )
@@ -180,6 +184,17 @@ class Client:
         """
         request = pb.PublishRequest(namespace=namespace, events=list(events))
         return list(self._call(self._publish, request, timeout).results)
+
+    def publisher(self) -> Publisher:
+        """Opens a PublishStream call and returns the :class:`Publisher` that sends on it.
+
+        Each ``publisher.publish(namespace, events)`` is one message of the stream, so many
+        threads can have a publish in flight at once without a call each; the error of one
+        message fails only its publish. The stream is not retried or reopened: see
+        :mod:`eventbus.publisher`. Use it as a context manager (``with client.publisher() as
+        publisher:``), or call its ``close()``.
+        """
+        return Publisher(self._publish_stream, call_metadata(self._metadata), self._timeout)
 
     def get_event(
         self,
