@@ -58,7 +58,8 @@ impl EventBus {
         // Why reading stopped, once it has: None when the client closed its side.
         let mut ended: Option<Option<Status>> = None;
         loop {
-            if ended.is_none() && *shutdown.borrow() {
+            // A sender gone without a word is a shutdown too (else `changed` would spin).
+            if ended.is_none() && (*shutdown.borrow() || shutdown.has_changed().is_err()) {
                 ended = Some(Some(Status::from(ApiError::ShuttingDown)));
             }
             if pending.is_empty() && ended.is_some() {
