@@ -446,7 +446,6 @@ impl Store {
     }
 }
 
-/// The error of a call the database did not answer within the database timeout.
 /// The answer to come of a command in the writer's queue ([`Store::queue_publish`]).
 #[derive(Debug)]
 pub struct Pending<T> {
@@ -467,6 +466,7 @@ impl<T> Pending<T> {
     }
 }
 
+/// The error of a call the database did not answer within the database timeout.
 fn no_answer(timeout: Duration) -> Error {
     Error::Unavailable(format!("no answer from the database within {timeout:?}").into())
 }

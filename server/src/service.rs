@@ -114,11 +114,13 @@ impl EventBus {
         span: Option<&tracing::Span>,
     ) -> Result<(String, Vec<eventbus_engine::Event>), ApiError> {
         let Publish { namespace, mut events } = self.checked(req)?;
+        // An event without a valid traceparent of its own is recorded with the call's.
         for e in events.iter_mut().filter(|e| e.trace.is_empty()) {
             e.trace = call.clone();
         }
         if let Some(span) = span {
-            // Triggers are children of the publish span.
+            // Triggers are children of the publish span; contexts the events carried themselves
+            // become links of it.
             let carried: Vec<TraceContext> = events.iter().map(|e| e.trace.clone()).collect();
             trace::annotate_publish(span, &namespace, events.len(), &carried);
             let publish = trace::of_span(span);

@@ -91,6 +91,11 @@ pub async fn senders(dial: &Dial, n: usize) -> anyhow::Result<Vec<Sender>> {
     Ok(senders)
 }
 
+/// The clients of `senders`, for calls other than publishing.
+pub fn clients_of(senders: &[Sender]) -> Vec<Client> {
+    senders.iter().map(|sender| sender.client().clone()).collect()
+}
+
 /// How the bench publishes over gRPC (`--publish-call`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -101,8 +101,7 @@ pub async fn run_in_windows(
 ) -> anyhow::Result<(RateResult, Vec<Window>)> {
     let n = ((s.rate as f64 * s.duration.as_secs_f64()).round() as u64).max(1);
     let senders = load::senders(&s.dial, s.connections).await?;
-    let clients: Vec<Client> = senders.iter().map(|s| s.client().clone()).collect();
-    register(s, &clients).await?;
+    register(s, &load::clients_of(&senders)).await?;
     // Subscriptions first (on their own connections), so the group exists before any event.
     let subscriptions = subscribe(s).await?;
 

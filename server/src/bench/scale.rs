@@ -152,8 +152,7 @@ pub async fn register(
 
 /// Registers the listeners, then publishes the events, in a fresh namespace.
 pub async fn run(senders: &[load::Sender], s: &Settings, meter: Meter) -> anyhow::Result<SizeResult> {
-    let clients: Vec<Client> = senders.iter().map(|s| s.client().clone()).collect();
-    let clients = clients.as_slice();
+    let clients = &load::clients_of(senders)[..];
     let types = s.types.max(1);
     let (mut registration_seconds, mut registrations_per_second, mut registration_errors) = (0.0, 0.0, 0);
     let mut first_error = None;
