@@ -55,6 +55,7 @@ macro_rules! cases {
 
 cases!(
     sequences_and_duplicates,
+    queued_publishes_are_sequenced_in_queue_order,
     rejected_batch_changes_nothing,
     event_round_trip_and_history,
     listener_lifecycle,
@@ -145,6 +146,23 @@ async fn sequences_and_duplicates(db: &Db) {
     store.publish("ns", vec![ev("a", "1")]).await.unwrap();
     store.ensure_group("ns", group("g")).await.unwrap();
     assert!(store.claim("ns", "g", "c", 10, LEASE).await.unwrap().is_empty());
+}
+
+async fn queued_publishes_are_sequenced_in_queue_order(db: &Db) {
+    let store = open(db).await;
+    // Each batch holds its place from `queue_publish` on, whichever outcome is awaited first.
+    let mut pending = Vec::new();
+    for i in 0..50 {
+        pending
+            .push(store.queue_publish("ns", vec![ev("a", &format!("{i}a")), ev("a", &format!("{i}b"))]).await.unwrap());
+    }
+    let mut got = Vec::new();
+    for p in pending.into_iter().rev() {
+        got.push(p.outcome().await.unwrap().iter().map(|p| p.sequence).collect::<Vec<_>>());
+    }
+    got.reverse();
+    let expected: Vec<Vec<u64>> = (0..50).map(|i| vec![2 * i + 1, 2 * i + 2]).collect();
+    assert_eq!(got, expected);
 }
 
 async fn rejected_batch_changes_nothing(db: &Db) {
