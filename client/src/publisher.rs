@@ -78,17 +78,37 @@ impl Publisher {
             state.waiting.insert(id, sender);
             id
         };
+        // A publish dropped before its answer (a caller's timeout) stops waiting for it.
+        let _waiting = Forget { shared: &self.shared, id };
         if self.requests.send(pb::PublishStreamRequest { id, publish: Some(publish) }).await.is_err() {
-            self.shared.lock().waiting.remove(&id);
             return Err(self.ended());
         }
         answer.await.unwrap_or_else(|_| Err(self.ended()))
+    }
+
+    /// How many publishes wait for their answer.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.shared.lock().waiting.len()
     }
 
     /// The error of a publish made after the stream ended.
     fn ended(&self) -> Error {
         let state = self.shared.lock();
         state.ended.as_ref().map_or_else(|| Error::from(Status::unavailable("the publish stream ended")), ended_error)
+    }
+}
+
+/// Removes a publish's place among those waiting for an answer when the publish ends, however
+/// it ends (answered, failed or dropped).
+struct Forget<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().waiting.remove(&self.id);
     }
 }
 

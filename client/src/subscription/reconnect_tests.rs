@@ -79,11 +79,14 @@ impl EventBusService for Fake {
 
     type PublishStreamStream = BoxStream<'static, Result<pb::PublishStreamResponse, Status>>;
 
+    /// Takes every message and answers none.
     async fn publish_stream(
         &self,
-        _: Request<tonic::Streaming<pb::PublishStreamRequest>>,
+        request: Request<tonic::Streaming<pb::PublishStreamRequest>>,
     ) -> Result<Response<Self::PublishStreamStream>, Status> {
-        Err(Status::unimplemented("fake"))
+        let mut requests = request.into_inner();
+        tokio::spawn(async move { while let Ok(Some(_)) = requests.message().await {} });
+        Ok(Response::new(futures::stream::pending().boxed()))
     }
 
     async fn register_listener(
@@ -292,4 +295,18 @@ async fn deliveries_ack_and_nack_in_their_group() {
             reason: "boom".into(),
         }]
     );
+}
+
+/// (The fake's PublishStream never answers.) A publish dropped while it waits for its answer, as
+/// a caller's timeout drops it, leaves nothing behind in the publisher.
+#[tokio::test]
+async fn a_dropped_publish_stops_waiting_for_its_answer() {
+    let client = serve(Fake::default(), Vec::new()).await;
+    let publisher = client.publisher().await.unwrap();
+    for i in 0..3 {
+        let event = pb::CloudEvent { id: i.to_string(), ..Default::default() };
+        let publish = publisher.publish("ns", [event]);
+        assert!(tokio::time::timeout(Duration::from_millis(20), publish).await.is_err(), "the fake never answers");
+    }
+    assert_eq!(publisher.waiting(), 0);
 }
