@@ -13,7 +13,7 @@
 //!   (field 1) and hands the handler the same bytes, unless the caller's grants cover every
 //!   namespace for that role. A stream of requests (PublishStream) is not read here: the layer
 //!   lets through a caller with the role on some namespace, and the handler checks each message
-//!   ([`Principal::may_as`]) and reports its refusals with [`refused_message`].
+//!   ([`Principal::may_send`]) and reports its refusals with [`refused_message`].
 //! - Every refusal is logged once, with the principal, namespace, method and reason (never the
 //!   secret), and counted in `eventbus_auth_failures_total{reason}`. The handler finds the
 //!   caller's [`Principal`] in the request extensions.
@@ -57,6 +57,16 @@ impl Principal {
     /// where one RPC needs more in one of its modes).
     pub fn may_as(&self, role: Role, namespace: &str) -> bool {
         self.grants.iter().any(|g| g.allows(Requirement::Namespace(role), namespace))
+    }
+
+    /// Returns whether the grants allow one message of the streaming method `method` on
+    /// `namespace`: the role of the method's `EachMessage` line in the permission table (no
+    /// message of another method).
+    pub fn may_send(&self, method: &str, namespace: &str) -> bool {
+        match permissions::requirement(method) {
+            Some(Requirement::EachMessage(role)) => self.may_as(role, namespace),
+            _ => false,
+        }
     }
 
     /// Returns whether the grants allow `role` on every namespace.
@@ -189,17 +199,21 @@ impl Auth {
 
     /// Logs and counts a refusal; returns the error to answer.
     fn refused(&self, refusal: Refusal, principal: &str, method: &str, namespace: &str) -> ApiError {
-        tracing::info!(principal, namespace, method, reason = refusal.reason(), "call refused");
-        self.metrics.auth_refused(refusal.reason());
+        log_refusal(&self.metrics, refusal, principal, method, namespace);
         refusal.error()
     }
+}
+
+/// Logs a refusal once and counts it in `eventbus_auth_failures_total{reason}`.
+fn log_refusal(metrics: &Metrics, refusal: Refusal, principal: &str, method: &str, namespace: &str) {
+    tracing::info!(principal, namespace, method, reason = refusal.reason(), "call refused");
+    metrics.auth_refused(refusal.reason());
 }
 
 /// Logs and counts the refusal of one message of a stream by its handler, as the layer does for
 /// a call (`eventbus_auth_failures_total{reason="denied"}`); returns the error to answer it with.
 pub fn refused_message(metrics: &Metrics, principal: &str, method: &str, namespace: &str) -> ApiError {
-    tracing::info!(principal, namespace, method, reason = Refusal::Denied.reason(), "message refused");
-    metrics.auth_refused(Refusal::Denied.reason());
+    log_refusal(metrics, Refusal::Denied, principal, method, namespace);
     ApiError::PermissionDenied("the token does not allow publishing to this message's namespace")
 }
 

@@ -82,7 +82,7 @@ pub enum Requirement {
     Server(Role),
     /// A stream of requests, each needing the role on its own namespace (its field 1): the call
     /// needs the role somewhere, and its handler checks each message
-    /// ([`crate::security::auth::Principal::may_as`]).
+    /// ([`crate::security::auth::Principal::may_send`]).
     EachMessage(Role),
 }
 

@@ -159,3 +159,16 @@ fn a_principal_may_what_its_grants_allow_in_a_namespace() {
         assert_eq!(principal.may_as(role, namespace), want, "{} {role} on {namespace}", principal.name);
     }
 }
+
+#[test]
+fn a_stream_message_needs_its_methods_role_on_its_own_namespace() {
+    let stream = "/eventbus.v1.EventBusService/PublishStream";
+    let grant = |role, namespaces: &str| Grant { role, namespaces: namespaces.into() };
+    let publisher = Principal { name: "p".into(), grants: vec![grant(Role::Publisher, "shop")] };
+    let reader = Principal { name: "r".into(), grants: vec![grant(Role::Reader, "*")] };
+    assert!(publisher.may(stream, ""), "the call: a publisher somewhere");
+    assert!(!reader.may(stream, ""), "the call: a reader is no publisher");
+    assert!(publisher.may_send(stream, "shop"));
+    assert!(!publisher.may_send(stream, "other"), "a message to another namespace");
+    assert!(!publisher.may_send("/eventbus.v1.EventBusService/Publish", "shop"), "not a stream of messages");
+}
