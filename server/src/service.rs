@@ -94,12 +94,11 @@ impl EventBus {
         let started = Instant::now();
         let events = req.events.len() as u64;
         let span = self.config.traces.then(tracing::Span::current);
-        let result = match self.publish_checked(req, &trace, span.as_ref()) {
-            Ok((namespace, events)) => {
-                self.store.publish(&namespace, events).await.map(publish_response).map_err(ApiError::from)
-            }
-            Err(e) => Err(e),
-        };
+        let result = async {
+            let (namespace, events) = self.publish_checked(req, &trace, span.as_ref())?;
+            Ok(publish_response(self.store.publish(&namespace, events).await?))
+        }
+        .await;
         self.count_publish(&result, events, started);
         result
     }

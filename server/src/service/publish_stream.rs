@@ -16,7 +16,6 @@ use tonic::{Status, Streaming};
 use super::EventBus;
 use crate::request::Violations;
 use crate::security::auth::{self, Principal};
-use crate::security::permissions::Role;
 use crate::status::{self, ApiError};
 use crate::telemetry::trace;
 
@@ -106,7 +105,7 @@ impl EventBus {
             return refused(Violations::invalid("publish", "is required").into());
         };
         if let Some(principal) = principal
-            && !principal.may_as(Role::Publisher, &req.namespace)
+            && !principal.may_send(METHOD, &req.namespace)
         {
             return refused(auth::refused_message(&self.metrics, &principal.name, METHOD, &req.namespace));
         }
@@ -119,16 +118,14 @@ impl EventBus {
         });
         let started = std::time::Instant::now();
         let events = req.events.len() as u64;
-        let queued = match self.publish_checked(req, call, span.as_ref()) {
-            Ok((namespace, events)) => self.store.queue_publish(&namespace, events).await.map_err(ApiError::from),
-            Err(e) => Err(e),
-        };
+        let queued: Result<_, ApiError> = async {
+            let (namespace, events) = self.publish_checked(req, call, span.as_ref())?;
+            Ok(self.store.queue_publish(&namespace, events).await?)
+        }
+        .await;
         let bus = self.clone();
         Box::pin(async move {
-            let result = match queued {
-                Ok(pending) => pending.outcome().await.map(super::publish_response).map_err(ApiError::from),
-                Err(e) => Err(e),
-            };
+            let result = async { Ok(super::publish_response(queued?.outcome().await?)) }.await;
             bus.count_publish(&result, events, started);
             drop(span);
             answer(match result {

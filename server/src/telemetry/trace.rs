@@ -251,9 +251,7 @@ pub fn stream_publish_span(call: &TraceContext) -> Span {
         messaging.operation.type = "send",
         messaging.operation.name = "publish",
     );
-    if !call.is_empty() {
-        let _ = span.set_parent(context_of(call));
-    }
+    continue_context(&span, call);
     span
 }
 
@@ -276,8 +274,12 @@ pub fn http_publish_span(headers: &http::HeaderMap) -> Span {
 /// Makes `span` a child of the context in the `traceparent` / `tracestate` headers, if any.
 fn continue_caller(span: &Span, headers: &http::HeaderMap) {
     let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let caller = TraceContext { traceparent: get("traceparent"), tracestate: get("tracestate") };
+    continue_context(span, &TraceContext { traceparent: get("traceparent"), tracestate: get("tracestate") });
+}
+
+/// Makes `span` a child of `caller`, if it is a context.
+fn continue_context(span: &Span, caller: &TraceContext) {
     if !caller.is_empty() {
-        let _ = span.set_parent(context_of(&caller));
+        let _ = span.set_parent(context_of(caller));
     }
 }
