@@ -84,10 +84,16 @@ async fn messages_are_answered_in_order_and_sequenced_in_stream_order(db: Databa
         let publisher = publisher.clone();
         async move { publisher.publish("ns2", [event("a", &format!("p{i}"))]).await.unwrap() }
     });
-    let mut sequences: Vec<u64> =
-        futures::future::join_all(publishes).await.into_iter().map(|r| r[0].sequence).collect();
+    let answered: Vec<u64> = futures::future::join_all(publishes).await.into_iter().map(|r| r[0].sequence).collect();
+    let mut sequences = answered.clone();
     sequences.sort_unstable();
     assert_eq!(sequences, (1..=100).collect::<Vec<_>>());
+    // Each publish got its own answer: the sequence it was told holds its event.
+    for (i, sequence) in answered.into_iter().enumerate() {
+        let key = Some(pb::get_event_request::Key::Sequence(sequence));
+        let stored = s.client.raw().get_event(pb::GetEventRequest { namespace: "ns2".into(), key }).await.unwrap();
+        assert_eq!(stored.into_inner().event.unwrap().event.unwrap().id, format!("p{i}"), "publish {i}");
+    }
     let again = publisher.publish("ns2", [event("a", "p7")]).await.unwrap();
     assert!(again[0].duplicate, "a stored id is a duplicate on the stream too");
 }
