@@ -78,6 +78,7 @@ cases!(
     closed_consumer_releases_to_another,
     consumers_share_direct_deliveries_without_duplicates,
     consumer_claims_what_another_process_published,
+    recounts_keep_a_consumers_room_exact_among_leases_and_acks,
 );
 
 /// Registers the START listener most cases use: workflow `wf` on every event of type `a`.
@@ -950,6 +951,24 @@ async fn consumer_claims_what_another_process_published(db: &Db) {
     second.ack("ns", "g", vec![1]).await.unwrap();
     assert_eq!(next(&mut c).await.notification.sequence, 2);
     assert_eq!(c.stats(), ConsumerStats { direct: 0, claimed: 2 });
+    c.close().await.unwrap();
+}
+
+async fn recounts_keep_a_consumers_room_exact_among_leases_and_acks(db: &Db) {
+    let store = open(db).await;
+    start_wf_on_a(&store).await;
+    store.ensure_group("ns", group("g")).await.unwrap();
+    // Recounts all the time, while leases and acks commit: none may leave the room off, or a
+    // consumer that holds nothing could be left without room until its next poll.
+    let mut c = consumer(&store, "g", "c1", 3, Duration::from_millis(1)).await;
+    for i in 0..200 {
+        store.publish("ns", vec![ev("a", &format!("{i}a")), ev("a", &format!("{i}b"))]).await.unwrap();
+        let got = [next(&mut c).await.notification.sequence, next(&mut c).await.notification.sequence];
+        assert_eq!(c.room(), 1, "round {i}: two of three taken");
+        assert_eq!(store.ack("ns", "g", got.to_vec()).await.unwrap(), 2);
+        assert_eq!(c.room(), 3, "round {i}: all room back after the ack");
+    }
+    assert_eq!(c.stats().direct + c.stats().claimed, 400);
     c.close().await.unwrap();
 }
 

@@ -10,17 +10,17 @@
 //!
 //! Each slot counts its free in-flight room in memory: the writer takes room for every lease it
 //! makes to the slot (direct or claimed) and gives it back for acks and nacks of the slot's
-//! leases. At every poll interval the consumer recounts its unexpired leases in the database,
-//! which picks up acks made on another server and expired leases, and claims once, which picks up
-//! what other processes published.
+//! leases. At every poll interval the consumer has the writer recount its unexpired leases in
+//! the database, which picks up acks made on another server and expired leases, and claims
+//! once, which picks up what other processes published. The count is taken at the end of a
+//! writer transaction and applied after that transaction's own leases and acks, so no lease or
+//! ack of this process falls between the count and the room it sets: a recount is exact, and
+//! a consumer never holds more than `max_in_flight` unexpired leases made by this process.
 //!
-//! Hazards: a recount may come out low (a lease that committed during the recount is subtracted
-//! twice), never high, so a consumer never holds more than `max_in_flight` unexpired leases made
-//! by this process, but may hold fewer until the next poll. An ack on another server frees room
-//! here only at the next poll. Notifications pushed into an inbox whose consumer stops before
-//! sending them stay leased to it; the consumer releases all its leases when it stops (and the
-//! leases expire if the process dies), so they are delivered again: at least once, not exactly
-//! once.
+//! Hazards: an ack on another server frees room here only at the next poll. Notifications
+//! pushed into an inbox whose consumer stops before sending them stay leased to it; the
+//! consumer releases all its leases when it stops (and the leases expire if the process dies),
+//! so they are delivered again: at least once, not exactly once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use super::writer::Command;
 use super::{Delivery, Notification, Store};
 use crate::error::{Error, Result};
 
@@ -94,8 +95,6 @@ pub(crate) struct Slot {
 struct SlotState {
     /// Free in-flight room (negative only transiently).
     room: i64,
-    /// Leases ever made to the slot: a recount subtracts those made while it ran.
-    leased: u64,
     /// Bumped whenever the group may have claimable notifications.
     wanted: u64,
     /// The `wanted` value as of the last claim that left nothing behind.
@@ -114,9 +113,7 @@ impl Slot {
 
     /// Counts leases made to the slot (after they committed).
     pub(crate) fn leased(&self, n: u64) {
-        let mut st = self.state();
-        st.room -= n as i64;
-        st.leased += n;
+        self.state().room -= n as i64;
     }
 
     /// Gives room back for leases that ended (after the ack or nack committed).
@@ -151,11 +148,9 @@ impl Slot {
         st.satisfied = st.satisfied.max(marker);
     }
 
-    /// Sets the room from a count of unexpired leases, taken after `leased_before` was read.
-    fn recount(&self, leased_before: u64, unexpired: u64) {
-        let mut st = self.state();
-        let since = st.leased.saturating_sub(leased_before);
-        st.room = i64::from(self.max_in_flight) - unexpired as i64 - since as i64;
+    /// Sets the room from a count of the slot's unexpired leases (see the module docs).
+    pub(crate) fn recount(&self, unexpired: u64) {
+        self.state().room = i64::from(self.max_in_flight) - unexpired as i64;
     }
 }
 
@@ -197,6 +192,7 @@ pub struct Consumer {
     deliveries: mpsc::Receiver<Result<Delivery>>,
     task: JoinHandle<Result<u64>>,
     counters: Arc<Counters>,
+    slot: Arc<Slot>,
 }
 
 impl Consumer {
@@ -210,6 +206,12 @@ impl Consumer {
             direct: self.counters.direct.load(Ordering::Relaxed),
             claimed: self.counters.claimed.load(Ordering::Relaxed),
         }
+    }
+
+    /// Returns how many more notifications this process may lease to the consumer now (its
+    /// `max_in_flight` less the leases it holds, as this process last counted them).
+    pub fn room(&self) -> u32 {
+        self.slot.room()
     }
 
     /// Stops the consumer and releases its leases (deliveries not yet received included), so
@@ -239,12 +241,12 @@ impl Store {
         self.inner.slots.attach(slot.clone());
         let (tx, deliveries) = mpsc::channel(options.max_in_flight.max(1) as usize);
         let counters = Arc::new(Counters::default());
-        let run = Run { store: self.clone(), options, slot, pushed, out: tx, counters: counters.clone() };
+        let run = Run { store: self.clone(), options, slot: slot.clone(), pushed, out: tx, counters: counters.clone() };
         if let Err(e) = run.claim().await {
             self.inner.slots.detach(&run.slot);
             return Err(e);
         }
-        Ok(Consumer { deliveries, task: tokio::spawn(run.run()), counters })
+        Ok(Consumer { deliveries, task: tokio::spawn(run.run()), counters, slot })
     }
 }
 
@@ -345,10 +347,7 @@ impl Run {
     }
 
     async fn recount(&self) -> Result<()> {
-        let before = self.slot.state().leased;
-        let o = &self.options;
-        let unexpired = self.store.leased_count(&o.namespace, &o.group, &o.consumer).await?;
-        self.slot.recount(before, unexpired);
-        Ok(())
+        let slot = self.slot.clone();
+        self.store.call(|reply| Command::Recount { slot, reply }).await
     }
 }

@@ -345,17 +345,6 @@ impl Store {
         Ok(())
     }
 
-    /// Counts the notifications leased to `consumer` whose lease has not expired.
-    pub async fn leased_count(&self, namespace: &str, group: &str, consumer: &str) -> Result<u64> {
-        let sql = format!(
-            "SELECT COUNT(*) FROM deliveries WHERE namespace = $1 AND group_name = $2 AND consumer = $3 \
-             AND state = '{}' AND available_us > $4",
-            DeliveryState::Leased
-        );
-        let q = Statement::new(sql).bind(namespace).bind(group).bind(consumer).bind(micros(chrono::Utc::now()));
-        self.count(q).await
-    }
-
     /// Counts every consumer group's notifications by state.
     pub async fn group_backlogs(&self) -> Result<Vec<GroupBacklog>> {
         let mut out: BTreeMap<(String, String), GroupBacklog> = BTreeMap::new();

@@ -66,6 +66,9 @@ pub(crate) struct Effects {
     leased: Vec<(Arc<Slot>, u64, Vec<Leased>)>,
     /// Leases of a consumer that ended (acks, nacks).
     freed: Vec<(Arc<Slot>, u64)>,
+    /// Consumers' unexpired leases as counted at the end of the transaction (its own leases,
+    /// acks and nacks included).
+    recounted: Vec<(Arc<Slot>, u64)>,
     /// (namespace, group) whose consumers should claim.
     claims: BTreeSet<(String, String)>,
     /// (namespace, group) where deliveries may have become due (nacks, releases, redrives, the
@@ -123,6 +126,10 @@ impl Effects {
         for (slot, n) in self.freed {
             slot.freed(n);
         }
+        // After this transaction's leases and frees: the counts include them.
+        for (slot, unexpired) in self.recounted {
+            slot.recount(unexpired);
+        }
         for (ns, group) in self.claims {
             slots.want_claim(&ns, &group);
         }
@@ -138,6 +145,8 @@ struct Batch {
     writes: Vec<Statement>,
     /// Per namespace, what this transaction created.
     fresh: BTreeMap<String, Fresh>,
+    /// Consumers whose leases are counted at the end of the transaction.
+    recounts: Vec<Arc<Slot>>,
     effects: Effects,
 }
 
@@ -356,6 +365,7 @@ impl Writer {
             staged: Staged::default(),
             writes: Vec::new(),
             fresh: BTreeMap::new(),
+            recounts: Vec::new(),
             effects: Effects::default(),
         };
         let mut tx = self.conn.begin(leases_only).await?;
@@ -414,6 +424,11 @@ impl Writer {
         // Group positions a claim of this batch moved are read by the hand-over.
         b.write(tx).await?;
         self.hand_over(tx, b).await?;
+        if !b.recounts.is_empty() {
+            // Counted after everything else, so the count includes the transaction's own leases.
+            b.write(tx).await?;
+            delivery::recount(tx, b).await?;
+        }
         self.write_namespaces(b);
         Ok(())
     }
@@ -452,6 +467,10 @@ impl Writer {
             }
             Command::Release { namespace, group, consumer, reply } => {
                 reply.hold(self.release(tx, b, namespace, group, consumer).await)
+            }
+            Command::Recount { slot, reply } => {
+                b.recounts.push(slot.clone());
+                reply.hold(Ok(()))
             }
             Command::Redrive { namespace, group, sequences, reply } => {
                 reply.hold(self.redrive(tx, b, namespace, group, sequences).await)

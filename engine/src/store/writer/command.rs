@@ -1,6 +1,7 @@
 //! The writer's commands: one variant per operation, each with its reply channel, and how a
 //! command's handler says it did not complete ([`CommandError`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +10,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use crate::event::{Event, TraceContext};
 use crate::listener::{Listener, ListenerSpec};
-use crate::store::consume::Leased;
+use crate::store::consume::{Leased, Slot};
 use crate::store::{
     GroupSpec, GroupUpdate, ListenerSelector, NewToken, Position, Published, SeekPosition, Seeked, SweepReport, Token,
 };
@@ -75,6 +76,12 @@ pub(crate) enum Command {
         group: String,
         consumer: String,
         reply: Reply<u64>,
+    },
+    /// Counts a consumer's unexpired leases once the transaction made its own, and sets the
+    /// consumer's room from that count when it commits.
+    Recount {
+        slot: Arc<Slot>,
+        reply: Reply<()>,
     },
     Redrive {
         namespace: String,
@@ -147,7 +154,10 @@ impl Command {
 
     /// Whether the command changes only leases (see the module docs on durability).
     pub(super) fn leases_only(&self) -> bool {
-        matches!(self, Self::Claim { .. } | Self::Ack { .. } | Self::Nack { .. } | Self::Release { .. })
+        matches!(
+            self,
+            Self::Claim { .. } | Self::Ack { .. } | Self::Nack { .. } | Self::Release { .. } | Self::Recount { .. }
+        )
     }
 
     pub(super) fn weight(&self) -> usize {
@@ -184,7 +194,9 @@ impl Command {
             | Self::Release { reply, .. }
             | Self::Redrive { reply, .. }
             | Self::DeleteGroup { reply, .. } => reply.is_closed(),
-            Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } => reply.is_closed(),
+            Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } | Self::Recount { reply, .. } => {
+                reply.is_closed()
+            }
             Self::SeekGroup { reply, .. } => reply.is_closed(),
             Self::PurgeNamespace { reply, .. } => reply.is_closed(),
             Self::Replay { reply, .. } => reply.is_closed(),
@@ -205,7 +217,9 @@ impl Command {
             | Self::Release { reply, .. }
             | Self::Redrive { reply, .. }
             | Self::DeleteGroup { reply, .. } => reply.send(error),
-            Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } => reply.send(error),
+            Self::EnsureGroup { reply, .. } | Self::UpdateGroup { reply, .. } | Self::Recount { reply, .. } => {
+                reply.send(error)
+            }
             Self::SeekGroup { reply, .. } => reply.send(error),
             Self::PurgeNamespace { reply, .. } => reply.send(error),
             Self::Replay { reply, .. } => reply.send(error),

@@ -568,6 +568,25 @@ async fn not_pending(tx: &mut Tx, ns: &str, group: &str, seq: u64, settings: &Gr
 }
 
 /// Reads a group's settings and read position (locked with `lock`, on Postgres).
+/// Counts the unexpired leases of the consumers to recount, for the commit to set their room.
+pub(super) async fn recount(tx: &mut Tx, b: &mut Batch) -> Result<()> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM deliveries WHERE namespace = $1 AND group_name = $2 AND consumer = $3 \
+         AND state = '{}' AND available_us > $4",
+        DeliveryState::Leased
+    );
+    for slot in std::mem::take(&mut b.recounts) {
+        let q = Statement::new(sql.clone()).bind(slot.namespace.as_str()).bind(slot.group.as_str());
+        let q = q.bind(slot.consumer.as_str()).bind(micros(b.now));
+        let unexpired = match tx.fetch_optional(q).await? {
+            Some(row) => row.get::<i64>(0)?.max(0) as u64,
+            None => 0,
+        };
+        b.effects.recounted.push((slot, unexpired));
+    }
+    Ok(())
+}
+
 pub(super) async fn group_settings(
     tx: &mut Tx,
     ns: &str,
