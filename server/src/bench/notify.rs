@@ -57,7 +57,7 @@ pub struct Settings {
 }
 
 /// The outcome of one fixed-rate run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RateResult {
     pub namespace: String,
     pub target_rate: u64,

@@ -117,9 +117,12 @@ impl SoakResult {
 
     /// Why the soak failed, if it did.
     pub fn failure(&self) -> Option<String> {
-        if self.fell_behind {
-            let last = self.windows.last().map_or(0, |w| w.outstanding);
-            Some(format!("the server fell behind: {last} notifications outstanding and growing"))
+        if let Some(i) = growth(&self.windows, self.run.target_rate) {
+            let w = &self.windows[i..i + 3];
+            Some(format!(
+                "the server fell behind: notifications outstanding grew over windows {}-{}: {}, {}, {}",
+                w[0].index, w[2].index, w[0].outstanding, w[1].outstanding, w[2].outstanding
+            ))
         } else if self.run.missing > 0 {
             Some(format!("{} notifications never arrived", self.run.missing))
         } else {
@@ -131,9 +134,15 @@ impl SoakResult {
 /// Returns whether the outstanding notifications grew in two windows in a row, ending above one
 /// second of sends.
 pub fn fell_behind(windows: &[Window], rate: u64) -> bool {
-    windows
-        .windows(3)
-        .any(|w| w[0].outstanding < w[1].outstanding && w[1].outstanding < w[2].outstanding && w[2].outstanding > rate)
+    growth(windows, rate).is_some()
+}
+
+/// Returns the index of the first of three windows over which the outstanding notifications
+/// grew twice, ending above one second of sends.
+fn growth(windows: &[Window], rate: u64) -> Option<usize> {
+    windows.windows(3).position(|w| {
+        w[0].outstanding < w[1].outstanding && w[1].outstanding < w[2].outstanding && w[2].outstanding > rate
+    })
 }
 
 /// Measures windows of `printing.period` until `stop`, printing each as it ends; reads the WAL
@@ -262,6 +271,20 @@ mod tests {
         assert!(run(&[10, 4000, 6000]));
         assert!(run(&[0, 0, 100, 3000, 5001]));
         assert!(!run(&[6000, 6000, 6000]), "a steady backlog is not falling behind");
+    }
+
+    #[test]
+    fn falling_behind_names_the_windows_that_grew_even_after_a_catch_up() {
+        let windows = [0, 204, 6989, 0]
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| Window { index: i + 2, ..window(o) })
+            .collect::<Vec<_>>();
+        let run = RateResult { target_rate: 5000, ..RateResult::default() };
+        assert_eq!(
+            SoakResult::new(Duration::from_secs(60), windows, run).failure().as_deref(),
+            Some("the server fell behind: notifications outstanding grew over windows 2-4: 0, 204, 6989")
+        );
     }
 
     #[test]
