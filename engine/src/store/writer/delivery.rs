@@ -567,7 +567,6 @@ async fn not_pending(tx: &mut Tx, ns: &str, group: &str, seq: u64, settings: &Gr
     })
 }
 
-/// Reads a group's settings and read position (locked with `lock`, on Postgres).
 /// Counts the unexpired leases of the consumers to recount, for the commit to set their room.
 pub(super) async fn recount(tx: &mut Tx, b: &mut Batch) -> Result<()> {
     let sql = format!(
@@ -587,6 +586,7 @@ pub(super) async fn recount(tx: &mut Tx, b: &mut Batch) -> Result<()> {
     Ok(())
 }
 
+/// Reads a group's settings and read position (locked with `lock`, on Postgres).
 pub(super) async fn group_settings(
     tx: &mut Tx,
     ns: &str,
