@@ -577,11 +577,8 @@ pub(super) async fn recount(tx: &mut Tx, b: &mut Batch) -> Result<()> {
     for slot in std::mem::take(&mut b.recounts) {
         let q = Statement::new(sql.clone()).bind(slot.namespace.as_str()).bind(slot.group.as_str());
         let q = q.bind(slot.consumer.as_str()).bind(micros(b.now));
-        let unexpired = match tx.fetch_optional(q).await? {
-            Some(row) => row.get::<i64>(0)?.max(0) as u64,
-            None => 0,
-        };
-        b.effects.recounted.push((slot, unexpired));
+        let row = tx.fetch_optional(q).await?.ok_or_else(|| Error::Internal("a count returned no row".into()))?;
+        b.effects.recounted.push((slot, row.get::<i64>(0)? as u64));
     }
     Ok(())
 }
