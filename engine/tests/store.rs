@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::Utc;
 use eventbus_engine::store::{
     Backend, Consumer, ConsumerOptions, ConsumerStats, Delivery, Durability, EventKey, EventQuery, EventRange,
-    GroupSpec, ListenerQuery, ListenerSelector, NotificationKind, Position, ReplayMode, ReplayQuery, SeekPosition,
-    StartPosition, Store, StoreConfig, trigger_span_id,
+    GroupBacklog, GroupSpec, ListenerQuery, ListenerSelector, NotificationKind, Position, ReplayMode, ReplayQuery,
+    SeekPosition, StartPosition, Store, StoreConfig, trigger_span_id,
 };
 use eventbus_engine::testkit::TestDatabase;
 use eventbus_engine::{
@@ -79,6 +79,7 @@ cases!(
     consumers_share_direct_deliveries_without_duplicates,
     consumer_claims_what_another_process_published,
     recounts_keep_a_consumers_room_exact_among_leases_and_acks,
+    group_backlogs_count_each_state,
 );
 
 /// Registers the START listener most cases use: workflow `wf` on every event of type `a`.
@@ -970,6 +971,55 @@ async fn recounts_keep_a_consumers_room_exact_among_leases_and_acks(db: &Db) {
     }
     assert_eq!(c.stats().direct + c.stats().claimed, 400);
     c.close().await.unwrap();
+}
+
+async fn group_backlogs_count_each_state(db: &Db) {
+    let mut config = StoreConfig::new(&db.url);
+    config.sweep_interval = Duration::from_secs(3600);
+    config.retention = Some(Duration::from_secs(3600));
+    let store = Store::open(config).await.unwrap();
+    start_wf_on_a(&store).await;
+    store.ensure_group("ns", GroupSpec { name: "once".into(), max_attempts: 1, ..GroupSpec::default() }).await.unwrap();
+    store.ensure_group("ns", group("twice")).await.unwrap();
+    store.ensure_group("quiet", group("g")).await.unwrap();
+    store.publish("ns", (1..=10).map(|i| ev("a", &i.to_string())).collect()).await.unwrap();
+    // once: 1-4 leased, 1 nacked (its only attempt: dead), 2 acked; 5-10 unread.
+    assert_eq!(store.claim("ns", "once", "c", 4, LEASE).await.unwrap().len(), 4);
+    assert!(store.nack("ns", "once", 1, Duration::ZERO, "boom".into()).await.unwrap(), "a dead letter");
+    assert_eq!(store.ack("ns", "once", vec![2]).await.unwrap(), 1);
+    // twice: 1-2 leased, 1 nacked for a later retry; 3-10 unread.
+    assert_eq!(store.claim("ns", "twice", "c", 2, LEASE).await.unwrap().len(), 2);
+    assert!(!store.nack("ns", "twice", 1, Duration::from_secs(3600), "later".into()).await.unwrap());
+    // r: retention removes 1-5, which its only group read and acked; 6-8 come after.
+    store
+        .register_listener("r", spec(ListenerKind::Start, Condition::One, &["a"], "wf"), None, Default::default())
+        .await
+        .unwrap();
+    store.ensure_group("r", group("first")).await.unwrap();
+    store.publish("r", (1..=5).map(|i| ev("a", &format!("r{i}"))).collect()).await.unwrap();
+    assert_eq!(store.ack("r", "first", (1..=5).collect()).await.unwrap(), 0, "not leased yet");
+    assert_eq!(store.claim("r", "first", "c", 5, LEASE).await.unwrap().len(), 5);
+    assert_eq!(store.ack("r", "first", (1..=5).collect()).await.unwrap(), 5);
+    let swept = store.sweep(Utc::now() + chrono::Duration::hours(2)).await.unwrap();
+    assert_eq!(swept.notifications_deleted, 5);
+    store.publish("r", (6..=8).map(|i| ev("a", &format!("r{i}"))).collect()).await.unwrap();
+    // A group that starts at the earliest notification now: from the oldest one stored.
+    store.ensure_group("r", group("late")).await.unwrap();
+    let counts = |namespace: &str, group: &str, pending, leased, dead| GroupBacklog {
+        namespace: namespace.into(),
+        group: group.into(),
+        pending,
+        leased,
+        dead,
+    };
+    let want = vec![
+        counts("ns", "once", 6, 2, 1),
+        counts("ns", "twice", 9, 1, 0),
+        counts("quiet", "g", 0, 0, 0),
+        counts("r", "first", 3, 0, 0),
+        counts("r", "late", 3, 0, 0),
+    ];
+    assert_eq!(store.group_backlogs().await.unwrap(), want);
 }
 
 /// SQLite only: the writer does not checkpoint the WAL itself; the checkpoint thread copies it

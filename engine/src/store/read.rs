@@ -345,27 +345,42 @@ impl Store {
         Ok(())
     }
 
-    /// Counts every consumer group's notifications by state.
+    /// Counts every consumer group's notifications by state, at a cost that does not grow with
+    /// the backlog: this runs at every scrape of the metrics.
+    ///
+    /// Those past a group's read position are not counted row by row: a namespace's
+    /// notification sequences have no gaps past any group's read position (retention only
+    /// removes notifications every group has read), so they are the namespace's last sequence
+    /// less the later of the read position and the one before its oldest stored notification (a
+    /// group that starts at the earliest after retention). Deliveries are counted from the two
+    /// partial indexes, live (ready and leased) and dead, never the table.
     pub async fn group_backlogs(&self) -> Result<Vec<GroupBacklog>> {
         let mut out: BTreeMap<(String, String), GroupBacklog> = BTreeMap::new();
         let unread = self
             .rows(Statement::new(
-                "SELECT g.namespace, g.name, (SELECT COUNT(*) FROM notifications n \
-                 WHERE n.namespace = g.namespace AND n.seq > g.read_seq) FROM consumer_groups g",
+                "SELECT g.namespace, g.name, g.read_seq, n.next_notification_seq, \
+                 (SELECT MIN(m.seq) FROM notifications m WHERE m.namespace = g.namespace) \
+                 FROM consumer_groups g JOIN namespaces n ON n.name = g.namespace",
             ))
             .await?;
         for row in unread {
             let (namespace, group): (String, String) = (row.get(0)?, row.get(1)?);
-            let pending = row.get::<i64>(2)? as u64;
+            let (read_seq, next): (i64, i64) = (row.get(2)?, row.get(3)?);
+            let pending = match row.get::<Option<i64>>(4)? {
+                Some(oldest) => (next - 1 - read_seq.max(oldest - 1)).max(0) as u64,
+                None => 0,
+            };
             let key = (namespace.clone(), group.clone());
             out.insert(key, GroupBacklog { namespace, group, pending, leased: 0, dead: 0 });
         }
-        let states = self
-            .rows(Statement::new(
-                "SELECT namespace, group_name, state, COUNT(*) FROM deliveries GROUP BY namespace, group_name, state",
-            ))
+        let live = self
+            .rows(Statement::new(format!(
+                "SELECT namespace, group_name, state, COUNT(*) FROM deliveries WHERE state <> '{}' \
+                 GROUP BY namespace, group_name, state",
+                DeliveryState::Dead
+            )))
             .await?;
-        for row in states {
+        for row in live {
             let key: (String, String) = (row.get(0)?, row.get(1)?);
             let state: String = row.get(2)?;
             let n = row.get::<i64>(3)? as u64;
@@ -374,6 +389,19 @@ impl Store {
                 Ok(DeliveryState::Leased) => b.leased += n,
                 Ok(DeliveryState::Dead) => b.dead += n,
                 Ok(DeliveryState::Ready) | Err(_) => b.pending += n,
+            }
+        }
+        let dead = self
+            .rows(Statement::new(format!(
+                "SELECT namespace, group_name, COUNT(*) FROM deliveries WHERE state = '{}' \
+                 GROUP BY namespace, group_name",
+                DeliveryState::Dead
+            )))
+            .await?;
+        for row in dead {
+            let key: (String, String) = (row.get(0)?, row.get(1)?);
+            if let Some(b) = out.get_mut(&key) {
+                b.dead += row.get::<i64>(2)? as u64;
             }
         }
         Ok(out.into_values().collect())
