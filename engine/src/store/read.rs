@@ -350,10 +350,11 @@ impl Store {
     ///
     /// Those past a group's read position are not counted row by row: a namespace's
     /// notification sequences have no gaps past any group's read position (retention only
-    /// removes notifications every group has read), so they are the namespace's last sequence
-    /// less the later of the read position and the one before its oldest stored notification (a
-    /// group that starts at the earliest after retention). Deliveries are counted from the two
-    /// partial indexes, live (ready and leased) and dead, never the table.
+    /// removes notifications every group has read; a purge of the namespace, which removes its
+    /// groups too, may leave the counts off while it runs), so they are the namespace's last
+    /// sequence less the later of the read position and the one before its oldest stored
+    /// notification (a group that starts at the earliest after retention). Deliveries are
+    /// counted from the two partial indexes, live (ready and leased) and dead, never the table.
     pub async fn group_backlogs(&self) -> Result<Vec<GroupBacklog>> {
         let mut out: BTreeMap<(String, String), GroupBacklog> = BTreeMap::new();
         let unread = self
