@@ -1020,6 +1020,12 @@ async fn group_backlogs_count_each_state(db: &Db) {
         counts("r", "late", 3, 0, 0),
     ];
     assert_eq!(store.group_backlogs().await.unwrap(), want);
+    // The administration calls count the same, with the oldest pending notification's time.
+    for b in &want {
+        let g = store.get_group(&b.namespace, &b.group).await.unwrap();
+        assert_eq!((g.pending, g.leased, g.dead), (b.pending, b.leased, b.dead), "{}/{}", b.namespace, b.group);
+        assert_eq!(g.oldest_pending.is_some(), b.pending > 0, "{}/{}", b.namespace, b.group);
+    }
 }
 
 /// SQLite only: the writer does not checkpoint the WAL itself; the checkpoint thread copies it

@@ -367,10 +367,7 @@ impl Store {
         for row in unread {
             let (namespace, group): (String, String) = (row.get(0)?, row.get(1)?);
             let (read_seq, next): (i64, i64) = (row.get(2)?, row.get(3)?);
-            let pending = match row.get::<Option<i64>>(4)? {
-                Some(oldest) => (next - 1 - read_seq.max(oldest - 1)).max(0) as u64,
-                None => 0,
-            };
+            let pending = unread_past(read_seq, next, row.get(4)?);
             let key = (namespace.clone(), group.clone());
             out.insert(key, GroupBacklog { namespace, group, pending, leased: 0, dead: 0 });
         }
@@ -422,6 +419,16 @@ impl Store {
             "SELECT COUNT(*) FROM partials p JOIN listeners l ON l.id = p.listener_id WHERE l.namespace = $1{kind_clause}"
         );
         self.count(Statement::new(sql).bind(namespace)).await
+    }
+}
+
+/// How many notifications of a namespace lie past a group's read position, from the
+/// namespace's next notification sequence and its oldest stored one (none: nothing is stored):
+/// there are no gaps past any group's read position (see [`Store::group_backlogs`]).
+pub(crate) fn unread_past(read_seq: i64, next_seq: i64, oldest: Option<i64>) -> u64 {
+    match oldest {
+        Some(oldest) => (next_seq - 1 - read_seq.max(oldest - 1)).max(0) as u64,
+        None => 0,
     }
 }
 

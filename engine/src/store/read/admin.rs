@@ -2,14 +2,15 @@
 //! backlog, and the partial state of ALL listeners.
 //!
 //! Hazard: each count is its own statement, so the counts of one answer are not one snapshot:
-//! a publish or a claim between two of them shows in one and not the other. Counting pending
-//! notifications scans the group's unread ones; a far-behind group makes the call slow, not
-//! wrong.
+//! a publish or a claim between two of them shows in one and not the other. A group's unread
+//! notifications are counted from sequences when it takes every notification; with filters
+//! (kinds, workflows) they are counted one by one, so a far-behind filtered group makes the
+//! call slow, not wrong.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Bind, Binding, page_size};
+use super::{Bind, Binding, page_size, unread_past};
 use crate::error::{Error, Result};
 use crate::event::EventRef;
 use crate::listener::Condition;
@@ -166,14 +167,30 @@ impl Store {
         ));
         let oldest_ready = self.min_time(q.bind(namespace).bind(name.as_str())).await?;
         let (clause, filter_binds) = unread_filter(&settings);
-        let sql =
-            format!("SELECT COUNT(*), MIN(created_us) FROM notifications WHERE namespace = $1 AND seq > $2{clause}");
-        let mut binds = vec![Bind::Text(namespace.to_owned()), Bind::Int(read_seq)];
-        binds.extend(filter_binds);
-        let rows = self.rows(Statement::with(sql, binds)).await?;
-        let row = rows.first().ok_or_else(|| Error::Internal("a count returned no row".into()))?;
-        let unread = row.get::<i64>(0)? as u64;
-        let oldest_unread = row.get::<Option<i64>>(1)?.map(from_micros);
+        let (unread, oldest_unread) = if clause.is_empty() {
+            // Every notification is the group's: counted from sequences, like the metrics.
+            let q = Statement::new(
+                "SELECT n.next_notification_seq, \
+                 (SELECT MIN(m.seq) FROM notifications m WHERE m.namespace = $1), \
+                 (SELECT m.created_us FROM notifications m WHERE m.namespace = $1 AND m.seq > $2 \
+                  ORDER BY m.seq LIMIT 1) \
+                 FROM namespaces n WHERE n.name = $1",
+            );
+            match self.rows(q.bind(namespace).bind(read_seq)).await?.first() {
+                Some(row) => (unread_past(read_seq, row.get(0)?, row.get(1)?), row.get::<Option<i64>>(2)?),
+                None => (0, None),
+            }
+        } else {
+            let sql = format!(
+                "SELECT COUNT(*), MIN(created_us) FROM notifications WHERE namespace = $1 AND seq > $2{clause}"
+            );
+            let mut binds = vec![Bind::Text(namespace.to_owned()), Bind::Int(read_seq)];
+            binds.extend(filter_binds);
+            let rows = self.rows(Statement::with(sql, binds)).await?;
+            let row = rows.first().ok_or_else(|| Error::Internal("a count returned no row".into()))?;
+            (row.get::<i64>(0)? as u64, row.get::<Option<i64>>(1)?)
+        };
+        let oldest_unread = oldest_unread.map(from_micros);
         let oldest_pending = [oldest_ready, oldest_unread].into_iter().flatten().min();
         Ok(ConsumerGroup {
             connected: self.inner.slots.of(namespace).iter().filter(|s| s.group == name).count() as u32,
