@@ -354,7 +354,8 @@ impl Store {
     /// groups too, may leave the counts off while it runs), so they are the namespace's last
     /// sequence less the later of the read position and the one before its oldest stored
     /// notification (a group that starts at the earliest after retention). Deliveries are
-    /// counted from the two partial indexes, live (ready and leased) and dead, never the table.
+    /// counted through the two partial indexes, live (ready and leased) and dead (Postgres may
+    /// scan the table instead where its statistics say most deliveries are live).
     pub async fn group_backlogs(&self) -> Result<Vec<GroupBacklog>> {
         let mut out: BTreeMap<(String, String), GroupBacklog> = BTreeMap::new();
         let unread = self
