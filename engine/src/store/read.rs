@@ -358,13 +358,7 @@ impl Store {
     /// scan the table instead where its statistics say most deliveries are live).
     pub async fn group_backlogs(&self) -> Result<Vec<GroupBacklog>> {
         let mut out: BTreeMap<(String, String), GroupBacklog> = BTreeMap::new();
-        let unread = self
-            .rows(Statement::new(
-                "SELECT g.namespace, g.name, g.read_seq, n.next_notification_seq, \
-                 (SELECT MIN(m.seq) FROM notifications m WHERE m.namespace = g.namespace) \
-                 FROM consumer_groups g JOIN namespaces n ON n.name = g.namespace",
-            ))
-            .await?;
+        let unread = self.rows(Statement::new(sql::GROUP_POSITIONS)).await?;
         for row in unread {
             let (namespace, group): (String, String) = (row.get(0)?, row.get(1)?);
             let (read_seq, next): (i64, i64) = (row.get(2)?, row.get(3)?);
@@ -372,13 +366,7 @@ impl Store {
             let key = (namespace.clone(), group.clone());
             out.insert(key, GroupBacklog { namespace, group, pending, leased: 0, dead: 0 });
         }
-        let live = self
-            .rows(Statement::new(format!(
-                "SELECT namespace, group_name, state, COUNT(*) FROM deliveries WHERE state <> '{}' \
-                 GROUP BY namespace, group_name, state",
-                DeliveryState::Dead
-            )))
-            .await?;
+        let live = self.rows(Statement::new(sql::live_deliveries_by_group())).await?;
         for row in live {
             let key: (String, String) = (row.get(0)?, row.get(1)?);
             let state: String = row.get(2)?;
@@ -390,13 +378,7 @@ impl Store {
                 Ok(DeliveryState::Ready) | Err(_) => b.pending += n,
             }
         }
-        let dead = self
-            .rows(Statement::new(format!(
-                "SELECT namespace, group_name, COUNT(*) FROM deliveries WHERE state = '{}' \
-                 GROUP BY namespace, group_name",
-                DeliveryState::Dead
-            )))
-            .await?;
+        let dead = self.rows(Statement::new(sql::dead_letters_by_group())).await?;
         for row in dead {
             let key: (String, String) = (row.get(0)?, row.get(1)?);
             if let Some(b) = out.get_mut(&key) {

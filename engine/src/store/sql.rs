@@ -1,6 +1,7 @@
 //! The few places where SQLite and Postgres differ, helpers for statements with a variable
-//! number of rows, and the statements that find a few rows of a namespace, whose Postgres plans
-//! must not depend on statistics (the test module `plans` checks them).
+//! number of rows, the statements that find a few rows of a namespace, whose Postgres plans
+//! must not depend on statistics (the test module `plans` checks them), and the monitoring
+//! counts, which must not read a backlog (`sqlite_plans`).
 
 use super::Backend;
 use super::conn::Statement;
@@ -159,6 +160,30 @@ pub(crate) fn ack_deliveries(n: usize) -> String {
     )
 }
 
+/// Every consumer group with what its unread count is made of ([`crate::store::Store::group_backlogs`]):
+/// namespace, name, read position, the namespace's next notification sequence and its oldest
+/// stored notification's (NULL if none).
+pub(crate) const GROUP_POSITIONS: &str = "SELECT g.namespace, g.name, g.read_seq, n.next_notification_seq, \
+     (SELECT MIN(m.seq) FROM notifications m WHERE m.namespace = g.namespace) \
+     FROM consumer_groups g JOIN namespaces n ON n.name = g.namespace";
+
+/// Counts the ready and leased deliveries of each group, through their partial index.
+pub(crate) fn live_deliveries_by_group() -> String {
+    format!(
+        "SELECT namespace, group_name, state, COUNT(*) FROM deliveries WHERE state <> '{}' \
+         GROUP BY namespace, group_name, state",
+        DeliveryState::Dead
+    )
+}
+
+/// Counts the dead letters of each group, through their partial index (migration 0007).
+pub(crate) fn dead_letters_by_group() -> String {
+    format!(
+        "SELECT namespace, group_name, COUNT(*) FROM deliveries WHERE state = '{}' GROUP BY namespace, group_name",
+        DeliveryState::Dead
+    )
+}
+
 /// Keys per lookup and rows per narrow statement: few distinct statements to prepare, few
 /// round trips.
 pub(crate) const CHUNK: usize = 64;
@@ -177,6 +202,65 @@ mod tests {
         assert_eq!(placeholders(1, 2, 3), "($3, $4)");
         assert_eq!(list(3, 2), "$2, $3, $4");
         assert!(events_by_keys(2).starts_with("WITH k(source, id) AS (VALUES ($2, $3), ($4, $5)) SELECT"));
+    }
+}
+
+/// SQLite: the monitoring counts read indexes only, never a table's rows: a scrape must not
+/// cost more as a group falls behind or dead letters pile up.
+#[cfg(test)]
+#[cfg(feature = "testkit")]
+mod sqlite_plans {
+    use sqlx::{Connection, Row, SqliteConnection};
+
+    use super::*;
+    use crate::store::{Store, StoreConfig};
+    use crate::testkit::TestDatabase;
+
+    #[tokio::test]
+    async fn monitoring_counts_read_indexes_only() {
+        let db = TestDatabase::fresh(Backend::Sqlite).await;
+        Store::open(StoreConfig::new(db.url.clone())).await.expect("opening the store (migrations)");
+        let mut conn = SqliteConnection::connect(&db.url).await.unwrap();
+        for sql in [GROUP_POSITIONS.to_owned(), live_deliveries_by_group(), dead_letters_by_group()] {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(3))
+                .collect();
+            // A SCAN without an index reads a table's rows; the groups' own (`g`) are the list
+            // being counted for.
+            let whole_tables: Vec<&String> =
+                plan.iter().filter(|s| s.starts_with("SCAN ") && !s.contains("INDEX") && *s != "SCAN g").collect();
+            assert!(whole_tables.is_empty(), "{sql}: {plan:?}");
+        }
+    }
+
+    /// A group 20,000 notifications behind: its unread count takes a few steps, not a step per
+    /// notification.
+    #[tokio::test]
+    async fn unread_counts_do_not_walk_the_backlog() {
+        let db = TestDatabase::fresh(Backend::Sqlite).await;
+        Store::open(StoreConfig::new(db.url.clone())).await.expect("opening the store (migrations)");
+        let path = db.url.trim_start_matches("sqlite://");
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO namespaces (name, next_notification_seq) VALUES ('ns', 20001); \
+             INSERT INTO consumer_groups (namespace, name, settings, read_seq, created_us) \
+                 VALUES ('ns', 'g', '{}', 0, 0); \
+             WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 20000) \
+             INSERT INTO notifications (namespace, seq, fire_id, kind, listener_id, target, correlation, \
+                 event_seqs, created_us, trace) \
+             SELECT 'ns', n, 'f' || n, 'start', 'l', 'wf', '[]', '[1]', n, '{}' FROM s;",
+        )
+        .unwrap();
+        let mut q = conn.prepare(GROUP_POSITIONS).unwrap();
+        let (read_seq, next, oldest): (i64, i64, Option<i64>) =
+            q.query_row([], |r| Ok((r.get(2)?, r.get(3)?, r.get(4)?))).unwrap();
+        assert_eq!(crate::store::read::unread_past(read_seq, next, oldest), 20_000);
+        let steps = q.get_status(rusqlite::StatementStatus::VmStep);
+        assert!(steps < 500, "{steps} steps of the VM for a group 20,000 behind");
     }
 }
 
