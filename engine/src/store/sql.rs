@@ -205,8 +205,8 @@ mod tests {
     }
 }
 
-/// SQLite: the monitoring counts read indexes only, never a table's rows: a scrape must not
-/// cost more as a group falls behind or dead letters pile up.
+/// SQLite: the monitoring counts scan no table but the groups' own and do not walk a backlog:
+/// a scrape must not cost more as a group falls behind or dead letters pile up.
 #[cfg(test)]
 #[cfg(feature = "testkit")]
 mod sqlite_plans {
