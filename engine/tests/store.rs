@@ -647,8 +647,14 @@ async fn retention_deletes_old_rows(db: &Db) {
             .len(),
         1
     );
+    let events = |store: Store| async move {
+        let page = store.list_namespaces(10, None).await.unwrap().items;
+        page.into_iter().map(|n| (n.name, n.events, n.last_event_sequence)).collect::<Vec<_>>()
+    };
+    assert_eq!(events(store.clone()).await, [("ns".into(), 0, 3), ("other".into(), 0, 1)]);
     // The active START listener still fires.
     store.publish("ns", vec![ev("a", "4")]).await.unwrap();
+    assert_eq!(events(store.clone()).await, [("ns".into(), 1, 4), ("other".into(), 0, 1)]);
     assert_eq!(store.ack("ns", "g", vec![2]).await.unwrap(), 1);
     let d = store.claim("ns", "g", "c", 10, LEASE).await.unwrap();
     assert_eq!(d.iter().map(|d| d.notification.sequence).collect::<Vec<_>>(), vec![3]);

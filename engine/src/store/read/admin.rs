@@ -58,7 +58,10 @@ pub(super) fn split_named<T>(
 }
 
 impl Store {
-    /// Lists the namespaces in name order, with their counts.
+    /// Lists the namespaces in name order, with their counts. Stored events are counted from
+    /// sequences, not row by row: a namespace's event sequences have no gaps from its oldest
+    /// stored one on (retention removes the oldest first; a purge leaves the count off while it
+    /// runs, and so does a step back of the clock, as for time bounds).
     pub async fn list_namespaces(
         &self,
         page_size_requested: u32,
@@ -69,7 +72,7 @@ impl Store {
         let size = page_size(page_size_requested);
         let sql = format!(
             "SELECT n.name, n.next_event_seq, n.next_notification_seq, \
-             (SELECT COUNT(*) FROM events e WHERE e.namespace = n.name), \
+             (SELECT MIN(e.seq) FROM events e WHERE e.namespace = n.name), \
              (SELECT COUNT(*) FROM listeners l WHERE l.namespace = n.name AND l.status = '{STATUS_ACTIVE}'), \
              (SELECT COUNT(*) FROM consumer_groups g WHERE g.namespace = n.name) \
              FROM namespaces n WHERE n.name > $1 ORDER BY n.name LIMIT {}",
@@ -78,11 +81,13 @@ impl Store {
         let rows = self.rows(Statement::new(sql).bind(after)).await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
+            let next_event_seq: i64 = row.get(1)?;
             items.push(NamespaceInfo {
                 name: row.get(0)?,
-                last_event_sequence: (row.get::<i64>(1)? - 1).max(0) as u64,
+                last_event_sequence: (next_event_seq - 1).max(0) as u64,
                 last_notification_sequence: (row.get::<i64>(2)? - 1).max(0) as u64,
-                events: row.get::<i64>(3)? as u64,
+                // Every stored one: those past position 0.
+                events: unread_past(0, next_event_seq, row.get(3)?),
                 active_listeners: row.get::<i64>(4)? as u64,
                 consumer_groups: row.get::<i64>(5)? as u64,
             });
