@@ -362,7 +362,7 @@ impl Store {
         for row in unread {
             let (namespace, group): (String, String) = (row.get(0)?, row.get(1)?);
             let (read_seq, next): (i64, i64) = (row.get(2)?, row.get(3)?);
-            let pending = unread_past(read_seq, next, row.get(4)?);
+            let pending = stored_past(read_seq, next, row.get(4)?);
             let key = (namespace.clone(), group.clone());
             out.insert(key, GroupBacklog { namespace, group, pending, leased: 0, dead: 0 });
         }
@@ -372,10 +372,11 @@ impl Store {
             let state: String = row.get(2)?;
             let n = row.get::<i64>(3)? as u64;
             let Some(b) = out.get_mut(&key) else { continue };
-            match state.parse() {
-                Ok(DeliveryState::Leased) => b.leased += n,
-                Ok(DeliveryState::Dead) => b.dead += n,
-                Ok(DeliveryState::Ready) | Err(_) => b.pending += n,
+            // Only ready and leased rows come here (dead letters are counted below).
+            if matches!(state.parse(), Ok(DeliveryState::Leased)) {
+                b.leased += n;
+            } else {
+                b.pending += n;
             }
         }
         let dead = self.rows(Statement::new(sql::dead_letters_by_group())).await?;
@@ -405,12 +406,14 @@ impl Store {
     }
 }
 
-/// How many notifications of a namespace lie past a group's read position, from the
-/// namespace's next notification sequence and its oldest stored one (none: nothing is stored):
-/// there are no gaps past any group's read position (see [`Store::group_backlogs`]).
-pub(crate) fn unread_past(read_seq: i64, next_seq: i64, oldest: Option<i64>) -> u64 {
+/// How many rows of a namespace's sequence (its events or its notifications) are stored past
+/// `position`, from the next sequence to give and the oldest stored one (none: nothing is
+/// stored), where the stored ones have no gaps past `position`: a group's unread notifications
+/// (see [`Store::group_backlogs`]), or every stored event (`position` 0, see
+/// [`Store::list_namespaces`]).
+pub(crate) fn stored_past(position: i64, next_seq: i64, oldest: Option<i64>) -> u64 {
     match oldest {
-        Some(oldest) => (next_seq - 1 - read_seq.max(oldest - 1)).max(0) as u64,
+        Some(oldest) => (next_seq - 1 - position.max(oldest - 1)).max(0) as u64,
         None => 0,
     }
 }

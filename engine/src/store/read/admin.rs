@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Bind, Binding, page_size, unread_past};
+use super::{Bind, Binding, page_size, stored_past};
 use crate::error::{Error, Result};
 use crate::event::EventRef;
 use crate::listener::Condition;
@@ -86,8 +86,7 @@ impl Store {
                 name: row.get(0)?,
                 last_event_sequence: (next_event_seq - 1).max(0) as u64,
                 last_notification_sequence: (row.get::<i64>(2)? - 1).max(0) as u64,
-                // Every stored one: those past position 0.
-                events: unread_past(0, next_event_seq, row.get(3)?),
+                events: stored_past(0, next_event_seq, row.get(3)?),
                 active_listeners: row.get::<i64>(4)? as u64,
                 consumer_groups: row.get::<i64>(5)? as u64,
             });
@@ -174,15 +173,9 @@ impl Store {
         let (clause, filter_binds) = unread_filter(&settings);
         let (unread, oldest_unread) = if clause.is_empty() {
             // Every notification is the group's: counted from sequences, like the metrics.
-            let q = Statement::new(
-                "SELECT n.next_notification_seq, \
-                 (SELECT MIN(m.seq) FROM notifications m WHERE m.namespace = $1), \
-                 (SELECT m.created_us FROM notifications m WHERE m.namespace = $1 AND m.seq > $2 \
-                  ORDER BY m.seq LIMIT 1) \
-                 FROM namespaces n WHERE n.name = $1",
-            );
+            let q = Statement::new(crate::store::sql::GROUP_UNREAD);
             match self.rows(q.bind(namespace).bind(read_seq)).await?.first() {
-                Some(row) => (unread_past(read_seq, row.get(0)?, row.get(1)?), row.get::<Option<i64>>(2)?),
+                Some(row) => (stored_past(read_seq, row.get(0)?, row.get(1)?), row.get::<Option<i64>>(2)?),
                 None => (0, None),
             }
         } else {
