@@ -143,3 +143,104 @@ mod tests {
         }
     }
 }
+
+/// Migrations that copy tables keep every row as it was.
+#[cfg(test)]
+#[cfg(feature = "testkit")]
+mod migrations {
+    use rusqlite::types::Value;
+    use sqlx::SqlitePool;
+
+    use super::*;
+    use crate::store::{Store, StoreConfig};
+    use crate::testkit::TestDatabase;
+
+    fn rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<Value>> {
+        let mut q = conn.prepare(sql).unwrap();
+        let columns = q.column_count();
+        q.query_map([], |r| (0..columns).map(|i| r.get::<_, Value>(i)).collect())
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// Migration 0008 moves events and notifications from WITHOUT ROWID tables (which hold whole
+    /// rows in their interior pages, so that every step down an insert read an event's overflow
+    /// page) into rowid tables: every row and column copied, the same unique keys enforced.
+    #[tokio::test]
+    async fn events_and_notifications_move_into_rowid_tables_whole() {
+        let db = TestDatabase::fresh(Backend::Sqlite).await;
+        let path = db.url.trim_start_matches("sqlite://").to_owned();
+        check_sqlite_file(Path::new(&path)).unwrap();
+        set_up_new_file(Path::new(&path), 1024).unwrap();
+        let pool = SqlitePool::connect(&db.url).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        before.migrations = before.migrations.iter().filter(|m| m.version < 8).cloned().collect::<Vec<_>>().into();
+        before.run(&pool).await.unwrap();
+        pool.close().await;
+
+        // Rows of the sizes the store writes (a 700-byte event, a 300-byte notification), in
+        // three namespaces; every 100th notification replayed.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 3000) \
+             INSERT INTO events (namespace, seq, source, id, type, subject, received_us, body) \
+             SELECT 'ns' || (n % 3), n, '/orders', 'id-' || n, 'order.created', \
+                 CASE WHEN n % 2 = 0 THEN 'order-' || n END, 1000 + n, hex(randomblob(300)) FROM s; \
+             WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 3000) \
+             INSERT INTO notifications (namespace, seq, fire_id, kind, listener_id, target, correlation, \
+                 event_seqs, created_us, trace, replayed) \
+             SELECT 'ns' || (n % 3), n, 'fire-' || n, 'start', 'listener-' || (n % 7), 'wf', '[]', \
+                 '[' || n || ']', 1000 + n, hex(randomblob(100)), n % 100 = 0 FROM s;",
+        )
+        .unwrap();
+        let events = "SELECT * FROM events ORDER BY namespace, seq";
+        let notifications = "SELECT * FROM notifications ORDER BY namespace, seq";
+        let (events_before, notifications_before) = (rows(&conn, events), rows(&conn, notifications));
+        assert_eq!((events_before.len(), notifications_before.len()), (3000, 3000));
+
+        let _store = Store::open(StoreConfig::new(db.url.clone())).await.expect("opening the store (migrations)");
+        assert_eq!(rows(&conn, events), events_before);
+        assert_eq!(rows(&conn, notifications), notifications_before);
+        let tables = rows(&conn, "SELECT sql FROM sqlite_master WHERE name IN ('events', 'notifications')");
+        assert_eq!(tables.len(), 2);
+        for table in tables {
+            let Value::Text(sql) = &table[0] else { panic!("{table:?}") };
+            assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+        }
+        let indexes = rows(
+            &conn,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('events', 'notifications') \
+             ORDER BY name",
+        );
+        let names: Vec<&Value> = indexes.iter().map(|r| &r[0]).collect();
+        let expected = [
+            "events_by_key",
+            "notifications_replayed_by_fire",
+            "sqlite_autoindex_events_1",
+            "sqlite_autoindex_notifications_1",
+        ];
+        assert_eq!(names, expected.map(|n| Value::Text(n.to_owned())).iter().collect::<Vec<_>>());
+
+        // The unique keys: (namespace, seq) of both, (namespace, source, id) of events,
+        // (namespace, fire_id) of replayed notifications.
+        let refused = [
+            "INSERT INTO events SELECT namespace, seq, source, 'other', type, subject, received_us, body \
+             FROM events WHERE namespace = 'ns1' AND seq = 1",
+            "INSERT INTO events SELECT namespace, 9999, source, id, type, subject, received_us, body \
+             FROM events WHERE namespace = 'ns1' AND seq = 1",
+            "INSERT INTO notifications SELECT namespace, seq, 'other', kind, listener_id, target, correlation, \
+             event_seqs, created_us, trace, replayed FROM notifications WHERE namespace = 'ns1' AND seq = 1",
+            "INSERT INTO notifications SELECT namespace, 9999, fire_id, kind, listener_id, target, correlation, \
+             event_seqs, created_us, trace, 1 FROM notifications WHERE namespace = 'ns1' AND seq = 100",
+        ];
+        for sql in refused {
+            let e = conn.execute(sql, []).unwrap_err();
+            assert!(e.to_string().contains("UNIQUE constraint failed"), "{sql}: {e}");
+        }
+        let live_firing_again = "INSERT INTO notifications SELECT namespace, 9999, fire_id, kind, listener_id, \
+             target, correlation, event_seqs, created_us, trace, 0 FROM notifications \
+             WHERE namespace = 'ns1' AND seq = 100";
+        assert_eq!(conn.execute(live_firing_again, []).unwrap(), 1);
+    }
+}
