@@ -166,7 +166,8 @@ mod migrations {
 
     /// Migration 0008 moves events and notifications from WITHOUT ROWID tables (which hold whole
     /// rows in their interior pages, so that every step down an insert read an event's overflow
-    /// page) into rowid tables: every row and column copied, the same unique keys enforced.
+    /// page) into rowid tables: every row and column copied, the same unique keys enforced, and
+    /// the copy out of the WAL once the store is open.
     #[tokio::test]
     async fn events_and_notifications_move_into_rowid_tables_whole() {
         let db = TestDatabase::fresh(Backend::Sqlite).await;
@@ -200,6 +201,8 @@ mod migrations {
         assert_eq!((events_before.len(), notifications_before.len()), (3000, 3000));
 
         let _store = Store::open(StoreConfig::new(db.url.clone())).await.expect("opening the store (migrations)");
+        let wal = std::fs::metadata(super::super::checkpoint::wal_path(Path::new(&path))).unwrap();
+        assert_eq!(wal.len(), 0, "the copy is checkpointed and the WAL emptied before the store starts");
         assert_eq!(rows(&conn, events), events_before);
         assert_eq!(rows(&conn, notifications), notifications_before);
         let tables = rows(&conn, "SELECT sql FROM sqlite_master WHERE name IN ('events', 'notifications')");
