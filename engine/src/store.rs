@@ -125,7 +125,7 @@ impl Store {
         }
         .map_err(error::migration_failed)?;
         if backend == Backend::Sqlite {
-            // A migration that copies a table writes it through the WAL (1.35 GB for a million
+            // A migration that copies a table writes it through the WAL (1.36 GB for 1.1 million
             // events): into the database file with it, and the WAL emptied, before the writer
             // starts, whose checkpointer would otherwise leave it until the first commits.
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&read).await?;

@@ -201,7 +201,7 @@ mod migrations {
         assert_eq!((events_before.len(), notifications_before.len()), (3000, 3000));
 
         let _store = Store::open(StoreConfig::new(db.url.clone())).await.expect("opening the store (migrations)");
-        let wal = std::fs::metadata(super::super::checkpoint::wal_path(Path::new(&path))).unwrap();
+        let wal = std::fs::metadata(crate::store::checkpoint::wal_path(Path::new(&path))).unwrap();
         assert_eq!(wal.len(), 0, "the copy is checkpointed and the WAL emptied before the store starts");
         assert_eq!(rows(&conn, events), events_before);
         assert_eq!(rows(&conn, notifications), notifications_before);
