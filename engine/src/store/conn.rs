@@ -556,4 +556,15 @@ mod tests {
         assert!(rows[0].get::<i64>(0).is_err(), "text does not read as a number");
         Ok(())
     }
+
+    /// The bundled SQLite is built with the workspace's options (`.cargo/config.toml`): no
+    /// global mutex around every allocation.
+    #[test]
+    fn bundled_sqlite_keeps_no_memory_statistics() -> Result<()> {
+        let conn = rusqlite::Connection::open_in_memory()?;
+        let mut statement = conn.prepare("PRAGMA compile_options")?;
+        let options = statement.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "compile options: {options:?}");
+        Ok(())
+    }
 }
