@@ -128,7 +128,7 @@ impl Store {
             // A migration that copies a table writes it through the WAL (1.36 GB for 1.1 million
             // events): into the database file with it, and the WAL emptied, before the writer
             // starts, whose checkpointer would otherwise leave it until the first commits.
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&read).await?;
+            sqlx::query(checkpoint::Mode::Truncate.pragma()).execute(&read).await?;
         }
         let sqlite_path = match backend {
             Backend::Sqlite => Some(SqliteConnectOptions::from_str(&config.database_url)?.get_filename().to_owned()),

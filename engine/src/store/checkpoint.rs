@@ -121,14 +121,14 @@ impl Checkpointer {
 
 /// The kinds of checkpoint this thread runs (SQLite's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Passive,
     Restart,
     Truncate,
 }
 
 impl Mode {
-    fn pragma(self) -> &'static str {
+    pub(crate) fn pragma(self) -> &'static str {
         match self {
             Self::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
             Self::Restart => "PRAGMA wal_checkpoint(RESTART)",
