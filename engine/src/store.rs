@@ -57,6 +57,8 @@ mod read;
 mod replay;
 mod rows;
 mod sql;
+#[cfg(test)]
+mod vfs;
 mod writer;
 
 pub use config::{Backend, DEFAULT_SQLITE_PAGE_SIZE, DEFAULT_SQLITE_WAL_LIMIT, Durability, StoreConfig};
