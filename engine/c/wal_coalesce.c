@@ -104,16 +104,8 @@ static int x_write(sqlite3_file *file, const void *data, int amount, sqlite3_int
     rc = send_run(f);
     if (rc != SQLITE_OK) return rc;
   }
-  if (!f->run) f->run = sqlite3_malloc(RUN_MAX);
-  if (!f->run || amount > RUN_MAX) {
-    /* No memory for a run (or a write larger than pages are): write it as it is. */
-    f->commit_pending = 0;
-    return f->base->pMethods->xWrite(f->base, data, amount, offset);
-  }
-  if (f->run_len == 0) f->run_offset = offset;
-  memcpy(f->run + f->run_len, data, (size_t)amount);
-  f->run_len += amount;
 
+  /* Whether this write ends a commit: the page after a commit frame's header. */
   int ends_commit = 0;
   if (amount == FRAME_HEADER) {
     const unsigned char *h = data;
@@ -121,6 +113,18 @@ static int x_write(sqlite3_file *file, const void *data, int amount, sqlite3_int
   } else {
     ends_commit = f->commit_pending;
     f->commit_pending = 0;
+  }
+
+  if (!f->run) f->run = sqlite3_malloc(RUN_MAX);
+  if (f->run && amount <= RUN_MAX) {
+    if (f->run_len == 0) f->run_offset = offset;
+    memcpy(f->run + f->run_len, data, (size_t)amount);
+    f->run_len += amount;
+  } else {
+    /* No memory for a run (or a write larger than pages are): the run is empty here (it was
+     * never allocated, or sent above), so this one goes to the file as it is. */
+    rc = f->base->pMethods->xWrite(f->base, data, amount, offset);
+    if (rc != SQLITE_OK) return rc;
   }
   if (!ends_commit) return SQLITE_OK;
   rc = send_run(f);
