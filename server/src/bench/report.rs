@@ -28,6 +28,12 @@ pub struct Resources {
     pub bytes_written: Option<u64>,
     /// `bytes_written` per event.
     pub bytes_written_per_event: Option<u64>,
+    /// Bytes the disk under the SQLite database wrote during the measurement, for every process
+    /// on it (`/proc/diskstats`). `bytes_written` can exceed it: Linux charges a write there with
+    /// the whole page-cache folio it dirties.
+    pub disk_bytes_written: Option<u64>,
+    /// `disk_bytes_written` per event.
+    pub disk_bytes_written_per_event: Option<u64>,
     /// The SQLite files at the end of the measurement (`None` for Postgres or unmeasured).
     pub files: Option<DatabaseFiles>,
 }
@@ -39,6 +45,7 @@ impl Resources {
         let process = before.process_cpu.zip(after.process_cpu).map(|(b, a)| (a - b).max(0.0));
         let wall = after.at.saturating_duration_since(before.at).as_secs_f64();
         let written = before.written.zip(after.written).map(|(b, a)| a.saturating_sub(b));
+        let disk_written = before.disk_written.zip(after.disk_written).map(|(b, a)| a.saturating_sub(b));
         Self {
             server_cpu_seconds: server.map(round3),
             server_cpu_seconds_per_1k_events: server.map(per_1k),
@@ -48,6 +55,8 @@ impl Resources {
             peak_rss_bytes: after.peak_rss,
             bytes_written: written,
             bytes_written_per_event: written.filter(|_| events > 0).map(|w| w / events),
+            disk_bytes_written: disk_written,
+            disk_bytes_written_per_event: disk_written.filter(|_| events > 0).map(|w| w / events),
             files: after.files,
         }
     }
@@ -172,10 +181,14 @@ fn resources_line(r: &Resources) -> String {
     )
 }
 
-/// Bytes written per event and the database's files: `written 2.4 kB/event; db 225.0 MiB, wal 3.1 MiB`.
+/// Bytes written per event (the process's, and the disk's when known) and the database's files:
+/// `written 2.4 kB/event (disk 2.5 kB); db 225.0 MiB, wal 3.1 MiB`.
 pub fn disk(r: &Resources) -> String {
-    let written =
-        r.bytes_written_per_event.map_or_else(|| "n/a".to_owned(), |b| format!("{:.1} kB/event", b as f64 / 1000.0));
+    let kb = |b: u64| format!("{:.1} kB", b as f64 / 1000.0);
+    let mut written = r.bytes_written_per_event.map_or_else(|| "n/a".to_owned(), |b| format!("{}/event", kb(b)));
+    if let Some(d) = r.disk_bytes_written_per_event {
+        written.push_str(&format!(" (disk {})", kb(d)));
+    }
     match r.files {
         Some(f) => format!("written {written}; db {}, wal {}", mib(Some(f.database_bytes)), mib(Some(f.wal_bytes))),
         None => format!("written {written}"),
@@ -316,5 +329,15 @@ mod tests {
         assert_eq!(rate(1_234_567.0), "1,234,567");
         assert_eq!(mib(Some(3 * 1024 * 1024 / 2)), "1.5 MiB");
         assert_eq!(mib(None), "n/a");
+    }
+
+    #[test]
+    fn bytes_written_with_and_without_the_disk_count() {
+        let files = DatabaseFiles { database_bytes: 225 * 1024 * 1024, wal_bytes: 16 * 1024 * 1024 };
+        let mut r = Resources { bytes_written_per_event: Some(12_600), files: Some(files), ..Resources::default() };
+        assert_eq!(disk(&r), "written 12.6 kB/event; db 225.0 MiB, wal 16.0 MiB");
+        r.disk_bytes_written_per_event = Some(9_740);
+        assert_eq!(disk(&r), "written 12.6 kB/event (disk 9.7 kB); db 225.0 MiB, wal 16.0 MiB");
+        assert_eq!(disk(&Resources::default()), "written n/a");
     }
 }

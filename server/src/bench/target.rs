@@ -197,6 +197,9 @@ pub struct Sample {
     /// Bytes the measured process caused to be written to disk so far (`write_bytes` of
     /// `/proc/<pid>/io`; in-process, the whole process's, though only the server writes).
     pub written: Option<u64>,
+    /// Bytes the disk under the SQLite database has written so far, for every process (sectors
+    /// written in `/proc/diskstats`, of the device the database file is on).
+    pub disk_written: Option<u64>,
     /// Sizes of the SQLite database and WAL files the measured process holds open.
     pub files: Option<DatabaseFiles>,
 }
@@ -231,6 +234,7 @@ impl Meter {
                 rss: None,
                 peak_rss: None,
                 written: None,
+                disk_written: None,
                 files: None,
             },
         }
@@ -239,6 +243,7 @@ impl Meter {
     /// The figures of the process whose `/proc` directory is `dir`, CPU aside.
     fn process(at: Instant, dir: &Path) -> Sample {
         let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let wal = sqlite_wal(dir);
         Sample {
             at,
             server_cpu: None,
@@ -246,7 +251,8 @@ impl Meter {
             rss: parse_status_kb(&status, "VmRSS:"),
             peak_rss: parse_status_kb(&status, "VmHWM:"),
             written: std::fs::read_to_string(dir.join("io")).ok().and_then(|io| parse_io_written(&io)),
-            files: sqlite_files(dir),
+            disk_written: wal.as_deref().and_then(disk_written),
+            files: wal.as_deref().and_then(sqlite_files),
         }
     }
 }
@@ -256,18 +262,50 @@ fn parse_io_written(io: &str) -> Option<u64> {
     io.lines().find_map(|l| l.strip_prefix("write_bytes:")).and_then(|n| n.trim().parse().ok())
 }
 
-/// Finds the SQLite WAL file among the process's open files and returns its and its
-/// database's sizes.
-fn sqlite_files(proc_dir: &Path) -> Option<DatabaseFiles> {
-    let wal = std::fs::read_dir(proc_dir.join("fd"))
+/// Finds the SQLite WAL file among the open files of the process whose `/proc` directory is
+/// `proc_dir`.
+fn sqlite_wal(proc_dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(proc_dir.join("fd"))
         .ok()?
         .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .find(|target| target.to_string_lossy().ends_with(".db-wal"))?;
+        .find(|target| target.to_string_lossy().ends_with(".db-wal"))
+}
+
+/// Sizes of a WAL file and its database.
+fn sqlite_files(wal: &Path) -> Option<DatabaseFiles> {
     let wal_name = wal.to_string_lossy();
     let database = PathBuf::from(wal_name.strip_suffix("-wal")?);
     Some(DatabaseFiles {
         database_bytes: std::fs::metadata(database).ok()?.len(),
-        wal_bytes: std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        wal_bytes: std::fs::metadata(wal).map_or(0, |m| m.len()),
+    })
+}
+
+/// Bytes written so far by the block device `file` is on (`/proc/diskstats`); `None` when the
+/// file system has no such device (tmpfs, overlay).
+///
+/// Beside the process's own `write_bytes`: Linux charges a write there with the whole page-cache
+/// folio it dirties, which can be several pages, so that count can exceed what reached the disk.
+/// The device's count is what the disk did, for every process on it.
+fn disk_written(file: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let (major, minor) = device_numbers(std::fs::metadata(file).ok()?.dev());
+    sectors_written(&std::fs::read_to_string("/proc/diskstats").ok()?, major, minor).map(|s| s * 512)
+}
+
+/// The major and minor numbers of a Linux device number (as glibc's `major` and `minor` read it).
+fn device_numbers(dev: u64) -> (u64, u64) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (major, minor)
+}
+
+/// Sectors written (the 10th field) of the device `major:minor` in the text of `/proc/diskstats`.
+fn sectors_written(diskstats: &str, major: u64, minor: u64) -> Option<u64> {
+    diskstats.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let matches = fields.first()?.parse::<u64>().ok()? == major && fields.get(1)?.parse::<u64>().ok()? == minor;
+        if matches { fields.get(9)?.parse().ok() } else { None }
     })
 }
 
@@ -322,6 +360,19 @@ mod tests {
         let io = "rchar: 10\nwchar: 20\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
         assert_eq!(parse_io_written(io), Some(4096));
         assert_eq!(parse_io_written("rchar: 1\n"), None);
+    }
+
+    #[test]
+    fn disk_counters() {
+        // makedev(254, 0) and makedev(259, 65537): the high bits of both numbers.
+        assert_eq!(device_numbers(254 << 8), (254, 0));
+        assert_eq!(device_numbers((259 << 8) | 1 | (0x100 << 12)), (259, 0x101));
+        let diskstats = "   7       0 loop0 10 0 20 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n \
+                         254       0 vda 5000 10 80000 900 7000 20 1433092 1200 0 3000 2100 0 0 0 0 0 0\n \
+                         254       1 vda1 4000 10 70000 800 6000 20 1000000 1100 0 2900 1900 0 0 0 0 0 0\n";
+        assert_eq!(sectors_written(diskstats, 254, 0), Some(1_433_092));
+        assert_eq!(sectors_written(diskstats, 254, 1), Some(1_000_000));
+        assert_eq!(sectors_written(diskstats, 8, 0), None);
     }
 
     #[test]
