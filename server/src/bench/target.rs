@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn disk_counters() {
-        // makedev(254, 0) and makedev(259, 65537): the high bits of both numbers.
+        // makedev(254, 0), and makedev(259, 257), whose minor number needs the high minor bits.
         assert_eq!(device_numbers(254 << 8), (254, 0));
         assert_eq!(device_numbers((259 << 8) | 1 | (0x100 << 12)), (259, 0x101));
         let diskstats = "   7       0 loop0 10 0 20 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n \
